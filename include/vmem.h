@@ -1,0 +1,314 @@
+/*
+ * vmem.h - the public interface of libvmem, a vmem resource allocator
+ * (Bonwick and Adams, "Magazines and Vmem", USENIX 2001).
+ *
+ * An arena manages a set of integers: kernel virtual addresses, physical
+ * frames, process IDs, DMA windows. Ranges enter an arena as spans, through
+ * vmem_add() or by import from a source arena, and leave it as allocated
+ * segments. Nothing is ever stored inside the managed range.
+ *
+ * Compatibility: the names, signatures, flag names and flag values of the
+ * original vmem.h are kept, so a kernel written against it compiles
+ * unchanged (the one widening: `name` is `const char *`, which every caller
+ * of the `char *` version still satisfies). Everything marked "extension"
+ * is new.
+ *
+ * This header includes only <stddef.h>, <stdint.h> and <stdbool.h>, defines
+ * names only in the vmem_ / Vmem / VM_ / VMEM_ namespaces, and compiles as
+ * C11 and as C++.
+ *
+ * Conventions used throughout:
+ *  - Ranges are half-open, [addr, addr + size). A span may end exactly at the
+ *    top of the address space (addr + size == 2^N); nothing overflows.
+ *  - Sizes are rounded up to the arena's quantum, which is a power of two.
+ *  - The void * calls (vmem_alloc, vmem_xalloc) return NULL on failure, so
+ *    they never hand out address 0: they place allocations at or above the
+ *    first quantum. Address 0 is available through the extension calls that
+ *    return a status and take the address by pointer (vmem_xalloc_addr,
+ *    vmem_alloc_exact), so an arena of IDs starting at 0 can use all of them.
+ *  - Misuse (freeing what is not allocated, a wrong size, bad constraints,
+ *    overlapping spans, destroying a busy arena, ...) is detected in every
+ *    build and reported through vmem_port_misuse(); when that hook returns,
+ *    the call fails (NULL, a negative VMEM_ERR_ code, or no effect) and the
+ *    arena is exactly as it was.
+ */
+#ifndef VMEM_H
+#define VMEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Flags (values are those of the original header) ------------------- */
+
+/* Use the smallest free segment that can satisfy the allocation. Best for
+ * small, precious resources. */
+#define VM_BESTFIT (1 << 0)
+/* A good approximation to best-fit in constant time: the head of the first
+ * freelist whose every member is large enough. The default policy. */
+#define VM_INSTANTFIT (1 << 1)
+/* The first free placement after the previous allocation, wrapping around:
+ * an ID arena hands out every ID once before reusing any. */
+#define VM_NEXTFIT (1 << 2)
+/* May wait until a free or vmem_add() makes the request satisfiable. */
+#define VM_SLEEP (1 << 3)
+/* Never waits: fails with NULL if the request cannot be satisfied now. */
+#define VM_NOSLEEP (1 << 4)
+/* The request is made on behalf of the allocator itself (a port's page
+ * source refilling boundary tags): it may use the tags held in reserve and
+ * never triggers a refill, so it cannot recurse. */
+#define VM_BOOTSTRAP (1 << 5)
+/* Extension: the lowest-addressed placement that satisfies the request. */
+#define VM_FIRSTFIT (1 << 6)
+/* Extension: place the allocation as high as possible (top-down). Combines
+ * with VM_BESTFIT (smallest segment, its top end) or alone (highest address);
+ * not with VM_NEXTFIT or VM_INSTANTFIT. */
+#define VM_ENDALLOC (1 << 7)
+
+/* Without VM_SLEEP, a request never waits: VM_NOSLEEP is the default. */
+
+/* ---- Error codes (negative returns of the int-returning calls) --------- */
+#define VMEM_ERR_NO_MEM 1     /* kept from the original header */
+#define VMEM_ERR_INVALID 2    /* misuse: bad argument or state, reported */
+#define VMEM_ERR_NOT_FOUND 3  /* vmem_check(): inconsistency found */
+
+/* ---- Types ------------------------------------------------------------ */
+
+struct vmem;
+struct vmem_tag;
+
+/* Import callbacks: an arena imports spans by calling afunc(source, size,
+ * vmflag) and gives a span back, once wholly free, with ffunc(source, addr,
+ * size). Both are called with no arena lock held. When afunc is vmem_alloc
+ * (or vmem_xalloc's wrapper) and ffunc vmem_free / vmem_xfree, the arena
+ * imports through vmem_xalloc so that align, phase, nocross, minaddr and
+ * maxaddr are honoured by the imported span itself. */
+typedef void *VmemAlloc(struct vmem *vmem, size_t size, int flags);
+typedef void VmemFree(struct vmem *vmem, void *addr, size_t size);
+
+/* Statistics of an arena; every field is exact at all times. */
+typedef struct {
+    size_t in_use; /* units currently allocated from the arena */
+    size_t import; /* units currently held in spans imported from the source */
+    size_t total;  /* units in all spans: added with vmem_add() and imported */
+    size_t alloc;  /* number of successful allocations since creation */
+    size_t free;   /* number of successful frees since creation */
+} VmemStat;
+
+/* Opaque storage for the port's lock, embedded by value so that creating an
+ * arena allocates nothing. A port checks at compile time that its lock fits
+ * (VMEM_LOCK_WORDS may be raised with -D, identically for library and
+ * kernel). */
+#ifndef VMEM_LOCK_WORDS
+#define VMEM_LOCK_WORDS 8
+#endif
+typedef union {
+    uint64_t vl_words[VMEM_LOCK_WORDS];
+    void *vl_align;
+} VmemLock;
+
+/* Number of power-of-two freelists: one per bit of a size. */
+#define VMEM_FREELISTS (sizeof(size_t) * 8)
+/* Hash buckets embedded in an arena, used until it grows a table. */
+#define VMEM_HASH_EMBEDDED 16
+#define VMEM_NAME_MAX 64
+
+/*
+ * An arena. vmem_init() fills caller storage of this type; vmem_create()
+ * provides the storage itself. Read `name`, `quantum` and `stat` if you
+ * like (under no lock, they may be momentarily stale); the rest is private
+ * and may change between releases.
+ */
+typedef struct vmem {
+    char name[VMEM_NAME_MAX];  /* descriptive name, for reports and dumps */
+    void *base;                /* start of the initial span */
+    size_t size;               /* size of the initial span */
+    size_t quantum;            /* unit of currency, a power of two */
+    VmemAlloc *alloc;          /* import function, or NULL */
+    VmemFree *free;            /* give-back function, or NULL */
+    struct vmem *source;       /* arena spans are imported from, or NULL */
+    size_t qcache_max;         /* largest size served by quantum caches */
+    int vmflag;                /* flags given at creation */
+    VmemStat stat;
+
+    /* private */
+    uint32_t vm_magic;         /* VMEM_MAGIC while the arena is usable */
+    uint32_t vm_state;         /* internal state bits */
+    VmemLock vm_lock;
+    unsigned vm_quantum_shift; /* log2(quantum) */
+    struct vmem_tag *vm_seg_first;  /* all segments and span markers, by address */
+    struct vmem_tag *vm_seg_last;
+    struct vmem_tag *vm_span_first; /* span markers, by address */
+    struct vmem_tag *vm_freelist[VMEM_FREELISTS];
+    size_t vm_freemap;              /* bit n set: vm_freelist[n] is not empty */
+    struct vmem_tag *vm_free_by_addr; /* free segments, by address (AVL) */
+    struct vmem_tag *vm_free_by_size; /* free segments, by (size, address) (AVL) */
+    uintptr_t vm_rotor;             /* where the next VM_NEXTFIT search starts */
+    struct vmem_tag *vm_stash;      /* boundary tags reserved for this arena */
+    size_t vm_stash_count;
+    size_t vm_nsegs;                /* free + allocated segments (not spans) */
+    /* Allocated-segment hash, resized incrementally: while vm_hash_old is
+     * set, its buckets below vm_hash_migrated have moved to vm_hash. */
+    struct vmem_tag **vm_hash;
+    size_t vm_hash_mask;
+    struct vmem_tag **vm_hash_old;
+    size_t vm_hash_old_mask;
+    size_t vm_hash_migrated;
+    size_t vm_hash_count;
+    void *vm_hash_retired;          /* table to hand back once unlocked */
+    size_t vm_hash_retired_bytes;
+    struct vmem_tag *vm_hash_embedded[VMEM_HASH_EMBEDDED];
+    struct vmem *vm_next_created;   /* vmem_create() storage free list */
+} Vmem;
+
+/* ---- The original API ------------------------------------------------- */
+
+/*
+ * Initialises an arena in caller storage. Allocates nothing. Its initial
+ * span is [base, base + size) when size > 0. quantum must be a power of
+ * two; base and size multiples of it. afunc/ffunc/source describe where
+ * spans are imported from (all NULL, or afunc and source both set).
+ * qcache_max is recorded (quantum caches arrive with the concurrency work).
+ * Returns 0, or -VMEM_ERR_INVALID after reporting misuse (storage then
+ * holds no arena).
+ */
+int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quantum,
+              VmemAlloc *afunc, VmemFree *ffunc, Vmem *source, size_t qcache_max,
+              int vmflag);
+
+/* Destroys an arena with no allocated segment: gives imported spans back to
+ * the source and returns every boundary tag. With live segments this is
+ * misuse: reported, and the arena stays usable and unchanged. */
+void vmem_destroy(Vmem *vmp);
+
+/* Allocates size units (rounded to the quantum) with the policy in vmflag
+ * (VM_INSTANTFIT by default). Returns the address, or NULL. */
+void *vmem_alloc(Vmem *vmp, size_t size, int vmflag);
+
+/* Frees a segment from vmem_alloc(); size must be the size allocated. */
+void vmem_free(Vmem *vmp, void *addr, size_t size);
+
+/*
+ * Allocates size units at offset phase from an align boundary, such that
+ * [addr, addr + size) lies within [minaddr, maxaddr) and does not cross a
+ * nocross-aligned boundary. align 0 means the quantum; nocross 0 means no
+ * boundary; minaddr / maxaddr NULL mean unconstrained. align and nocross
+ * must be powers of two, align, phase and nocross multiples of the
+ * quantum, phase < align, and nocross >= size. With VM_NOSLEEP it fails
+ * only when no such placement exists, even after importing.
+ */
+void *vmem_xalloc(Vmem *vmp, size_t size, size_t align, size_t phase, size_t nocross,
+                  void *minaddr, void *maxaddr, int vmflag);
+
+/* Frees a segment from vmem_xalloc(). */
+void vmem_xfree(Vmem *vmp, void *addr, size_t size);
+
+/* Adds the span [addr, addr + size) to the arena. Returns addr on success,
+ * NULL on failure (out of boundary tags under VM_NOSLEEP, or misuse: an
+ * overlapping, wrapping, empty or misaligned span). A span at address 0
+ * cannot report success through this call: use vmem_add_range(). */
+void *vmem_add(Vmem *vmp, void *addr, size_t size, int vmflag);
+
+/* Prints the arena (spans, segments, freelists, hash load, stats) through
+ * vmem_port_puts(). */
+void vmem_dump(Vmem *vmp);
+
+/* Hands the allocator its static pool of boundary tags. Call once, before
+ * any other vmem call; until then every call is reported as misuse. */
+void vmem_bootstrap(void);
+
+/* ---- Extensions -------------------------------------------------------- */
+
+/* The paper's constructor: like vmem_init(), with arena storage taken from
+ * the library's own metadata pages. Returns NULL on failure. vmem_destroy()
+ * gives the storage back. */
+Vmem *vmem_create(const char *name, void *base, size_t size, size_t quantum,
+                  VmemAlloc *afunc, VmemFree *ffunc, Vmem *source, size_t qcache_max,
+                  int vmflag);
+
+/* vmem_add() with a status return, usable for a span at address 0.
+ * Returns 0 or a negative VMEM_ERR_ code. */
+int vmem_add_range(Vmem *vmp, uintptr_t base, size_t size, int vmflag);
+
+/* vmem_xalloc() with a status return and the full address range: stores the
+ * address in *addrp and returns 0, or returns a negative VMEM_ERR_ code.
+ * May return address 0. maxaddr 0 means no upper bound. */
+int vmem_xalloc_addr(Vmem *vmp, size_t size, size_t align, size_t phase, size_t nocross,
+                     uintptr_t minaddr, uintptr_t maxaddr, int vmflag, uintptr_t *addrp);
+
+/* Allocates exactly [addr, addr + size), which must be free (or importable).
+ * Returns 0 or a negative VMEM_ERR_ code; free it with vmem_xfree(). */
+int vmem_alloc_exact(Vmem *vmp, uintptr_t addr, size_t size, int vmflag);
+
+/* Segment types, for vmem_size() and vmem_walk() masks. */
+#define VMEM_ALLOC 0x1
+#define VMEM_FREE 0x2
+#define VMEM_SPAN 0x4
+
+/* Units allocated (VMEM_ALLOC), free (VMEM_FREE), or both (total). */
+size_t vmem_size(Vmem *vmp, int typemask);
+
+/* Calls func(arg, addr, size, type) for each segment whose type is in
+ * typemask, in address order, with the arena locked: func must not call
+ * into the same arena. */
+typedef void VmemWalker(void *arg, uintptr_t addr, size_t size, int type);
+void vmem_walk(Vmem *vmp, int typemask, VmemWalker *func, void *arg);
+
+/* True if [addr, addr + size) lies within one span of the arena. */
+bool vmem_contains(Vmem *vmp, void *addr, size_t size);
+
+/* What vmem_check() found wrong, if anything. */
+typedef struct {
+    const char *reason; /* NULL when the arena is consistent */
+    uintptr_t addr;     /* the segment where the problem was seen */
+    size_t size;
+} VmemCheckReport;
+
+/* Full consistency check, O(segments): spans, segment order and coverage,
+ * freelists and bitmap, both free-segment indexes, the hash and the stats.
+ * Returns 0 when consistent, else -VMEM_ERR_NOT_FOUND with *report (if
+ * given) describing the first problem. Never crashes on a sane arena. */
+int vmem_check(Vmem *vmp, VmemCheckReport *report);
+
+/* ---- Misuse reports ----------------------------------------------------- */
+
+typedef enum {
+    VMEM_MISUSE_NOT_ARENA = 1,     /* arena not initialised, or destroyed */
+    VMEM_MISUSE_NOT_BOOTSTRAPPED,  /* a call before vmem_bootstrap() */
+    VMEM_MISUSE_BAD_ARGUMENT,      /* NULL arena, bad quantum, size 0, ... */
+    VMEM_MISUSE_BAD_FLAGS,         /* conflicting policy or sleep flags */
+    VMEM_MISUSE_BAD_CONSTRAINT,    /* align / phase / nocross / range invalid */
+    VMEM_MISUSE_SIZE_OVERFLOW,     /* size too large to round or place */
+    VMEM_MISUSE_SPAN_OVERLAP,      /* vmem_add of a range already present */
+    VMEM_MISUSE_SPAN_WRAP,         /* a span past the top of the address space */
+    VMEM_MISUSE_FREE_UNKNOWN,      /* address in no span of this arena */
+    VMEM_MISUSE_DOUBLE_FREE,       /* address lies in a free segment */
+    VMEM_MISUSE_FREE_INSIDE,       /* address inside an allocated segment */
+    VMEM_MISUSE_FREE_WRONG_SIZE,   /* size differs from the allocated size */
+    VMEM_MISUSE_FREE_WRONG_CALL,   /* vmem_free of an xalloc segment, or the
+                                      reverse, where the caches make it matter */
+    VMEM_MISUSE_DESTROY_BUSY,      /* vmem_destroy with allocated segments */
+    VMEM_MISUSE_CANNOT_SLEEP,      /* VM_SLEEP that would wait, port can't */
+} VmemMisuseKind;
+
+typedef struct {
+    const char *arena;   /* arena name ("?" when there is no arena) */
+    const char *call;    /* public function, e.g. "vmem_free" */
+    uintptr_t addr;      /* address argument, 0 if none */
+    size_t size;         /* size argument, 0 if none */
+    VmemMisuseKind kind;
+    const char *reason;  /* one specific sentence */
+} VmemMisuse;
+
+/* A short name for a misuse kind, e.g. "double free". */
+const char *vmem_misuse_name(VmemMisuseKind kind);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VMEM_H */

@@ -1,0 +1,55 @@
+/*
+ * vmem_config.h - compile-time options of libvmem.
+ *
+ * Every option is an #ifndef default, so a kernel can override any of them
+ * with -D or by naming its own header in VMEM_CONFIG_HEADER (included first).
+ * The _Static_asserts at the bottom reject combinations the allocator cannot
+ * honour, at compile time rather than at boot.
+ *
+ * Only the library's sources include this file; the public header vmem.h
+ * stays free of anything but <stddef.h>, <stdint.h> and <stdbool.h>.
+ */
+#ifndef VMEM_CONFIG_H
+#define VMEM_CONFIG_H
+
+#ifdef VMEM_CONFIG_HEADER
+#include VMEM_CONFIG_HEADER
+#endif
+
+/* Size of one page handed out by vmem_port_page_alloc(); boundary tags and
+ * hash tables are carved from pages of this size. */
+#ifndef VMEM_PAGE_SIZE
+#define VMEM_PAGE_SIZE 4096
+#endif
+
+/* Boundary tags in the static pool that vmem_bootstrap() hands to the
+ * allocator, so arenas work before any page source does. */
+#ifndef VMEM_BOOTSTRAP_TAGS
+#define VMEM_BOOTSTRAP_TAGS 256
+#endif
+
+/* Tags the global pool keeps back for VM_BOOTSTRAP requests: a kernel's page
+ * source allocates the pages that refill the pool from an arena, and that
+ * allocation must never need a refill itself. Ordinary requests that would
+ * dip below this level refill from the page source first, and fail cleanly
+ * (VM_NOSLEEP) if it has nothing. */
+#ifndef VMEM_TAG_RESERVE
+#define VMEM_TAG_RESERVE 32
+#endif
+
+/* Set to 0 in a port without a scheduler: VM_SLEEP then never waits and a
+ * VM_SLEEP request that cannot be satisfied is reported as misuse. */
+#ifndef VMEM_PORT_CAN_SLEEP
+#define VMEM_PORT_CAN_SLEEP 1
+#endif
+
+_Static_assert(VMEM_PAGE_SIZE >= 1024 && (VMEM_PAGE_SIZE & (VMEM_PAGE_SIZE - 1)) == 0,
+               "VMEM_PAGE_SIZE must be a power of two of at least 1 KiB");
+_Static_assert(VMEM_TAG_RESERVE >= 8,
+               "VMEM_TAG_RESERVE must cover at least two nested worst-case operations");
+_Static_assert(VMEM_BOOTSTRAP_TAGS >= 2 * VMEM_TAG_RESERVE,
+               "the static pool must hold the reserve and leave room for real work");
+_Static_assert(VMEM_PORT_CAN_SLEEP == 0 || VMEM_PORT_CAN_SLEEP == 1,
+               "VMEM_PORT_CAN_SLEEP is 0 or 1");
+
+#endif /* VMEM_CONFIG_H */

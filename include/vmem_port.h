@@ -1,0 +1,86 @@
+/*
+ * vmem_port.h - everything a kernel provides to libvmem.
+ *
+ * Each hook is a plain extern function with the vmem_port_ prefix. There
+ * are no weak defaults: a port that forgets one fails at link time, not at
+ * run time. Each hook's comment is its contract: when it is called, with
+ * which locks held, and whether it may sleep.
+ *
+ * Locking order (the library never violates it):
+ *   arena lock  ->  (nothing)
+ * The library never holds two arena locks at once and never calls
+ * vmem_port_page_alloc(), vmem_port_page_free(), an import or give-back
+ * callback, or vmem_port_misuse() with any arena lock held. The global
+ * boundary-tag pool lock is only ever taken with no arena lock held.
+ *
+ * Two ports ship with libvmem: src/port/posix.c (pthreads; used by every
+ * host test and by user-space programs) and lib/vmem_port_kernel.c (the
+ * test kernel's: interrupt-disabling spinlocks, no scheduler).
+ */
+#ifndef VMEM_PORT_H
+#define VMEM_PORT_H
+
+#include "vmem.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Interrupt state returned by vmem_port_lock() and given back, unchanged,
+ * to the matching vmem_port_unlock(). */
+typedef uintptr_t VmemIrqState;
+
+/* Prepares the lock storage embedded in an arena (or the library's global
+ * pool lock). Called once per lock, never concurrently with its use. The
+ * lock must fit in sizeof(VmemLock); check that with _Static_assert. */
+void vmem_port_lock_init(VmemLock *lock);
+
+/* Releases whatever vmem_port_lock_init() set up. The lock is unheld. */
+void vmem_port_lock_fini(VmemLock *lock);
+
+/* Acquires the lock, spinning or blocking; on a kernel it disables
+ * interrupts first and returns the previous interrupt state. Not
+ * recursive: the library never takes a lock it holds. */
+VmemIrqState vmem_port_lock(VmemLock *lock);
+
+/* Releases the lock and restores the interrupt state vmem_port_lock()
+ * returned. */
+void vmem_port_unlock(VmemLock *lock, VmemIrqState state);
+
+/*
+ * Returns npages contiguous, writable, VMEM_PAGE_SIZE-aligned pages of
+ * memory for boundary tags, hash tables and vmem_create() storage, or NULL.
+ * Called with no vmem lock held. vmflag carries VM_SLEEP / VM_NOSLEEP from
+ * the request that needs the memory, and always VM_BOOTSTRAP: if the port
+ * takes the pages from a vmem arena it must pass vmflag on unchanged, so
+ * that allocation draws on the reserved tags and cannot recurse.
+ */
+void *vmem_port_page_alloc(size_t npages, int vmflag);
+
+/* Gives back pages from vmem_port_page_alloc(). No vmem lock held. */
+void vmem_port_page_free(void *addr, size_t npages);
+
+/*
+ * Reports misuse of the API (see VmemMisuseKind). Called with no vmem lock
+ * held, once per misused call. A port may panic; if it returns, the call
+ * fails without changing the arena.
+ */
+void vmem_port_misuse(const VmemMisuse *report);
+
+/* The allocator found its own state corrupt (vmem_check would say why)
+ * and cannot go on. Must not return. */
+void vmem_port_panic(const char *message)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((noreturn))
+#endif
+    ;
+
+/* Writes a NUL-terminated string to the console, for vmem_dump(). May be
+ * called with an arena lock held; must not call into vmem. */
+void vmem_port_puts(const char *text);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VMEM_PORT_H */

@@ -1,0 +1,36 @@
+/*
+ * vmem_posix.h - extras of the hosted POSIX port (src/port/posix.c), for
+ * user-space programs and the host test suite. Kernel ports do not have
+ * these.
+ */
+#ifndef VMEM_POSIX_H
+#define VMEM_POSIX_H
+
+#include <stddef.h>
+
+#include "vmem.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Replaces the misuse handler. The default prints the report to stderr and
+ * aborts; NULL restores it. A handler that returns makes the call fail
+ * without changing the arena. */
+typedef void VmemPosixMisuseHandler(const VmemMisuse *report);
+void vmem_posix_set_misuse_handler(VmemPosixMisuseHandler *handler);
+
+/* Fault injection for the page source: after `countdown` further successful
+ * calls (0: none), every vmem_port_page_alloc() fails until
+ * vmem_posix_stop_page_faults(). */
+void vmem_posix_fail_pages_after(size_t countdown);
+void vmem_posix_stop_page_faults(void);
+
+/* Pages currently handed out by the page source and not yet given back. */
+size_t vmem_posix_pages_outstanding(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VMEM_POSIX_H */

@@ -1,0 +1,121 @@
+/*
+ * posix.c - the hosted port of libvmem: pthread mutexes for arena locks,
+ * anonymous mmap for pages, stderr for reports and dumps.
+ *
+ * Used by every host test and usable by any user-space program (link
+ * build/host/libvmem.a with -lpthread). It also offers fault injection and
+ * page accounting (vmem_posix.h) so tests can prove that a failing page
+ * source is handled cleanly and that nothing leaks.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "vmem_config.h"
+#include "vmem_port.h"
+#include "vmem_posix.h"
+
+_Static_assert(sizeof(pthread_mutex_t) <= sizeof(VmemLock),
+               "pthread_mutex_t does not fit in VmemLock: raise VMEM_LOCK_WORDS");
+_Static_assert(_Alignof(pthread_mutex_t) <= _Alignof(VmemLock),
+               "VmemLock is not aligned enough for pthread_mutex_t");
+
+static pthread_mutex_t *as_mutex(VmemLock *lock) { return (pthread_mutex_t *)(void *)lock; }
+
+void vmem_port_lock_init(VmemLock *lock)
+{
+    if (pthread_mutex_init(as_mutex(lock), NULL) != 0)
+        vmem_port_panic("pthread_mutex_init failed");
+}
+
+void vmem_port_lock_fini(VmemLock *lock) { pthread_mutex_destroy(as_mutex(lock)); }
+
+VmemIrqState vmem_port_lock(VmemLock *lock)
+{
+    if (pthread_mutex_lock(as_mutex(lock)) != 0)
+        vmem_port_panic("pthread_mutex_lock failed");
+    return 0;
+}
+
+void vmem_port_unlock(VmemLock *lock, VmemIrqState state)
+{
+    (void)state;
+    if (pthread_mutex_unlock(as_mutex(lock)) != 0)
+        vmem_port_panic("pthread_mutex_unlock failed");
+}
+
+static atomic_size_t pages_outstanding;
+static atomic_size_t fault_countdown; /* 0: no faults; else 1 + calls that still succeed */
+
+void vmem_posix_fail_pages_after(size_t countdown)
+{
+    atomic_store(&fault_countdown, countdown == SIZE_MAX ? countdown : countdown + 1);
+}
+
+void vmem_posix_stop_page_faults(void) { atomic_store(&fault_countdown, 0); }
+
+size_t vmem_posix_pages_outstanding(void) { return atomic_load(&pages_outstanding); }
+
+static bool page_fault_now(void)
+{
+    size_t left = atomic_load(&fault_countdown);
+    while (left > 1) {
+        if (atomic_compare_exchange_weak(&fault_countdown, &left, left - 1))
+            return false;
+    }
+    return left == 1;
+}
+
+void *vmem_port_page_alloc(size_t npages, int vmflag)
+{
+    (void)vmflag;
+    if (npages == 0 || page_fault_now())
+        return NULL;
+    void *pages = mmap(NULL, npages * VMEM_PAGE_SIZE, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (pages == MAP_FAILED)
+        return NULL;
+    atomic_fetch_add(&pages_outstanding, npages);
+    return pages;
+}
+
+void vmem_port_page_free(void *addr, size_t npages)
+{
+    if (munmap(addr, npages * VMEM_PAGE_SIZE) != 0)
+        vmem_port_panic("munmap of a vmem page failed");
+    atomic_fetch_sub(&pages_outstanding, npages);
+}
+
+static VmemPosixMisuseHandler *_Atomic misuse_handler;
+
+void vmem_posix_set_misuse_handler(VmemPosixMisuseHandler *handler)
+{
+    atomic_store(&misuse_handler, handler);
+}
+
+void vmem_port_misuse(const VmemMisuse *report)
+{
+    VmemPosixMisuseHandler *handler = atomic_load(&misuse_handler);
+    if (handler != NULL) {
+        handler(report);
+        return;
+    }
+    fprintf(stderr, "vmem misuse: %s in %s(arena \"%s\", addr %#lx, size %#zx): %s\n",
+            vmem_misuse_name(report->kind), report->call, report->arena,
+            (unsigned long)report->addr, report->size, report->reason);
+    abort();
+}
+
+void vmem_port_panic(const char *message)
+{
+    fprintf(stderr, "vmem panic: %s\n", message);
+    abort();
+}
+
+void vmem_port_puts(const char *text) { fputs(text, stdout); }

@@ -1,0 +1,1089 @@
+/*
+ * vmem_arena.c - arenas: spans, segments, allocation, free, import.
+ *
+ * ---------------------------------------------------------------------------
+ * Theory statement
+ * ---------------------------------------------------------------------------
+ * 1. Arenas, spans and segments. An arena manages integers in units of its
+ *    quantum (a power of two). Ranges enter as spans, by vmem_add() or by
+ *    import from a source arena. Each span is cut into segments, allocated
+ *    or free, which tile it exactly. Every span and every segment is
+ *    described by an external boundary tag (VmemTag): the resource need not
+ *    be memory, so nothing is ever written inside it.
+ *
+ * 2. The segment list. All tags of an arena form one doubly linked list in
+ *    address order; each span's marker comes right before the segments that
+ *    tile it. A segment's neighbours in this list are its neighbours in the
+ *    address space, which is what makes coalescing O(1): a freed segment
+ *    merges with a free predecessor and a free successor, never across a
+ *    span marker. Invariant: no two free segments are adjacent in the list.
+ *
+ * 3. Free segments are indexed three ways (all updated together):
+ *    - power-of-two freelists: vm_freelist[n] holds sizes in [2^n, 2^(n+1)),
+ *      and bit n of vm_freemap says whether it is empty. Instant-fit takes
+ *      the head of the first non-empty list at index ceil(log2(size)) or
+ *      above: every member of such a list is large enough, so it is O(1)
+ *      (one find-first-set). Only when no such list exists does it search
+ *      the size index below.
+ *    - an AVL tree by address, summarised with the largest size in each
+ *      subtree: first-fit, next-fit, VM_ENDALLOC and constrained requests.
+ *    - an AVL tree by (size, address): best-fit is its lower bound.
+ *    See vmem_tree.c for why searches there are logarithmic.
+ *
+ * 4. Constrained requests (align, phase, nocross, minaddr, maxaddr) search
+ *    first for a "comfortable" segment, one so large it fits wherever it
+ *    lies (size + align - quantum, plus a nocross window): a logarithmic
+ *    search. Only if none exists do they examine every candidate that is
+ *    merely large enough, so vmem_xalloc() is complete - it fails only when
+ *    no placement exists - and is never linear while a comfortable fit
+ *    exists. With constraints, first-fit and next-fit therefore prefer the
+ *    lowest comfortable segment, and best-fit looks at the 64 smallest
+ *    candidates before settling for the smallest comfortable one.
+ *
+ * 5. Allocated segments live in a hash keyed by address (vmem_hash.c), so
+ *    vmem_free() finds them in O(1), checks the size, and rejects anything
+ *    else as misuse. The hash resizes incrementally.
+ *
+ * 6. Import. An arena with a source imports a span when nothing fits, with
+ *    its lock dropped around the callback. When the callback is vmem_alloc
+ *    it imports through vmem_xalloc_addr() on the source with the request's
+ *    constraints, so the span can satisfy them; with a foreign callback it
+ *    imports size + align - quantum (+ nocross) and gives the span straight
+ *    back if it still cannot be used. At most MAX_IMPORTS per call: import
+ *    never loops. A span goes back to the source as soon as it is wholly
+ *    free, again with the lock dropped.
+ *
+ * 7. Boundary tags. Before searching, an operation fills the arena's stash
+ *    to VMEM_TAGS_PER_OP tags (vmem_tags.c explains the worst case), so it
+ *    cannot run out half-way: an operation either completes or changes
+ *    nothing.
+ *
+ * 8. Locking. Each arena has one lock, embedded in it. It is never held
+ *    while calling the port's page source, an import or give-back callback,
+ *    or the misuse hook, and never together with another arena's lock or
+ *    the tag pool lock. Anything seen before the lock was dropped is looked
+ *    up again after it is retaken.
+ *
+ * 9. Misuse. Every argument is validated before anything changes, and
+ *    every free is checked against the hash. A problem is reported once,
+ *    through vmem_port_misuse() with the lock released, and the call then
+ *    fails with the arena unchanged.
+ *
+ * 10. Address 0. The void * calls use NULL for failure, so they never place
+ *    an allocation at 0 (their lowest acceptable address is 1, which
+ *    alignment turns into the first quantum). The calls that return a
+ *    status (vmem_xalloc_addr, vmem_alloc_exact, vmem_add_range) use 0 like
+ *    any other address.
+ */
+#include "vmem_internal.h"
+
+#define MAX_IMPORTS 2
+/* Candidates best-fit examines under constraints before it settles for the
+ * smallest comfortable segment. */
+#define BESTFIT_CONSTRAINED_BUDGET 64
+
+#define POLICY_FLAGS (VM_BESTFIT | VM_INSTANTFIT | VM_NEXTFIT | VM_FIRSTFIT)
+#define KNOWN_FLAGS (POLICY_FLAGS | VM_SLEEP | VM_NOSLEEP | VM_BOOTSTRAP | VM_ENDALLOC)
+
+/* ---- Reports ------------------------------------------------------------- */
+
+const char *vmem_misuse_name(VmemMisuseKind kind)
+{
+    switch (kind) {
+    case VMEM_MISUSE_NOT_ARENA: return "not an arena";
+    case VMEM_MISUSE_NOT_BOOTSTRAPPED: return "not bootstrapped";
+    case VMEM_MISUSE_BAD_ARGUMENT: return "bad argument";
+    case VMEM_MISUSE_BAD_FLAGS: return "bad flags";
+    case VMEM_MISUSE_BAD_CONSTRAINT: return "bad constraint";
+    case VMEM_MISUSE_SIZE_OVERFLOW: return "size overflow";
+    case VMEM_MISUSE_SPAN_OVERLAP: return "overlapping span";
+    case VMEM_MISUSE_SPAN_WRAP: return "wrapping span";
+    case VMEM_MISUSE_FREE_UNKNOWN: return "free of unknown address";
+    case VMEM_MISUSE_DOUBLE_FREE: return "double free";
+    case VMEM_MISUSE_FREE_INSIDE: return "free inside a segment";
+    case VMEM_MISUSE_FREE_WRONG_SIZE: return "free with wrong size";
+    case VMEM_MISUSE_FREE_WRONG_CALL: return "free through the wrong call";
+    case VMEM_MISUSE_DESTROY_BUSY: return "destroy of a busy arena";
+    case VMEM_MISUSE_CANNOT_SLEEP: return "cannot sleep";
+    }
+    return "unknown misuse";
+}
+
+void vmem_report(const Vmem *vm, const char *call, uintptr_t addr, size_t size,
+                 VmemMisuseKind kind, const char *reason)
+{
+    VmemMisuse report;
+    report.arena = vm != NULL && vm->vm_magic == VMEM_MAGIC ? vm->name : "?";
+    report.call = call;
+    report.addr = addr;
+    report.size = size;
+    report.kind = kind;
+    report.reason = reason;
+    vmem_port_misuse(&report);
+}
+
+void vmem_copy_name(char *dst, const char *src, size_t n)
+{
+    size_t i = 0;
+    if (src != NULL)
+        for (; i + 1 < n && src[i] != '\0'; i++)
+            dst[i] = src[i];
+    dst[i] = '\0';
+}
+
+/* Is vm an arena that may be used? Reports if not. No lock held. */
+static bool usable(const Vmem *vm, const char *call, uintptr_t addr, size_t size)
+{
+    if (!vmem_library_ready()) {
+        vmem_report(NULL, call, addr, size, VMEM_MISUSE_NOT_BOOTSTRAPPED,
+                    "vmem_bootstrap() has not been called");
+        return false;
+    }
+    if (vm == NULL) {
+        vmem_report(NULL, call, addr, size, VMEM_MISUSE_BAD_ARGUMENT, "the arena is NULL");
+        return false;
+    }
+    if (vm->vm_magic != VMEM_MAGIC) {
+        vmem_report(NULL, call, addr, size, VMEM_MISUSE_NOT_ARENA,
+                    "the arena is not initialised or was destroyed");
+        return false;
+    }
+    return true;
+}
+
+static bool valid_flags(const Vmem *vm, const char *call, int vmflag, uintptr_t addr, size_t size)
+{
+    const char *why = NULL;
+    int policy = vmflag & POLICY_FLAGS;
+    if (vmflag & ~KNOWN_FLAGS)
+        why = "unknown flag bits";
+    else if ((vmflag & VM_SLEEP) && (vmflag & VM_NOSLEEP))
+        why = "VM_SLEEP and VM_NOSLEEP together";
+    else if (policy & (policy - 1))
+        why = "more than one allocation policy";
+    else if ((vmflag & VM_ENDALLOC) && (policy & (VM_NEXTFIT | VM_INSTANTFIT)))
+        why = "VM_ENDALLOC with VM_NEXTFIT or VM_INSTANTFIT";
+    if (why == NULL)
+        return true;
+    vmem_report(vm, call, addr, size, VMEM_MISUSE_BAD_FLAGS, why);
+    return false;
+}
+
+/* ---- Segment list and span list ------------------------------------------ */
+
+static void seg_insert_after(Vmem *vm, VmemTag *prev, VmemTag *tag)
+{
+    VmemTag *next = prev != NULL ? prev->seg_next : vm->vm_seg_first;
+    tag->seg_prev = prev;
+    tag->seg_next = next;
+    if (prev != NULL)
+        prev->seg_next = tag;
+    else
+        vm->vm_seg_first = tag;
+    if (next != NULL)
+        next->seg_prev = tag;
+    else
+        vm->vm_seg_last = tag;
+}
+
+static void seg_remove(Vmem *vm, VmemTag *tag)
+{
+    if (tag->seg_prev != NULL)
+        tag->seg_prev->seg_next = tag->seg_next;
+    else
+        vm->vm_seg_first = tag->seg_next;
+    if (tag->seg_next != NULL)
+        tag->seg_next->seg_prev = tag->seg_prev;
+    else
+        vm->vm_seg_last = tag->seg_prev;
+}
+
+/* The span marker of the last span that starts below base, or NULL. */
+static VmemTag *span_before(const Vmem *vm, uintptr_t base)
+{
+    VmemTag *prev = NULL;
+    for (VmemTag *span = vm->vm_span_first; span != NULL && span->base < base;
+         span = span->u.span.next)
+        prev = span;
+    return prev;
+}
+
+/* The span containing [addr, addr + size), or NULL. */
+static VmemTag *span_containing(const Vmem *vm, uintptr_t addr, size_t size)
+{
+    uintptr_t last = addr + (size - 1);
+    if (last < addr)
+        return NULL;
+    for (VmemTag *span = vm->vm_span_first; span != NULL; span = span->u.span.next)
+        if (addr >= span->base && last <= tag_last(span))
+            return span;
+    return NULL;
+}
+
+static bool span_overlaps(const Vmem *vm, uintptr_t base, uintptr_t last)
+{
+    for (VmemTag *span = vm->vm_span_first; span != NULL; span = span->u.span.next)
+        if (base <= tag_last(span) && span->base <= last)
+            return true;
+    return false;
+}
+
+static VmemTag *span_find_exact(const Vmem *vm, uintptr_t base, size_t size)
+{
+    for (VmemTag *span = vm->vm_span_first; span != NULL; span = span->u.span.next)
+        if (span->base == base && span->size == size)
+            return span;
+    return NULL;
+}
+
+static void span_list_remove(Vmem *vm, VmemTag *marker)
+{
+    if (marker->u.span.prev != NULL)
+        marker->u.span.prev->u.span.next = marker->u.span.next;
+    else
+        vm->vm_span_first = marker->u.span.next;
+    if (marker->u.span.next != NULL)
+        marker->u.span.next->u.span.prev = marker->u.span.prev;
+}
+
+/* ---- Free-segment indexes --------------------------------------------------- */
+
+static void freelist_insert(Vmem *vm, VmemTag *tag)
+{
+    unsigned n = log2_floor(tag->size);
+    VmemTag **head = &vm->vm_freelist[n];
+    tag->u.free.list_next = *head;
+    if (*head != NULL)
+        (*head)->u.free.list_pprev = &tag->u.free.list_next;
+    tag->u.free.list_pprev = head;
+    *head = tag;
+    vm->vm_freemap |= (size_t)1 << n;
+}
+
+static void freelist_remove(Vmem *vm, VmemTag *tag)
+{
+    unsigned n = log2_floor(tag->size);
+    *tag->u.free.list_pprev = tag->u.free.list_next;
+    if (tag->u.free.list_next != NULL)
+        tag->u.free.list_next->u.free.list_pprev = tag->u.free.list_pprev;
+    if (vm->vm_freelist[n] == NULL)
+        vm->vm_freemap &= ~((size_t)1 << n);
+}
+
+static void free_index_insert(Vmem *vm, VmemTag *tag)
+{
+    tag->type = SEG_FREE;
+    tag->flags = 0;
+    freelist_insert(vm, tag);
+    vmem_tree_insert_addr(vm, tag);
+    vmem_tree_insert_size(vm, tag);
+}
+
+static void free_index_remove(Vmem *vm, VmemTag *tag)
+{
+    freelist_remove(vm, tag);
+    vmem_tree_remove_addr(vm, tag);
+    vmem_tree_remove_size(vm, tag);
+}
+
+/* Gives a free segment a new range that keeps its place in address order
+ * (it shrank, or grew into space no free segment occupies). */
+static void free_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size)
+{
+    bool relist = log2_floor(size) != log2_floor(tag->size);
+    vmem_tree_remove_size(vm, tag);
+    if (relist)
+        freelist_remove(vm, tag);
+    tag->base = base;
+    tag->size = size;
+    vmem_tree_refresh_addr(vm, tag);
+    vmem_tree_insert_size(vm, tag);
+    if (relist)
+        freelist_insert(vm, tag);
+}
+
+/* ---- Spans ------------------------------------------------------------------ */
+
+/* Adds [base, base + size) as a span with one free segment. Locked; the
+ * range is valid and overlaps nothing; the stash holds two tags. */
+static VmemTag *span_add(Vmem *vm, uintptr_t base, size_t size, uint8_t flags)
+{
+    VmemTag *prev_span = span_before(vm, base);
+    VmemTag *next_span = prev_span != NULL ? prev_span->u.span.next : vm->vm_span_first;
+    VmemTag *marker = vmem_stash_take(vm);
+    VmemTag *seg = vmem_stash_take(vm);
+
+    marker->type = SEG_SPAN;
+    marker->flags = flags;
+    marker->base = base;
+    marker->size = size;
+    marker->u.span.prev = prev_span;
+    marker->u.span.next = next_span;
+    if (prev_span != NULL)
+        prev_span->u.span.next = marker;
+    else
+        vm->vm_span_first = marker;
+    if (next_span != NULL)
+        next_span->u.span.prev = marker;
+
+    /* The new span's tags go right before the next span's marker. */
+    seg_insert_after(vm, next_span != NULL ? next_span->seg_prev : vm->vm_seg_last, marker);
+    seg->base = base;
+    seg->size = size;
+    seg_insert_after(vm, marker, seg);
+    free_index_insert(vm, seg);
+    vm->vm_nsegs++;
+    vm->stat.total += size;
+    if (flags & TAG_IMPORTED)
+        vm->stat.import += size;
+    return seg;
+}
+
+/* A span to hand back to the source once the lock is released. */
+typedef struct {
+    uintptr_t base;
+    size_t size;
+    bool through_xfree; /* imported with vmem_xalloc_addr on a vmem source */
+} GiveBack;
+
+/* Removes a wholly free imported span (marker + its one free segment). */
+static void span_remove_free(Vmem *vm, VmemTag *marker, VmemTag *seg, GiveBack *give)
+{
+    give->base = marker->base;
+    give->size = marker->size;
+    give->through_xfree = (marker->flags & TAG_XALLOC) != 0;
+    free_index_remove(vm, seg);
+    seg_remove(vm, seg);
+    seg_remove(vm, marker);
+    span_list_remove(vm, marker);
+    vm->vm_nsegs--;
+    vm->stat.total -= marker->size;
+    vm->stat.import -= marker->size;
+    vmem_stash_put(vm, seg);
+    vmem_stash_put(vm, marker);
+}
+
+static void give_back(Vmem *vm, const GiveBack *give)
+{
+    if (give->through_xfree)
+        vmem_xfree(vm->source, (void *)give->base, give->size);
+    else
+        vm->free(vm->source, (void *)give->base, give->size);
+}
+
+/* If seg is the whole of an imported span, detach the span for give-back. */
+static bool maybe_release_span(Vmem *vm, VmemTag *seg, GiveBack *give)
+{
+    VmemTag *marker = seg->seg_prev;
+    if (vm->free == NULL || marker == NULL || marker->type != SEG_SPAN ||
+        !(marker->flags & TAG_IMPORTED) || marker->size != seg->size)
+        return false;
+    span_remove_free(vm, marker, seg, give);
+    return true;
+}
+
+/* ---- End of an operation -------------------------------------------------- */
+
+/* Everything an operation must release after it unlocks. */
+typedef struct {
+    VmemTag *tags;          /* surplus tags for the pool */
+    void *table;            /* a hash table to give back */
+    size_t table_bytes;
+    void *unused_table;     /* a table allocated but not installed */
+    size_t unused_table_bytes;
+} Leftovers;
+
+static size_t pages_for(size_t bytes) { return (bytes + VMEM_PAGE_SIZE - 1) / VMEM_PAGE_SIZE; }
+
+static void unlock_and_release(Vmem *vm, VmemIrqState state, Leftovers *left)
+{
+    left->tags = vmem_stash_detach(vm, false);
+    left->table = vmem_hash_take_retired(vm, &left->table_bytes);
+    vmem_port_unlock(&vm->vm_lock, state);
+    vmem_pool_return(left->tags);
+    if (left->table != NULL)
+        vmem_port_page_free(left->table, pages_for(left->table_bytes));
+    if (left->unused_table != NULL)
+        vmem_port_page_free(left->unused_table, pages_for(left->unused_table_bytes));
+}
+
+/* Locks the arena, first allocating a bigger or smaller hash table if the
+ * arena wants one (the page source may not be called under the lock). */
+static VmemIrqState lock_with_hash_table(Vmem *vm, int vmflag, Leftovers *left)
+{
+    left->unused_table = NULL;
+    left->unused_table_bytes = 0;
+    size_t wanted = vmem_hash_wanted_bytes(vm);
+    void *table = NULL;
+    if (wanted != 0)
+        table = vmem_port_page_alloc(pages_for(wanted),
+                                     (vmflag & (VM_SLEEP | VM_NOSLEEP)) | VM_BOOTSTRAP);
+    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    if (table != NULL && !vmem_hash_install(vm, table, wanted)) {
+        left->unused_table = table;
+        left->unused_table_bytes = wanted;
+    }
+    return state;
+}
+
+/* ---- Placement ------------------------------------------------------------ */
+
+static bool unconstrained(const Vmem *vm, const VmemRequest *req)
+{
+    return req->align == vm->quantum && req->phase == 0 && req->nocross == 0 && req->min <= 1 &&
+           req->max_last == UINTPTR_MAX && !req->top_down;
+}
+
+/* Instant-fit: the head of the first list whose members all fit. */
+static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
+{
+    unsigned n = log2_floor(req->size);
+    if (!is_pow2(req->size))
+        n++;
+    if (n < VMEM_FREELISTS) {
+        size_t candidates = vm->vm_freemap & ~(((size_t)1 << n) - 1);
+        if (candidates != 0) {
+            VmemTag *tag = vm->vm_freelist[__builtin_ctzl((unsigned long)candidates)];
+            if (vmem_fit_in(req, tag->base, tag->size, addrp))
+                return tag;
+        }
+    }
+    /* No list is guaranteed to fit (or the head sits at address 0 and the
+     * request may not use it): the size index finds what does. */
+    bool exhausted;
+    return vmem_tree_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
+}
+
+/* Address order (or reverse): comfortable segments first, then any. */
+static VmemTag *address_order_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
+{
+    size_t comfortable = vmem_fit_comfortable_size(req);
+    VmemTag *tag = vmem_tree_first_fit(vm, req, comfortable, addrp);
+    if (tag == NULL && comfortable > req->size)
+        tag = vmem_tree_first_fit(vm, req, req->size, addrp);
+    return tag;
+}
+
+static VmemTag *best_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
+{
+    bool exhausted;
+    if (unconstrained(vm, req) || (req->align == vm->quantum && req->nocross == 0 &&
+                                   req->min <= 1 && req->max_last == UINTPTR_MAX))
+        return vmem_tree_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
+    VmemTag *tag =
+        vmem_tree_best_fit(vm, req, req->size, BESTFIT_CONSTRAINED_BUDGET, &exhausted, addrp);
+    if (tag != NULL || !exhausted)
+        return tag;
+    tag = vmem_tree_best_fit(vm, req, vmem_fit_comfortable_size(req), BESTFIT_CONSTRAINED_BUDGET,
+                             &exhausted, addrp);
+    if (tag != NULL)
+        return tag;
+    return address_order_fit(vm, req, addrp);
+}
+
+static VmemTag *next_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
+{
+    if (vm->vm_rotor > req->min) {
+        VmemRequest after_rotor = *req;
+        after_rotor.min = vm->vm_rotor;
+        if (after_rotor.min <= after_rotor.max_last) {
+            VmemTag *tag = address_order_fit(vm, &after_rotor, addrp);
+            if (tag != NULL)
+                return tag;
+        }
+    }
+    return address_order_fit(vm, req, addrp); /* wrap around */
+}
+
+static VmemTag *find_placement(Vmem *vm, const VmemRequest *req, int vmflag, uintptr_t *addrp)
+{
+    if (vmflag & VM_BESTFIT)
+        return best_fit(vm, req, addrp);
+    if (vmflag & VM_NEXTFIT)
+        return next_fit(vm, req, addrp);
+    if ((vmflag & VM_FIRSTFIT) || !unconstrained(vm, req))
+        return address_order_fit(vm, req, addrp);
+    return instant_fit(vm, req, addrp);
+}
+
+/* Allocates [addr, addr + size) out of free segment `free`. Locked; the
+ * stash holds two tags. Returns the allocated segment's tag. */
+static VmemTag *carve(Vmem *vm, VmemTag *free, uintptr_t addr, size_t size, uint8_t flags)
+{
+    uintptr_t seg_base = free->base, seg_last = tag_last(free);
+    uintptr_t alloc_last = addr + (size - 1);
+    bool lead = addr > seg_base, trail = alloc_last < seg_last;
+    VmemTag *alloc;
+
+    if (!lead && !trail) {
+        free_index_remove(vm, free);
+        alloc = free;
+    } else {
+        alloc = vmem_stash_take(vm);
+        vm->vm_nsegs++;
+        if (!lead) {
+            free_resize(vm, free, alloc_last + 1, seg_last - alloc_last);
+            seg_insert_after(vm, free->seg_prev, alloc);
+        } else {
+            free_resize(vm, free, seg_base, addr - seg_base);
+            if (trail) {
+                VmemTag *rest = vmem_stash_take(vm);
+                rest->base = alloc_last + 1;
+                rest->size = seg_last - alloc_last;
+                seg_insert_after(vm, free, rest);
+                free_index_insert(vm, rest);
+                vm->vm_nsegs++;
+            }
+            seg_insert_after(vm, free, alloc);
+        }
+    }
+    alloc->type = SEG_ALLOC;
+    alloc->flags = flags;
+    alloc->base = addr;
+    alloc->size = size;
+    vmem_hash_insert(vm, alloc);
+    vm->stat.in_use += size;
+    vm->stat.alloc++;
+    return alloc;
+}
+
+/* ---- Import ----------------------------------------------------------------- */
+
+static size_t round_up(size_t size, size_t quantum)
+{
+    return (size + (quantum - 1)) & ~(quantum - 1);
+}
+
+/* Imports a span that can satisfy req. Locked on entry and exit, but the
+ * lock is dropped around the callback. Returns false if nothing came. */
+static bool import_span(Vmem *vm, VmemIrqState *state, const VmemRequest *req, int vmflag,
+                        uintptr_t *span_base, size_t *span_size)
+{
+    if (vm->alloc == NULL || vm->source == NULL)
+        return false;
+    Vmem *source = vm->source;
+    int sleep_flags = vmflag & (VM_SLEEP | VM_NOSLEEP | VM_BOOTSTRAP);
+    uintptr_t base = 0;
+    size_t size = 0;
+    uint8_t flags = TAG_IMPORTED;
+    bool ok = false;
+
+    /* A vmem source can place the span itself under the constraints, in
+     * units of the coarser of the two quanta. */
+    size_t sq = source->quantum > vm->quantum ? source->quantum : vm->quantum;
+    uintptr_t src_min = round_up(req->min, sq);
+    uintptr_t src_max = req->max_last == UINTPTR_MAX ? 0 : (req->max_last + 1) & ~(sq - 1);
+    bool direct = vm->alloc == vmem_alloc && req->phase % sq == 0 && req->nocross % sq == 0 &&
+                  src_min >= req->min && (src_max == 0 || src_min < src_max);
+    vmem_port_unlock(&vm->vm_lock, *state);
+    if (direct) {
+        size = round_up(req->size, sq);
+        uintptr_t align = req->align > sq ? req->align : sq;
+        if (size >= req->size && (req->nocross == 0 || size <= req->nocross)) {
+            ok = vmem_xalloc_addr(source, size, align, req->phase, req->nocross, src_min, src_max,
+                                  sleep_flags | (req->top_down ? VM_ENDALLOC : 0), &base) == 0;
+            flags |= TAG_XALLOC;
+        }
+    } else {
+        size = round_up(vmem_fit_comfortable_size(req), vm->quantum);
+        if (size >= req->size) {
+            void *got = vm->alloc(source, size, sleep_flags);
+            ok = got != NULL;
+            base = (uintptr_t)got;
+        }
+    }
+    *state = vmem_port_lock(&vm->vm_lock);
+    if (!ok)
+        return false;
+
+    /* The world may have changed while unlocked: refill, recheck. */
+    uintptr_t last = base + (size - 1);
+    bool sane = last >= base && base % vm->quantum == 0 && !span_overlaps(vm, base, last);
+    if (!sane || !vmem_stash_fill(vm, state, vmflag) || span_overlaps(vm, base, last)) {
+        GiveBack give = {base, size, (flags & TAG_XALLOC) != 0};
+        vmem_port_unlock(&vm->vm_lock, *state);
+        if (vm->free != NULL || give.through_xfree)
+            give_back(vm, &give);
+        *state = vmem_port_lock(&vm->vm_lock);
+        return false;
+    }
+    span_add(vm, base, size, flags);
+    *span_base = base;
+    *span_size = size;
+    return true;
+}
+
+/* ---- Allocation ------------------------------------------------------------- */
+
+static int arena_xalloc(Vmem *vm, const VmemRequest *req, int vmflag, uint8_t tag_flags,
+                        uintptr_t *addrp)
+{
+    Leftovers left;
+    VmemIrqState state = lock_with_hash_table(vm, vmflag, &left);
+    GiveBack unused = {0, 0, false};
+    bool have_unused = false;
+    int result = -VMEM_ERR_NO_MEM;
+    int imports = 0;
+    uintptr_t span_base = 0;
+    size_t span_size = 0;
+
+    for (;;) {
+        if (!vmem_stash_fill(vm, &state, vmflag))
+            break;
+        uintptr_t addr;
+        VmemTag *free = find_placement(vm, req, vmflag, &addr);
+        if (free != NULL) {
+            carve(vm, free, addr, req->size, tag_flags);
+            if (vmflag & VM_NEXTFIT)
+                vm->vm_rotor = addr + req->size; /* 0 after the top: wraps */
+            *addrp = addr;
+            result = 0;
+            break;
+        }
+        if (imports == MAX_IMPORTS || !import_span(vm, &state, req, vmflag, &span_base, &span_size))
+            break;
+        imports++;
+    }
+    if (result != 0 && imports > 0) {
+        /* An import that still could not serve us is given straight back,
+         * if nobody else has started using it meanwhile. */
+        VmemTag *marker = span_find_exact(vm, span_base, span_size);
+        if (marker != NULL && (marker->flags & TAG_IMPORTED) && marker->seg_next != NULL &&
+            marker->seg_next->type == SEG_FREE && marker->seg_next->size == marker->size &&
+            (vm->free != NULL || (marker->flags & TAG_XALLOC))) {
+            span_remove_free(vm, marker, marker->seg_next, &unused);
+            have_unused = true;
+        }
+    }
+    unlock_and_release(vm, state, &left);
+    if (have_unused)
+        give_back(vm, &unused);
+    return result;
+}
+
+/* Validates and builds a request; reports misuse and returns false. */
+static bool make_request(const Vmem *vm, const char *call, size_t size, size_t align,
+                         size_t phase, size_t nocross, uintptr_t min, uintptr_t max,
+                         bool max_given, int vmflag, VmemRequest *req)
+{
+    const size_t q = vm->quantum;
+    VmemMisuseKind kind = VMEM_MISUSE_BAD_CONSTRAINT;
+    const char *why = NULL;
+
+    if (!valid_flags(vm, call, vmflag, min, size))
+        return false;
+    if (size == 0) {
+        kind = VMEM_MISUSE_BAD_ARGUMENT;
+        why = "size is zero";
+    } else if (size > SIZE_MAX - (q - 1)) {
+        kind = VMEM_MISUSE_SIZE_OVERFLOW;
+        why = "size overflows when rounded up to the quantum";
+    } else if (align != 0 && (!is_pow2(align) || align % q != 0)) {
+        why = "align is not a power of two multiple of the quantum";
+    } else if (phase % q != 0 || phase >= (align != 0 ? align : q)) {
+        why = "phase is not a multiple of the quantum below align";
+    } else if (nocross != 0 && (!is_pow2(nocross) || nocross % q != 0)) {
+        why = "nocross is not a power of two multiple of the quantum";
+    } else if (nocross != 0 && nocross < round_up(size, q)) {
+        why = "nocross is smaller than size";
+    } else if (min % q != 0 || (max_given && max % q != 0)) {
+        why = "minaddr or maxaddr is not a multiple of the quantum";
+    } else if (max_given && min >= max) {
+        why = "[minaddr, maxaddr) is empty or inverted";
+    } else if (nocross != 0 && (phase & (nocross - 1)) + round_up(size, q) > nocross) {
+        why = "phase and size cross every nocross boundary";
+    }
+    if (why != NULL) {
+        vmem_report(vm, call, min, size, kind, why);
+        return false;
+    }
+    req->size = round_up(size, q);
+    req->quantum = q;
+    req->align = align != 0 ? align : q;
+    req->phase = phase;
+    req->nocross = nocross;
+    req->min = min;
+    req->max_last = max_given ? max - 1 : UINTPTR_MAX;
+    req->top_down = (vmflag & VM_ENDALLOC) != 0;
+    return true;
+}
+
+int vmem_xalloc_addr(Vmem *vmp, size_t size, size_t align, size_t phase, size_t nocross,
+                     uintptr_t minaddr, uintptr_t maxaddr, int vmflag, uintptr_t *addrp)
+{
+    static const char call[] = "vmem_xalloc_addr";
+    VmemRequest req;
+    if (!usable(vmp, call, minaddr, size))
+        return -VMEM_ERR_INVALID;
+    if (addrp == NULL) {
+        vmem_report(vmp, call, minaddr, size, VMEM_MISUSE_BAD_ARGUMENT, "addrp is NULL");
+        return -VMEM_ERR_INVALID;
+    }
+    if (!make_request(vmp, call, size, align, phase, nocross, minaddr, maxaddr, maxaddr != 0,
+                      vmflag, &req))
+        return -VMEM_ERR_INVALID;
+    return arena_xalloc(vmp, &req, vmflag, TAG_XALLOC, addrp);
+}
+
+void *vmem_xalloc(Vmem *vmp, size_t size, size_t align, size_t phase, size_t nocross,
+                  void *minaddr, void *maxaddr, int vmflag)
+{
+    static const char call[] = "vmem_xalloc";
+    VmemRequest req;
+    uintptr_t addr;
+    if (!usable(vmp, call, (uintptr_t)minaddr, size))
+        return NULL;
+    if (!make_request(vmp, call, size, align, phase, nocross, (uintptr_t)minaddr,
+                      (uintptr_t)maxaddr, maxaddr != NULL, vmflag, &req))
+        return NULL;
+    if (req.min == 0)
+        req.min = 1; /* NULL means failure, so 0 is never handed out here */
+    if (req.min > req.max_last)
+        return NULL;
+    if (arena_xalloc(vmp, &req, vmflag, TAG_XALLOC, &addr) != 0)
+        return NULL;
+    return (void *)addr;
+}
+
+void *vmem_alloc(Vmem *vmp, size_t size, int vmflag)
+{
+    static const char call[] = "vmem_alloc";
+    VmemRequest req;
+    uintptr_t addr;
+    if (!usable(vmp, call, 0, size))
+        return NULL;
+    if (!make_request(vmp, call, size, 0, 0, 0, 0, 0, false, vmflag, &req))
+        return NULL;
+    req.min = 1; /* NULL means failure, so 0 is never handed out here */
+    if (arena_xalloc(vmp, &req, vmflag, 0, &addr) != 0)
+        return NULL;
+    return (void *)addr;
+}
+
+int vmem_alloc_exact(Vmem *vmp, uintptr_t addr, size_t size, int vmflag)
+{
+    static const char call[] = "vmem_alloc_exact";
+    VmemRequest req;
+    uintptr_t got;
+    if (!usable(vmp, call, addr, size))
+        return -VMEM_ERR_INVALID;
+    if (!make_request(vmp, call, size, 0, 0, 0, addr, 0, false, vmflag, &req))
+        return -VMEM_ERR_INVALID;
+    if (req.size - 1 > UINTPTR_MAX - addr) {
+        vmem_report(vmp, call, addr, size, VMEM_MISUSE_SIZE_OVERFLOW,
+                    "the range wraps past the top of the address space");
+        return -VMEM_ERR_INVALID;
+    }
+    req.max_last = addr + (req.size - 1);
+    return arena_xalloc(vmp, &req, (vmflag & ~POLICY_FLAGS) | VM_FIRSTFIT, TAG_XALLOC, &got);
+}
+
+/* ---- Free ------------------------------------------------------------------- */
+
+/* Why addr is not an allocated segment of vm. Locked. */
+static VmemMisuseKind classify_bad_free(Vmem *vm, uintptr_t addr, const char **why)
+{
+    if (vmem_tree_find_free(vm, addr) != NULL) {
+        *why = "the address lies in a free segment: freed twice, or never allocated";
+        return VMEM_MISUSE_DOUBLE_FREE;
+    }
+    if (span_containing(vm, addr, 1) != NULL) {
+        *why = "the address lies inside an allocated segment, not at its start";
+        return VMEM_MISUSE_FREE_INSIDE;
+    }
+    *why = "the address is in no span of this arena (another arena's?)";
+    return VMEM_MISUSE_FREE_UNKNOWN;
+}
+
+static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
+{
+    if (!usable(vm, call, addr, size))
+        return;
+    if (size == 0 || size > SIZE_MAX - (vm->quantum - 1)) {
+        vmem_report(vm, call, addr, size, VMEM_MISUSE_FREE_WRONG_SIZE,
+                    size == 0 ? "size is zero" : "size overflows when rounded to the quantum");
+        return;
+    }
+    size_t rounded = round_up(size, vm->quantum);
+    Leftovers left;
+    VmemIrqState state = lock_with_hash_table(vm, VM_NOSLEEP, &left);
+    VmemTag *tag = vmem_hash_lookup(vm, addr);
+    const char *why = NULL;
+    VmemMisuseKind kind = VMEM_MISUSE_FREE_WRONG_SIZE;
+    if (tag == NULL)
+        kind = classify_bad_free(vm, addr, &why);
+    else if (tag->size != rounded)
+        why = "size differs from the size allocated";
+    if (why != NULL) {
+        unlock_and_release(vm, state, &left);
+        vmem_report(vm, call, addr, size, kind, why);
+        return;
+    }
+
+    vmem_hash_remove(vm, tag);
+    vm->stat.in_use -= tag->size;
+    vm->stat.free++;
+
+    VmemTag *next = tag->seg_next, *prev = tag->seg_prev;
+    if (next != NULL && next->type == SEG_FREE) {
+        free_index_remove(vm, next);
+        seg_remove(vm, next);
+        tag->size += next->size;
+        vmem_stash_put(vm, next);
+        vm->vm_nsegs--;
+    }
+    if (prev != NULL && prev->type == SEG_FREE) {
+        seg_remove(vm, tag);
+        free_resize(vm, prev, prev->base, prev->size + tag->size);
+        vmem_stash_put(vm, tag);
+        vm->vm_nsegs--;
+        tag = prev;
+    } else {
+        free_index_insert(vm, tag);
+    }
+
+    GiveBack give;
+    bool release = maybe_release_span(vm, tag, &give);
+    unlock_and_release(vm, state, &left);
+    if (release)
+        give_back(vm, &give);
+}
+
+void vmem_free(Vmem *vmp, void *addr, size_t size) { arena_free(vmp, "vmem_free", (uintptr_t)addr, size); }
+
+void vmem_xfree(Vmem *vmp, void *addr, size_t size)
+{
+    arena_free(vmp, "vmem_xfree", (uintptr_t)addr, size);
+}
+
+/* ---- Spans ------------------------------------------------------------------ */
+
+static int arena_add(Vmem *vm, const char *call, uintptr_t base, size_t size, int vmflag)
+{
+    const char *why = NULL;
+    VmemMisuseKind kind = VMEM_MISUSE_BAD_ARGUMENT;
+    if (vmflag & ~KNOWN_FLAGS || ((vmflag & VM_SLEEP) && (vmflag & VM_NOSLEEP))) {
+        kind = VMEM_MISUSE_BAD_FLAGS;
+        why = "unknown or conflicting flags";
+    } else if (size == 0) {
+        why = "the span is empty";
+    } else if (base % vm->quantum != 0 || size % vm->quantum != 0) {
+        why = "base or size is not a multiple of the quantum";
+    } else if (size - 1 > UINTPTR_MAX - base) {
+        kind = VMEM_MISUSE_SPAN_WRAP;
+        why = "the span wraps past the top of the address space";
+    }
+    if (why != NULL) {
+        vmem_report(vm, call, base, size, kind, why);
+        return -VMEM_ERR_INVALID;
+    }
+
+    Leftovers left;
+    VmemIrqState state = lock_with_hash_table(vm, vmflag, &left);
+    int result = 0;
+    if (!vmem_stash_fill(vm, &state, vmflag)) {
+        result = -VMEM_ERR_NO_MEM;
+    } else if (span_overlaps(vm, base, base + (size - 1))) {
+        result = -VMEM_ERR_INVALID;
+    } else {
+        span_add(vm, base, size, 0);
+    }
+    unlock_and_release(vm, state, &left);
+    if (result == -VMEM_ERR_INVALID)
+        vmem_report(vm, call, base, size, VMEM_MISUSE_SPAN_OVERLAP,
+                    "the span overlaps a span already in the arena");
+    return result;
+}
+
+int vmem_add_range(Vmem *vmp, uintptr_t base, size_t size, int vmflag)
+{
+    if (!usable(vmp, "vmem_add_range", base, size))
+        return -VMEM_ERR_INVALID;
+    return arena_add(vmp, "vmem_add_range", base, size, vmflag);
+}
+
+void *vmem_add(Vmem *vmp, void *addr, size_t size, int vmflag)
+{
+    if (!usable(vmp, "vmem_add", (uintptr_t)addr, size))
+        return NULL;
+    if (arena_add(vmp, "vmem_add", (uintptr_t)addr, size, vmflag) != 0)
+        return NULL;
+    return addr;
+}
+
+/* ---- Creation and destruction ---------------------------------------------- */
+
+int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quantum,
+              VmemAlloc *afunc, VmemFree *ffunc, Vmem *source, size_t qcache_max, int vmflag)
+{
+    static const char call[] = "vmem_init";
+    const char *why = NULL;
+    VmemMisuseKind kind = VMEM_MISUSE_BAD_ARGUMENT;
+    uintptr_t b = (uintptr_t)base;
+
+    if (!vmem_library_ready()) {
+        vmem_report(NULL, call, b, size, VMEM_MISUSE_NOT_BOOTSTRAPPED,
+                    "vmem_bootstrap() has not been called");
+        return -VMEM_ERR_INVALID;
+    }
+    if (vmem == NULL)
+        why = "the arena storage is NULL";
+    else if (!is_pow2(quantum))
+        why = "quantum is not a power of two";
+    else if (vmflag & ~KNOWN_FLAGS || ((vmflag & VM_SLEEP) && (vmflag & VM_NOSLEEP))) {
+        kind = VMEM_MISUSE_BAD_FLAGS;
+        why = "unknown or conflicting flags";
+    } else if (b % quantum != 0 || size % quantum != 0)
+        why = "base or size is not a multiple of the quantum";
+    else if (size != 0 && size - 1 > UINTPTR_MAX - b) {
+        kind = VMEM_MISUSE_SPAN_WRAP;
+        why = "the initial span wraps past the top of the address space";
+    } else if ((afunc == NULL) != (source == NULL))
+        why = "an import function needs a source arena, and a source an import function";
+    else if (ffunc != NULL && afunc == NULL)
+        why = "a give-back function without an import function";
+    else if (source == vmem)
+        why = "an arena cannot import from itself";
+    else if (source != NULL && source->vm_magic != VMEM_MAGIC) {
+        kind = VMEM_MISUSE_NOT_ARENA;
+        why = "the source arena is not initialised or was destroyed";
+    }
+    if (why != NULL) {
+        vmem_report(NULL, call, b, size, kind, why);
+        return -VMEM_ERR_INVALID;
+    }
+
+    vmem_copy_name(vmem->name, name != NULL ? name : "(anonymous)", sizeof(vmem->name));
+    vmem->base = base;
+    vmem->size = size;
+    vmem->quantum = quantum;
+    vmem->alloc = afunc;
+    vmem->free = ffunc;
+    vmem->source = source;
+    vmem->qcache_max = qcache_max;
+    vmem->vmflag = vmflag;
+    vmem->stat.in_use = vmem->stat.import = vmem->stat.total = 0;
+    vmem->stat.alloc = vmem->stat.free = 0;
+    vmem->vm_state = 0;
+    vmem->vm_quantum_shift = log2_floor(quantum);
+    vmem->vm_seg_first = vmem->vm_seg_last = NULL;
+    vmem->vm_span_first = NULL;
+    for (size_t i = 0; i < VMEM_FREELISTS; i++)
+        vmem->vm_freelist[i] = NULL;
+    vmem->vm_freemap = 0;
+    vmem->vm_free_by_addr = vmem->vm_free_by_size = NULL;
+    vmem->vm_rotor = 0;
+    vmem->vm_stash = NULL;
+    vmem->vm_stash_count = 0;
+    vmem->vm_nsegs = 0;
+    vmem->vm_next_created = NULL;
+    vmem_hash_init(vmem);
+    vmem_port_lock_init(&vmem->vm_lock);
+    vmem->vm_magic = VMEM_MAGIC;
+
+    if (size != 0) {
+        int result = arena_add(vmem, call, b, size, vmflag);
+        if (result != 0) {
+            VmemIrqState state = vmem_port_lock(&vmem->vm_lock);
+            VmemTag *tags = vmem_stash_detach(vmem, true);
+            vmem->vm_magic = 0;
+            vmem_port_unlock(&vmem->vm_lock, state);
+            vmem_pool_return(tags);
+            vmem_port_lock_fini(&vmem->vm_lock);
+            return result;
+        }
+    }
+    return 0;
+}
+
+Vmem *vmem_create(const char *name, void *base, size_t size, size_t quantum, VmemAlloc *afunc,
+                  VmemFree *ffunc, Vmem *source, size_t qcache_max, int vmflag)
+{
+    if (!vmem_library_ready()) {
+        vmem_report(NULL, "vmem_create", (uintptr_t)base, size, VMEM_MISUSE_NOT_BOOTSTRAPPED,
+                    "vmem_bootstrap() has not been called");
+        return NULL;
+    }
+    Vmem *vm = vmem_storage_alloc(vmflag);
+    if (vm == NULL)
+        return NULL;
+    if (vmem_init(vm, name, base, size, quantum, afunc, ffunc, source, qcache_max, vmflag) != 0) {
+        vmem_storage_free(vm);
+        return NULL;
+    }
+    vm->vm_state |= VMEM_STATE_CREATED;
+    return vm;
+}
+
+void vmem_destroy(Vmem *vmp)
+{
+    static const char call[] = "vmem_destroy";
+    if (!usable(vmp, call, 0, 0))
+        return;
+    VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
+    if (vmp->stat.in_use != 0 || vmp->vm_hash_count != 0) {
+        size_t in_use = vmp->stat.in_use;
+        vmem_port_unlock(&vmp->vm_lock, state);
+        vmem_report(vmp, call, 0, in_use, VMEM_MISUSE_DESTROY_BUSY,
+                    "the arena still has allocated segments");
+        return;
+    }
+    /* Imported spans go home one at a time, each with the lock dropped. */
+    for (;;) {
+        VmemTag *marker = vmp->vm_span_first;
+        while (marker != NULL && !(marker->flags & TAG_IMPORTED))
+            marker = marker->u.span.next;
+        if (marker == NULL || (vmp->free == NULL && !(marker->flags & TAG_XALLOC)))
+            break;
+        GiveBack give;
+        span_remove_free(vmp, marker, marker->seg_next, &give);
+        vmem_port_unlock(&vmp->vm_lock, state);
+        give_back(vmp, &give);
+        state = vmem_port_lock(&vmp->vm_lock);
+    }
+    VmemTag *tags = vmem_stash_detach(vmp, true);
+    for (VmemTag *tag = vmp->vm_seg_first, *next; tag != NULL; tag = next) {
+        next = tag->seg_next;
+        tag->u.pool_next = tags;
+        tags = tag;
+    }
+    void *tables[2];
+    size_t table_bytes[2];
+    vmem_hash_fini(vmp, tables, table_bytes);
+    vmp->vm_magic = 0;
+    vmem_port_unlock(&vmp->vm_lock, state);
+
+    vmem_port_lock_fini(&vmp->vm_lock);
+    vmem_pool_return(tags);
+    for (int i = 0; i < 2; i++)
+        if (tables[i] != NULL)
+            vmem_port_page_free(tables[i], pages_for(table_bytes[i]));
+    if (vmp->vm_state & VMEM_STATE_CREATED)
+        vmem_storage_free(vmp);
+}
+
+/* ---- Queries -------------------------------------------------------------- */
+
+size_t vmem_size(Vmem *vmp, int typemask)
+{
+    if (!usable(vmp, "vmem_size", 0, 0))
+        return 0;
+    VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
+    size_t size = 0;
+    if (typemask & VMEM_ALLOC)
+        size += vmp->stat.in_use;
+    if (typemask & VMEM_FREE)
+        size += vmp->stat.total - vmp->stat.in_use;
+    vmem_port_unlock(&vmp->vm_lock, state);
+    return size;
+}
+
+bool vmem_contains(Vmem *vmp, void *addr, size_t size)
+{
+    if (!usable(vmp, "vmem_contains", (uintptr_t)addr, size))
+        return false;
+    VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
+    bool inside = span_containing(vmp, (uintptr_t)addr, size != 0 ? size : 1) != NULL;
+    vmem_port_unlock(&vmp->vm_lock, state);
+    return inside;
+}

@@ -1,0 +1,366 @@
+/*
+ * vmem_debug.c - looking at an arena: vmem_dump, vmem_check, vmem_walk,
+ * and the small formatter they share (the library has no libc printf).
+ *
+ * vmem_check re-derives every redundant piece of arena state from the
+ * segment list and compares: span tiling, the no-adjacent-free-segments
+ * rule, each freelist and the bitmap, both AVL indexes, the hash, the
+ * counters and the stats. It reports the first difference instead of
+ * crashing, and bounds every walk so a corrupted list cannot loop forever.
+ */
+#include "vmem_internal.h"
+
+/* ---- Formatting ------------------------------------------------------------ */
+
+void vmem_fmt_str(VmemFmt *f, const char *s)
+{
+    while (*s != '\0' && f->len + 1 < f->cap)
+        f->buf[f->len++] = *s++;
+    f->buf[f->len] = '\0';
+}
+
+static void fmt_digits(VmemFmt *f, uint64_t value, unsigned base)
+{
+    static const char digits[] = "0123456789abcdef";
+    char tmp[24];
+    size_t at = sizeof(tmp) - 1;
+    tmp[at] = '\0';
+    do {
+        tmp[--at] = digits[value % base];
+        value /= base;
+    } while (value != 0);
+    vmem_fmt_str(f, &tmp[at]);
+}
+
+void vmem_fmt_u64(VmemFmt *f, uint64_t value) { fmt_digits(f, value, 10); }
+
+void vmem_fmt_hex(VmemFmt *f, uint64_t value)
+{
+    vmem_fmt_str(f, "0x");
+    fmt_digits(f, value, 16);
+}
+
+/* "[base, end)" where end may be 2^N: printed as base + size in hex, with
+ * the top of the address space spelled out rather than wrapped to 0. */
+static void fmt_range(VmemFmt *f, uintptr_t base, size_t size)
+{
+    vmem_fmt_str(f, "[");
+    vmem_fmt_hex(f, base);
+    vmem_fmt_str(f, ", ");
+    uintptr_t end = base + size;
+    if (end == 0 && size != 0)
+        vmem_fmt_str(f, "top");
+    else
+        vmem_fmt_hex(f, end);
+    vmem_fmt_str(f, ")");
+}
+
+static const char *type_name(uint8_t type)
+{
+    switch (type) {
+    case SEG_ALLOC: return "alloc";
+    case SEG_FREE: return "free";
+    case SEG_SPAN: return "span";
+    }
+    return "?";
+}
+
+/* ---- vmem_dump ---------------------------------------------------------------- */
+
+#define LINE_MAX 192
+
+static void line_start(VmemFmt *f, char *buf)
+{
+    f->buf = buf;
+    f->cap = LINE_MAX;
+    f->len = 0;
+    buf[0] = '\0';
+}
+
+static void line_end(VmemFmt *f)
+{
+    vmem_fmt_str(f, "\n");
+    vmem_port_puts(f->buf);
+}
+
+static void stat_field(VmemFmt *f, const char *name, uint64_t value, bool hex)
+{
+    vmem_fmt_str(f, name);
+    if (hex)
+        vmem_fmt_hex(f, value);
+    else
+        vmem_fmt_u64(f, value);
+}
+
+void vmem_dump(Vmem *vmp)
+{
+    char buf[LINE_MAX];
+    VmemFmt f;
+    line_start(&f, buf);
+    if (!vmem_library_ready() || vmp == NULL || vmp->vm_magic != VMEM_MAGIC) {
+        vmem_fmt_str(&f, "vmem: dump of something that is not an arena");
+        line_end(&f);
+        return;
+    }
+    size_t pool_tags = vmem_pool_free_tags();
+    VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
+
+    vmem_fmt_str(&f, "vmem arena \"");
+    vmem_fmt_str(&f, vmp->name);
+    vmem_fmt_str(&f, "\": quantum ");
+    vmem_fmt_hex(&f, vmp->quantum);
+    vmem_fmt_str(&f, ", source ");
+    if (vmp->source != NULL) {
+        vmem_fmt_str(&f, "\"");
+        vmem_fmt_str(&f, vmp->source->name);
+        vmem_fmt_str(&f, "\"");
+    } else {
+        vmem_fmt_str(&f, "none");
+    }
+    line_end(&f);
+
+    line_start(&f, buf);
+    stat_field(&f, "  stats: in_use ", vmp->stat.in_use, true);
+    stat_field(&f, ", free ", vmp->stat.total - vmp->stat.in_use, true);
+    stat_field(&f, ", total ", vmp->stat.total, true);
+    stat_field(&f, ", import ", vmp->stat.import, true);
+    stat_field(&f, ", allocs ", vmp->stat.alloc, false);
+    stat_field(&f, ", frees ", vmp->stat.free, false);
+    line_end(&f);
+
+    for (const VmemTag *tag = vmp->vm_seg_first; tag != NULL; tag = tag->seg_next) {
+        line_start(&f, buf);
+        vmem_fmt_str(&f, tag->type == SEG_SPAN ? "  span  " : "    ");
+        if (tag->type != SEG_SPAN) {
+            vmem_fmt_str(&f, type_name(tag->type));
+            vmem_fmt_str(&f, tag->type == SEG_FREE ? "  " : " ");
+        }
+        fmt_range(&f, tag->base, tag->size);
+        stat_field(&f, " size ", tag->size, true);
+        if (tag->type == SEG_SPAN && (tag->flags & TAG_IMPORTED))
+            vmem_fmt_str(&f, " imported");
+        if (tag->type == SEG_ALLOC && (tag->flags & TAG_XALLOC))
+            vmem_fmt_str(&f, " xalloc");
+        line_end(&f);
+    }
+
+    line_start(&f, buf);
+    vmem_fmt_str(&f, "  freelists:");
+    if (vmp->vm_freemap == 0)
+        vmem_fmt_str(&f, " all empty");
+    for (unsigned n = 0; n < VMEM_FREELISTS; n++) {
+        if (!(vmp->vm_freemap & ((size_t)1 << n)))
+            continue;
+        size_t count = 0;
+        for (const VmemTag *tag = vmp->vm_freelist[n]; tag != NULL; tag = tag->u.free.list_next)
+            count++;
+        vmem_fmt_str(&f, " 2^");
+        vmem_fmt_u64(&f, n);
+        vmem_fmt_str(&f, ":");
+        vmem_fmt_u64(&f, count);
+    }
+    line_end(&f);
+
+    line_start(&f, buf);
+    stat_field(&f, "  hash: ", vmp->vm_hash_count, false);
+    stat_field(&f, " segments in ", vmem_hash_buckets(vmp), false);
+    vmem_fmt_str(&f, " buckets");
+    if (vmp->vm_hash_old != NULL) {
+        stat_field(&f, ", migrating from ", vmp->vm_hash_old_mask + 1, false);
+        stat_field(&f, " (", vmp->vm_hash_migrated, false);
+        vmem_fmt_str(&f, " moved)");
+    }
+    stat_field(&f, "; tags: ", vmp->vm_nsegs, false);
+    stat_field(&f, " segments, stash ", vmp->vm_stash_count, false);
+    stat_field(&f, ", pool ", pool_tags, false);
+    stat_field(&f, ", tag size ", sizeof(VmemTag), false);
+    line_end(&f);
+    vmem_port_unlock(&vmp->vm_lock, state);
+}
+
+/* ---- vmem_walk --------------------------------------------------------------- */
+
+void vmem_walk(Vmem *vmp, int typemask, VmemWalker *func, void *arg)
+{
+    if (!vmem_library_ready() || vmp == NULL || vmp->vm_magic != VMEM_MAGIC || func == NULL) {
+        vmem_report(vmp, "vmem_walk", 0, 0, VMEM_MISUSE_BAD_ARGUMENT,
+                    "vmem_walk needs an initialised arena and a function");
+        return;
+    }
+    VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
+    for (const VmemTag *tag = vmp->vm_seg_first; tag != NULL; tag = tag->seg_next)
+        if (tag->type & typemask)
+            func(arg, tag->base, tag->size, tag->type);
+    vmem_port_unlock(&vmp->vm_lock, state);
+}
+
+/* ---- vmem_check --------------------------------------------------------------- */
+
+typedef struct {
+    const char *reason;
+    const VmemTag *tag;
+} Problem;
+
+static bool problem(Problem *p, const char *reason, const VmemTag *tag)
+{
+    p->reason = reason;
+    p->tag = tag;
+    return false;
+}
+
+typedef struct {
+    size_t spans, free, alloc;
+    size_t total, import, in_use;
+} Census;
+
+/* Walks the segment list: tiling, order, adjacency, the span list. */
+static bool check_segments(const Vmem *vm, Census *c, Problem *p)
+{
+    size_t limit = 2 * vm->vm_nsegs + 2; /* spans never outnumber segments */
+    size_t steps = 0;
+    const VmemTag *span = NULL, *prev = NULL, *expect_span = vm->vm_span_first;
+    uintptr_t next_base = 0;
+    bool span_done = true;
+
+    for (const VmemTag *tag = vm->vm_seg_first; tag != NULL; prev = tag, tag = tag->seg_next) {
+        if (++steps > limit)
+            return problem(p, "segment list longer than the segment count (a cycle?)", tag);
+        if (tag->seg_prev != prev)
+            return problem(p, "segment list back link broken", tag);
+        if (tag->size == 0 || tag->base % vm->quantum != 0 || tag->size % vm->quantum != 0)
+            return problem(p, "segment empty or not a multiple of the quantum", tag);
+        if (tag->size - 1 > UINTPTR_MAX - tag->base)
+            return problem(p, "segment wraps past the top of the address space", tag);
+        if (tag->type == SEG_SPAN) {
+            if (!span_done)
+                return problem(p, "span not tiled to its end by segments", span);
+            if (tag != expect_span)
+                return problem(p, "span list and segment list disagree", tag);
+            if (span != NULL && tag->base <= tag_last(span))
+                return problem(p, "spans overlap or are out of order", tag);
+            if (tag->u.span.prev != span)
+                return problem(p, "span list back link broken", tag);
+            span = tag;
+            expect_span = tag->u.span.next;
+            next_base = tag->base;
+            span_done = false;
+            c->spans++;
+            c->total += tag->size;
+            if (tag->flags & TAG_IMPORTED)
+                c->import += tag->size;
+            continue;
+        }
+        if (span == NULL || span_done)
+            return problem(p, "segment outside any span", tag);
+        if (tag->base != next_base)
+            return problem(p, "gap or overlap between segments", tag);
+        if (tag_last(tag) > tag_last(span))
+            return problem(p, "segment runs past the end of its span", tag);
+        if (tag->type == SEG_FREE) {
+            if (prev->type == SEG_FREE)
+                return problem(p, "two adjacent free segments not coalesced", tag);
+            c->free++;
+        } else if (tag->type == SEG_ALLOC) {
+            c->alloc++;
+            c->in_use += tag->size;
+        } else {
+            return problem(p, "tag of unknown type in the segment list", tag);
+        }
+        if (tag_last(tag) == tag_last(span))
+            span_done = true;
+        else
+            next_base = tag_last(tag) + 1;
+    }
+    if (prev != vm->vm_seg_last)
+        return problem(p, "segment list tail pointer wrong", prev);
+    if (!span_done)
+        return problem(p, "span not tiled to its end by segments", span);
+    if (expect_span != NULL)
+        return problem(p, "span list has spans the segment list lacks", expect_span);
+    return true;
+}
+
+static bool check_freelists(const Vmem *vm, const Census *c, Problem *p)
+{
+    size_t members = 0;
+    for (unsigned n = 0; n < VMEM_FREELISTS; n++) {
+        bool bit = (vm->vm_freemap & ((size_t)1 << n)) != 0;
+        if (bit != (vm->vm_freelist[n] != NULL))
+            return problem(p, "freelist bitmap disagrees with the lists", vm->vm_freelist[n]);
+        VmemTag *const *pprev = &vm->vm_freelist[n];
+        for (const VmemTag *tag = vm->vm_freelist[n]; tag != NULL; tag = tag->u.free.list_next) {
+            if (++members > c->free)
+                return problem(p, "freelists hold more than the free segments", tag);
+            if (tag->type != SEG_FREE || log2_floor(tag->size) != n)
+                return problem(p, "freelist member not free or in the wrong list", tag);
+            if (tag->u.free.list_pprev != pprev)
+                return problem(p, "freelist back link broken", tag);
+            pprev = &tag->u.free.list_next;
+        }
+    }
+    if (members != c->free)
+        return problem(p, "a free segment is missing from the freelists", NULL);
+    return true;
+}
+
+static bool check_indexes(const Vmem *vm, const Census *c, Problem *p)
+{
+    size_t count;
+    const char *why;
+    const VmemTag *bad = vmem_tree_check_addr(vm, &count, &why);
+    if (why != NULL)
+        return problem(p, why, bad);
+    if (count != c->free)
+        return problem(p, "address index and free segments differ in number", NULL);
+    bad = vmem_tree_check_size(vm, &count, &why);
+    if (why != NULL)
+        return problem(p, why, bad);
+    if (count != c->free)
+        return problem(p, "size index and free segments differ in number", NULL);
+    bad = vmem_hash_check(vm, &count, &why);
+    if (why != NULL)
+        return problem(p, why, bad);
+    if (count != c->alloc)
+        return problem(p, "hash and allocated segments differ in number", NULL);
+    return true;
+}
+
+static bool check_counters(const Vmem *vm, const Census *c, Problem *p)
+{
+    if (c->free + c->alloc != vm->vm_nsegs)
+        return problem(p, "segment count wrong", NULL);
+    if (c->in_use != vm->stat.in_use)
+        return problem(p, "stat.in_use differs from the allocated segments", NULL);
+    if (c->total != vm->stat.total)
+        return problem(p, "stat.total differs from the spans", NULL);
+    if (c->import != vm->stat.import)
+        return problem(p, "stat.import differs from the imported spans", NULL);
+    size_t stash = 0;
+    for (const VmemTag *tag = vm->vm_stash; tag != NULL; tag = tag->u.pool_next)
+        if (++stash > vm->vm_stash_count)
+            break;
+    if (stash != vm->vm_stash_count)
+        return problem(p, "boundary-tag stash count wrong", NULL);
+    return true;
+}
+
+int vmem_check(Vmem *vmp, VmemCheckReport *report)
+{
+    Problem p = {NULL, NULL};
+    if (!vmem_library_ready() || vmp == NULL || vmp->vm_magic != VMEM_MAGIC) {
+        p.reason = "not an initialised arena";
+    } else {
+        Census c = {0, 0, 0, 0, 0, 0};
+        VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
+        if (check_segments(vmp, &c, &p) && check_freelists(vmp, &c, &p) &&
+            check_indexes(vmp, &c, &p))
+            check_counters(vmp, &c, &p);
+        vmem_port_unlock(&vmp->vm_lock, state);
+    }
+    if (report != NULL) {
+        report->reason = p.reason;
+        report->addr = p.tag != NULL ? p.tag->base : 0;
+        report->size = p.tag != NULL ? p.tag->size : 0;
+    }
+    return p.reason == NULL ? 0 : -VMEM_ERR_NOT_FOUND;
+}

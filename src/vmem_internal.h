@@ -1,0 +1,211 @@
+/*
+ * vmem_internal.h - what the library's source files share and nobody else
+ * sees: the boundary tag, the internal interfaces of each concern, and the
+ * small arithmetic helpers.
+ *
+ * One file per concern:
+ *   vmem_arena.c  the theory statement, arenas, spans, allocation and free
+ *   vmem_fit.c    where a request can be placed inside one free segment
+ *   vmem_tree.c   the two AVL indexes of free segments
+ *   vmem_hash.c   the allocated-segment hash, resized incrementally
+ *   vmem_tags.c   the boundary-tag pool, vmem_bootstrap, vmem_create storage
+ *   vmem_debug.c  vmem_dump, vmem_check, vmem_walk, vmem_size, formatting
+ */
+#ifndef VMEM_INTERNAL_H
+#define VMEM_INTERNAL_H
+
+#include "vmem.h"
+#include "vmem_config.h"
+#include "vmem_port.h"
+
+#define VMEM_MAGIC 0x766d656dU /* "vmem" */
+
+/* Arena state bits (Vmem.vm_state). */
+#define VMEM_STATE_CREATED 0x1 /* storage came from vmem_create() */
+
+/* Segment types: the public VMEM_ALLOC / VMEM_FREE / VMEM_SPAN values. */
+enum { SEG_ALLOC = VMEM_ALLOC, SEG_FREE = VMEM_FREE, SEG_SPAN = VMEM_SPAN };
+
+/* Tag flags. */
+#define TAG_IMPORTED 0x1 /* span marker: span came from the source arena */
+#define TAG_XALLOC 0x2   /* allocated segment: from vmem_xalloc (bypasses caches) */
+
+/* A node of one of the AVL trees; its height lives in the tag header. */
+typedef struct vmem_tree_link {
+    struct vmem_tag *child[2];
+} VmemTreeLink;
+
+/*
+ * The external boundary tag: one per segment and one per span marker.
+ * 96 bytes on LP64. Only the members a tag's type uses are live: the
+ * union keeps an allocated segment (the common case) as small as a free one.
+ */
+typedef struct vmem_tag {
+    uintptr_t base;
+    size_t size;                  /* never 0; base + size may be 2^N exactly */
+    struct vmem_tag *seg_next;    /* every segment and span marker, by address */
+    struct vmem_tag *seg_prev;
+    uint8_t type;                 /* SEG_ALLOC, SEG_FREE or SEG_SPAN */
+    uint8_t flags;                /* TAG_* */
+    int8_t addr_height;           /* height in vm_free_by_addr, when free */
+    int8_t size_height;           /* height in vm_free_by_size, when free */
+    uint32_t unused;
+    union {
+        struct vmem_tag *hash_next;   /* SEG_ALLOC: hash chain */
+        struct vmem_tag *pool_next;   /* unused tag: pool or stash list */
+        struct {                      /* SEG_SPAN: ordered span list */
+            struct vmem_tag *next;
+            struct vmem_tag *prev;
+        } span;
+        struct {                      /* SEG_FREE */
+            struct vmem_tag *list_next;   /* power-of-two freelist */
+            struct vmem_tag **list_pprev;
+            VmemTreeLink by_addr;
+            size_t addr_max;              /* largest size in by_addr subtree */
+            VmemTreeLink by_size;
+        } free;
+    } u;
+} VmemTag;
+
+/* Last unit of a tag's range: never overflows, unlike base + size. */
+static inline uintptr_t tag_last(const VmemTag *tag) { return tag->base + (tag->size - 1); }
+
+static inline bool is_pow2(uintptr_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+static inline unsigned log2_floor(uintptr_t x)
+{
+    return (unsigned)(sizeof(uintptr_t) * 8 - 1) - (unsigned)__builtin_clzl((unsigned long)x);
+}
+
+/* ---- vmem_fit.c -------------------------------------------------------- */
+
+/* A request, with sizes already rounded and validated. */
+typedef struct {
+    size_t size;
+    size_t quantum;
+    uintptr_t align;    /* power of two, >= quantum */
+    uintptr_t phase;    /* < align */
+    uintptr_t nocross;  /* 0, or a power of two >= size */
+    uintptr_t min;      /* first acceptable unit */
+    uintptr_t max_last; /* last acceptable unit (inclusive) */
+    bool top_down;      /* VM_ENDALLOC: highest placement */
+} VmemRequest;
+
+/* Where in [base, base + size) the request fits, or false. */
+bool vmem_fit_in(const VmemRequest *req, uintptr_t base, size_t size, uintptr_t *addrp);
+
+/* The smallest free-segment size that fits the request wherever the segment
+ * lies inside [min, max_last]; SIZE_MAX when no size guarantees it. */
+size_t vmem_fit_comfortable_size(const VmemRequest *req);
+
+/* ---- vmem_tree.c ------------------------------------------------------- */
+
+void vmem_tree_insert_addr(Vmem *vm, VmemTag *tag);
+void vmem_tree_remove_addr(Vmem *vm, VmemTag *tag);
+/* tag's range shrank without changing its address order: fix addr_max. */
+void vmem_tree_refresh_addr(Vmem *vm, VmemTag *tag);
+void vmem_tree_insert_size(Vmem *vm, VmemTag *tag);
+void vmem_tree_remove_size(Vmem *vm, VmemTag *tag);
+
+/*
+ * Searches the free segments in address order (reverse order when
+ * req->top_down) for the first one at least min_size long in which the
+ * request fits. Visits only subtrees that can hold such a segment and
+ * overlap [req->min, req->max_last]. Returns the tag and the placement.
+ */
+VmemTag *vmem_tree_first_fit(Vmem *vm, const VmemRequest *req, size_t min_size,
+                             uintptr_t *addrp);
+
+/*
+ * Searches the free segments in (size, address) order, from the smallest of
+ * at least min_size, for one in which the request fits, giving up after
+ * `budget` candidates that do not fit (SIZE_MAX: never). *exhausted is set
+ * when it gave up.
+ */
+VmemTag *vmem_tree_best_fit(Vmem *vm, const VmemRequest *req, size_t min_size,
+                            size_t budget, bool *exhausted, uintptr_t *addrp);
+
+/* The free segment containing addr, or NULL. */
+VmemTag *vmem_tree_find_free(Vmem *vm, uintptr_t addr);
+
+/* For vmem_check: verifies order, balance, heights and addr_max; counts
+ * nodes. Returns the offending tag or NULL. */
+const VmemTag *vmem_tree_check_addr(const Vmem *vm, size_t *count, const char **why);
+const VmemTag *vmem_tree_check_size(const Vmem *vm, size_t *count, const char **why);
+
+/* ---- vmem_hash.c ------------------------------------------------------- */
+
+void vmem_hash_init(Vmem *vm);
+void vmem_hash_insert(Vmem *vm, VmemTag *tag);
+/* The allocated segment starting at addr, or NULL. */
+VmemTag *vmem_hash_lookup(Vmem *vm, uintptr_t addr);
+void vmem_hash_remove(Vmem *vm, VmemTag *tag);
+/* Bytes of a new table the arena would like, or 0. A hint read without
+ * the lock; vmem_hash_install() decides under it. */
+size_t vmem_hash_wanted_bytes(const Vmem *vm);
+/* Starts migrating to `table` (of `bytes`) if it is still wanted; returns
+ * false if the caller should give the table back. Arena locked. */
+bool vmem_hash_install(Vmem *vm, void *table, size_t bytes);
+/* A table retired while locked, for the caller to free once unlocked. */
+void *vmem_hash_take_retired(Vmem *vm, size_t *bytes);
+/* Verifies every chain; counts entries. Returns the offending tag or NULL. */
+const VmemTag *vmem_hash_check(const Vmem *vm, size_t *count, const char **why);
+size_t vmem_hash_buckets(const Vmem *vm);
+/* Forgets the tables of an empty hash; up to two remain for the caller to
+ * free once unlocked (NULL when none). */
+void vmem_hash_fini(Vmem *vm, void *tables[2], size_t bytes[2]);
+
+/* ---- vmem_tags.c ------------------------------------------------------- */
+
+/*
+ * Worst-case number of new tags one operation can need. An allocation that
+ * lands in the middle of a free segment splits it in three: the segment's
+ * own tag stays, two new ones describe the other pieces (2). If it had to
+ * import first, the new span needs a span marker and a free segment (2 more).
+ * A free, a destroy or a give-back only ever releases tags.
+ */
+#define VMEM_TAGS_PER_OP 4
+/* An arena keeps up to this many spare tags before handing some back. */
+#define VMEM_STASH_HIGH (4 * VMEM_TAGS_PER_OP)
+
+bool vmem_library_ready(void);
+/* Fills the arena's stash to at least VMEM_TAGS_PER_OP tags. Called with
+ * the arena locked; may unlock and relock it around the pool (*state is
+ * updated), so the caller must not rely on anything it saw before. Returns
+ * false when the tags cannot be had under vmflag. */
+bool vmem_stash_fill(Vmem *vm, VmemIrqState *state, int vmflag);
+VmemTag *vmem_stash_take(Vmem *vm);
+void vmem_stash_put(Vmem *vm, VmemTag *tag);
+/* Detaches the stash beyond VMEM_STASH_HIGH (all of it when `all`), for
+ * vmem_pool_return() once the arena is unlocked. */
+VmemTag *vmem_stash_detach(Vmem *vm, bool all);
+void vmem_pool_return(VmemTag *list);
+/* Storage for vmem_create(). */
+Vmem *vmem_storage_alloc(int vmflag);
+void vmem_storage_free(Vmem *vm);
+/* Unused tags in the global pool, for dumps. */
+size_t vmem_pool_free_tags(void);
+
+/* ---- vmem_debug.c ------------------------------------------------------- */
+
+/* Small formatting helpers used by dumps and misuse reports. */
+typedef struct {
+    char *buf;
+    size_t cap;
+    size_t len;
+} VmemFmt;
+void vmem_fmt_str(VmemFmt *f, const char *s);
+void vmem_fmt_u64(VmemFmt *f, uint64_t value);
+void vmem_fmt_hex(VmemFmt *f, uint64_t value);
+
+/* ---- vmem_arena.c ------------------------------------------------------- */
+
+/* Reports misuse of `call` on vm (may be NULL) through the port. The caller
+ * holds no lock. */
+void vmem_report(const Vmem *vm, const char *call, uintptr_t addr, size_t size,
+                 VmemMisuseKind kind, const char *reason);
+
+/* Copies at most n-1 characters and terminates (no libc strncpy). */
+void vmem_copy_name(char *dst, const char *src, size_t n);
+
+#endif /* VMEM_INTERNAL_H */

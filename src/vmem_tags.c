@@ -1,0 +1,195 @@
+/*
+ * vmem_tags.c - where boundary tags (and vmem_create storage) come from.
+ *
+ * Two levels, so the common operation touches no global lock:
+ *   - the global pool: vmem_bootstrap() seeds it with a static array of
+ *     VMEM_BOOTSTRAP_TAGS tags; later it is refilled one page at a time
+ *     from vmem_port_page_alloc(). Protected by pool_lock.
+ *   - each arena's stash: a few spare tags under the arena's own lock.
+ *     Before an operation searches, it fills the stash to its worst case
+ *     (VMEM_TAGS_PER_OP), so it can never run out half-way through.
+ *
+ * Recursion: a kernel's page source typically allocates its pages from a
+ * vmem arena, which itself needs tags. The pool therefore holds back
+ * VMEM_TAG_RESERVE tags that only VM_BOOTSTRAP requests may take, and a
+ * VM_BOOTSTRAP request never refills. Every refill passes VM_BOOTSTRAP to
+ * the page source, so the nested allocation is served from the reserve and
+ * cannot recurse again. Ordinary requests refill before they would dip into
+ * the reserve, and fail cleanly if the page source has nothing.
+ *
+ * Lock order: pool_lock is only taken with no arena lock held, and the page
+ * source is only called with no lock at all. Tag pages are kept for the
+ * life of the system (tags migrate between arenas, so a page is rarely
+ * wholly free).
+ */
+#include "vmem_internal.h"
+
+static VmemLock pool_lock;
+static bool pool_ready;
+static VmemTag bootstrap_tags[VMEM_BOOTSTRAP_TAGS];
+static VmemTag *pool_free;
+static size_t pool_count;
+static Vmem *storage_free;
+
+bool vmem_library_ready(void) { return __atomic_load_n(&pool_ready, __ATOMIC_ACQUIRE); }
+
+static void pool_push(VmemTag *tag)
+{
+    tag->type = 0;
+    tag->u.pool_next = pool_free;
+    pool_free = tag;
+    pool_count++;
+}
+
+void vmem_bootstrap(void)
+{
+    if (vmem_library_ready())
+        return;
+    vmem_port_lock_init(&pool_lock);
+    for (size_t i = 0; i < VMEM_BOOTSTRAP_TAGS; i++)
+        pool_push(&bootstrap_tags[i]);
+    __atomic_store_n(&pool_ready, true, __ATOMIC_RELEASE);
+}
+
+size_t vmem_pool_free_tags(void)
+{
+    VmemIrqState state = vmem_port_lock(&pool_lock);
+    size_t count = pool_count;
+    vmem_port_unlock(&pool_lock, state);
+    return count;
+}
+
+static int page_flags(int vmflag) { return (vmflag & (VM_SLEEP | VM_NOSLEEP)) | VM_BOOTSTRAP; }
+
+/* Takes n tags from the pool into *list, refilling from the page source
+ * when needed and allowed. No lock held on entry or exit. */
+static bool pool_take(size_t n, int vmflag, VmemTag **list)
+{
+    size_t reserve = (vmflag & VM_BOOTSTRAP) ? 0 : VMEM_TAG_RESERVE;
+    VmemIrqState state = vmem_port_lock(&pool_lock);
+    while (pool_count < n + reserve) {
+        if (vmflag & VM_BOOTSTRAP) {
+            vmem_port_unlock(&pool_lock, state);
+            return false;
+        }
+        vmem_port_unlock(&pool_lock, state);
+        VmemTag *page = vmem_port_page_alloc(1, page_flags(vmflag));
+        state = vmem_port_lock(&pool_lock);
+        if (page == NULL) {
+            if (pool_count >= n + reserve)
+                break; /* another CPU refilled meanwhile */
+            vmem_port_unlock(&pool_lock, state);
+            return false;
+        }
+        for (size_t i = 0; i < VMEM_PAGE_SIZE / sizeof(VmemTag); i++)
+            pool_push(&page[i]);
+    }
+    VmemTag *taken = NULL;
+    for (size_t i = 0; i < n; i++) {
+        VmemTag *tag = pool_free;
+        pool_free = tag->u.pool_next;
+        tag->u.pool_next = taken;
+        taken = tag;
+    }
+    pool_count -= n;
+    vmem_port_unlock(&pool_lock, state);
+    *list = taken;
+    return true;
+}
+
+void vmem_pool_return(VmemTag *list)
+{
+    if (list == NULL)
+        return;
+    VmemIrqState state = vmem_port_lock(&pool_lock);
+    while (list != NULL) {
+        VmemTag *next = list->u.pool_next;
+        pool_push(list);
+        list = next;
+    }
+    vmem_port_unlock(&pool_lock, state);
+}
+
+void vmem_stash_put(Vmem *vm, VmemTag *tag)
+{
+    tag->type = 0;
+    tag->u.pool_next = vm->vm_stash;
+    vm->vm_stash = tag;
+    vm->vm_stash_count++;
+}
+
+VmemTag *vmem_stash_take(Vmem *vm)
+{
+    VmemTag *tag = vm->vm_stash;
+    if (tag == NULL)
+        vmem_port_panic("vmem: boundary-tag stash empty despite reservation");
+    vm->vm_stash = tag->u.pool_next;
+    vm->vm_stash_count--;
+    tag->flags = 0;
+    return tag;
+}
+
+bool vmem_stash_fill(Vmem *vm, VmemIrqState *state, int vmflag)
+{
+    while (vm->vm_stash_count < VMEM_TAGS_PER_OP) {
+        /* Take a few more than needed so that a run of allocations does not
+         * visit the pool every time. */
+        size_t want = 2 * VMEM_TAGS_PER_OP - vm->vm_stash_count;
+        VmemTag *list;
+        vmem_port_unlock(&vm->vm_lock, *state);
+        bool ok = pool_take(want, vmflag, &list);
+        *state = vmem_port_lock(&vm->vm_lock);
+        if (!ok)
+            return vm->vm_stash_count >= VMEM_TAGS_PER_OP;
+        while (list != NULL) {
+            VmemTag *next = list->u.pool_next;
+            vmem_stash_put(vm, list);
+            list = next;
+        }
+    }
+    return true;
+}
+
+VmemTag *vmem_stash_detach(Vmem *vm, bool all)
+{
+    size_t keep = all ? 0 : VMEM_STASH_HIGH;
+    VmemTag *detached = NULL;
+    while (vm->vm_stash_count > keep) {
+        VmemTag *tag = vmem_stash_take(vm);
+        tag->u.pool_next = detached;
+        detached = tag;
+    }
+    return detached;
+}
+
+/* ---- vmem_create() storage ------------------------------------------------ */
+
+_Static_assert(sizeof(Vmem) <= VMEM_PAGE_SIZE, "an arena must fit in one page");
+
+Vmem *vmem_storage_alloc(int vmflag)
+{
+    VmemIrqState state = vmem_port_lock(&pool_lock);
+    while (storage_free == NULL) {
+        vmem_port_unlock(&pool_lock, state);
+        Vmem *page = vmem_port_page_alloc(1, page_flags(vmflag));
+        if (page == NULL)
+            return NULL;
+        state = vmem_port_lock(&pool_lock);
+        for (size_t i = 0; i < VMEM_PAGE_SIZE / sizeof(Vmem); i++) {
+            page[i].vm_next_created = storage_free;
+            storage_free = &page[i];
+        }
+    }
+    Vmem *vm = storage_free;
+    storage_free = vm->vm_next_created;
+    vmem_port_unlock(&pool_lock, state);
+    return vm;
+}
+
+void vmem_storage_free(Vmem *vm)
+{
+    VmemIrqState state = vmem_port_lock(&pool_lock);
+    vm->vm_next_created = storage_free;
+    storage_free = vm;
+    vmem_port_unlock(&pool_lock, state);
+}

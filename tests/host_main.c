@@ -1,0 +1,63 @@
+/*
+ * host_main.c - the hosted test runner: the vtest_env_* hooks for the POSIX
+ * port, then every suite. Usage: vmem_tests [name-filter]. Exits non-zero
+ * when any test fails; the last line is "N passed, N failed".
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "vmem.h"
+#include "vmem_posix.h"
+#include "vtest.h"
+
+static size_t misuse_count;
+static VmemMisuse misuse_last;
+
+static void record_misuse(const VmemMisuse *report)
+{
+    misuse_count++;
+    misuse_last = *report;
+}
+
+void vtest_env_puts(const char *text) { fputs(text, stdout); }
+
+void vtest_env_misuse_capture(bool on)
+{
+    misuse_count = 0;
+    vmem_posix_set_misuse_handler(on ? record_misuse : NULL);
+}
+
+size_t vtest_env_misuse_count(void) { return misuse_count; }
+
+const VmemMisuse *vtest_env_misuse_last(void) { return &misuse_last; }
+
+size_t vtest_env_scale(void)
+{
+    const char *env = getenv("VTEST_SCALE");
+    return env != NULL ? (size_t)strtoull(env, NULL, 0) : 1000000;
+}
+
+size_t vtest_env_random_ops(void)
+{
+    const char *env = getenv("VTEST_RANDOM_OPS");
+    return env != NULL ? (size_t)strtoull(env, NULL, 0) : 250000;
+}
+
+bool vtest_env_page_faults(size_t countdown)
+{
+    if (countdown == 0)
+        vmem_posix_stop_page_faults();
+    else
+        vmem_posix_fail_pages_after(countdown - 1);
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    vmem_bootstrap();
+    size_t passed = 0;
+    size_t failed = vtest_run_all(argc > 1 ? argv[1] : NULL, &passed);
+    printf("%zu passed, %zu failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
