@@ -68,9 +68,11 @@ check-host: $(HOST_TESTS)
 check-lib: $(LIB)
 	CC="$(CC)" tools/check-lib.sh $(LIB)
 
-# Test layers run by `make check`, in order; included makefiles add theirs.
+# Test layers run by `make check`, in order; included makefiles add theirs
+# (tools/*.mk: sanitizers, fuzzing, benchmarks; boot/kernel.mk: QEMU last).
 CHECK_LAYERS := check-lib check-host
 
+-include $(sort $(wildcard tools/*.mk))
 -include boot/kernel.mk
 
 # Every layer, then the aggregate line CI reads.
