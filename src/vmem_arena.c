@@ -30,15 +30,17 @@
  *    - an AVL tree by (size, address): best-fit is its lower bound.
  *    See vmem_tree.c for why searches there are logarithmic.
  *
- * 4. Constrained requests (align, phase, nocross, minaddr, maxaddr) search
- *    first for a "comfortable" segment, one so large it fits wherever it
- *    lies (size + align - quantum, plus a nocross window): a logarithmic
- *    search. Only if none exists do they examine every candidate that is
- *    merely large enough, so vmem_xalloc() is complete - it fails only when
- *    no placement exists - and is never linear while a comfortable fit
- *    exists. With constraints, first-fit and next-fit therefore prefer the
- *    lowest comfortable segment, and best-fit looks at the 64 smallest
- *    candidates before settling for the smallest comfortable one.
+ * 4. Constrained requests (align, phase, nocross, minaddr, maxaddr) visit
+ *    candidates in their policy's order (address, or size for best-fit)
+ *    and take the first in which the request fits: the exact first-fit,
+ *    last-fit or best-fit answer. A large-enough segment can still fail to
+ *    fit (misaligned, clipped by the range), so after SEARCH_BUDGET such
+ *    failures the search settles for the first "comfortable" segment, one
+ *    so large it fits wherever it lies (size + align - quantum, plus a
+ *    nocross window): one more logarithmic search. Only if none exists does
+ *    it examine every candidate, so vmem_xalloc() is complete - it fails
+ *    only when no placement exists - and is never linear while a
+ *    comfortable fit exists.
  *
  * 5. Allocated segments live in a hash keyed by address (vmem_hash.c), so
  *    vmem_free() finds them in O(1), checks the size, and rejects anything
@@ -78,9 +80,9 @@
 #include "vmem_internal.h"
 
 #define MAX_IMPORTS 2
-/* Candidates best-fit examines under constraints before it settles for the
- * smallest comfortable segment. */
-#define BESTFIT_CONSTRAINED_BUDGET 64
+/* Large-enough segments a constrained search tries in policy order before
+ * it settles for the first comfortable one (theory statement, 4). */
+#define SEARCH_BUDGET 64
 
 #define POLICY_FLAGS (VM_BESTFIT | VM_INSTANTFIT | VM_NEXTFIT | VM_FIRSTFIT)
 #define KNOWN_FLAGS (POLICY_FLAGS | VM_SLEEP | VM_NOSLEEP | VM_BOOTSTRAP | VM_ENDALLOC)
@@ -454,14 +456,19 @@ static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
     return vmem_tree_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
 }
 
-/* Address order (or reverse): comfortable segments first, then any. */
+/* The lowest placement (highest when top-down), exactly, unless more than
+ * SEARCH_BUDGET large-enough segments fail to fit before it; then the
+ * lowest comfortable one, and only if there is none, every candidate. */
 static VmemTag *address_order_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
-    size_t comfortable = vmem_fit_comfortable_size(req);
-    VmemTag *tag = vmem_tree_first_fit(vm, req, comfortable, addrp);
-    if (tag == NULL && comfortable > req->size)
-        tag = vmem_tree_first_fit(vm, req, req->size, addrp);
-    return tag;
+    bool exhausted;
+    VmemTag *tag = vmem_tree_first_fit(vm, req, req->size, SEARCH_BUDGET, &exhausted, addrp);
+    if (tag != NULL || !exhausted)
+        return tag;
+    tag = vmem_tree_first_fit(vm, req, vmem_fit_comfortable_size(req), SIZE_MAX, &exhausted, addrp);
+    if (tag != NULL)
+        return tag;
+    return vmem_tree_first_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
 }
 
 static VmemTag *best_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
@@ -471,10 +478,10 @@ static VmemTag *best_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
                                    req->min <= 1 && req->max_last == UINTPTR_MAX))
         return vmem_tree_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
     VmemTag *tag =
-        vmem_tree_best_fit(vm, req, req->size, BESTFIT_CONSTRAINED_BUDGET, &exhausted, addrp);
+        vmem_tree_best_fit(vm, req, req->size, SEARCH_BUDGET, &exhausted, addrp);
     if (tag != NULL || !exhausted)
         return tag;
-    tag = vmem_tree_best_fit(vm, req, vmem_fit_comfortable_size(req), BESTFIT_CONSTRAINED_BUDGET,
+    tag = vmem_tree_best_fit(vm, req, vmem_fit_comfortable_size(req), SEARCH_BUDGET,
                              &exhausted, addrp);
     if (tag != NULL)
         return tag;
@@ -690,8 +697,6 @@ static bool make_request(const Vmem *vm, const char *call, size_t size, size_t a
         why = "minaddr or maxaddr is not a multiple of the quantum";
     } else if (max_given && min >= max) {
         why = "[minaddr, maxaddr) is empty or inverted";
-    } else if (nocross != 0 && (phase & (nocross - 1)) + round_up(size, q) > nocross) {
-        why = "phase and size cross every nocross boundary";
     }
     if (why != NULL) {
         vmem_report(vm, call, min, size, kind, why);

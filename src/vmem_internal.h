@@ -110,11 +110,13 @@ void vmem_tree_remove_size(Vmem *vm, VmemTag *tag);
 /*
  * Searches the free segments in address order (reverse order when
  * req->top_down) for the first one at least min_size long in which the
- * request fits. Visits only subtrees that can hold such a segment and
- * overlap [req->min, req->max_last]. Returns the tag and the placement.
+ * request fits, giving up after `budget` candidates that do not fit
+ * (SIZE_MAX: never; *exhausted is set when it gave up). Visits only
+ * subtrees that can hold such a segment and overlap [req->min,
+ * req->max_last]. Returns the tag and the placement.
  */
-VmemTag *vmem_tree_first_fit(Vmem *vm, const VmemRequest *req, size_t min_size,
-                             uintptr_t *addrp);
+VmemTag *vmem_tree_first_fit(Vmem *vm, const VmemRequest *req, size_t min_size, size_t budget,
+                             bool *exhausted, uintptr_t *addrp);
 
 /*
  * Searches the free segments in (size, address) order, from the smallest of

@@ -172,10 +172,18 @@ void vmem_tree_remove_size(Vmem *vm, VmemTag *tag)
 
 /* ---- Searches ------------------------------------------------------------ */
 
-static VmemTag *first_fit(VmemTag *node, const VmemRequest *req, size_t min_size,
-                          uintptr_t *addrp)
+typedef struct {
+    const VmemRequest *req;
+    size_t min_size;
+    size_t budget;
+    bool exhausted;
+    uintptr_t addr;
+} FitSearch;
+
+static VmemTag *first_fit(VmemTag *node, FitSearch *search)
 {
-    if (node == NULL || node->u.free.addr_max < min_size)
+    const VmemRequest *req = search->req;
+    if (node == NULL || node->u.free.addr_max < search->min_size)
         return NULL;
     VmemTreeLink *link = &node->u.free.by_addr;
     /* Lower subtrees end before node->base; higher ones start after its
@@ -186,29 +194,35 @@ static VmemTag *first_fit(VmemTag *node, const VmemRequest *req, size_t min_size
     bool near_reachable = req->top_down ? upper_reachable : lower_reachable;
     bool far_reachable = req->top_down ? lower_reachable : upper_reachable;
     VmemTag *found;
-    if (near_reachable && (found = first_fit(link->child[near], req, min_size, addrp)) != NULL)
+    if (near_reachable && (found = first_fit(link->child[near], search)) != NULL)
         return found;
-    if (node->size >= min_size && vmem_fit_in(req, node->base, node->size, addrp))
-        return node;
+    if (search->exhausted)
+        return NULL;
+    if (node->size >= search->min_size) {
+        if (vmem_fit_in(req, node->base, node->size, &search->addr))
+            return node;
+        if (search->budget != SIZE_MAX && --search->budget == 0) {
+            search->exhausted = true;
+            return NULL;
+        }
+    }
     if (far_reachable)
-        return first_fit(link->child[!near], req, min_size, addrp);
+        return first_fit(link->child[!near], search);
     return NULL;
 }
 
-VmemTag *vmem_tree_first_fit(Vmem *vm, const VmemRequest *req, size_t min_size, uintptr_t *addrp)
+VmemTag *vmem_tree_first_fit(Vmem *vm, const VmemRequest *req, size_t min_size, size_t budget,
+                             bool *exhausted, uintptr_t *addrp)
 {
-    return first_fit(vm->vm_free_by_addr, req, min_size, addrp);
+    FitSearch search = {req, min_size, budget, false, 0};
+    VmemTag *found = first_fit(vm->vm_free_by_addr, &search);
+    *exhausted = search.exhausted;
+    if (found != NULL)
+        *addrp = search.addr;
+    return found;
 }
 
-typedef struct {
-    const VmemRequest *req;
-    size_t min_size;
-    size_t budget;
-    bool exhausted;
-    uintptr_t addr;
-} BestFitSearch;
-
-static VmemTag *best_fit(VmemTag *node, BestFitSearch *search)
+static VmemTag *best_fit(VmemTag *node, FitSearch *search)
 {
     while (node != NULL) {
         VmemTreeLink *link = &node->u.free.by_size;
@@ -233,7 +247,7 @@ static VmemTag *best_fit(VmemTag *node, BestFitSearch *search)
 VmemTag *vmem_tree_best_fit(Vmem *vm, const VmemRequest *req, size_t min_size, size_t budget,
                             bool *exhausted, uintptr_t *addrp)
 {
-    BestFitSearch search = {req, min_size, budget, false, 0};
+    FitSearch search = {req, min_size, budget, false, 0};
     VmemTag *found = best_fit(vm->vm_free_by_size, &search);
     *exhausted = search.exhausted;
     if (found != NULL)
