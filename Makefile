@@ -22,7 +22,11 @@ COMMON_CFLAGS := -std=c11 $(WARNINGS) -Iinclude -Isrc
 # The freestanding library: no libc, no FPU/SIMD state touched, no red zone
 # (interrupt handlers share the stack), and the kernel code model so it links
 # both low and in a higher-half kernel at -2 GiB.
-FREESTANDING_CFLAGS := $(COMMON_CFLAGS) -O2 -ffreestanding -fno-stack-protector \
+# It is built for a port without a scheduler, like the test kernel's
+# (VMEM_PORT_CAN_SLEEP=0); a kernel that can sleep compiles src/ with its own
+# configuration (see the README).
+FREESTANDING_CONFIG ?= -DVMEM_PORT_CAN_SLEEP=0
+FREESTANDING_CFLAGS := $(COMMON_CFLAGS) $(FREESTANDING_CONFIG) -O2 -ffreestanding -fno-stack-protector \
             -fno-pic -mno-red-zone -mno-sse -mno-mmx -mno-80387 -mcmodel=kernel \
             -fno-asynchronous-unwind-tables
 HOST_CFLAGS := $(COMMON_CFLAGS) -O2 -g -D_GNU_SOURCE -pthread
@@ -65,8 +69,8 @@ check-host: $(HOST_TESTS)
 	$(HOST_TESTS)
 
 # Layer: properties of the built library itself (no libc, header hygiene).
-check-lib: $(LIB)
-	CC="$(CC)" tools/check-lib.sh $(LIB)
+check-lib: $(LIB) $(HOST_LIB)
+	tools/check-lib.sh $(LIB) $(HOST_LIB)
 
 # Test layers run by `make check`, in order; included makefiles add theirs
 # (tools/*.mk: sanitizers, fuzzing, benchmarks; boot/kernel.mk: QEMU last).

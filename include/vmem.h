@@ -111,6 +111,16 @@ typedef union {
     void *vl_align;
 } VmemLock;
 
+/* Opaque storage for the port's condition variable (VM_SLEEP waits on it),
+ * embedded like the lock. Unused by ports that cannot sleep. */
+#ifndef VMEM_COND_WORDS
+#define VMEM_COND_WORDS 8
+#endif
+typedef union {
+    uint64_t vc_words[VMEM_COND_WORDS];
+    void *vc_align;
+} VmemCond;
+
 /* Number of power-of-two freelists: one per bit of a size. */
 #define VMEM_FREELISTS (sizeof(size_t) * 8)
 /* Hash buckets embedded in an arena, used until it grows a table. */
@@ -139,6 +149,8 @@ typedef struct vmem {
     uint32_t vm_magic;         /* VMEM_MAGIC while the arena is usable */
     uint32_t vm_state;         /* internal state bits */
     VmemLock vm_lock;
+    VmemCond vm_cv;                 /* VM_SLEEP allocations wait here */
+    size_t vm_waiters;              /* how many */
     unsigned vm_quantum_shift; /* log2(quantum) */
     struct vmem_tag *vm_seg_first;  /* all segments and span markers, by address */
     struct vmem_tag *vm_seg_last;

@@ -48,6 +48,22 @@ VmemIrqState vmem_port_lock(VmemLock *lock);
 void vmem_port_unlock(VmemLock *lock, VmemIrqState state);
 
 /*
+ * Sleeping, for VM_SLEEP. Only a port built with VMEM_PORT_CAN_SLEEP = 1
+ * (vmem_config.h) provides these; with 0 the library never calls them and
+ * a VM_SLEEP request that would have to wait is reported as misuse.
+ */
+/* Prepares / releases the condition storage embedded in an arena. */
+void vmem_port_cond_init(VmemCond *cond);
+void vmem_port_cond_fini(VmemCond *cond);
+/* Called with `lock` held (as vmem_port_lock() took it): atomically
+ * releases it and sleeps until vmem_port_cond_broadcast() on the same
+ * condition (or spuriously), then reacquires it before returning, with the
+ * interrupt state the caller had. The only hook that may block. */
+void vmem_port_cond_wait(VmemCond *cond, VmemLock *lock);
+/* Wakes every waiter on cond. Called with the matching lock held. */
+void vmem_port_cond_broadcast(VmemCond *cond);
+
+/*
  * Returns npages contiguous, writable, VMEM_PAGE_SIZE-aligned pages of
  * memory for boundary tags, hash tables and vmem_create() storage, or NULL.
  * Called with no vmem lock held. vmflag carries VM_SLEEP / VM_NOSLEEP from

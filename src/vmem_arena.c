@@ -622,15 +622,57 @@ static bool import_span(Vmem *vm, VmemIrqState *state, const VmemRequest *req, i
 
 /* ---- Allocation ------------------------------------------------------------- */
 
-static int arena_xalloc(Vmem *vm, const VmemRequest *req, int vmflag, uint8_t tag_flags,
-                        uintptr_t *addrp)
+/* Gives back the span [base, base + size) if it is still wholly free: an
+ * import that turned out not to serve the request. Locked on entry and
+ * exit; the lock is dropped around the give-back. */
+static void return_unused_import(Vmem *vm, VmemIrqState *state, uintptr_t base, size_t size)
+{
+    VmemTag *marker = span_find_exact(vm, base, size);
+    if (marker == NULL || !(marker->flags & TAG_IMPORTED) || marker->seg_next == NULL ||
+        marker->seg_next->type != SEG_FREE || marker->seg_next->size != marker->size ||
+        (vm->free == NULL && !(marker->flags & TAG_XALLOC)))
+        return;
+    GiveBack give;
+    span_remove_free(vm, marker, marker->seg_next, &give);
+    vmem_port_unlock(&vm->vm_lock, *state);
+    give_back(vm, &give);
+    *state = vmem_port_lock(&vm->vm_lock);
+}
+
+/* Waits for a free or an added span. Locked; returns false (and the caller
+ * fails) when the port cannot sleep. */
+static bool wait_for_space(Vmem *vm)
+{
+#if VMEM_PORT_CAN_SLEEP
+    vm->vm_waiters++;
+    vmem_port_cond_wait(&vm->vm_cv, &vm->vm_lock);
+    vm->vm_waiters--;
+    return true;
+#else
+    (void)vm;
+    return false;
+#endif
+}
+
+/* Wakes VM_SLEEP allocations: something was freed or added. Locked. */
+static void wake_waiters(Vmem *vm)
+{
+#if VMEM_PORT_CAN_SLEEP
+    if (vm->vm_waiters != 0)
+        vmem_port_cond_broadcast(&vm->vm_cv);
+#else
+    (void)vm;
+#endif
+}
+
+static int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *req, int vmflag,
+                        uint8_t tag_flags, uintptr_t *addrp)
 {
     Leftovers left;
     VmemIrqState state = lock_with_hash_table(vm, vmflag, &left);
-    GiveBack unused = {0, 0, false};
-    bool have_unused = false;
     int result = -VMEM_ERR_NO_MEM;
     int imports = 0;
+    bool imported_last = false, cannot_sleep = false;
     uintptr_t span_base = 0;
     size_t span_size = 0;
 
@@ -647,24 +689,27 @@ static int arena_xalloc(Vmem *vm, const VmemRequest *req, int vmflag, uint8_t ta
             result = 0;
             break;
         }
-        if (imports == MAX_IMPORTS || !import_span(vm, &state, req, vmflag, &span_base, &span_size))
-            break;
-        imports++;
-    }
-    if (result != 0 && imports > 0) {
-        /* An import that still could not serve us is given straight back,
-         * if nobody else has started using it meanwhile. */
-        VmemTag *marker = span_find_exact(vm, span_base, span_size);
-        if (marker != NULL && (marker->flags & TAG_IMPORTED) && marker->seg_next != NULL &&
-            marker->seg_next->type == SEG_FREE && marker->seg_next->size == marker->size &&
-            (vm->free != NULL || (marker->flags & TAG_XALLOC))) {
-            span_remove_free(vm, marker, marker->seg_next, &unused);
-            have_unused = true;
+        if (imported_last) {
+            return_unused_import(vm, &state, span_base, span_size);
+            imported_last = false;
         }
+        if (imports < MAX_IMPORTS && import_span(vm, &state, req, vmflag, &span_base, &span_size)) {
+            imports++;
+            imported_last = true;
+            continue;
+        }
+        if (!(vmflag & VM_SLEEP))
+            break;
+        if (!wait_for_space(vm)) {
+            cannot_sleep = true;
+            break;
+        }
+        imports = 0;
     }
     unlock_and_release(vm, state, &left);
-    if (have_unused)
-        give_back(vm, &unused);
+    if (cannot_sleep)
+        vmem_report(vm, call, req->min, req->size, VMEM_MISUSE_CANNOT_SLEEP,
+                    "VM_SLEEP request must wait, but the port cannot sleep");
     return result;
 }
 
@@ -727,7 +772,7 @@ int vmem_xalloc_addr(Vmem *vmp, size_t size, size_t align, size_t phase, size_t 
     if (!make_request(vmp, call, size, align, phase, nocross, minaddr, maxaddr, maxaddr != 0,
                       vmflag, &req))
         return -VMEM_ERR_INVALID;
-    return arena_xalloc(vmp, &req, vmflag, TAG_XALLOC, addrp);
+    return arena_xalloc(vmp, call, &req, vmflag, TAG_XALLOC, addrp);
 }
 
 void *vmem_xalloc(Vmem *vmp, size_t size, size_t align, size_t phase, size_t nocross,
@@ -745,7 +790,7 @@ void *vmem_xalloc(Vmem *vmp, size_t size, size_t align, size_t phase, size_t noc
         req.min = 1; /* NULL means failure, so 0 is never handed out here */
     if (req.min > req.max_last)
         return NULL;
-    if (arena_xalloc(vmp, &req, vmflag, TAG_XALLOC, &addr) != 0)
+    if (arena_xalloc(vmp, call, &req, vmflag, TAG_XALLOC, &addr) != 0)
         return NULL;
     return (void *)addr;
 }
@@ -760,7 +805,7 @@ void *vmem_alloc(Vmem *vmp, size_t size, int vmflag)
     if (!make_request(vmp, call, size, 0, 0, 0, 0, 0, false, vmflag, &req))
         return NULL;
     req.min = 1; /* NULL means failure, so 0 is never handed out here */
-    if (arena_xalloc(vmp, &req, vmflag, 0, &addr) != 0)
+    if (arena_xalloc(vmp, call, &req, vmflag, 0, &addr) != 0)
         return NULL;
     return (void *)addr;
 }
@@ -780,7 +825,7 @@ int vmem_alloc_exact(Vmem *vmp, uintptr_t addr, size_t size, int vmflag)
         return -VMEM_ERR_INVALID;
     }
     req.max_last = addr + (req.size - 1);
-    return arena_xalloc(vmp, &req, (vmflag & ~POLICY_FLAGS) | VM_FIRSTFIT, TAG_XALLOC, &got);
+    return arena_xalloc(vmp, call, &req, (vmflag & ~POLICY_FLAGS) | VM_FIRSTFIT, TAG_XALLOC, &got);
 }
 
 /* ---- Free ------------------------------------------------------------------- */
@@ -849,6 +894,7 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
 
     GiveBack give;
     bool release = maybe_release_span(vm, tag, &give);
+    wake_waiters(vm);
     unlock_and_release(vm, state, &left);
     if (release)
         give_back(vm, &give);
@@ -892,6 +938,7 @@ static int arena_add(Vmem *vm, const char *call, uintptr_t base, size_t size, in
         result = -VMEM_ERR_INVALID;
     } else {
         span_add(vm, base, size, 0);
+        wake_waiters(vm);
     }
     unlock_and_release(vm, state, &left);
     if (result == -VMEM_ERR_INVALID)
@@ -917,6 +964,14 @@ void *vmem_add(Vmem *vmp, void *addr, size_t size, int vmflag)
 }
 
 /* ---- Creation and destruction ---------------------------------------------- */
+
+static void arena_locks_fini(Vmem *vm)
+{
+#if VMEM_PORT_CAN_SLEEP
+    vmem_port_cond_fini(&vm->vm_cv);
+#endif
+    vmem_port_lock_fini(&vm->vm_lock);
+}
 
 int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quantum,
               VmemAlloc *afunc, VmemFree *ffunc, Vmem *source, size_t qcache_max, int vmflag)
@@ -982,8 +1037,12 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
     vmem->vm_stash_count = 0;
     vmem->vm_nsegs = 0;
     vmem->vm_next_created = NULL;
+    vmem->vm_waiters = 0;
     vmem_hash_init(vmem);
     vmem_port_lock_init(&vmem->vm_lock);
+#if VMEM_PORT_CAN_SLEEP
+    vmem_port_cond_init(&vmem->vm_cv);
+#endif
     vmem->vm_magic = VMEM_MAGIC;
 
     if (size != 0) {
@@ -994,7 +1053,7 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
             vmem->vm_magic = 0;
             vmem_port_unlock(&vmem->vm_lock, state);
             vmem_pool_return(tags);
-            vmem_port_lock_fini(&vmem->vm_lock);
+            arena_locks_fini(vmem);
             return result;
         }
     }
@@ -1058,7 +1117,7 @@ void vmem_destroy(Vmem *vmp)
     vmp->vm_magic = 0;
     vmem_port_unlock(&vmp->vm_lock, state);
 
-    vmem_port_lock_fini(&vmp->vm_lock);
+    arena_locks_fini(vmp);
     vmem_pool_return(tags);
     for (int i = 0; i < 2; i++)
         if (tables[i] != NULL)

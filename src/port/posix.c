@@ -50,6 +50,27 @@ void vmem_port_unlock(VmemLock *lock, VmemIrqState state)
         vmem_port_panic("pthread_mutex_unlock failed");
 }
 
+_Static_assert(sizeof(pthread_cond_t) <= sizeof(VmemCond),
+               "pthread_cond_t does not fit in VmemCond: raise VMEM_COND_WORDS");
+
+static pthread_cond_t *as_cond(VmemCond *cond) { return (pthread_cond_t *)(void *)cond; }
+
+void vmem_port_cond_init(VmemCond *cond)
+{
+    if (pthread_cond_init(as_cond(cond), NULL) != 0)
+        vmem_port_panic("pthread_cond_init failed");
+}
+
+void vmem_port_cond_fini(VmemCond *cond) { pthread_cond_destroy(as_cond(cond)); }
+
+void vmem_port_cond_wait(VmemCond *cond, VmemLock *lock)
+{
+    if (pthread_cond_wait(as_cond(cond), as_mutex(lock)) != 0)
+        vmem_port_panic("pthread_cond_wait failed");
+}
+
+void vmem_port_cond_broadcast(VmemCond *cond) { pthread_cond_broadcast(as_cond(cond)); }
+
 static atomic_size_t pages_outstanding;
 static atomic_size_t fault_countdown; /* 0: no faults; else 1 + calls that still succeed */
 
