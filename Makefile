@@ -11,7 +11,7 @@ AR      ?= ar
 BUILD   := build
 
 LIB_SRCS := src/vmem_arena.c src/vmem_tags.c src/vmem_tree.c src/vmem_hash.c \
-            src/vmem_fit.c src/vmem_debug.c
+            src/vmem_fit.c src/vmem_debug.c src/vmem_qcache.c
 PORT_POSIX := src/port/posix.c
 TEST_SRCS := tests/vtest.c tests/vtest_suites.c $(sort $(wildcard tests/test_*.c))
 

@@ -80,6 +80,7 @@ extern "C" {
 
 struct vmem;
 struct vmem_tag;
+struct vmem_qcache_state;
 
 /* Import callbacks: an arena imports spans by calling afunc(source, size,
  * vmflag) and gives a span back, once wholly free, with ffunc(source, addr,
@@ -175,6 +176,8 @@ typedef struct vmem {
     size_t vm_hash_retired_bytes;
     struct vmem_tag *vm_hash_embedded[VMEM_HASH_EMBEDDED];
     struct vmem *vm_next_created;   /* vmem_create() storage free list */
+    struct vmem_qcache_state *vm_qcache; /* quantum caches, made on first use */
+    size_t vm_qcache_pages;
 } Vmem;
 
 /* ---- The original API ------------------------------------------------- */
@@ -184,7 +187,10 @@ typedef struct vmem {
  * span is [base, base + size) when size > 0. quantum must be a power of
  * two; base and size multiples of it. afunc/ffunc/source describe where
  * spans are imported from (all NULL, or afunc and source both set).
- * qcache_max is recorded (quantum caches arrive with the concurrency work).
+ * qcache_max > 0 puts a quantum cache in front of the arena for each
+ * multiple of the quantum up to it (at most 16): vmem_alloc() of such a
+ * size is then served from per-CPU magazines without taking the arena lock
+ * (their memory comes from the page source on first use).
  * Returns 0, or -VMEM_ERR_INVALID after reporting misuse (storage then
  * holds no arena).
  */
@@ -272,6 +278,16 @@ void vmem_walk(Vmem *vmp, int typemask, VmemWalker *func, void *arg);
 
 /* True if [addr, addr + size) lies within one span of the arena. */
 bool vmem_contains(Vmem *vmp, void *addr, size_t size);
+
+/* The arena's statistics as its callers see them, exactly: resources held
+ * by the quantum caches count as free, and their slabs as nothing. (The
+ * `stat` member of Vmem shows the arena layer underneath: a slab there is
+ * one allocation.) Returns 0, or -VMEM_ERR_INVALID after reporting misuse. */
+int vmem_stat(Vmem *vmp, VmemStat *stat);
+
+/* Returns everything the quantum caches hold to the arena (the arena also
+ * does this by itself before it fails a request, and in vmem_destroy). */
+void vmem_reap(Vmem *vmp);
 
 /* What vmem_check() found wrong, if anything. */
 typedef struct {

@@ -43,6 +43,25 @@
 #define VMEM_PORT_CAN_SLEEP 1
 #endif
 
+/* Per-CPU magazine slots in each quantum cache. CPU ids from
+ * vmem_port_cpu_id() are taken modulo this; a larger id only shares. */
+#ifndef VMEM_MAX_CPUS
+#define VMEM_MAX_CPUS 16
+#endif
+
+/* Quantum caches an arena can have: one per multiple of the quantum up to
+ * qcache_max, at most this many (larger qcache_max is clamped). */
+#ifndef VMEM_QCACHE_MAX_CACHES
+#define VMEM_QCACHE_MAX_CACHES 16
+#endif
+
+/* Objects in the largest slab: the slab is the next power of two above
+ * 3 x qcache_max, so with at most 16 caches it holds at most 64 quanta. */
+#define VMEM_QCACHE_SLAB_OBJS 64
+
+_Static_assert(VMEM_MAX_CPUS >= 1, "VMEM_MAX_CPUS must be at least 1");
+_Static_assert(VMEM_QCACHE_MAX_CACHES >= 1 && VMEM_QCACHE_MAX_CACHES <= 16,
+               "a slab's objects are tracked in one 64-bit word: at most 16 caches");
 _Static_assert(VMEM_PAGE_SIZE >= 1024 && (VMEM_PAGE_SIZE & (VMEM_PAGE_SIZE - 1)) == 0,
                "VMEM_PAGE_SIZE must be a power of two of at least 1 KiB");
 _Static_assert(VMEM_TAG_RESERVE >= 8,

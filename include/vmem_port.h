@@ -91,6 +91,12 @@ void vmem_port_panic(const char *message)
 #endif
     ;
 
+/* The index of the CPU running the caller, for the per-CPU quantum-cache
+ * magazines. Any value is safe (it is taken modulo VMEM_MAX_CPUS, and each
+ * slot is locked): a stale or shared answer only costs contention. May be
+ * called with a vmem lock held; must not block. */
+unsigned vmem_port_cpu_id(void);
+
 /* Writes a NUL-terminated string to the console, for vmem_dump(). May be
  * called with an arena lock held; must not call into vmem. */
 void vmem_port_puts(const char *text);

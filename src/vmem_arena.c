@@ -622,6 +622,8 @@ static bool import_span(Vmem *vm, VmemIrqState *state, const VmemRequest *req, i
 
 /* ---- Allocation ------------------------------------------------------------- */
 
+static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size);
+
 /* Gives back the span [base, base + size) if it is still wholly free: an
  * import that turned out not to serve the request. Locked on entry and
  * exit; the lock is dropped around the give-back. */
@@ -713,6 +715,40 @@ static int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *req, int 
     return result;
 }
 
+/* arena_xalloc, but before failing (or sleeping) it drains the quantum
+ * caches, whose free objects and slabs may be what the request needs. */
+static int alloc_or_drain(Vmem *vm, const char *call, const VmemRequest *req, int vmflag,
+                          uint8_t tag_flags, uintptr_t *addrp)
+{
+    if (__atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE) == NULL)
+        return arena_xalloc(vm, call, req, vmflag, tag_flags, addrp);
+    if (arena_xalloc(vm, call, req, vmflag & ~VM_SLEEP, tag_flags, addrp) == 0)
+        return 0;
+    vmem_qcache_drain(vm);
+    return arena_xalloc(vm, call, req, vmflag, tag_flags, addrp);
+}
+
+int vmem_arena_alloc_slab(Vmem *vm, size_t slab_size, int vmflag, uintptr_t *addrp)
+{
+    VmemRequest req;
+    req.size = slab_size;
+    req.quantum = vm->quantum;
+    req.align = slab_size;
+    req.phase = 0;
+    req.nocross = 0;
+    req.min = 1; /* a slab at 0 would hand out object 0, which means NULL */
+    req.max_last = UINTPTR_MAX;
+    req.top_down = false;
+    /* Never sleep for a slab: the caller can still be served without one. */
+    int flags = (vmflag & VM_BOOTSTRAP) | VM_NOSLEEP;
+    return arena_xalloc(vm, "vmem_alloc", &req, flags, TAG_SLAB, addrp);
+}
+
+void vmem_arena_free_slab(Vmem *vm, uintptr_t base, size_t slab_size)
+{
+    arena_free(vm, "vmem_free", base, slab_size);
+}
+
 /* Validates and builds a request; reports misuse and returns false. */
 static bool make_request(const Vmem *vm, const char *call, size_t size, size_t align,
                          size_t phase, size_t nocross, uintptr_t min, uintptr_t max,
@@ -772,7 +808,7 @@ int vmem_xalloc_addr(Vmem *vmp, size_t size, size_t align, size_t phase, size_t 
     if (!make_request(vmp, call, size, align, phase, nocross, minaddr, maxaddr, maxaddr != 0,
                       vmflag, &req))
         return -VMEM_ERR_INVALID;
-    return arena_xalloc(vmp, call, &req, vmflag, TAG_XALLOC, addrp);
+    return alloc_or_drain(vmp, call, &req, vmflag, TAG_XALLOC, addrp);
 }
 
 void *vmem_xalloc(Vmem *vmp, size_t size, size_t align, size_t phase, size_t nocross,
@@ -790,9 +826,19 @@ void *vmem_xalloc(Vmem *vmp, size_t size, size_t align, size_t phase, size_t noc
         req.min = 1; /* NULL means failure, so 0 is never handed out here */
     if (req.min > req.max_last)
         return NULL;
-    if (arena_xalloc(vmp, call, &req, vmflag, TAG_XALLOC, &addr) != 0)
+    if (alloc_or_drain(vmp, call, &req, vmflag, TAG_XALLOC, &addr) != 0)
         return NULL;
     return (void *)addr;
+}
+
+/* Small vmem_alloc() requests go through the quantum caches, except with
+ * the policies that promise a placement (next-fit's rotor, first-fit,
+ * VM_ENDALLOC), which only the arena can keep. */
+static bool uses_qcache(const Vmem *vm, size_t rounded, int vmflag)
+{
+    size_t caches = vmem_qcache_count(vm);
+    return caches != 0 && rounded <= caches * vm->quantum &&
+           !(vmflag & (VM_NEXTFIT | VM_FIRSTFIT | VM_ENDALLOC));
 }
 
 void *vmem_alloc(Vmem *vmp, size_t size, int vmflag)
@@ -805,7 +851,14 @@ void *vmem_alloc(Vmem *vmp, size_t size, int vmflag)
     if (!make_request(vmp, call, size, 0, 0, 0, 0, 0, false, vmflag, &req))
         return NULL;
     req.min = 1; /* NULL means failure, so 0 is never handed out here */
-    if (arena_xalloc(vmp, call, &req, vmflag, 0, &addr) != 0)
+    if (uses_qcache(vmp, req.size, vmflag)) {
+        int result = vmem_qcache_alloc(vmp, req.size, vmflag, &addr);
+        if (result == 0)
+            return (void *)addr;
+        /* No slab to be had: serve it from the arena directly, as an
+         * ordinary segment (vmem_free tells the two apart). */
+    }
+    if (alloc_or_drain(vmp, call, &req, vmflag, 0, &addr) != 0)
         return NULL;
     return (void *)addr;
 }
@@ -825,7 +878,8 @@ int vmem_alloc_exact(Vmem *vmp, uintptr_t addr, size_t size, int vmflag)
         return -VMEM_ERR_INVALID;
     }
     req.max_last = addr + (req.size - 1);
-    return arena_xalloc(vmp, call, &req, (vmflag & ~POLICY_FLAGS) | VM_FIRSTFIT, TAG_XALLOC, &got);
+    return alloc_or_drain(vmp, call, &req, (vmflag & ~POLICY_FLAGS) | VM_FIRSTFIT, TAG_XALLOC,
+                          &got);
 }
 
 /* ---- Free ------------------------------------------------------------------- */
@@ -845,15 +899,22 @@ static VmemMisuseKind classify_bad_free(Vmem *vm, uintptr_t addr, const char **w
     return VMEM_MISUSE_FREE_UNKNOWN;
 }
 
-static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
+/* Checks a free's arguments before anything else; reports misuse. */
+static bool valid_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
 {
     if (!usable(vm, call, addr, size))
-        return;
+        return false;
     if (size == 0 || size > SIZE_MAX - (vm->quantum - 1)) {
         vmem_report(vm, call, addr, size, VMEM_MISUSE_FREE_WRONG_SIZE,
                     size == 0 ? "size is zero" : "size overflows when rounded to the quantum");
-        return;
+        return false;
     }
+    return true;
+}
+
+/* Frees an arena segment; the arguments are valid. */
+static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
+{
     size_t rounded = round_up(size, vm->quantum);
     Leftovers left;
     VmemIrqState state = lock_with_hash_table(vm, VM_NOSLEEP, &left);
@@ -866,6 +927,10 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
         why = "size differs from the size allocated";
     if (why != NULL) {
         unlock_and_release(vm, state, &left);
+        if (kind == VMEM_MISUSE_FREE_INSIDE && vmem_qcache_owns(vm, addr)) {
+            kind = VMEM_MISUSE_FREE_WRONG_CALL;
+            why = "the address came from a quantum cache (vmem_alloc): free it with vmem_free";
+        }
         vmem_report(vm, call, addr, size, kind, why);
         return;
     }
@@ -900,11 +965,23 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
         give_back(vm, &give);
 }
 
-void vmem_free(Vmem *vmp, void *addr, size_t size) { arena_free(vmp, "vmem_free", (uintptr_t)addr, size); }
+void vmem_free(Vmem *vmp, void *addr, size_t size)
+{
+    static const char call[] = "vmem_free";
+    if (!valid_free(vmp, call, (uintptr_t)addr, size))
+        return;
+    size_t rounded = round_up(size, vmp->quantum);
+    if (uses_qcache(vmp, rounded, 0) && vmem_qcache_free(vmp, call, (uintptr_t)addr, rounded) != 1)
+        return;
+    arena_free(vmp, call, (uintptr_t)addr, size);
+}
 
+/* Constrained allocations bypass the caches, so their frees do too. */
 void vmem_xfree(Vmem *vmp, void *addr, size_t size)
 {
-    arena_free(vmp, "vmem_xfree", (uintptr_t)addr, size);
+    static const char call[] = "vmem_xfree";
+    if (valid_free(vmp, call, (uintptr_t)addr, size))
+        arena_free(vmp, call, (uintptr_t)addr, size);
 }
 
 /* ---- Spans ------------------------------------------------------------------ */
@@ -1037,6 +1114,8 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
     vmem->vm_stash_count = 0;
     vmem->vm_nsegs = 0;
     vmem->vm_next_created = NULL;
+    vmem->vm_qcache = NULL;
+    vmem->vm_qcache_pages = 0;
     vmem->vm_waiters = 0;
     vmem_hash_init(vmem);
     vmem_port_lock_init(&vmem->vm_lock);
@@ -1084,6 +1163,7 @@ void vmem_destroy(Vmem *vmp)
     static const char call[] = "vmem_destroy";
     if (!usable(vmp, call, 0, 0))
         return;
+    vmem_qcache_drain(vmp); /* cached objects are free: only live ones count */
     VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
     if (vmp->stat.in_use != 0 || vmp->vm_hash_count != 0) {
         size_t in_use = vmp->stat.in_use;
@@ -1118,6 +1198,7 @@ void vmem_destroy(Vmem *vmp)
     vmem_port_unlock(&vmp->vm_lock, state);
 
     arena_locks_fini(vmp);
+    vmem_qcache_fini(vmp);
     vmem_pool_return(tags);
     for (int i = 0; i < 2; i++)
         if (tables[i] != NULL)
@@ -1128,18 +1209,50 @@ void vmem_destroy(Vmem *vmp)
 
 /* ---- Queries -------------------------------------------------------------- */
 
+/* The arena's stats as its callers see them: objects sitting in the
+ * quantum caches are free, slabs are not allocations. No lock held. */
+static void user_stat(Vmem *vm, VmemStat *out)
+{
+    VmemQcacheUsage usage;
+    vmem_qcache_usage(vm, &usage);
+    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    *out = vm->stat;
+    vmem_port_unlock(&vm->vm_lock, state);
+    out->in_use = out->in_use - usage.slab_bytes + usage.objects_bytes;
+    out->alloc = out->alloc - usage.slabs_created + usage.allocs;
+    out->free = out->free - usage.slabs_released + usage.frees;
+}
+
+int vmem_stat(Vmem *vmp, VmemStat *stat)
+{
+    if (!usable(vmp, "vmem_stat", 0, 0))
+        return -VMEM_ERR_INVALID;
+    if (stat == NULL) {
+        vmem_report(vmp, "vmem_stat", 0, 0, VMEM_MISUSE_BAD_ARGUMENT, "stat is NULL");
+        return -VMEM_ERR_INVALID;
+    }
+    user_stat(vmp, stat);
+    return 0;
+}
+
 size_t vmem_size(Vmem *vmp, int typemask)
 {
     if (!usable(vmp, "vmem_size", 0, 0))
         return 0;
-    VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
+    VmemStat stat;
+    user_stat(vmp, &stat);
     size_t size = 0;
     if (typemask & VMEM_ALLOC)
-        size += vmp->stat.in_use;
+        size += stat.in_use;
     if (typemask & VMEM_FREE)
-        size += vmp->stat.total - vmp->stat.in_use;
-    vmem_port_unlock(&vmp->vm_lock, state);
+        size += stat.total - stat.in_use;
     return size;
+}
+
+void vmem_reap(Vmem *vmp)
+{
+    if (usable(vmp, "vmem_reap", 0, 0))
+        vmem_qcache_drain(vmp);
 }
 
 bool vmem_contains(Vmem *vmp, void *addr, size_t size)

@@ -103,6 +103,10 @@ void vmem_dump(Vmem *vmp)
         return;
     }
     size_t pool_tags = vmem_pool_free_tags();
+    VmemStat user;
+    VmemQcacheUsage cached;
+    vmem_stat(vmp, &user);
+    vmem_qcache_usage(vmp, &cached);
     VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
 
     vmem_fmt_str(&f, "vmem arena \"");
@@ -120,13 +124,23 @@ void vmem_dump(Vmem *vmp)
     line_end(&f);
 
     line_start(&f, buf);
-    stat_field(&f, "  stats: in_use ", vmp->stat.in_use, true);
-    stat_field(&f, ", free ", vmp->stat.total - vmp->stat.in_use, true);
-    stat_field(&f, ", total ", vmp->stat.total, true);
-    stat_field(&f, ", import ", vmp->stat.import, true);
-    stat_field(&f, ", allocs ", vmp->stat.alloc, false);
-    stat_field(&f, ", frees ", vmp->stat.free, false);
+    stat_field(&f, "  stats: in_use ", user.in_use, true);
+    stat_field(&f, ", free ", user.total - user.in_use, true);
+    stat_field(&f, ", total ", user.total, true);
+    stat_field(&f, ", import ", user.import, true);
+    stat_field(&f, ", allocs ", user.alloc, false);
+    stat_field(&f, ", frees ", user.free, false);
     line_end(&f);
+    if (vmem_qcache_count(vmp) != 0) {
+        line_start(&f, buf);
+        stat_field(&f, "  quantum caches: ", vmem_qcache_count(vmp), false);
+        stat_field(&f, " up to ", vmem_qcache_count(vmp) * vmp->quantum, true);
+        stat_field(&f, ", slabs ", cached.slabs, false);
+        stat_field(&f, " (", cached.slab_bytes, true);
+        stat_field(&f, "), cached free ", cached.slab_bytes - cached.objects_bytes, true);
+        stat_field(&f, ", hits+misses ", cached.allocs, false);
+        line_end(&f);
+    }
 
     for (const VmemTag *tag = vmp->vm_seg_first; tag != NULL; tag = tag->seg_next) {
         line_start(&f, buf);

@@ -29,6 +29,7 @@ enum { SEG_ALLOC = VMEM_ALLOC, SEG_FREE = VMEM_FREE, SEG_SPAN = VMEM_SPAN };
 /* Tag flags. */
 #define TAG_IMPORTED 0x1 /* span marker: span came from the source arena */
 #define TAG_XALLOC 0x2   /* allocated segment: from vmem_xalloc (bypasses caches) */
+#define TAG_SLAB 0x4     /* allocated segment: a quantum-cache slab */
 
 /* A node of one of the AVL trees; its height lives in the tag header. */
 typedef struct vmem_tree_link {
@@ -187,6 +188,40 @@ Vmem *vmem_storage_alloc(int vmflag);
 void vmem_storage_free(Vmem *vm);
 /* Unused tags in the global pool, for dumps. */
 size_t vmem_pool_free_tags(void);
+
+/* ---- vmem_qcache.c ----------------------------------------------------- */
+
+typedef struct vmem_qcache_state VmemQcacheState;
+
+/* Exact usage of an arena's caches, for stats. */
+typedef struct {
+    size_t slab_bytes;     /* arena units held in slabs */
+    size_t objects_bytes;  /* of which allocated to callers */
+    size_t slabs;
+    size_t slabs_created, slabs_released;
+    size_t allocs, frees;  /* allocations and frees served by the caches */
+} VmemQcacheUsage;
+
+/* Caches this arena has (0: none). */
+size_t vmem_qcache_count(const Vmem *vm);
+/* 0 and *addrp set; 1: the caches cannot serve this (use the arena);
+ * -VMEM_ERR_NO_MEM: out of resources. No lock held. */
+int vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag, uintptr_t *addrp);
+/* 0: freed; 1: not a cached object (use the arena); negative: misuse,
+ * already reported. size is rounded to the quantum. No lock held. */
+int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size);
+/* Does addr lie in one of the caches' slabs? */
+bool vmem_qcache_owns(Vmem *vm, uintptr_t addr);
+/* Returns every cached object to its slab and every free slab to the
+ * arena. No lock held. */
+void vmem_qcache_drain(Vmem *vm);
+void vmem_qcache_usage(Vmem *vm, VmemQcacheUsage *usage);
+/* Frees the caches' memory; they must be drained and empty. */
+void vmem_qcache_fini(Vmem *vm);
+
+/* Arena-level calls the caches make, bypassing them. No lock held. */
+int vmem_arena_alloc_slab(Vmem *vm, size_t slab_size, int vmflag, uintptr_t *addrp);
+void vmem_arena_free_slab(Vmem *vm, uintptr_t base, size_t slab_size);
 
 /* ---- vmem_debug.c ------------------------------------------------------- */
 

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #endif
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,6 +138,12 @@ void vmem_port_panic(const char *message)
 {
     fprintf(stderr, "vmem panic: %s\n", message);
     abort();
+}
+
+unsigned vmem_port_cpu_id(void)
+{
+    int cpu = sched_getcpu();
+    return cpu < 0 ? 0 : (unsigned)cpu;
 }
 
 void vmem_port_puts(const char *text) { fputs(text, stdout); }

@@ -1,0 +1,862 @@
+/*
+ * vmem_qcache.c - quantum caches: the paper's per-CPU magazine layer in
+ * front of an arena, for every multiple of the quantum up to qcache_max.
+ *
+ * Layers, from the hot path down:
+ *   per-CPU    each cache has, per CPU, a loaded and a previous magazine
+ *              (arrays of free objects) under a per-CPU lock that only
+ *              that CPU normally takes: a hit touches no shared lock.
+ *   depot      per cache, lists of full and empty magazines, under the
+ *              cache lock; a CPU trades magazines with it when both of its
+ *              own are exhausted (alloc) or full (free).
+ *   slabs      per cache, runs of objects carved from one arena segment
+ *              (a slab, the next power of two above 3 x qcache_max, aligned
+ *              to its size). Allocation misses take objects straight from a
+ *              slab; a slab wholly free again goes back to the arena.
+ *
+ * Checked frees. Objects are integers, so nothing can be written inside
+ * them: each slab has an external descriptor with one state byte per
+ * object (in slab / allocated / in a magazine). vmem_free() finds the
+ * descriptor through the slab table, keyed by the slab's aligned base, and
+ * moves the state from "allocated" to "in a magazine" with one
+ * compare-and-swap: a double free or an address the cache never handed
+ * out fails that step and is reported, and nothing changes.
+ *
+ * The slab table is read with only a per-CPU or a cache lock held. Writers
+ * (under qs_lock) publish entries with release stores and never free
+ * anything a reader might hold: a replaced table, and descriptors of
+ * released slabs, are kept until a grace period has passed - every per-CPU
+ * and cache lock taken and released once - after which no reader can still
+ * see them.
+ *
+ * Lock order: per-CPU lock -> cache lock -> qs_lock. None of them is ever
+ * held while calling the arena, the port's page source or the misuse hook.
+ *
+ * Stats: objects in magazines or slabs are free resources. Each per-CPU
+ * structure counts the objects its CPU handed out and took back; summing
+ * them gives the exact number of objects allocated, so vmem_size() and
+ * vmem_stat() report cached objects as free.
+ */
+#include "vmem_internal.h"
+
+#define MAG_ROUNDS 15
+/* Full magazines a depot keeps before it flushes one back to its slabs. */
+#define DEPOT_FULL_MAX 4
+#define DEPOT_EMPTY_MAX 4
+
+enum { OBJ_IN_SLAB = 0, OBJ_ALLOCATED = 1, OBJ_IN_MAGAZINE = 2 };
+
+typedef struct vmem_mag {
+    struct vmem_mag *next;
+    size_t rounds;
+    uintptr_t round[MAG_ROUNDS];
+} VmemMag;
+
+typedef struct vmem_slab {
+    uintptr_t base;
+    struct vmem_slab *next; /* partial list, or a descriptor free list */
+    struct vmem_slab *prev;
+    uint64_t in_slab;       /* bit i: object i is free in the slab layer */
+    uint16_t cache;
+    uint16_t nobjs;
+    uint16_t out;           /* objects not in the slab layer */
+    bool partial;           /* on the cache's partial list */
+    uint8_t state[VMEM_QCACHE_SLAB_OBJS];
+} VmemSlab;
+
+typedef struct {
+    uintptr_t key;
+    VmemSlab *slab; /* NULL: never used; TOMBSTONE: deleted */
+} SlabSlot;
+
+typedef struct slab_table {
+    size_t mask;
+    size_t used; /* live + tombstones */
+    size_t live;
+    SlabSlot slot[];
+} SlabTable;
+
+#define TOMBSTONE ((VmemSlab *)1)
+
+typedef struct {
+    VmemLock lock;
+    VmemMag *loaded;
+    VmemMag *previous;
+    size_t handed_out; /* objects this CPU gave to callers of this cache */
+    size_t taken_back;
+} __attribute__((aligned(64))) QcCpu;
+
+typedef struct {
+    VmemLock lock;
+    size_t objsize;
+    VmemMag *full;
+    VmemMag *empty;
+    size_t nfull, nempty;
+    VmemSlab *partial;
+    size_t slab_handouts; /* objects handed to callers straight from slabs */
+    QcCpu cpu[VMEM_MAX_CPUS];
+} QcCache;
+
+/* Pages this state owns, for vmem_qcache_fini. */
+typedef struct qc_page {
+    struct qc_page *next;
+    size_t npages;
+} QcPage;
+
+struct vmem_qcache_state {
+    VmemLock qs_lock;       /* slab table writes; descriptor and magazine lists */
+    size_t ncaches;
+    size_t slab_size;
+    SlabTable *table;
+    SlabTable *retired_table;
+    VmemSlab *desc_free;
+    VmemSlab *desc_retired; /* released slabs' descriptors, awaiting a grace period */
+    VmemMag *mag_free;
+    QcPage *pages;
+    size_t slab_bytes;      /* arena units held in slabs */
+    size_t slab_count;
+    size_t slabs_created;   /* arena allocations made for slabs, ever */
+    size_t slabs_released;
+    QcCache cache[];
+};
+
+/* ---- Memory for the cache's own structures -------------------------------- */
+
+static size_t pages_for(size_t bytes) { return (bytes + VMEM_PAGE_SIZE - 1) / VMEM_PAGE_SIZE; }
+
+/* A page run for qs, recorded for release at destroy. No lock held. */
+static void *qc_pages(VmemQcacheState *qs, size_t bytes, int vmflag)
+{
+    size_t npages = pages_for(bytes + sizeof(QcPage));
+    QcPage *page = vmem_port_page_alloc(npages, (vmflag & (VM_SLEEP | VM_NOSLEEP)) | VM_BOOTSTRAP);
+    if (page == NULL)
+        return NULL;
+    page->npages = npages;
+    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
+    page->next = qs->pages;
+    qs->pages = page;
+    vmem_port_unlock(&qs->qs_lock, state);
+    return page + 1;
+}
+
+static size_t carve_count(size_t object_size)
+{
+    return (VMEM_PAGE_SIZE - sizeof(QcPage)) / object_size;
+}
+
+/* Passes a grace period: once every per-CPU lock has been taken and
+ * released, no reader can still hold a pointer it found before. */
+static void grace_period(VmemQcacheState *qs)
+{
+    for (size_t c = 0; c < qs->ncaches; c++) {
+        for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
+            VmemIrqState state = vmem_port_lock(&qs->cache[c].cpu[i].lock);
+            vmem_port_unlock(&qs->cache[c].cpu[i].lock, state);
+        }
+        VmemIrqState state = vmem_port_lock(&qs->cache[c].lock);
+        vmem_port_unlock(&qs->cache[c].lock, state);
+    }
+}
+
+static VmemSlab *desc_get(VmemQcacheState *qs, int vmflag)
+{
+    for (;;) {
+        VmemIrqState state = vmem_port_lock(&qs->qs_lock);
+        VmemSlab *desc = qs->desc_free;
+        if (desc != NULL) {
+            qs->desc_free = desc->next;
+            vmem_port_unlock(&qs->qs_lock, state);
+            return desc;
+        }
+        VmemSlab *retired = qs->desc_retired;
+        qs->desc_retired = NULL;
+        vmem_port_unlock(&qs->qs_lock, state);
+        if (retired != NULL) {
+            grace_period(qs);
+            state = vmem_port_lock(&qs->qs_lock);
+            while (retired != NULL) {
+                VmemSlab *next = retired->next;
+                retired->next = qs->desc_free;
+                qs->desc_free = retired;
+                retired = next;
+            }
+            vmem_port_unlock(&qs->qs_lock, state);
+            continue;
+        }
+        VmemSlab *block = qc_pages(qs, VMEM_PAGE_SIZE - sizeof(QcPage), vmflag);
+        if (block == NULL)
+            return NULL;
+        state = vmem_port_lock(&qs->qs_lock);
+        for (size_t i = 0; i < carve_count(sizeof(VmemSlab)); i++) {
+            block[i].next = qs->desc_free;
+            qs->desc_free = &block[i];
+        }
+        vmem_port_unlock(&qs->qs_lock, state);
+    }
+}
+
+static VmemMag *mag_get(VmemQcacheState *qs, int vmflag)
+{
+    for (;;) {
+        VmemIrqState state = vmem_port_lock(&qs->qs_lock);
+        VmemMag *mag = qs->mag_free;
+        if (mag != NULL) {
+            qs->mag_free = mag->next;
+            vmem_port_unlock(&qs->qs_lock, state);
+            mag->next = NULL;
+            mag->rounds = 0;
+            return mag;
+        }
+        vmem_port_unlock(&qs->qs_lock, state);
+        VmemMag *block = qc_pages(qs, VMEM_PAGE_SIZE - sizeof(QcPage), vmflag);
+        if (block == NULL)
+            return NULL;
+        state = vmem_port_lock(&qs->qs_lock);
+        for (size_t i = 0; i < carve_count(sizeof(VmemMag)); i++) {
+            block[i].next = qs->mag_free;
+            qs->mag_free = &block[i];
+        }
+        vmem_port_unlock(&qs->qs_lock, state);
+    }
+}
+
+/* Returns a list of empty magazines linked through next. qs_lock held. */
+static void mags_put_locked(VmemQcacheState *qs, VmemMag *list)
+{
+    while (list != NULL) {
+        VmemMag *next = list->next;
+        list->next = qs->mag_free;
+        qs->mag_free = list;
+        list = next;
+    }
+}
+
+/* ---- The slab table ------------------------------------------------------------ */
+
+static size_t slot_of(const SlabTable *table, uintptr_t key, unsigned shift)
+{
+    uint64_t h = (uint64_t)(key >> shift) * 0x9e3779b97f4a7c15ULL;
+    return (size_t)(h ^ (h >> 31)) & table->mask;
+}
+
+static unsigned slab_shift(const VmemQcacheState *qs) { return log2_floor(qs->slab_size); }
+
+/* The descriptor of the slab at `key`, or NULL. Called with a per-CPU lock
+ * (or qs_lock) held. */
+static VmemSlab *table_lookup(VmemQcacheState *qs, uintptr_t key)
+{
+    SlabTable *table = __atomic_load_n(&qs->table, __ATOMIC_ACQUIRE);
+    if (table == NULL)
+        return NULL;
+    size_t i = slot_of(table, key, slab_shift(qs));
+    for (size_t probes = 0; probes <= table->mask; probes++, i = (i + 1) & table->mask) {
+        VmemSlab *slab = __atomic_load_n(&table->slot[i].slab, __ATOMIC_ACQUIRE);
+        if (slab == NULL)
+            return NULL;
+        if (slab != TOMBSTONE && __atomic_load_n(&table->slot[i].key, __ATOMIC_RELAXED) == key)
+            return slab;
+    }
+    return NULL;
+}
+
+static void table_put(VmemQcacheState *qs, SlabTable *table, uintptr_t key, VmemSlab *slab)
+{
+    size_t i = slot_of(table, key, slab_shift(qs));
+    while (true) {
+        VmemSlab *old = table->slot[i].slab;
+        if (old == NULL || old == TOMBSTONE) {
+            if (old == NULL)
+                table->used++;
+            table->live++;
+            __atomic_store_n(&table->slot[i].key, key, __ATOMIC_RELAXED);
+            __atomic_store_n(&table->slot[i].slab, slab, __ATOMIC_RELEASE);
+            return;
+        }
+        i = (i + 1) & table->mask;
+    }
+}
+
+static void table_delete(VmemQcacheState *qs, uintptr_t key)
+{
+    SlabTable *table = qs->table;
+    size_t i = slot_of(table, key, slab_shift(qs));
+    while (true) {
+        VmemSlab *slab = table->slot[i].slab;
+        if (slab == NULL)
+            vmem_port_panic("vmem: quantum-cache slab missing from its table");
+        if (slab != TOMBSTONE && table->slot[i].key == key) {
+            __atomic_store_n(&table->slot[i].slab, TOMBSTONE, __ATOMIC_RELEASE);
+            table->live--;
+            return;
+        }
+        i = (i + 1) & table->mask;
+    }
+}
+
+static size_t table_bytes(size_t slots) { return sizeof(SlabTable) + slots * sizeof(SlabSlot); }
+
+/* Slots a table should have to take one more slab, or 0 if it has room. */
+static size_t table_wanted_slots(const VmemQcacheState *qs)
+{
+    const SlabTable *table = qs->table;
+    if (table != NULL && (table->used + 1) * 4 <= (table->mask + 1) * 3)
+        return 0;
+    size_t slots = 64;
+    while (table != NULL && slots * 3 < (table->live + 1) * 8)
+        slots *= 2;
+    return slots;
+}
+
+/* Makes room in the table for one more slab. No lock held. */
+static bool table_reserve(VmemQcacheState *qs, int vmflag)
+{
+    for (;;) {
+        VmemIrqState state = vmem_port_lock(&qs->qs_lock);
+        size_t slots = table_wanted_slots(qs);
+        vmem_port_unlock(&qs->qs_lock, state);
+        if (slots == 0)
+            return true;
+        SlabTable *fresh = qc_pages(qs, table_bytes(slots), vmflag);
+        if (fresh == NULL)
+            return false;
+        fresh->mask = slots - 1;
+        fresh->used = fresh->live = 0;
+        for (size_t i = 0; i < slots; i++) {
+            fresh->slot[i].key = 0;
+            fresh->slot[i].slab = NULL;
+        }
+        state = vmem_port_lock(&qs->qs_lock);
+        SlabTable *old = qs->table;
+        if (table_wanted_slots(qs) == slots && qs->retired_table == NULL) {
+            if (old != NULL)
+                for (size_t i = 0; i <= old->mask; i++)
+                    if (old->slot[i].slab != NULL && old->slot[i].slab != TOMBSTONE)
+                        table_put(qs, fresh, old->slot[i].key, old->slot[i].slab);
+            __atomic_store_n(&qs->table, fresh, __ATOMIC_RELEASE);
+            qs->retired_table = old;
+        }
+        /* A table that lost the race stays on qs->pages until destroy;
+         * a replaced one is only reused after a grace period. */
+        SlabTable *retired = qs->retired_table;
+        vmem_port_unlock(&qs->qs_lock, state);
+        if (retired != NULL) {
+            grace_period(qs);
+            state = vmem_port_lock(&qs->qs_lock);
+            if (qs->retired_table == retired)
+                qs->retired_table = NULL; /* its pages stay owned by qs->pages */
+            vmem_port_unlock(&qs->qs_lock, state);
+        }
+    }
+}
+
+/* ---- Slabs ----------------------------------------------------------------------- */
+
+static void partial_add(QcCache *cache, VmemSlab *slab)
+{
+    slab->partial = true;
+    slab->prev = NULL;
+    slab->next = cache->partial;
+    if (cache->partial != NULL)
+        cache->partial->prev = slab;
+    cache->partial = slab;
+}
+
+static void partial_remove(QcCache *cache, VmemSlab *slab)
+{
+    slab->partial = false;
+    if (slab->prev != NULL)
+        slab->prev->next = slab->next;
+    else
+        cache->partial = slab->next;
+    if (slab->next != NULL)
+        slab->next->prev = slab->prev;
+}
+
+/* Takes one object from a partial slab. Cache lock held. */
+static bool slab_take(QcCache *cache, uintptr_t *addrp)
+{
+    VmemSlab *slab = cache->partial;
+    if (slab == NULL)
+        return false;
+    unsigned i = (unsigned)__builtin_ctzll(slab->in_slab);
+    slab->in_slab &= ~((uint64_t)1 << i);
+    slab->out++;
+    __atomic_store_n(&slab->state[i], (uint8_t)OBJ_ALLOCATED, __ATOMIC_RELAXED);
+    if (slab->in_slab == 0)
+        partial_remove(cache, slab);
+    cache->slab_handouts++;
+    *addrp = slab->base + i * cache->objsize;
+    return true;
+}
+
+/* Puts an object back in its slab; returns the slab if it became wholly
+ * free, detached from everything but the table (caller releases it).
+ * Cache lock held. */
+static VmemSlab *slab_put(VmemQcacheState *qs, QcCache *cache, uintptr_t addr)
+{
+    VmemSlab *slab = table_lookup(qs, addr & ~(qs->slab_size - 1));
+    unsigned i = (unsigned)((addr - slab->base) / cache->objsize);
+    __atomic_store_n(&slab->state[i], (uint8_t)OBJ_IN_SLAB, __ATOMIC_RELAXED);
+    slab->in_slab |= (uint64_t)1 << i;
+    slab->out--;
+    if (slab->out == 0) {
+        if (slab->partial)
+            partial_remove(cache, slab);
+        return slab;
+    }
+    if (!slab->partial)
+        partial_add(cache, slab);
+    return NULL;
+}
+
+/* Forgets wholly free slabs (linked through next) and gives them back to
+ * the arena. No lock held. */
+static void slabs_release(Vmem *vm, VmemQcacheState *qs, VmemSlab *list)
+{
+    while (list != NULL) {
+        VmemSlab *next = list->next;
+        uintptr_t base = list->base;
+        VmemIrqState state = vmem_port_lock(&qs->qs_lock);
+        table_delete(qs, base);
+        list->next = qs->desc_retired;
+        qs->desc_retired = list;
+        qs->slab_bytes -= qs->slab_size;
+        qs->slab_count--;
+        qs->slabs_released++;
+        vmem_port_unlock(&qs->qs_lock, state);
+        vmem_arena_free_slab(vm, base, qs->slab_size);
+        list = next;
+    }
+}
+
+/* Returns a magazine's rounds to their slabs; wholly free slabs are added
+ * to *release. Cache lock held. */
+static void mag_flush(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, VmemSlab **release)
+{
+    while (mag->rounds > 0) {
+        VmemSlab *slab = slab_put(qs, cache, mag->round[--mag->rounds]);
+        if (slab != NULL) {
+            slab->next = *release;
+            *release = slab;
+        }
+    }
+}
+
+/* Carves a new slab for cache c and takes one object from it. No lock held. */
+static int slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, uintptr_t *addrp)
+{
+    QcCache *cache = &qs->cache[c];
+    if (!table_reserve(qs, vmflag))
+        return -VMEM_ERR_NO_MEM;
+    VmemSlab *slab = desc_get(qs, vmflag);
+    if (slab == NULL)
+        return -VMEM_ERR_NO_MEM;
+    uintptr_t base;
+    if (vmem_arena_alloc_slab(vm, qs->slab_size, vmflag, &base) != 0) {
+        VmemIrqState state = vmem_port_lock(&qs->qs_lock);
+        slab->next = qs->desc_free;
+        qs->desc_free = slab;
+        vmem_port_unlock(&qs->qs_lock, state);
+        return -VMEM_ERR_NO_MEM;
+    }
+    slab->base = base;
+    slab->cache = (uint16_t)c;
+    slab->nobjs = (uint16_t)(qs->slab_size / cache->objsize);
+    slab->out = 0;
+    slab->partial = false;
+    slab->in_slab = slab->nobjs == 64 ? ~(uint64_t)0 : (((uint64_t)1 << slab->nobjs) - 1);
+    for (size_t i = 0; i < VMEM_QCACHE_SLAB_OBJS; i++)
+        slab->state[i] = OBJ_IN_SLAB;
+
+    VmemIrqState cstate = vmem_port_lock(&cache->lock);
+    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
+    if (table_wanted_slots(qs) != 0) {
+        /* Another CPU used the room reserved: undo and let the caller retry. */
+        qs->slabs_created++;
+        qs->slabs_released++;
+        vmem_port_unlock(&qs->qs_lock, state);
+        vmem_port_unlock(&cache->lock, cstate);
+        vmem_arena_free_slab(vm, base, qs->slab_size);
+        state = vmem_port_lock(&qs->qs_lock);
+        slab->next = qs->desc_free;
+        qs->desc_free = slab;
+        vmem_port_unlock(&qs->qs_lock, state);
+        return 1;
+    }
+    table_put(qs, qs->table, base, slab);
+    qs->slab_bytes += qs->slab_size;
+    qs->slab_count++;
+    qs->slabs_created++;
+    vmem_port_unlock(&qs->qs_lock, state);
+    partial_add(cache, slab);
+    slab_take(cache, addrp);
+    vmem_port_unlock(&cache->lock, cstate);
+    return 0;
+}
+
+/* ---- Creation ------------------------------------------------------------------------ */
+
+size_t vmem_qcache_count(const Vmem *vm)
+{
+    if (vm->qcache_max < vm->quantum)
+        return 0;
+    size_t n = vm->qcache_max / vm->quantum;
+    return n > VMEM_QCACHE_MAX_CACHES ? VMEM_QCACHE_MAX_CACHES : n;
+}
+
+/* The state of vm's caches, created on first use. */
+static VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
+{
+    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
+    if (qs != NULL)
+        return qs;
+    size_t n = vmem_qcache_count(vm);
+    size_t bytes = sizeof(VmemQcacheState) + n * sizeof(QcCache);
+    size_t npages = pages_for(bytes);
+    qs = vmem_port_page_alloc(npages, (vmflag & (VM_SLEEP | VM_NOSLEEP)) | VM_BOOTSTRAP);
+    if (qs == NULL)
+        return NULL;
+    vmem_port_lock_init(&qs->qs_lock);
+    qs->ncaches = n;
+    /* The paper's slab size: the next power of two above 3 x qcache_max. */
+    size_t largest = n * vm->quantum;
+    qs->slab_size = (size_t)1 << (log2_floor(3 * largest) + 1);
+    qs->table = qs->retired_table = NULL;
+    qs->desc_free = qs->desc_retired = NULL;
+    qs->mag_free = NULL;
+    qs->pages = NULL;
+    qs->slab_bytes = qs->slab_count = 0;
+    qs->slabs_created = qs->slabs_released = 0;
+    for (size_t c = 0; c < n; c++) {
+        QcCache *cache = &qs->cache[c];
+        vmem_port_lock_init(&cache->lock);
+        cache->objsize = (c + 1) * vm->quantum;
+        cache->full = cache->empty = NULL;
+        cache->nfull = cache->nempty = 0;
+        cache->partial = NULL;
+        cache->slab_handouts = 0;
+        for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
+            vmem_port_lock_init(&cache->cpu[i].lock);
+            cache->cpu[i].loaded = cache->cpu[i].previous = NULL;
+            cache->cpu[i].handed_out = cache->cpu[i].taken_back = 0;
+        }
+    }
+    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    VmemQcacheState *existing = vm->vm_qcache;
+    if (existing == NULL) {
+        vm->vm_qcache_pages = npages;
+        __atomic_store_n(&vm->vm_qcache, qs, __ATOMIC_RELEASE);
+    }
+    vmem_port_unlock(&vm->vm_lock, state);
+    if (existing != NULL) {
+        for (size_t c = 0; c < n; c++) {
+            for (size_t i = 0; i < VMEM_MAX_CPUS; i++)
+                vmem_port_lock_fini(&qs->cache[c].cpu[i].lock);
+            vmem_port_lock_fini(&qs->cache[c].lock);
+        }
+        vmem_port_lock_fini(&qs->qs_lock);
+        vmem_port_page_free(qs, npages);
+        return existing;
+    }
+    return qs;
+}
+
+static QcCpu *my_cpu(QcCache *cache) { return &cache->cpu[vmem_port_cpu_id() % VMEM_MAX_CPUS]; }
+
+/* ---- Allocation and free ---------------------------------------------------------------- */
+
+int vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag, uintptr_t *addrp)
+{
+    VmemQcacheState *qs = qcache_state(vm, vmflag);
+    if (qs == NULL)
+        return 1; /* no memory for the caches themselves: use the arena */
+    size_t c = size / vm->quantum - 1;
+    QcCache *cache = &qs->cache[c];
+    QcCpu *cpu = my_cpu(cache);
+    VmemIrqState state = vmem_port_lock(&cpu->lock);
+    for (;;) {
+        VmemMag *mag = cpu->loaded;
+        if (mag != NULL && mag->rounds > 0) {
+            uintptr_t addr = mag->round[--mag->rounds];
+            VmemSlab *slab = table_lookup(qs, addr & ~(qs->slab_size - 1));
+            __atomic_store_n(&slab->state[(addr - slab->base) / cache->objsize],
+                             (uint8_t)OBJ_ALLOCATED, __ATOMIC_RELAXED);
+            __atomic_store_n(&cpu->handed_out, cpu->handed_out + 1, __ATOMIC_RELAXED);
+            vmem_port_unlock(&cpu->lock, state);
+            *addrp = addr;
+            return 0;
+        }
+        if (cpu->previous != NULL && cpu->previous->rounds > 0) {
+            cpu->loaded = cpu->previous;
+            cpu->previous = mag;
+            continue;
+        }
+        /* Both empty: trade the older one for a full magazine. */
+        VmemIrqState cstate = vmem_port_lock(&cache->lock);
+        VmemMag *full = cache->full;
+        if (full != NULL) {
+            cache->full = full->next;
+            cache->nfull--;
+            if (cpu->previous != NULL) {
+                cpu->previous->next = cache->empty;
+                cache->empty = cpu->previous;
+                cache->nempty++;
+            }
+            cpu->previous = cpu->loaded;
+            cpu->loaded = full;
+            vmem_port_unlock(&cache->lock, cstate);
+            continue;
+        }
+        /* Depot empty: take an object straight from a slab. */
+        bool got = slab_take(cache, addrp);
+        vmem_port_unlock(&cache->lock, cstate);
+        vmem_port_unlock(&cpu->lock, state);
+        if (got)
+            return 0;
+        break;
+    }
+    for (int attempt = 0; attempt < 4; attempt++) {
+        int result = slab_grow(vm, qs, c, vmflag, addrp);
+        if (result <= 0)
+            return result;
+        VmemIrqState cstate = vmem_port_lock(&cache->lock);
+        bool got = slab_take(cache, addrp);
+        vmem_port_unlock(&cache->lock, cstate);
+        if (got)
+            return 0;
+    }
+    return -VMEM_ERR_NO_MEM;
+}
+
+/* Hands a full magazine to the depot. Past DEPOT_FULL_MAX the oldest full
+ * magazine goes back to its slabs instead, so that slabs no longer used
+ * can be released. Cache lock held. */
+static void depot_put_full(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, VmemSlab **release)
+{
+    mag->next = cache->full;
+    cache->full = mag;
+    if (++cache->nfull <= DEPOT_FULL_MAX)
+        return;
+    VmemMag *oldest = cache->full, **link = &cache->full;
+    while (oldest->next != NULL) {
+        link = &oldest->next;
+        oldest = oldest->next;
+    }
+    *link = NULL;
+    cache->nfull--;
+    mag_flush(qs, cache, oldest, release);
+    oldest->next = cache->empty;
+    cache->empty = oldest;
+    cache->nempty++;
+}
+
+/* Puts a just-freed object into the CPU's magazines, trading with the
+ * depot as needed. Per-CPU lock held on entry and exit (*state updated:
+ * it may be dropped to allocate a magazine). Returns slabs to release. */
+static VmemSlab *mag_push(VmemQcacheState *qs, QcCache *cache, QcCpu *cpu, uintptr_t addr,
+                          VmemIrqState *state)
+{
+    VmemSlab *release = NULL;
+    for (;;) {
+        VmemMag *mag = cpu->loaded;
+        if (mag != NULL && mag->rounds < MAG_ROUNDS) {
+            mag->round[mag->rounds++] = addr;
+            return release;
+        }
+        if (cpu->previous != NULL && cpu->previous->rounds == 0) {
+            cpu->loaded = cpu->previous;
+            cpu->previous = mag;
+            continue;
+        }
+        /* Both full (or missing): trade the older one for an empty one. */
+        VmemIrqState cstate = vmem_port_lock(&cache->lock);
+        VmemMag *empty = cache->empty;
+        if (empty != NULL) {
+            cache->empty = empty->next;
+            cache->nempty--;
+            if (cpu->previous != NULL)
+                depot_put_full(qs, cache, cpu->previous, &release);
+            cpu->previous = cpu->loaded;
+            cpu->loaded = empty;
+            vmem_port_unlock(&cache->lock, cstate);
+            continue;
+        }
+        vmem_port_unlock(&cache->lock, cstate);
+        /* No empty magazine anywhere: allocate one with no lock held. */
+        vmem_port_unlock(&cpu->lock, *state);
+        VmemMag *fresh = mag_get(qs, VM_NOSLEEP);
+        *state = vmem_port_lock(&cpu->lock);
+        if (fresh == NULL) {
+            /* Out of memory for magazines: straight back to the slab. */
+            cstate = vmem_port_lock(&cache->lock);
+            VmemSlab *slab = slab_put(qs, cache, addr);
+            vmem_port_unlock(&cache->lock, cstate);
+            if (slab != NULL) {
+                slab->next = release;
+                release = slab;
+            }
+            return release;
+        }
+        cstate = vmem_port_lock(&cache->lock);
+        fresh->next = cache->empty;
+        cache->empty = fresh;
+        cache->nempty++;
+        vmem_port_unlock(&cache->lock, cstate);
+    }
+}
+
+int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
+{
+    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
+    if (qs == NULL)
+        return 1;
+    size_t c = size / vm->quantum - 1;
+    QcCache *cache = &qs->cache[c];
+    QcCpu *cpu = my_cpu(cache);
+    VmemIrqState state = vmem_port_lock(&cpu->lock);
+    VmemSlab *slab = table_lookup(qs, addr & ~(qs->slab_size - 1));
+    if (slab == NULL) {
+        vmem_port_unlock(&cpu->lock, state);
+        return 1; /* not from a cache: an arena segment (or misuse the arena reports) */
+    }
+    const char *why = NULL;
+    VmemMisuseKind kind = VMEM_MISUSE_FREE_WRONG_SIZE;
+    size_t offset = addr - slab->base;
+    uint8_t expected = OBJ_ALLOCATED;
+    if (slab->cache != c) {
+        why = "the address belongs to the quantum cache of another size";
+    } else if (offset % cache->objsize != 0 || offset / cache->objsize >= slab->nobjs) {
+        kind = VMEM_MISUSE_FREE_INSIDE;
+        why = "the address is not the start of a cached object";
+    } else if (!__atomic_compare_exchange_n(&slab->state[offset / cache->objsize], &expected,
+                                            (uint8_t)OBJ_IN_MAGAZINE, false, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_RELAXED)) {
+        kind = VMEM_MISUSE_DOUBLE_FREE;
+        why = "the cached object is already free";
+    }
+    if (why != NULL) {
+        vmem_port_unlock(&cpu->lock, state);
+        vmem_report(vm, call, addr, size, kind, why);
+        return -VMEM_ERR_INVALID;
+    }
+    __atomic_store_n(&cpu->taken_back, cpu->taken_back + 1, __ATOMIC_RELAXED);
+    VmemSlab *release = mag_push(qs, cache, cpu, addr, &state);
+    vmem_port_unlock(&cpu->lock, state);
+    slabs_release(vm, qs, release);
+    return 0;
+}
+
+bool vmem_qcache_owns(Vmem *vm, uintptr_t addr)
+{
+    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
+    if (qs == NULL)
+        return false;
+    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
+    bool owned = table_lookup(qs, addr & ~(qs->slab_size - 1)) != NULL;
+    vmem_port_unlock(&qs->qs_lock, state);
+    return owned;
+}
+
+/* ---- Draining, stats, teardown ----------------------------------------------------------- */
+
+void vmem_qcache_drain(Vmem *vm)
+{
+    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
+    if (qs == NULL)
+        return;
+    for (size_t c = 0; c < qs->ncaches; c++) {
+        QcCache *cache = &qs->cache[c];
+        VmemSlab *release = NULL;
+        VmemMag *spent = NULL;
+        for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
+            QcCpu *cpu = &cache->cpu[i];
+            VmemIrqState state = vmem_port_lock(&cpu->lock);
+            VmemIrqState cstate = vmem_port_lock(&cache->lock);
+            VmemMag *mags[2] = {cpu->loaded, cpu->previous};
+            cpu->loaded = cpu->previous = NULL;
+            for (int m = 0; m < 2; m++) {
+                if (mags[m] == NULL)
+                    continue;
+                mag_flush(qs, cache, mags[m], &release);
+                mags[m]->next = spent;
+                spent = mags[m];
+            }
+            vmem_port_unlock(&cache->lock, cstate);
+            vmem_port_unlock(&cpu->lock, state);
+        }
+        VmemIrqState cstate = vmem_port_lock(&cache->lock);
+        while (cache->full != NULL) {
+            VmemMag *mag = cache->full;
+            cache->full = mag->next;
+            mag_flush(qs, cache, mag, &release);
+            mag->next = spent;
+            spent = mag;
+        }
+        cache->nfull = 0;
+        while (cache->empty != NULL) {
+            VmemMag *mag = cache->empty;
+            cache->empty = mag->next;
+            mag->next = spent;
+            spent = mag;
+        }
+        cache->nempty = 0;
+        vmem_port_unlock(&cache->lock, cstate);
+        VmemIrqState state = vmem_port_lock(&qs->qs_lock);
+        mags_put_locked(qs, spent);
+        vmem_port_unlock(&qs->qs_lock, state);
+        slabs_release(vm, qs, release);
+    }
+}
+
+void vmem_qcache_usage(Vmem *vm, VmemQcacheUsage *usage)
+{
+    usage->slab_bytes = usage->objects_bytes = 0;
+    usage->allocs = usage->frees = usage->slabs = 0;
+    usage->slabs_created = usage->slabs_released = 0;
+    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
+    if (qs == NULL)
+        return;
+    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
+    usage->slab_bytes = qs->slab_bytes;
+    usage->slabs = qs->slab_count;
+    usage->slabs_created = qs->slabs_created;
+    usage->slabs_released = qs->slabs_released;
+    vmem_port_unlock(&qs->qs_lock, state);
+    for (size_t c = 0; c < qs->ncaches; c++) {
+        QcCache *cache = &qs->cache[c];
+        VmemIrqState cstate = vmem_port_lock(&cache->lock);
+        size_t out = cache->slab_handouts;
+        size_t allocs = cache->slab_handouts;
+        vmem_port_unlock(&cache->lock, cstate);
+        /* slab_handouts already counts slab-layer handouts net of returns;
+         * the CPUs count magazine hits and every free. */
+        for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
+            size_t handed = __atomic_load_n(&cache->cpu[i].handed_out, __ATOMIC_RELAXED);
+            size_t taken = __atomic_load_n(&cache->cpu[i].taken_back, __ATOMIC_RELAXED);
+            out += handed - taken;
+            allocs += handed;
+            usage->frees += taken;
+        }
+        usage->objects_bytes += out * cache->objsize;
+        usage->allocs += allocs;
+    }
+}
+
+void vmem_qcache_fini(Vmem *vm)
+{
+    VmemQcacheState *qs = vm->vm_qcache;
+    if (qs == NULL)
+        return;
+    vm->vm_qcache = NULL;
+    for (size_t c = 0; c < qs->ncaches; c++) {
+        for (size_t i = 0; i < VMEM_MAX_CPUS; i++)
+            vmem_port_lock_fini(&qs->cache[c].cpu[i].lock);
+        vmem_port_lock_fini(&qs->cache[c].lock);
+    }
+    vmem_port_lock_fini(&qs->qs_lock);
+    for (QcPage *page = qs->pages, *next; page != NULL; page = next) {
+        next = page->next;
+        vmem_port_page_free(page, page->npages);
+    }
+    vmem_port_page_free(qs, vm->vm_qcache_pages);
+}
