@@ -38,7 +38,9 @@ HOST_TESTS := $(BUILD)/host/vmem_tests
 
 LIB_OBJS      := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 HOST_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/host/obj/%.o) $(PORT_POSIX:%.c=$(BUILD)/host/obj/%.o)
-HOST_TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/host/obj/%.o) $(BUILD)/host/obj/tests/host_main.o
+# Host-only tests (threads): tests/host_*.c, run after the shared suites.
+HOST_ONLY_TEST_SRCS := $(sort $(wildcard tests/host_*.c))
+HOST_TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/host/obj/%.o) $(HOST_ONLY_TEST_SRCS:%.c=$(BUILD)/host/obj/%.o)
 
 HEADERS := $(wildcard include/*.h src/*.h tests/*.h)
 

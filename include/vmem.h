@@ -64,6 +64,14 @@ extern "C" {
 #define VM_BOOTSTRAP (1 << 5)
 /* Extension: the lowest-addressed placement that satisfies the request. */
 #define VM_FIRSTFIT (1 << 6)
+/* A note on constrained requests (align, phase, nocross, a range): a free
+ * segment that is large enough may still not fit them. Best-fit, first-fit,
+ * next-fit and VM_ENDALLOC give their exact answer unless more than 64 such
+ * misfits come before it in their search order; then they settle for the
+ * first segment that fits wherever it lies (size + align - quantum, plus a
+ * nocross window), so that no request is ever linear in the number of
+ * segments while such a comfortable fit exists. Without one they search
+ * every candidate: a VM_NOSLEEP request fails only if nothing fits. */
 /* Extension: place the allocation as high as possible (top-down). Combines
  * with VM_BESTFIT (smallest segment, its top end) or alone (highest address);
  * not with VM_NEXTFIT or VM_INSTANTFIT. */

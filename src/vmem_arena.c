@@ -18,17 +18,22 @@
  *    merges with a free predecessor and a free successor, never across a
  *    span marker. Invariant: no two free segments are adjacent in the list.
  *
- * 3. Free segments are indexed three ways (all updated together):
- *    - power-of-two freelists: vm_freelist[n] holds sizes in [2^n, 2^(n+1)),
- *      and bit n of vm_freemap says whether it is empty. Instant-fit takes
- *      the head of the first non-empty list at index ceil(log2(size)) or
- *      above: every member of such a list is large enough, so it is O(1)
- *      (one find-first-set). Only when no such list exists does it search
- *      the size index below.
- *    - an AVL tree by address, summarised with the largest size in each
- *      subtree: first-fit, next-fit, VM_ENDALLOC and constrained requests.
- *    - an AVL tree by (size, address): best-fit is its lower bound.
- *    See vmem_tree.c for why searches there are logarithmic.
+ * 3. Free segments sit on power-of-two freelists: vm_freelist[n] holds
+ *    sizes in [2^n, 2^(n+1)), and bit n of vm_freemap says whether it is
+ *    empty. Instant-fit takes the head of the first non-empty list at index
+ *    ceil(log2(size)) or above: every member of such a list is large
+ *    enough, so it is O(1) (one find-first-set). Only when no such list
+ *    exists does it search the one list that may hold a fit.
+ *    An arena that needs more - best-fit, first-fit, next-fit, VM_ENDALLOC,
+ *    or a constrained request the freelists cannot serve - also indexes its
+ *    free segments in two AVL trees (vmem_tree.c):
+ *    - by address, summarised with the largest size in each subtree:
+ *      first-fit, next-fit, VM_ENDALLOC and constrained requests;
+ *    - by (size, address): best-fit is its lower bound.
+ *    The index is built on first need (one walk of the segments; at once
+ *    if vmem_init names such a policy) and kept current from then on.
+ *    Until then instant-fit allocation and every free are O(1): they touch
+ *    a freelist, the hash and the segment list, nothing else.
  *
  * 4. Constrained requests (align, phase, nocross, minaddr, maxaddr) visit
  *    candidates in their policy's order (address, or size for best-fit)
@@ -272,20 +277,41 @@ static void freelist_remove(Vmem *vm, VmemTag *tag)
         vm->vm_freemap &= ~((size_t)1 << n);
 }
 
+static bool indexed(const Vmem *vm) { return (vm->vm_state & VMEM_STATE_INDEXED) != 0; }
+
 static void free_index_insert(Vmem *vm, VmemTag *tag)
 {
     tag->type = SEG_FREE;
     tag->flags = 0;
     freelist_insert(vm, tag);
-    vmem_tree_insert_addr(vm, tag);
-    vmem_tree_insert_size(vm, tag);
+    if (indexed(vm)) {
+        vmem_tree_insert_addr(vm, tag);
+        vmem_tree_insert_size(vm, tag);
+    }
 }
 
 static void free_index_remove(Vmem *vm, VmemTag *tag)
 {
     freelist_remove(vm, tag);
-    vmem_tree_remove_addr(vm, tag);
-    vmem_tree_remove_size(vm, tag);
+    if (indexed(vm)) {
+        vmem_tree_remove_addr(vm, tag);
+        vmem_tree_remove_size(vm, tag);
+    }
+}
+
+/* Builds the two trees over the free segments, once: from then on every
+ * change keeps them current (theory statement, 3). Locked. */
+static void ensure_indexed(Vmem *vm)
+{
+    if (indexed(vm))
+        return;
+    vm->vm_state |= VMEM_STATE_INDEXED;
+    for (VmemTag *tag = vm->vm_seg_first; tag != NULL; tag = tag->seg_next) {
+        if (tag->type == SEG_FREE) {
+            vmem_tree_insert_addr(vm, tag);
+            vmem_tree_insert_size(vm, tag);
+        }
+    }
 }
 
 /* Gives a free segment a new range that keeps its place in address order
@@ -293,13 +319,16 @@ static void free_index_remove(Vmem *vm, VmemTag *tag)
 static void free_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size)
 {
     bool relist = log2_floor(size) != log2_floor(tag->size);
-    vmem_tree_remove_size(vm, tag);
+    if (indexed(vm))
+        vmem_tree_remove_size(vm, tag);
     if (relist)
         freelist_remove(vm, tag);
     tag->base = base;
     tag->size = size;
-    vmem_tree_refresh_addr(vm, tag);
-    vmem_tree_insert_size(vm, tag);
+    if (indexed(vm)) {
+        vmem_tree_refresh_addr(vm, tag);
+        vmem_tree_insert_size(vm, tag);
+    }
     if (relist)
         freelist_insert(vm, tag);
 }
@@ -436,24 +465,45 @@ static bool unconstrained(const Vmem *vm, const VmemRequest *req)
            req->max_last == UINTPTR_MAX && !req->top_down;
 }
 
-/* Instant-fit: the head of the first list whose members all fit. */
+/* Tries the heads of the first `tries` non-empty freelists at index
+ * ceil(log2(need)) or above: every member of those lists is at least `need`
+ * long, so when need guarantees a fit the first head is the answer. */
+static VmemTag *freelist_heads_fit(Vmem *vm, const VmemRequest *req, size_t need, int tries,
+                                   uintptr_t *addrp)
+{
+    unsigned n = log2_floor(need);
+    if (!is_pow2(need))
+        n++;
+    if (n >= VMEM_FREELISTS)
+        return NULL;
+    size_t candidates = vm->vm_freemap & ~(((size_t)1 << n) - 1);
+    while (candidates != 0 && tries-- > 0) {
+        unsigned list = (unsigned)__builtin_ctzl((unsigned long)candidates);
+        VmemTag *tag = vm->vm_freelist[list];
+        if (vmem_fit_in(req, tag->base, tag->size, addrp))
+            return tag;
+        candidates &= candidates - 1;
+    }
+    return NULL;
+}
+
+/* Instant-fit: the head of the first list whose members all fit; a second
+ * head if the first sits at address 0 and the request may not use it. */
 static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
-    unsigned n = log2_floor(req->size);
-    if (!is_pow2(req->size))
-        n++;
-    if (n < VMEM_FREELISTS) {
-        size_t candidates = vm->vm_freemap & ~(((size_t)1 << n) - 1);
-        if (candidates != 0) {
-            VmemTag *tag = vm->vm_freelist[__builtin_ctzl((unsigned long)candidates)];
-            if (vmem_fit_in(req, tag->base, tag->size, addrp))
-                return tag;
-        }
+    VmemTag *tag = freelist_heads_fit(vm, req, req->size, 2, addrp);
+    if (tag != NULL)
+        return tag;
+    /* No list is guaranteed to fit: search the one list that may hold a
+     * fit - through the size index when the arena has one. */
+    if (indexed(vm)) {
+        bool exhausted;
+        return vmem_tree_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
     }
-    /* No list is guaranteed to fit (or the head sits at address 0 and the
-     * request may not use it): the size index finds what does. */
-    bool exhausted;
-    return vmem_tree_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
+    for (tag = vm->vm_freelist[log2_floor(req->size)]; tag != NULL; tag = tag->u.free.list_next)
+        if (tag->size >= req->size && vmem_fit_in(req, tag->base, tag->size, addrp))
+            return tag;
+    return NULL;
 }
 
 /* The lowest placement (highest when top-down), exactly, unless more than
@@ -504,13 +554,22 @@ static VmemTag *next_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 
 static VmemTag *find_placement(Vmem *vm, const VmemRequest *req, int vmflag, uintptr_t *addrp)
 {
+    if (!(vmflag & (VM_BESTFIT | VM_NEXTFIT | VM_FIRSTFIT)) && !req->top_down) {
+        if (unconstrained(vm, req))
+            return instant_fit(vm, req, addrp);
+        /* Constrained instant-fit: a segment of the comfortable size fits
+         * wherever it lies, so the freelists answer in O(1) when one
+         * exists inside the range. */
+        VmemTag *tag = freelist_heads_fit(vm, req, vmem_fit_comfortable_size(req), 4, addrp);
+        if (tag != NULL)
+            return tag;
+    }
+    ensure_indexed(vm);
     if (vmflag & VM_BESTFIT)
         return best_fit(vm, req, addrp);
     if (vmflag & VM_NEXTFIT)
         return next_fit(vm, req, addrp);
-    if ((vmflag & VM_FIRSTFIT) || !unconstrained(vm, req))
-        return address_order_fit(vm, req, addrp);
-    return instant_fit(vm, req, addrp);
+    return address_order_fit(vm, req, addrp);
 }
 
 /* Allocates [addr, addr + size) out of free segment `free`. Locked; the
@@ -622,7 +681,7 @@ static bool import_span(Vmem *vm, VmemIrqState *state, const VmemRequest *req, i
 
 /* ---- Allocation ------------------------------------------------------------- */
 
-static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size);
+static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, bool slab);
 
 /* Gives back the span [base, base + size) if it is still wholly free: an
  * import that turned out not to serve the request. Locked on entry and
@@ -746,7 +805,7 @@ int vmem_arena_alloc_slab(Vmem *vm, size_t slab_size, int vmflag, uintptr_t *add
 
 void vmem_arena_free_slab(Vmem *vm, uintptr_t base, size_t slab_size)
 {
-    arena_free(vm, "vmem_free", base, slab_size);
+    arena_free(vm, "vmem_free", base, slab_size, true);
 }
 
 /* Validates and builds a request; reports misuse and returns false. */
@@ -887,6 +946,7 @@ int vmem_alloc_exact(Vmem *vmp, uintptr_t addr, size_t size, int vmflag)
 /* Why addr is not an allocated segment of vm. Locked. */
 static VmemMisuseKind classify_bad_free(Vmem *vm, uintptr_t addr, const char **why)
 {
+    ensure_indexed(vm); /* misuse is rare: an index pays for itself later */
     if (vmem_tree_find_free(vm, addr) != NULL) {
         *why = "the address lies in a free segment: freed twice, or never allocated";
         return VMEM_MISUSE_DOUBLE_FREE;
@@ -912,8 +972,9 @@ static bool valid_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
     return true;
 }
 
-/* Frees an arena segment; the arguments are valid. */
-static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
+/* Frees an arena segment; the arguments are valid. Only the caches
+ * themselves (slab) may free a slab. */
+static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, bool slab)
 {
     size_t rounded = round_up(size, vm->quantum);
     Leftovers left;
@@ -921,10 +982,14 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
     VmemTag *tag = vmem_hash_lookup(vm, addr);
     const char *why = NULL;
     VmemMisuseKind kind = VMEM_MISUSE_FREE_WRONG_SIZE;
-    if (tag == NULL)
+    if (tag == NULL) {
         kind = classify_bad_free(vm, addr, &why);
-    else if (tag->size != rounded)
+    } else if (((tag->flags & TAG_SLAB) != 0) != slab) {
+        kind = VMEM_MISUSE_FREE_WRONG_CALL;
+        why = "the address came from a quantum cache (vmem_alloc): free it with vmem_free";
+    } else if (tag->size != rounded) {
         why = "size differs from the size allocated";
+    }
     if (why != NULL) {
         unlock_and_release(vm, state, &left);
         if (kind == VMEM_MISUSE_FREE_INSIDE && vmem_qcache_owns(vm, addr)) {
@@ -973,7 +1038,7 @@ void vmem_free(Vmem *vmp, void *addr, size_t size)
     size_t rounded = round_up(size, vmp->quantum);
     if (uses_qcache(vmp, rounded, 0) && vmem_qcache_free(vmp, call, (uintptr_t)addr, rounded) != 1)
         return;
-    arena_free(vmp, call, (uintptr_t)addr, size);
+    arena_free(vmp, call, (uintptr_t)addr, size, false);
 }
 
 /* Constrained allocations bypass the caches, so their frees do too. */
@@ -981,7 +1046,7 @@ void vmem_xfree(Vmem *vmp, void *addr, size_t size)
 {
     static const char call[] = "vmem_xfree";
     if (valid_free(vmp, call, (uintptr_t)addr, size))
-        arena_free(vmp, call, (uintptr_t)addr, size);
+        arena_free(vmp, call, (uintptr_t)addr, size, false);
 }
 
 /* ---- Spans ------------------------------------------------------------------ */
@@ -1101,7 +1166,11 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
     vmem->vmflag = vmflag;
     vmem->stat.in_use = vmem->stat.import = vmem->stat.total = 0;
     vmem->stat.alloc = vmem->stat.free = 0;
-    vmem->vm_state = 0;
+    /* An arena created with a policy that needs the free-segment index
+     * builds it from the start rather than on first use. */
+    vmem->vm_state = (vmflag & (VM_BESTFIT | VM_FIRSTFIT | VM_NEXTFIT | VM_ENDALLOC))
+                         ? VMEM_STATE_INDEXED
+                         : 0;
     vmem->vm_quantum_shift = log2_floor(quantum);
     vmem->vm_seg_first = vmem->vm_seg_last = NULL;
     vmem->vm_span_first = NULL;

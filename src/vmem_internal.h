@@ -22,6 +22,7 @@
 
 /* Arena state bits (Vmem.vm_state). */
 #define VMEM_STATE_CREATED 0x1 /* storage came from vmem_create() */
+#define VMEM_STATE_INDEXED 0x2 /* free segments are also in the two trees */
 
 /* Segment types: the public VMEM_ALLOC / VMEM_FREE / VMEM_SPAN values. */
 enum { SEG_ALLOC = VMEM_ALLOC, SEG_FREE = VMEM_FREE, SEG_SPAN = VMEM_SPAN };

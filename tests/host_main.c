@@ -1,6 +1,6 @@
 /*
  * host_main.c - the hosted test runner: the vtest_env_* hooks for the POSIX
- * port, then every suite. Usage: vmem_tests [name-filter]. Exits non-zero
+ * port, then every shared suite and the host-only ones. Usage: vmem_tests [name-filter]. Exits non-zero
  * when any test fails; the last line is "N passed, N failed".
  */
 #include <stdio.h>
@@ -9,6 +9,11 @@
 #include "vmem.h"
 #include "vmem_posix.h"
 #include "vtest.h"
+
+/* Suites that need the host (threads): tests/host_*.c. */
+extern const struct vtest_suite suite_threads;
+static const struct vtest_suite *const host_suites[] = {&suite_threads};
+static const size_t host_suite_count = sizeof(host_suites) / sizeof(host_suites[0]);
 
 static size_t misuse_count;
 static VmemMisuse misuse_last;
@@ -56,8 +61,10 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     vmem_bootstrap();
+    const char *filter = argc > 1 ? argv[1] : NULL;
     size_t passed = 0;
-    size_t failed = vtest_run_all(argc > 1 ? argv[1] : NULL, &passed);
+    size_t failed = vtest_run_all(filter, &passed);
+    failed += vtest_run_suites(host_suites, host_suite_count, filter, &passed);
     printf("%zu passed, %zu failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }

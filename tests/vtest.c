@@ -81,9 +81,21 @@ static bool name_matches(const char *name, const char *filter)
 
 size_t vtest_run_all(const char *filter, size_t *passed_out)
 {
+    if (passed_out != NULL)
+        *passed_out = 0;
+    size_t passed = 0;
+    size_t failed = vtest_run_suites(vtest_suites, vtest_suite_count, filter, &passed);
+    if (passed_out != NULL)
+        *passed_out = passed;
+    return failed;
+}
+
+size_t vtest_run_suites(const struct vtest_suite *const *suites, size_t count,
+                        const char *filter, size_t *passed_out)
+{
     size_t passed = 0, failed = 0;
-    for (size_t s = 0; s < vtest_suite_count; s++) {
-        const struct vtest_suite *suite = vtest_suites[s];
+    for (size_t s = 0; s < count; s++) {
+        const struct vtest_suite *suite = suites[s];
         for (size_t c = 0; c < suite->count; c++) {
             const struct vtest_case *tc = &suite->cases[c];
             if (!name_matches(tc->name, filter))
@@ -104,7 +116,7 @@ size_t vtest_run_all(const char *filter, size_t *passed_out)
         }
     }
     if (passed_out != NULL)
-        *passed_out = passed;
+        *passed_out += passed;
     return failed;
 }
 

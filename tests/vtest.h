@@ -54,8 +54,12 @@ void vtest_fail(const char *file, int line, const char *expr);
 #define VT_CONSISTENT(vm) VT_ASSERT(vtest_consistent(vm))
 bool vtest_consistent(Vmem *vm);
 
-/* Runs every suite; returns the number of failed tests. `filter`, if not
- * NULL, runs only tests whose name contains it. */
+/* Runs the given suites; returns the number of failed tests and adds the
+ * passed ones to *passed. `filter`, if not NULL, runs only tests whose
+ * name contains it. */
+size_t vtest_run_suites(const struct vtest_suite *const *suites, size_t count,
+                        const char *filter, size_t *passed);
+/* vtest_run_suites over every shared suite (vtest_suites). */
 size_t vtest_run_all(const char *filter, size_t *passed_out);
 
 /* Deterministic PRNG for randomized tests (xoshiro-style, 64-bit). */

@@ -1,0 +1,291 @@
+/*
+ * host_threads.c - host-only tests that need threads: a multi-threaded
+ * stress of every arena kind against a shared ownership table, and
+ * VM_SLEEP / VM_NOSLEEP behaviour. Uses pthreads, so it is not part of the
+ * freestanding suites the test kernel runs.
+ *
+ * The ownership table has one byte per quantum of each arena's range. A
+ * thread that gets [addr, addr + size) swaps every byte to "owned" and the
+ * old value must be "free"; before freeing, it swaps them back. Two live
+ * allocations that overlap, on any arena, in any thread, fail the test.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test_support.h"
+
+#define Q 0x1000UL
+#define SOURCE_BASE 0x100000000UL
+#define SOURCE_QUANTA 65536UL
+#define PLAIN_BASE 0x200000000UL
+#define PLAIN_QUANTA 32768UL
+#define CACHED_BASE 0x300000000UL
+#define CACHED_QUANTA 32768UL
+#define OPS_PER_THREAD 60000
+#define LIVE_PER_THREAD 256
+
+struct owned_range {
+    uintptr_t base;
+    size_t quanta;
+    _Atomic unsigned char *owner;
+};
+
+static _Atomic unsigned char source_owner[SOURCE_QUANTA];
+static _Atomic unsigned char plain_owner[PLAIN_QUANTA];
+static _Atomic unsigned char cached_owner[CACHED_QUANTA];
+static atomic_int overlaps, escapes;
+
+/* Arenas: plain, cached, and a child importing from source. */
+static Vmem source, plain, cached, child;
+
+struct target {
+    Vmem *vm;
+    struct owned_range *range;
+    bool cached;
+};
+
+static struct owned_range source_range = {SOURCE_BASE, SOURCE_QUANTA, source_owner};
+static struct owned_range plain_range = {PLAIN_BASE, PLAIN_QUANTA, plain_owner};
+static struct owned_range cached_range = {CACHED_BASE, CACHED_QUANTA, cached_owner};
+
+static void claim(struct owned_range *range, uintptr_t addr, size_t size, unsigned char to)
+{
+    if (addr < range->base || addr + size > range->base + range->quanta * Q) {
+        atomic_fetch_add(&escapes, 1);
+        return;
+    }
+    for (size_t q = (addr - range->base) / Q; q < (addr + size - range->base) / Q; q++)
+        if (atomic_exchange(&range->owner[q], to) == to)
+            atomic_fetch_add(&overlaps, 1);
+}
+
+struct live {
+    struct target *target;
+    uintptr_t addr;
+    size_t size;
+    bool constrained;
+};
+
+struct worker {
+    pthread_t thread;
+    uint64_t seed;
+    struct target *targets;
+    size_t ntargets;
+    struct live live[LIVE_PER_THREAD];
+    size_t nlive;
+};
+
+static const int policies[] = {0, VM_INSTANTFIT, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT,
+                               VM_ENDALLOC, VM_BESTFIT | VM_ENDALLOC};
+
+static void release(struct live *item)
+{
+    claim(item->target->range, item->addr, item->size, 0);
+    if (item->constrained)
+        vmem_xfree(item->target->vm, TS_PTR(item->addr), item->size);
+    else
+        vmem_free(item->target->vm, TS_PTR(item->addr), item->size);
+}
+
+static void *stress_worker(void *arg)
+{
+    struct worker *w = arg;
+    VtestRng rng;
+    vtest_rng_seed(&rng, w->seed);
+    for (int op = 0; op < OPS_PER_THREAD; op++) {
+        bool do_free = w->nlive == LIVE_PER_THREAD || (w->nlive > 0 && vtest_rng_below(&rng, 2));
+        if (do_free) {
+            size_t i = (size_t)vtest_rng_below(&rng, w->nlive);
+            release(&w->live[i]);
+            w->live[i] = w->live[--w->nlive];
+            continue;
+        }
+        struct target *t = &w->targets[vtest_rng_below(&rng, w->ntargets)];
+        size_t size = (size_t)(1 + vtest_rng_below(&rng, t->cached ? 8 : 16)) * Q;
+        int flags = policies[vtest_rng_below(&rng, sizeof(policies) / sizeof(policies[0]))] |
+                    VM_NOSLEEP;
+        bool constrained = vtest_rng_below(&rng, 4) == 0;
+        void *got;
+        if (constrained) {
+            size_t align = Q << vtest_rng_below(&rng, 5);
+            got = vmem_xalloc(t->vm, size, align, 0, 0, NULL, NULL, flags);
+            if (got != NULL && TS_ADDR(got) % align != 0)
+                atomic_fetch_add(&escapes, 1);
+        } else {
+            got = vmem_alloc(t->vm, size, flags);
+        }
+        if (got == NULL)
+            continue;
+        claim(t->range, TS_ADDR(got), size, 1);
+        w->live[w->nlive++] = (struct live){t, TS_ADDR(got), size, constrained};
+    }
+    while (w->nlive > 0)
+        release(&w->live[--w->nlive]);
+    return NULL;
+}
+
+static bool setup_arenas(void)
+{
+    return vmem_init(&source, "mt-source", TS_PTR(SOURCE_BASE), SOURCE_QUANTA * Q, Q, NULL, NULL,
+                     NULL, 4 * Q, VM_NOSLEEP) == 0 &&
+           vmem_init(&plain, "mt-plain", TS_PTR(PLAIN_BASE), PLAIN_QUANTA * Q, Q, NULL, NULL,
+                     NULL, 0, VM_NOSLEEP) == 0 &&
+           vmem_init(&cached, "mt-cached", TS_PTR(CACHED_BASE), CACHED_QUANTA * Q, Q, NULL, NULL,
+                     NULL, 8 * Q, VM_NOSLEEP) == 0 &&
+           vmem_init(&child, "mt-child", NULL, 0, Q, vmem_alloc, vmem_free, &source, 0,
+                     VM_NOSLEEP) == 0;
+}
+
+static void run_stress(size_t nthreads)
+{
+    static struct worker workers[8];
+    struct target targets[] = {
+        {&plain, &plain_range, false},
+        {&cached, &cached_range, true},
+        {&child, &source_range, false},
+        {&source, &source_range, true},
+    };
+    atomic_store(&overlaps, 0);
+    atomic_store(&escapes, 0);
+    VT_ASSERT(setup_arenas());
+    for (size_t i = 0; i < nthreads; i++) {
+        workers[i].seed = 0x5eed0000 + nthreads * 16 + i;
+        workers[i].targets = targets;
+        workers[i].ntargets = sizeof(targets) / sizeof(targets[0]);
+        workers[i].nlive = 0;
+        VT_ASSERT(pthread_create(&workers[i].thread, NULL, stress_worker, &workers[i]) == 0);
+    }
+    for (size_t i = 0; i < nthreads; i++)
+        pthread_join(workers[i].thread, NULL);
+    VT_ASSERT(atomic_load(&overlaps) == 0);
+    VT_ASSERT(atomic_load(&escapes) == 0);
+    Vmem *arenas[] = {&child, &plain, &cached, &source};
+    for (size_t i = 0; i < 4; i++) {
+        VT_CONSISTENT(arenas[i]);
+        VT_ASSERT(vmem_size(arenas[i], VMEM_ALLOC) == 0);
+    }
+    /* Every imported span went home once the child was empty. */
+    VT_ASSERT(child.stat.import == 0 && child.stat.total == 0);
+    for (size_t i = 0; i < 4; i++)
+        vmem_destroy(arenas[i]);
+}
+
+static void stress_2_threads_never_overlap(void) { run_stress(2); }
+static void stress_4_threads_never_overlap(void) { run_stress(4); }
+static void stress_8_threads_never_overlap(void) { run_stress(8); }
+
+/* ---- VM_SLEEP ------------------------------------------------------------------ */
+
+struct sleeper {
+    Vmem *vm;
+    size_t size;
+    void *got;
+    atomic_bool done;
+};
+
+static void *sleeping_alloc(void *arg)
+{
+    struct sleeper *s = arg;
+    s->got = vmem_alloc(s->vm, s->size, VM_SLEEP);
+    atomic_store(&s->done, true);
+    return NULL;
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Waits up to `ms` for flag; true if it was set. */
+static bool eventually(atomic_bool *flag, long ms)
+{
+    for (long waited = 0; waited < ms; waited += 5) {
+        if (atomic_load(flag))
+            return true;
+        pause_ms(5);
+    }
+    return atomic_load(flag);
+}
+
+static void sleeping_alloc_is_woken_by_a_free(void)
+{
+    static Vmem vm;
+    VT_ASSERT(vmem_init(&vm, "sleep-free", TS_PTR(0x10000), 4 * Q, Q, NULL, NULL, NULL, 0,
+                        VM_NOSLEEP) == 0);
+    void *all = vmem_alloc(&vm, 4 * Q, VM_NOSLEEP);
+    VT_ASSERT(all != NULL);
+    struct sleeper s = {&vm, 2 * Q, NULL, false};
+    pthread_t thread;
+    VT_ASSERT(pthread_create(&thread, NULL, sleeping_alloc, &s) == 0);
+    VT_ASSERT(!eventually(&s.done, 100)); /* it waits while nothing is free */
+    vmem_free(&vm, all, 4 * Q);
+    bool woke = eventually(&s.done, 5000);
+    if (!woke) {
+        /* Do not leave a thread blocked on an arena we destroy. */
+        vmem_add(&vm, TS_PTR(0x100000), 4 * Q, VM_NOSLEEP);
+    }
+    pthread_join(thread, NULL);
+    VT_ASSERT(woke);
+    VT_ASSERT(s.got == TS_PTR(0x10000));
+    vmem_free(&vm, s.got, 2 * Q);
+    vmem_destroy(&vm);
+}
+
+static void sleeping_alloc_is_woken_by_vmem_add(void)
+{
+    static Vmem vm;
+    VT_ASSERT(vmem_init(&vm, "sleep-add", TS_PTR(0x10000), Q, Q, NULL, NULL, NULL, 0,
+                        VM_NOSLEEP) == 0);
+    struct sleeper s = {&vm, 8 * Q, NULL, false};
+    pthread_t thread;
+    VT_ASSERT(pthread_create(&thread, NULL, sleeping_alloc, &s) == 0);
+    VT_ASSERT(!eventually(&s.done, 100));
+    VT_ASSERT(vmem_add(&vm, TS_PTR(0x800000), 8 * Q, VM_NOSLEEP) != NULL);
+    VT_ASSERT(eventually(&s.done, 5000));
+    pthread_join(thread, NULL);
+    VT_ASSERT(s.got == TS_PTR(0x800000));
+    vmem_free(&vm, s.got, 8 * Q);
+    vmem_destroy(&vm);
+}
+
+struct nosleeper {
+    Vmem *vm;
+    void *got;
+    atomic_bool done;
+};
+
+static void *nosleep_alloc(void *arg)
+{
+    struct nosleeper *s = arg;
+    s->got = vmem_alloc(s->vm, 2 * Q, VM_NOSLEEP);
+    atomic_store(&s->done, true);
+    return NULL;
+}
+
+static void nosleep_alloc_fails_at_once_when_full(void)
+{
+    static Vmem vm;
+    VT_ASSERT(vmem_init(&vm, "nosleep", TS_PTR(0x10000), 2 * Q, Q, NULL, NULL, NULL, 0,
+                        VM_NOSLEEP) == 0);
+    void *all = vmem_alloc(&vm, 2 * Q, VM_NOSLEEP);
+    VT_ASSERT(all != NULL);
+    struct nosleeper s = {&vm, TS_PTR(1), false};
+    pthread_t thread;
+    VT_ASSERT(pthread_create(&thread, NULL, nosleep_alloc, &s) == 0);
+    bool returned = eventually(&s.done, 2000);
+    vmem_free(&vm, all, 2 * Q); /* unblocks it if it wrongly waited */
+    pthread_join(thread, NULL);
+    VT_ASSERT(returned);
+    VT_ASSERT(s.got == NULL);
+    vmem_destroy(&vm);
+}
+
+VTEST_SUITE(suite_threads, VTEST_CASE(stress_2_threads_never_overlap),
+            VTEST_CASE(stress_4_threads_never_overlap), VTEST_CASE(stress_8_threads_never_overlap),
+            VTEST_CASE(sleeping_alloc_is_woken_by_a_free),
+            VTEST_CASE(sleeping_alloc_is_woken_by_vmem_add),
+            VTEST_CASE(nosleep_alloc_fails_at_once_when_full));
