@@ -180,6 +180,7 @@ typedef struct vmem {
     size_t vm_hash_old_mask;
     size_t vm_hash_migrated;
     size_t vm_hash_count;
+    size_t vm_hash_hint;            /* table size wanted, for the next call */
     void *vm_hash_retired;          /* table to hand back once unlocked */
     size_t vm_hash_retired_bytes;
     struct vmem_tag *vm_hash_embedded[VMEM_HASH_EMBEDDED];

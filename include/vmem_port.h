@@ -6,12 +6,16 @@
  * run time. Each hook's comment is its contract: when it is called, with
  * which locks held, and whether it may sleep.
  *
- * Locking order (the library never violates it):
- *   arena lock  ->  (nothing)
- * The library never holds two arena locks at once and never calls
+ * Locks and their order (the library never violates it):
+ *   - each arena's lock, and the global boundary-tag pool lock: leaves,
+ *     never held together, never held while taking any other lock;
+ *   - quantum caches: per-CPU lock -> cache (depot) lock -> cache table
+ *     lock, never held while taking an arena or the pool lock.
+ * So the library never holds two arena locks at once: an importing arena
+ * drops its lock before calling into its source. It never calls
  * vmem_port_page_alloc(), vmem_port_page_free(), an import or give-back
- * callback, or vmem_port_misuse() with any arena lock held. The global
- * boundary-tag pool lock is only ever taken with no arena lock held.
+ * callback, or vmem_port_misuse() with any of its locks held; only
+ * vmem_port_puts() (from vmem_dump) and the lock hooks themselves are.
  *
  * Two ports ship with libvmem: src/port/posix.c (pthreads; used by every
  * host test and by user-space programs) and lib/vmem_port_kernel.c (the

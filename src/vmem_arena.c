@@ -67,9 +67,12 @@
  *
  * 8. Locking. Each arena has one lock, embedded in it. It is never held
  *    while calling the port's page source, an import or give-back callback,
- *    or the misuse hook, and never together with another arena's lock or
- *    the tag pool lock. Anything seen before the lock was dropped is looked
- *    up again after it is retaken.
+ *    or the misuse hook, and never together with another arena's lock, the
+ *    tag pool lock or a quantum-cache lock (those nest per-CPU -> cache ->
+ *    cache table, and drop all of them before calling the arena). Anything
+ *    seen before the lock was dropped is looked up again after it is
+ *    retaken. The one value read without it, the hash-table size hint, is
+ *    an atomic, and is only a hint.
  *
  * 9. Misuse. Every argument is validated before anything changes, and
  *    every free is checked against the hash. A problem is reported once,
@@ -430,6 +433,9 @@ static void unlock_and_release(Vmem *vm, VmemIrqState state, Leftovers *left)
 {
     left->tags = vmem_stash_detach(vm, false);
     left->table = vmem_hash_take_retired(vm, &left->table_bytes);
+    /* The next operation reads this without the lock, to allocate a new
+     * table before it locks; vmem_hash_install() re-decides under it. */
+    __atomic_store_n(&vm->vm_hash_hint, vmem_hash_wanted_bytes(vm), __ATOMIC_RELAXED);
     vmem_port_unlock(&vm->vm_lock, state);
     vmem_pool_return(left->tags);
     if (left->table != NULL)
@@ -444,7 +450,7 @@ static VmemIrqState lock_with_hash_table(Vmem *vm, int vmflag, Leftovers *left)
 {
     left->unused_table = NULL;
     left->unused_table_bytes = 0;
-    size_t wanted = vmem_hash_wanted_bytes(vm);
+    size_t wanted = __atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED);
     void *table = NULL;
     if (wanted != 0)
         table = vmem_port_page_alloc(pages_for(wanted),
@@ -1185,6 +1191,7 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
     vmem->vm_next_created = NULL;
     vmem->vm_qcache = NULL;
     vmem->vm_qcache_pages = 0;
+    vmem->vm_hash_hint = 0;
     vmem->vm_waiters = 0;
     vmem_hash_init(vmem);
     vmem_port_lock_init(&vmem->vm_lock);

@@ -11,8 +11,10 @@
  * whole-table rehash and no timer is needed.
  *
  * Tables come from the port's page source, which may not be called under
- * the arena lock: the arena asks vmem_hash_wanted_bytes() before locking,
- * allocates, and installs under the lock (vmem_hash_install). Retired tables
+ * the arena lock: each operation records, as it unlocks, the table size
+ * the arena would like (vm_hash_hint); the next one allocates that before
+ * locking and installs it under the lock (vmem_hash_install), which decides
+ * again with the lock held. Retired tables
  * are handed back the same way, after unlocking. The first VMEM_HASH_EMBEDDED
  * buckets live inside the arena, so a new arena allocates nothing.
  *
