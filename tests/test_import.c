@@ -1,0 +1,473 @@
+/*
+ * test_import.c - arenas that import spans from a source arena: on demand,
+ * accounted in stat.import, given back as soon as wholly free, shaped by the
+ * request's constraints, through a chain of three arenas; a source that is
+ * exhausted or a custom import function that fails or misbehaves gives a
+ * clean NULL and never an endless loop; callbacks receive the source.
+ *
+ * The exact size of an imported span is the library's choice; tests assert
+ * only what the header promises about it.
+ */
+#include "test_support.h"
+
+#define PAGE ((size_t)4096)
+#define SOURCE_BASE ((uintptr_t)0x10000000)
+#define SOURCE_PAGES 256
+
+static bool init_source(Vmem *vm, const char *name, uintptr_t base, size_t pages)
+{
+    return vmem_init(vm, name, TS_PTR(base), pages * PAGE, PAGE, NULL, NULL, NULL, 0, 0) == 0;
+}
+
+static bool init_importer(Vmem *vm, const char *name, Vmem *source)
+{
+    return vmem_init(vm, name, NULL, 0, PAGE, vmem_alloc, vmem_free, source, 0, 0) == 0;
+}
+
+/*
+ * What must hold between an importer and its source at any quiet moment:
+ * its spans add up to stat.import (it has no spans of its own in these
+ * tests), lie inside the source's range, and each holds at least one live
+ * segment (a wholly free span is given back at once).
+ */
+static bool import_invariants(Vmem *vm, uintptr_t source_base, size_t source_size)
+{
+    static struct ts_segment spans[64], allocs[256];
+    size_t span_count = ts_collect(vm, VMEM_SPAN, spans, 64);
+    size_t alloc_count = ts_collect(vm, VMEM_ALLOC, allocs, 256);
+    if (span_count > 64 || alloc_count > 256)
+        return false;
+    size_t span_total = 0;
+    for (size_t s = 0; s < span_count; s++) {
+        uintptr_t start = spans[s].addr;
+        span_total += spans[s].size;
+        if (start < source_base || start - source_base > source_size - spans[s].size) {
+            ts_note_hex("    span outside the source:", start);
+            vtest_puts("\n");
+            return false;
+        }
+        bool used = false;
+        for (size_t a = 0; a < alloc_count && !used; a++)
+            used = allocs[a].addr >= start && allocs[a].addr - start < spans[s].size;
+        if (!used) {
+            ts_note_hex("    wholly free span kept:", start);
+            vtest_puts("\n");
+            return false;
+        }
+    }
+    return span_total == vm->stat.import && vm->stat.total == vm->stat.import &&
+           vmem_check(vm, NULL) == 0;
+}
+
+/* ---- Importing through vmem_alloc / vmem_free ------------------------- */
+
+static void import_brings_in_a_span_on_demand(void)
+{
+    static Vmem source, child;
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(init_importer(&child, "import-child", &source));
+    VT_ASSERT(ts_stat_is(&child, 0, 0, 0, 0, 0));
+    void *addr = vmem_alloc(&child, 3 * PAGE, VM_NOSLEEP);
+    VT_ASSERT(addr != NULL);
+    VT_ASSERT(vmem_contains(&child, addr, 3 * PAGE));
+    VT_ASSERT(vmem_contains(&source, addr, 3 * PAGE));
+    VT_ASSERT(child.stat.in_use == 3 * PAGE && child.stat.alloc == 1);
+    VT_ASSERT(child.stat.import >= 3 * PAGE);
+    /* What the child imported is allocated in the source. */
+    VT_ASSERT(source.stat.in_use == child.stat.import);
+    VT_ASSERT(source.stat.alloc >= 1);
+    VT_ASSERT(import_invariants(&child, SOURCE_BASE, SOURCE_PAGES * PAGE));
+    VT_CONSISTENT(&source);
+    vmem_free(&child, addr, 3 * PAGE);
+    vmem_destroy(&child);
+    vmem_destroy(&source);
+}
+
+static void span_goes_back_to_the_source_once_wholly_free(void)
+{
+    static Vmem source, child;
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(init_importer(&child, "import-child", &source));
+    void *addr = vmem_alloc(&child, 5 * PAGE, VM_NOSLEEP);
+    VT_ASSERT(addr != NULL);
+    vmem_free(&child, addr, 5 * PAGE);
+    VT_ASSERT(ts_stat_is(&child, 0, 0, 0, 1, 1));
+    VT_ASSERT(source.stat.in_use == 0);
+    VT_ASSERT(source.stat.alloc == source.stat.free);
+    struct ts_segment spans[4];
+    VT_ASSERT(ts_collect(&child, VMEM_SPAN, spans, 4) == 0);
+    VT_CONSISTENT(&child);
+    VT_CONSISTENT(&source);
+    vmem_destroy(&child);
+    vmem_destroy(&source);
+}
+
+static void span_stays_while_any_segment_in_it_is_live(void)
+{
+    static Vmem source, child;
+    static void *held[32];
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(init_importer(&child, "import-child", &source));
+    for (size_t i = 0; i < 32; i++) {
+        held[i] = vmem_alloc(&child, PAGE, VM_NOSLEEP);
+        VT_ASSERT(held[i] != NULL);
+    }
+    /* Free every other one, then the rest, checking after each free. */
+    for (size_t pass = 0; pass < 2; pass++) {
+        for (size_t i = pass; i < 32; i += 2) {
+            vmem_free(&child, held[i], PAGE);
+            VT_ASSERT(import_invariants(&child, SOURCE_BASE, SOURCE_PAGES * PAGE));
+            VT_ASSERT(source.stat.in_use == child.stat.import);
+        }
+    }
+    VT_ASSERT(ts_stat_is(&child, 0, 0, 0, 32, 32));
+    VT_ASSERT(source.stat.in_use == 0);
+    VT_CONSISTENT(&source);
+    vmem_destroy(&child);
+    vmem_destroy(&source);
+}
+
+static void added_spans_stay_and_only_imported_spans_go_back(void)
+{
+    static Vmem source, child;
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(init_importer(&child, "import-mixed", &source));
+    VT_ASSERT(vmem_add_range(&child, 0x500000, 4 * PAGE, VM_NOSLEEP) == 0);
+    VT_ASSERT(ts_stat_is(&child, 0, 0, 4 * PAGE, 0, 0));
+    void *own = vmem_alloc(&child, 4 * PAGE, VM_NOSLEEP);
+    VT_ASSERT(own == TS_PTR(0x500000));
+    VT_ASSERT(child.stat.import == 0); /* no import while the own span fits */
+    void *imported = vmem_alloc(&child, 2 * PAGE, VM_NOSLEEP);
+    VT_ASSERT(imported != NULL && vmem_contains(&source, imported, 2 * PAGE));
+    VT_ASSERT(child.stat.import >= 2 * PAGE);
+    VT_ASSERT(child.stat.total == 4 * PAGE + child.stat.import);
+    VT_ASSERT(source.stat.in_use == child.stat.import);
+    vmem_free(&child, imported, 2 * PAGE);
+    vmem_free(&child, own, 4 * PAGE);
+    VT_ASSERT(ts_stat_is(&child, 0, 0, 4 * PAGE, 2, 2));
+    VT_ASSERT(source.stat.in_use == 0);
+    VT_CONSISTENT(&child);
+    vmem_destroy(&child);
+    VT_CONSISTENT(&source);
+    vmem_destroy(&source);
+}
+
+/* ---- Constrained imports ------------------------------------------------ */
+
+static void constrained_import_honours_align_and_phase(void)
+{
+    static Vmem source, child;
+    /* The source starts off every boundary above one page. */
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE + PAGE, SOURCE_PAGES));
+    VT_ASSERT(init_importer(&child, "import-align", &source));
+    void *aligned = vmem_xalloc(&child, PAGE, 0x10000, 0, 0, NULL, NULL, VM_NOSLEEP);
+    VT_ASSERT(aligned != NULL && TS_ADDR(aligned) % 0x10000 == 0);
+    void *phased = vmem_xalloc(&child, 2 * PAGE, 0x20000, 0x3000, 0, NULL, NULL, VM_NOSLEEP);
+    VT_ASSERT(phased != NULL && (TS_ADDR(phased) - 0x3000) % 0x20000 == 0);
+    VT_ASSERT(vmem_contains(&child, aligned, PAGE) && vmem_contains(&child, phased, 2 * PAGE));
+    VT_ASSERT(import_invariants(&child, SOURCE_BASE + PAGE, SOURCE_PAGES * PAGE));
+    vmem_xfree(&child, aligned, PAGE);
+    vmem_xfree(&child, phased, 2 * PAGE);
+    VT_ASSERT(source.stat.in_use == 0 && child.stat.total == 0);
+    VT_CONSISTENT(&source);
+    vmem_destroy(&child);
+    vmem_destroy(&source);
+}
+
+static void constrained_import_honours_nocross(void)
+{
+    static Vmem source, child;
+    /* The low end of the source, [base + 3 pages, + 3 pages), crosses a
+     * 16 KiB boundary. */
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE + 3 * PAGE, SOURCE_PAGES));
+    VT_ASSERT(init_importer(&child, "import-nocross", &source));
+    void *addr = vmem_xalloc(&child, 3 * PAGE, 0, 0, 4 * PAGE, NULL, NULL, VM_NOSLEEP);
+    VT_ASSERT(addr != NULL);
+    VT_ASSERT(TS_ADDR(addr) / (4 * PAGE) == (TS_ADDR(addr) + 3 * PAGE - 1) / (4 * PAGE));
+    VT_ASSERT(import_invariants(&child, SOURCE_BASE + 3 * PAGE, SOURCE_PAGES * PAGE));
+    vmem_xfree(&child, addr, 3 * PAGE);
+    VT_ASSERT(source.stat.in_use == 0 && child.stat.total == 0);
+    vmem_destroy(&child);
+    vmem_destroy(&source);
+}
+
+static void constrained_import_honours_minaddr_and_maxaddr(void)
+{
+    static Vmem source, child;
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(init_importer(&child, "import-window", &source));
+    uintptr_t low = SOURCE_BASE + 100 * PAGE, high = SOURCE_BASE + 110 * PAGE;
+    void *addr = vmem_xalloc(&child, 2 * PAGE, 0, 0, 0, TS_PTR(low), TS_PTR(high), VM_NOSLEEP);
+    VT_ASSERT(addr != NULL && TS_ADDR(addr) >= low && TS_ADDR(addr) + 2 * PAGE <= high);
+    /* The top page of the source, found through the importer. */
+    uintptr_t top = 0;
+    VT_ASSERT(vmem_xalloc_addr(&child, PAGE, 0, 0, 0, SOURCE_BASE + (SOURCE_PAGES - 1) * PAGE, 0,
+                               VM_NOSLEEP, &top) == 0);
+    VT_ASSERT(top == SOURCE_BASE + (SOURCE_PAGES - 1) * PAGE);
+    VT_ASSERT(import_invariants(&child, SOURCE_BASE, SOURCE_PAGES * PAGE));
+    vmem_xfree(&child, addr, 2 * PAGE);
+    vmem_xfree(&child, TS_PTR(top), PAGE);
+    VT_ASSERT(source.stat.in_use == 0 && child.stat.total == 0);
+    vmem_destroy(&child);
+    vmem_destroy(&source);
+}
+
+static void alloc_exact_imports_the_requested_range(void)
+{
+    static Vmem source, child;
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(init_importer(&child, "import-exact", &source));
+    uintptr_t want = SOURCE_BASE + 77 * PAGE;
+    VT_ASSERT(vmem_alloc_exact(&child, want, 3 * PAGE, VM_NOSLEEP) == 0);
+    VT_ASSERT(child.stat.in_use == 3 * PAGE);
+    VT_ASSERT(import_invariants(&child, SOURCE_BASE, SOURCE_PAGES * PAGE));
+    /* The range is no longer free in the source. */
+    VT_ASSERT(vmem_xalloc(&source, PAGE, 0, 0, 0, TS_PTR(want + PAGE), TS_PTR(want + 2 * PAGE),
+                          VM_NOSLEEP) == NULL);
+    vmem_xfree(&child, TS_PTR(want), 3 * PAGE);
+    VT_ASSERT(source.stat.in_use == 0 && child.stat.total == 0);
+    vmem_destroy(&child);
+    vmem_destroy(&source);
+}
+
+/* ---- Failure ------------------------------------------------------------ */
+
+static void exhausted_source_makes_import_fail_cleanly(void)
+{
+    static Vmem source, child;
+    struct ts_snapshot before, after;
+    VT_ASSERT(init_source(&source, "import-small", SOURCE_BASE, 4));
+    VT_ASSERT(init_importer(&child, "import-starved", &source));
+    void *all = vmem_alloc(&source, 4 * PAGE, VM_NOSLEEP);
+    VT_ASSERT(all != NULL);
+    ts_snapshot_take(&child, &before);
+    ts_capture_misuse();
+    VT_ASSERT(vmem_alloc(&child, PAGE, VM_NOSLEEP) == NULL);
+    VT_ASSERT(vmem_xalloc(&child, PAGE, 2 * PAGE, 0, 0, NULL, NULL, VM_NOSLEEP) == NULL);
+    VT_ASSERT(vtest_env_misuse_count() == 0);
+    ts_snapshot_take(&child, &after);
+    VT_ASSERT(ts_snapshot_equal(&before, &after));
+    VT_ASSERT(source.stat.in_use == 4 * PAGE);
+    vtest_env_misuse_capture(false);
+    /* Once the source has room again, importing works. */
+    vmem_free(&source, all, 4 * PAGE);
+    void *addr = vmem_alloc(&child, PAGE, VM_NOSLEEP);
+    VT_ASSERT(addr != NULL);
+    vmem_free(&child, addr, PAGE);
+    VT_ASSERT(source.stat.in_use == 0);
+    vmem_destroy(&child);
+    vmem_destroy(&source);
+}
+
+static void request_larger_than_the_source_fails_cleanly(void)
+{
+    static Vmem source, child;
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(init_importer(&child, "import-huge", &source));
+    ts_capture_misuse();
+    VT_ASSERT(vmem_alloc(&child, (SOURCE_PAGES + 1) * PAGE, VM_NOSLEEP) == NULL);
+    /* A window outside the source's range cannot be imported either. */
+    VT_ASSERT(vmem_xalloc(&child, PAGE, 0, 0, 0, TS_PTR(0x20000000), TS_PTR(0x20100000),
+                          VM_NOSLEEP) == NULL);
+    VT_ASSERT(vtest_env_misuse_count() == 0);
+    VT_ASSERT(ts_stat_is(&child, 0, 0, 0, 0, 0));
+    VT_ASSERT(source.stat.in_use == 0);
+    VT_CONSISTENT(&child);
+    VT_CONSISTENT(&source);
+    vtest_env_misuse_capture(false);
+    vmem_destroy(&child);
+    vmem_destroy(&source);
+}
+
+/* ---- A chain of three ---------------------------------------------------- */
+
+static void chain_of_three_arenas_imports_through_every_level(void)
+{
+    static Vmem top, middle, leaf;
+    VT_ASSERT(init_source(&top, "chain-top", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(init_importer(&middle, "chain-middle", &top));
+    VT_ASSERT(init_importer(&leaf, "chain-leaf", &middle));
+    void *plain = vmem_alloc(&leaf, 2 * PAGE, VM_NOSLEEP);
+    void *aligned = vmem_xalloc(&leaf, PAGE, 0x10000, 0, 0, NULL, NULL, VM_NOSLEEP);
+    VT_ASSERT(plain != NULL && aligned != NULL);
+    VT_ASSERT(TS_ADDR(aligned) % 0x10000 == 0);
+    VT_ASSERT(leaf.stat.in_use == 3 * PAGE);
+    /* Each level's imports are allocations in the level above. */
+    VT_ASSERT(middle.stat.in_use == leaf.stat.import);
+    VT_ASSERT(top.stat.in_use == middle.stat.import);
+    VT_ASSERT(import_invariants(&leaf, SOURCE_BASE, SOURCE_PAGES * PAGE));
+    VT_ASSERT(import_invariants(&middle, SOURCE_BASE, SOURCE_PAGES * PAGE));
+    VT_CONSISTENT(&top);
+    vmem_free(&leaf, plain, 2 * PAGE);
+    vmem_xfree(&leaf, aligned, PAGE);
+    VT_ASSERT(ts_stat_is(&leaf, 0, 0, 0, 2, 2));
+    VT_ASSERT(middle.stat.in_use == 0 && middle.stat.total == 0);
+    VT_ASSERT(top.stat.in_use == 0);
+    VT_CONSISTENT(&middle);
+    VT_CONSISTENT(&top);
+    vmem_destroy(&leaf);
+    vmem_destroy(&middle);
+    vmem_destroy(&top);
+}
+
+/* ---- Custom import functions ------------------------------------------- */
+
+/* What the custom callbacks saw; reset by each test. */
+static struct {
+    size_t alloc_calls, alloc_successes, free_calls;
+    Vmem *alloc_source, *free_source;
+    uintptr_t last_import_addr, last_free_addr;
+    size_t last_import_size, last_free_size;
+    uintptr_t floor; /* the misbehaving afunc only hands out spans above this */
+} calls;
+
+static void reset_calls(uintptr_t floor)
+{
+    calls.alloc_calls = calls.alloc_successes = calls.free_calls = 0;
+    calls.alloc_source = calls.free_source = NULL;
+    calls.last_import_addr = calls.last_free_addr = 0;
+    calls.last_import_size = calls.last_free_size = 0;
+    calls.floor = floor;
+}
+
+static void *refusing_import(Vmem *source, size_t size, int flags)
+{
+    (void)size;
+    (void)flags;
+    calls.alloc_calls++;
+    calls.alloc_source = source;
+    return NULL;
+}
+
+/* Ignores whatever the request needs and imports above calls.floor. */
+static void *stubborn_import(Vmem *source, size_t size, int flags)
+{
+    (void)flags;
+    calls.alloc_calls++;
+    calls.alloc_source = source;
+    void *addr = vmem_xalloc(source, size, 0, 0, 0, TS_PTR(calls.floor), NULL, VM_NOSLEEP);
+    if (addr != NULL) {
+        calls.alloc_successes++;
+        calls.last_import_addr = TS_ADDR(addr);
+        calls.last_import_size = size;
+    }
+    return addr;
+}
+
+static void recording_release(Vmem *source, void *addr, size_t size)
+{
+    calls.free_calls++;
+    calls.free_source = source;
+    calls.last_free_addr = TS_ADDR(addr);
+    calls.last_free_size = size;
+    vmem_xfree(source, addr, size);
+}
+
+/* A bound on import attempts for one request: any fixed small number means
+ * the arena did not retry forever. */
+#define IMPORT_ATTEMPTS_MAX 4
+
+static void custom_import_returning_null_fails_without_looping(void)
+{
+    static Vmem source, child;
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(vmem_init(&child, "import-refused", NULL, 0, PAGE, refusing_import,
+                        recording_release, &source, 0, 0) == 0);
+    reset_calls(0);
+    ts_capture_misuse();
+    VT_ASSERT(vmem_alloc(&child, PAGE, VM_NOSLEEP) == NULL);
+    VT_ASSERT(calls.alloc_calls >= 1 && calls.alloc_calls <= IMPORT_ATTEMPTS_MAX);
+    reset_calls(0);
+    VT_ASSERT(vmem_xalloc(&child, PAGE, 4 * PAGE, PAGE, 0, NULL, NULL, VM_NOSLEEP) == NULL);
+    VT_ASSERT(calls.alloc_calls <= IMPORT_ATTEMPTS_MAX);
+    VT_ASSERT(vtest_env_misuse_count() == 0);
+    VT_ASSERT(ts_stat_is(&child, 0, 0, 0, 0, 0));
+    VT_CONSISTENT(&child);
+    vtest_env_misuse_capture(false);
+    vmem_destroy(&child);
+    vmem_destroy(&source);
+}
+
+static void custom_import_of_an_unsuitable_span_fails_without_looping(void)
+{
+    static Vmem source, child;
+    uintptr_t floor = SOURCE_BASE + 128 * PAGE;
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(vmem_init(&child, "import-stubborn", NULL, 0, PAGE, stubborn_import,
+                        recording_release, &source, 0, 0) == 0);
+    reset_calls(floor);
+    ts_capture_misuse();
+    /* Only spans above `floor` ever arrive; the request wants one below. */
+    VT_ASSERT(vmem_xalloc(&child, PAGE, 0, 0, 0, NULL, TS_PTR(SOURCE_BASE + 64 * PAGE),
+                          VM_NOSLEEP) == NULL);
+    VT_ASSERT(calls.alloc_calls <= IMPORT_ATTEMPTS_MAX);
+    VT_ASSERT(vtest_env_misuse_count() == 0);
+    /* Whatever was imported for nothing went back, being wholly free. */
+    VT_ASSERT(calls.free_calls == calls.alloc_successes);
+    VT_ASSERT(ts_stat_is(&child, 0, 0, 0, 0, 0));
+    VT_ASSERT(source.stat.in_use == 0);
+    VT_CONSISTENT(&child);
+    VT_CONSISTENT(&source);
+    vtest_env_misuse_capture(false);
+    vmem_destroy(&child);
+    vmem_destroy(&source);
+}
+
+static void callbacks_receive_the_source_arena(void)
+{
+    static Vmem source, child;
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(vmem_init(&child, "import-recorded", NULL, 0, PAGE, stubborn_import,
+                        recording_release, &source, 0, 0) == 0);
+    reset_calls(SOURCE_BASE);
+    void *addr = vmem_alloc(&child, 2 * PAGE, VM_NOSLEEP);
+    VT_ASSERT(addr != NULL);
+    VT_ASSERT(calls.alloc_successes == 1 && calls.alloc_source == &source);
+    VT_ASSERT(calls.last_import_size >= 2 * PAGE);
+    VT_ASSERT(child.stat.import == calls.last_import_size);
+    VT_ASSERT(TS_ADDR(addr) >= calls.last_import_addr &&
+              TS_ADDR(addr) + 2 * PAGE <= calls.last_import_addr + calls.last_import_size);
+    vmem_free(&child, addr, 2 * PAGE);
+    /* The span goes back whole, to the arena it came from. */
+    VT_ASSERT(calls.free_calls == 1 && calls.free_source == &source);
+    VT_ASSERT(calls.last_free_addr == calls.last_import_addr);
+    VT_ASSERT(calls.last_free_size == calls.last_import_size);
+    VT_ASSERT(source.stat.in_use == 0 && child.stat.total == 0);
+    VT_CONSISTENT(&child);
+    vmem_destroy(&child);
+    vmem_destroy(&source);
+}
+
+static void destroying_an_idle_importer_leaves_the_source_clean(void)
+{
+    static Vmem source, child;
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(init_importer(&child, "import-destroyed", &source));
+    void *a = vmem_alloc(&child, PAGE, VM_NOSLEEP);
+    void *b = vmem_xalloc(&child, PAGE, 0x10000, 0, 0, NULL, NULL, VM_NOSLEEP);
+    VT_ASSERT(a != NULL && b != NULL);
+    vmem_free(&child, a, PAGE);
+    vmem_xfree(&child, b, PAGE);
+    vmem_destroy(&child);
+    VT_ASSERT(source.stat.in_use == 0);
+    VT_ASSERT(source.stat.alloc == source.stat.free);
+    VT_CONSISTENT(&source);
+    vmem_destroy(&source);
+}
+
+VTEST_SUITE(suite_import,
+            VTEST_CASE(import_brings_in_a_span_on_demand),
+            VTEST_CASE(span_goes_back_to_the_source_once_wholly_free),
+            VTEST_CASE(span_stays_while_any_segment_in_it_is_live),
+            VTEST_CASE(added_spans_stay_and_only_imported_spans_go_back),
+            VTEST_CASE(constrained_import_honours_align_and_phase),
+            VTEST_CASE(constrained_import_honours_nocross),
+            VTEST_CASE(constrained_import_honours_minaddr_and_maxaddr),
+            VTEST_CASE(alloc_exact_imports_the_requested_range),
+            VTEST_CASE(exhausted_source_makes_import_fail_cleanly),
+            VTEST_CASE(request_larger_than_the_source_fails_cleanly),
+            VTEST_CASE(chain_of_three_arenas_imports_through_every_level),
+            VTEST_CASE(custom_import_returning_null_fails_without_looping),
+            VTEST_CASE(custom_import_of_an_unsuitable_span_fails_without_looping),
+            VTEST_CASE(callbacks_receive_the_source_arena),
+            VTEST_CASE(destroying_an_idle_importer_leaves_the_source_clean));

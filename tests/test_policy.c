@@ -1,0 +1,380 @@
+/*
+ * test_policy.c - the allocation policies: instant-fit (the default),
+ * best-fit, first-fit, next-fit and VM_ENDALLOC, and the flag combinations
+ * that are misuse.
+ *
+ * Most tests build an ID arena (quantum 1) whose only free segments are
+ * "fragments" of chosen sizes, separated by one allocated ID each, so the
+ * exact address a policy must choose is known in advance.
+ */
+#include "test_support.h"
+
+#define FRAG_BASE ((uintptr_t)1000)
+#define FRAG_MAX 8
+
+struct fragments {
+    size_t count;
+    uintptr_t start[FRAG_MAX];     /* fragment i is [start[i], start[i] + size[i]) */
+    size_t size[FRAG_MAX];
+    uintptr_t separator[FRAG_MAX + 1]; /* one allocated ID before each fragment and
+                                          before the tail */
+    uintptr_t tail;                    /* free tail [tail, end), possibly empty */
+    uintptr_t end;
+};
+
+/*
+ * Initialises vm as IDs laid out as: separator, fragment 0, separator,
+ * fragment 1, ..., separator, free tail of tail_size. Separators are
+ * allocated with vmem_alloc_exact; everything else is free.
+ */
+static bool build_fragments(Vmem *vm, const char *name, const size_t *sizes, size_t count,
+                            size_t tail_size, struct fragments *frags)
+{
+    size_t total = tail_size + count + 1;
+    for (size_t i = 0; i < count; i++)
+        total += sizes[i];
+    if (count > FRAG_MAX ||
+        vmem_init(vm, name, TS_PTR(FRAG_BASE), total, 1, NULL, NULL, NULL, 0, 0) != 0)
+        return false;
+    frags->count = count;
+    uintptr_t at = FRAG_BASE;
+    for (size_t i = 0; i < count; i++) {
+        frags->separator[i] = at;
+        frags->start[i] = at + 1;
+        frags->size[i] = sizes[i];
+        at += 1 + sizes[i];
+    }
+    frags->separator[count] = at;
+    frags->tail = at + 1;
+    frags->end = FRAG_BASE + total;
+    for (size_t i = 0; i <= count; i++) {
+        if (vmem_alloc_exact(vm, frags->separator[i], 1, VM_NOSLEEP) != 0)
+            return false;
+    }
+    return vmem_check(vm, NULL) == 0;
+}
+
+/* Frees the separators and destroys the arena; false if the arena did not
+ * end up as one free segment per span. */
+static bool release_fragments(Vmem *vm, const struct fragments *frags)
+{
+    for (size_t i = 0; i <= frags->count; i++)
+        vmem_xfree(vm, TS_PTR(frags->separator[i]), 1);
+    bool clean = vmem_size(vm, VMEM_ALLOC) == 0 && vmem_check(vm, NULL) == 0;
+    vmem_destroy(vm);
+    return clean;
+}
+
+/* Allocates size IDs with flags, checks the result is `expect`, frees it. */
+static bool alloc_lands_at(Vmem *vm, size_t size, int flags, uintptr_t expect)
+{
+    void *got = vmem_alloc(vm, size, flags | VM_NOSLEEP);
+    if (got == NULL) {
+        ts_note_u64("    allocation failed: size", size);
+        vtest_puts("\n");
+        return false;
+    }
+    bool right = TS_ADDR(got) == expect;
+    if (!right) {
+        ts_note_u64("    size", size);
+        ts_note_u64(" landed at", TS_ADDR(got));
+        ts_note_u64(", expected", expect);
+        vtest_puts("\n");
+    }
+    bool consistent = vmem_check(vm, NULL) == 0;
+    vmem_free(vm, got, size);
+    return right && consistent;
+}
+
+/* ---- Instant-fit --------------------------------------------------------- */
+
+static void instant_fit_takes_a_segment_from_a_list_that_guarantees_a_fit(void)
+{
+    static Vmem vm;
+    struct fragments frags;
+    /* 9 and 12 share the freelist [8, 16) with a request of 9, which does not
+     * guarantee a fit; 17 is the head of [16, 32), where every member fits. */
+    static const size_t sizes[] = {9, 17, 12};
+    VT_ASSERT(build_fragments(&vm, "policy-instant", sizes, 3, 0, &frags));
+    VT_ASSERT(alloc_lands_at(&vm, 9, VM_INSTANTFIT, frags.start[1]));
+    VT_ASSERT(release_fragments(&vm, &frags));
+}
+
+static void instant_fit_is_the_default_policy(void)
+{
+    static Vmem vm;
+    struct fragments frags;
+    static const size_t sizes[] = {9, 17, 12};
+    VT_ASSERT(build_fragments(&vm, "policy-default", sizes, 3, 0, &frags));
+    VT_ASSERT(alloc_lands_at(&vm, 9, 0, frags.start[1]));
+    VT_ASSERT(release_fragments(&vm, &frags));
+}
+
+static void instant_fit_of_a_power_of_two_uses_its_own_list(void)
+{
+    static Vmem vm;
+    struct fragments frags;
+    /* Every member of [16, 32) fits a request of 16; 40 is in a later list. */
+    static const size_t sizes[] = {40, 16, 20};
+    VT_ASSERT(build_fragments(&vm, "policy-instant-p2", sizes, 3, 0, &frags));
+    void *got = vmem_alloc(&vm, 16, VM_INSTANTFIT | VM_NOSLEEP);
+    VT_ASSERT(got == TS_PTR(frags.start[1]) || got == TS_PTR(frags.start[2]));
+    VT_CONSISTENT(&vm);
+    vmem_free(&vm, got, 16);
+    VT_ASSERT(release_fragments(&vm, &frags));
+}
+
+static void instant_fit_uses_a_fitting_segment_when_no_list_guarantees_one(void)
+{
+    static Vmem vm;
+    struct fragments frags;
+    /* No freelist has only members >= 10, but the 12 fits: the request must
+     * not fail (VM_NOSLEEP fails only when nothing fits). */
+    static const size_t sizes[] = {5, 12, 6};
+    VT_ASSERT(build_fragments(&vm, "policy-instant-fallback", sizes, 3, 0, &frags));
+    VT_ASSERT(alloc_lands_at(&vm, 10, VM_INSTANTFIT, frags.start[1]));
+    VT_ASSERT(release_fragments(&vm, &frags));
+}
+
+/* ---- Best-fit ----------------------------------------------------------- */
+
+static void best_fit_picks_the_smallest_fitting_segment(void)
+{
+    static Vmem vm;
+    struct fragments frags;
+    static const size_t sizes[] = {17, 9, 12, 10, 33};
+    VT_ASSERT(build_fragments(&vm, "policy-best", sizes, 5, 100, &frags));
+    VT_ASSERT(alloc_lands_at(&vm, 10, VM_BESTFIT, frags.start[3]));
+    VT_ASSERT(alloc_lands_at(&vm, 11, VM_BESTFIT, frags.start[2]));
+    VT_ASSERT(alloc_lands_at(&vm, 13, VM_BESTFIT, frags.start[0]));
+    VT_ASSERT(alloc_lands_at(&vm, 5, VM_BESTFIT, frags.start[1]));
+    VT_ASSERT(alloc_lands_at(&vm, 34, VM_BESTFIT, frags.tail));
+    VT_ASSERT(release_fragments(&vm, &frags));
+}
+
+static void best_fit_prefers_an_exact_fit_over_a_larger_segment(void)
+{
+    static Vmem vm;
+    struct fragments frags;
+    /* The exact fit sits in a higher address than a same-list larger one. */
+    static const size_t sizes[] = {15, 14, 13};
+    VT_ASSERT(build_fragments(&vm, "policy-best-exact", sizes, 3, 50, &frags));
+    VT_ASSERT(alloc_lands_at(&vm, 13, VM_BESTFIT, frags.start[2]));
+    VT_ASSERT(alloc_lands_at(&vm, 14, VM_BESTFIT, frags.start[1]));
+    VT_ASSERT(release_fragments(&vm, &frags));
+}
+
+static void best_fit_with_endalloc_takes_the_top_of_the_smallest_segment(void)
+{
+    static Vmem vm;
+    struct fragments frags;
+    static const size_t sizes[] = {17, 9, 12, 10, 33};
+    VT_ASSERT(build_fragments(&vm, "policy-best-end", sizes, 5, 100, &frags));
+    VT_ASSERT(alloc_lands_at(&vm, 10, VM_BESTFIT | VM_ENDALLOC, frags.start[3]));
+    VT_ASSERT(alloc_lands_at(&vm, 11, VM_BESTFIT | VM_ENDALLOC, frags.start[2] + 1));
+    VT_ASSERT(alloc_lands_at(&vm, 4, VM_BESTFIT | VM_ENDALLOC, frags.start[1] + 5));
+    VT_ASSERT(release_fragments(&vm, &frags));
+}
+
+/* ---- First-fit ---------------------------------------------------------- */
+
+static void first_fit_picks_the_lowest_fitting_segment(void)
+{
+    static Vmem vm;
+    struct fragments frags;
+    static const size_t sizes[] = {5, 20, 12, 40};
+    VT_ASSERT(build_fragments(&vm, "policy-first", sizes, 4, 100, &frags));
+    VT_ASSERT(alloc_lands_at(&vm, 10, VM_FIRSTFIT, frags.start[1]));
+    VT_ASSERT(alloc_lands_at(&vm, 21, VM_FIRSTFIT, frags.start[3]));
+    VT_ASSERT(alloc_lands_at(&vm, 3, VM_FIRSTFIT, frags.start[0]));
+    VT_ASSERT(alloc_lands_at(&vm, 41, VM_FIRSTFIT, frags.tail));
+    VT_ASSERT(release_fragments(&vm, &frags));
+}
+
+/* ---- Next-fit ----------------------------------------------------------- */
+
+#define ID_COUNT 64
+
+static void next_fit_hands_out_every_id_once_before_reusing_any(void)
+{
+    static Vmem vm;
+    static bool seen[ID_COUNT + 1];
+    for (size_t i = 0; i <= ID_COUNT; i++)
+        seen[i] = false;
+    VT_ASSERT(vmem_init(&vm, "policy-next", TS_PTR(1), ID_COUNT, 1, NULL, NULL, NULL, 0, 0) == 0);
+    uintptr_t first = 0, previous = 0;
+    for (size_t i = 0; i < ID_COUNT; i++) {
+        uintptr_t id = TS_ADDR(vmem_alloc(&vm, 1, VM_NEXTFIT | VM_NOSLEEP));
+        VT_ASSERT(id >= 1 && id <= ID_COUNT);
+        VT_ASSERT(!seen[id]);
+        seen[id] = true;
+        /* Each ID is the one after the previous, wrapping from the top. */
+        if (i == 0)
+            first = id;
+        else
+            VT_ASSERT(id == (previous == ID_COUNT ? 1 : previous + 1));
+        previous = id;
+        vmem_free(&vm, TS_PTR(id), 1); /* freed at once, yet not reused */
+    }
+    /* All handed out once: the next one wraps around to the first. */
+    VT_ASSERT(TS_ADDR(vmem_alloc(&vm, 1, VM_NEXTFIT | VM_NOSLEEP)) == first);
+    vmem_free(&vm, TS_PTR(first), 1);
+    VT_ASSERT(ts_stat_is(&vm, 0, 0, ID_COUNT, ID_COUNT + 1, ID_COUNT + 1));
+    VT_CONSISTENT(&vm);
+    vmem_destroy(&vm);
+}
+
+static void next_fit_skips_ids_in_use(void)
+{
+    static Vmem vm;
+    VT_ASSERT(vmem_init(&vm, "policy-next-skip", TS_PTR(1), 16, 1, NULL, NULL, NULL, 0, 0) == 0);
+    VT_ASSERT(vmem_alloc_exact(&vm, 5, 3, VM_NOSLEEP) == 0); /* 5, 6, 7 held */
+    VT_ASSERT(vmem_alloc_exact(&vm, 12, 1, VM_NOSLEEP) == 0);
+    uintptr_t previous = 0;
+    for (size_t i = 0; i < 40; i++) {
+        uintptr_t id = TS_ADDR(vmem_alloc(&vm, 1, VM_NEXTFIT | VM_NOSLEEP));
+        VT_ASSERT(id >= 1 && id <= 16);
+        VT_ASSERT(!(id >= 5 && id <= 7) && id != 12);
+        if (i > 0) {
+            uintptr_t expect = previous;
+            do {
+                expect = expect == 16 ? 1 : expect + 1;
+            } while ((expect >= 5 && expect <= 7) || expect == 12);
+            VT_ASSERT(id == expect);
+        }
+        previous = id;
+        vmem_free(&vm, TS_PTR(id), 1);
+        VT_CONSISTENT(&vm);
+    }
+    vmem_xfree(&vm, TS_PTR(5), 3);
+    vmem_xfree(&vm, TS_PTR(12), 1);
+    VT_CONSISTENT(&vm);
+    vmem_destroy(&vm);
+}
+
+static void next_fit_keeps_live_ids_distinct_until_exhausted(void)
+{
+    static Vmem vm;
+    static bool seen[ID_COUNT + 1];
+    for (size_t i = 0; i <= ID_COUNT; i++)
+        seen[i] = false;
+    VT_ASSERT(vmem_init(&vm, "policy-next-full", TS_PTR(1), ID_COUNT, 1, NULL, NULL, NULL, 0,
+                        0) == 0);
+    for (size_t i = 0; i < ID_COUNT; i++) {
+        uintptr_t id = TS_ADDR(vmem_alloc(&vm, 1, VM_NEXTFIT | VM_NOSLEEP));
+        VT_ASSERT(id >= 1 && id <= ID_COUNT && !seen[id]);
+        seen[id] = true;
+    }
+    VT_ASSERT(vmem_alloc(&vm, 1, VM_NEXTFIT | VM_NOSLEEP) == NULL);
+    /* The only free ID is found wherever the rotor is. */
+    vmem_free(&vm, TS_PTR(17), 1);
+    VT_ASSERT(vmem_alloc(&vm, 1, VM_NEXTFIT | VM_NOSLEEP) == TS_PTR(17));
+    VT_CONSISTENT(&vm);
+    for (uintptr_t id = 1; id <= ID_COUNT; id++)
+        vmem_free(&vm, TS_PTR(id), 1);
+    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
+    VT_CONSISTENT(&vm);
+    vmem_destroy(&vm);
+}
+
+/* ---- VM_ENDALLOC -------------------------------------------------------- */
+
+static void endalloc_takes_the_highest_address(void)
+{
+    static Vmem vm;
+    struct fragments frags;
+    static const size_t sizes[] = {20, 12};
+    VT_ASSERT(build_fragments(&vm, "policy-end", sizes, 2, 50, &frags));
+    VT_ASSERT(alloc_lands_at(&vm, 10, VM_ENDALLOC, frags.end - 10));
+    VT_ASSERT(alloc_lands_at(&vm, 50, VM_ENDALLOC, frags.tail));
+    VT_ASSERT(release_fragments(&vm, &frags));
+}
+
+static void endalloc_prefers_a_higher_small_segment_to_a_lower_large_one(void)
+{
+    static Vmem vm;
+    struct fragments frags;
+    static const size_t sizes[] = {50, 12};
+    VT_ASSERT(build_fragments(&vm, "policy-end-high", sizes, 2, 0, &frags));
+    VT_ASSERT(alloc_lands_at(&vm, 10, VM_ENDALLOC, frags.start[1] + 2));
+    VT_ASSERT(alloc_lands_at(&vm, 13, VM_ENDALLOC, frags.start[0] + 37));
+    VT_ASSERT(release_fragments(&vm, &frags));
+}
+
+/* ---- Flag misuse -------------------------------------------------------- */
+
+/* Each combination is reported once as bad flags, from both allocation
+ * calls, and leaves the arena as it was. */
+static bool flags_rejected(Vmem *vm, int flags)
+{
+    struct ts_snapshot before, after;
+    ts_snapshot_take(vm, &before);
+    ts_capture_misuse();
+    if (vmem_alloc(vm, 4, flags) != NULL || !ts_misuse_once(VMEM_MISUSE_BAD_FLAGS, "vmem_alloc",
+                                                             "policy-flags"))
+        return false;
+    ts_capture_misuse();
+    if (vmem_xalloc(vm, 4, 0, 0, 0, NULL, NULL, flags) != NULL ||
+        !ts_misuse_once(VMEM_MISUSE_BAD_FLAGS, "vmem_xalloc", "policy-flags"))
+        return false;
+    ts_snapshot_take(vm, &after);
+    return ts_snapshot_equal(&before, &after);
+}
+
+static void conflicting_policy_flags_are_misuse(void)
+{
+    static Vmem vm;
+    VT_ASSERT(vmem_init(&vm, "policy-flags", TS_PTR(1), 100, 1, NULL, NULL, NULL, 0, 0) == 0);
+    void *held = vmem_alloc(&vm, 10, VM_NOSLEEP);
+    VT_ASSERT(held != NULL);
+    VT_ASSERT(flags_rejected(&vm, VM_BESTFIT | VM_NEXTFIT));
+    VT_ASSERT(flags_rejected(&vm, VM_BESTFIT | VM_INSTANTFIT));
+    VT_ASSERT(flags_rejected(&vm, VM_BESTFIT | VM_FIRSTFIT));
+    VT_ASSERT(flags_rejected(&vm, VM_INSTANTFIT | VM_NEXTFIT));
+    VT_ASSERT(flags_rejected(&vm, VM_FIRSTFIT | VM_NEXTFIT));
+    VT_ASSERT(flags_rejected(&vm, VM_FIRSTFIT | VM_INSTANTFIT));
+    vtest_env_misuse_capture(false);
+    vmem_free(&vm, held, 10);
+    VT_CONSISTENT(&vm);
+    vmem_destroy(&vm);
+}
+
+static void sleep_with_nosleep_is_misuse(void)
+{
+    static Vmem vm;
+    VT_ASSERT(vmem_init(&vm, "policy-flags", TS_PTR(1), 100, 1, NULL, NULL, NULL, 0, 0) == 0);
+    VT_ASSERT(flags_rejected(&vm, VM_SLEEP | VM_NOSLEEP));
+    VT_ASSERT(flags_rejected(&vm, VM_SLEEP | VM_NOSLEEP | VM_BESTFIT));
+    vtest_env_misuse_capture(false);
+    VT_CONSISTENT(&vm);
+    vmem_destroy(&vm);
+}
+
+static void endalloc_with_next_fit_or_instant_fit_is_misuse(void)
+{
+    static Vmem vm;
+    VT_ASSERT(vmem_init(&vm, "policy-flags", TS_PTR(1), 100, 1, NULL, NULL, NULL, 0, 0) == 0);
+    VT_ASSERT(flags_rejected(&vm, VM_ENDALLOC | VM_NEXTFIT));
+    VT_ASSERT(flags_rejected(&vm, VM_ENDALLOC | VM_INSTANTFIT));
+    vtest_env_misuse_capture(false);
+    VT_CONSISTENT(&vm);
+    vmem_destroy(&vm);
+}
+
+VTEST_SUITE(suite_policy,
+            VTEST_CASE(instant_fit_takes_a_segment_from_a_list_that_guarantees_a_fit),
+            VTEST_CASE(instant_fit_is_the_default_policy),
+            VTEST_CASE(instant_fit_of_a_power_of_two_uses_its_own_list),
+            VTEST_CASE(instant_fit_uses_a_fitting_segment_when_no_list_guarantees_one),
+            VTEST_CASE(best_fit_picks_the_smallest_fitting_segment),
+            VTEST_CASE(best_fit_prefers_an_exact_fit_over_a_larger_segment),
+            VTEST_CASE(best_fit_with_endalloc_takes_the_top_of_the_smallest_segment),
+            VTEST_CASE(first_fit_picks_the_lowest_fitting_segment),
+            VTEST_CASE(next_fit_hands_out_every_id_once_before_reusing_any),
+            VTEST_CASE(next_fit_skips_ids_in_use),
+            VTEST_CASE(next_fit_keeps_live_ids_distinct_until_exhausted),
+            VTEST_CASE(endalloc_takes_the_highest_address),
+            VTEST_CASE(endalloc_prefers_a_higher_small_segment_to_a_lower_large_one),
+            VTEST_CASE(conflicting_policy_flags_are_misuse),
+            VTEST_CASE(sleep_with_nosleep_is_misuse),
+            VTEST_CASE(endalloc_with_next_fit_or_instant_fit_is_misuse));
