@@ -444,13 +444,20 @@ static void unlock_and_release(Vmem *vm, VmemIrqState state, Leftovers *left)
         vmem_port_page_free(left->unused_table, pages_for(left->unused_table_bytes));
 }
 
-/* Locks the arena, first allocating a bigger or smaller hash table if the
- * arena wants one (the page source may not be called under the lock). */
+/*
+ * Locks the arena, first allocating a bigger or smaller hash table if the
+ * arena wants one (the page source may not be called under the lock).
+ * Only allocations resize: a VM_BOOTSTRAP request is the page source at
+ * work, which must not call the page source again, and a free must not
+ * either - a kernel's page source gives pages back with vmem_free(), so a
+ * free that allocated could recurse. Frees still carry on a migration
+ * already under way, and shrink into the embedded buckets, inline.
+ */
 static VmemIrqState lock_with_hash_table(Vmem *vm, int vmflag, Leftovers *left)
 {
     left->unused_table = NULL;
     left->unused_table_bytes = 0;
-    size_t wanted = __atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED);
+    size_t wanted = (vmflag & VM_BOOTSTRAP) ? 0 : __atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED);
     void *table = NULL;
     if (wanted != 0)
         table = vmem_port_page_alloc(pages_for(wanted),
@@ -902,8 +909,10 @@ void *vmem_xalloc(Vmem *vmp, size_t size, size_t align, size_t phase, size_t noc
 static bool uses_qcache(const Vmem *vm, size_t rounded, int vmflag)
 {
     size_t caches = vmem_qcache_count(vm);
+    /* VM_BOOTSTRAP requests (a page source at work) skip the caches too:
+     * their magazines and slab descriptors come from the page source. */
     return caches != 0 && rounded <= caches * vm->quantum &&
-           !(vmflag & (VM_NEXTFIT | VM_FIRSTFIT | VM_ENDALLOC));
+           !(vmflag & (VM_NEXTFIT | VM_FIRSTFIT | VM_ENDALLOC | VM_BOOTSTRAP));
 }
 
 void *vmem_alloc(Vmem *vmp, size_t size, int vmflag)
@@ -984,7 +993,7 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
 {
     size_t rounded = round_up(size, vm->quantum);
     Leftovers left;
-    VmemIrqState state = lock_with_hash_table(vm, VM_NOSLEEP, &left);
+    VmemIrqState state = lock_with_hash_table(vm, VM_NOSLEEP | VM_BOOTSTRAP, &left);
     VmemTag *tag = vmem_hash_lookup(vm, addr);
     const char *why = NULL;
     VmemMisuseKind kind = VMEM_MISUSE_FREE_WRONG_SIZE;

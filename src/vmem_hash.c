@@ -144,9 +144,16 @@ size_t vmem_hash_wanted_bytes(const Vmem *vm)
 
 bool vmem_hash_install(Vmem *vm, void *table, size_t bytes)
 {
-    if (vmem_hash_wanted_bytes(vm) != bytes)
+    /* Any table between the shrink and the grow thresholds serves: the
+     * count may have moved a little since the size was chosen, and
+     * refusing over a single entry would only send the table back. */
+    size_t buckets = bytes / sizeof(VmemTag *);
+    if (vm->vm_hash_old != NULL || vm->vm_hash_retired != NULL ||
+        buckets == buckets_of(vm->vm_hash_mask) || !is_pow2(buckets) ||
+        vm->vm_hash_count > GROW_LOAD * buckets ||
+        vm->vm_hash_count < buckets / (SHRINK_DIVISOR * RESIZE_FACTOR))
         return false;
-    begin_migration(vm, (VmemTag **)table, bytes / sizeof(VmemTag *));
+    begin_migration(vm, (VmemTag **)table, buckets);
     return true;
 }
 

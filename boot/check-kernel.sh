@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# check-kernel.sh - the QEMU layer of `make check` (target check-kernel).
+#
+#   boot/check-kernel.sh --kernel IMAGE --breaks DIR --memory "64M 512M 4G" --logs DIR
+#
+# Boots IMAGE once per memory size through tools/run-qemu.sh, and runs the
+# runner's own tests (tools/kernel-tests/run-selftests.sh DIR, on the
+# deliberately broken kernels in DIR). Boots run two at a time (TCG uses
+# one host core per guest) and print in a fixed order; the serial logs stay
+# in the logs directory. Ends with ONE line "N passed, N failed" summing
+# every boot's count and the runner tests; exits non-zero on any failure.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+runner=$here/../tools/run-qemu.sh
+selftests=$here/../tools/kernel-tests/run-selftests.sh
+readonly RESULT_RE='^[0-9]+ passed, [0-9]+ failed$'
+# A 4 GiB boot takes about 30 s under TCG on an idle core; the timeout
+# leaves room for a loaded machine without letting a hang stall CI long.
+boot_timeout=240
+
+kernel=
+breaks=
+memory="64M 512M 4G"
+logs=
+while [ $# -gt 0 ]; do
+    case $1 in
+    --kernel) kernel=$2; shift 2 ;;
+    --breaks) breaks=$2; shift 2 ;;
+    --memory) memory=$2; shift 2 ;;
+    --logs) logs=$2; shift 2 ;;
+    *) echo "usage: $0 --kernel IMAGE --breaks DIR [--memory SIZES] [--logs DIR]" >&2; exit 2 ;;
+    esac
+done
+[ -n "$kernel" ] && [ -n "$breaks" ] || { echo "$0: --kernel and --breaks are required" >&2; exit 2; }
+[ -n "$logs" ] || logs=$(dirname "$kernel")/logs
+mkdir -p "$logs"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Jobs, in the order their output is shown. The biggest boot starts first
+# so that it overlaps everything else.
+jobs=()
+for mem in $memory; do
+    jobs+=("boot-$mem")
+done
+jobs+=("runner-selftests")
+
+run_job() {
+    case $1 in
+    boot-*)
+        local mem=${1#boot-}
+        "$runner" --quiet --memory "$mem" --timeout "$boot_timeout" \
+            --log "$logs/serial-$mem.log" "$kernel"
+        ;;
+    runner-selftests) "$selftests" "$breaks" ;;
+    esac
+}
+
+# Two at a time, longest first (the last memory size is the largest).
+order=()
+for ((i = ${#jobs[@]} - 2; i >= 0; i--)); do order+=("${jobs[$i]}"); done
+order+=("runner-selftests")
+running=0
+for job in "${order[@]}"; do
+    (run_job "$job" >"$work/$job.out" 2>&1; echo $? >"$work/$job.status") &
+    running=$((running + 1))
+    if [ "$running" -ge 2 ]; then
+        wait -n
+        running=$((running - 1))
+    fi
+done
+wait
+
+total_passed=0
+total_failed=0
+for job in "${jobs[@]}"; do
+    echo "=== kernel: $job"
+    # The job's own count line is summed below, not repeated: tools/check.sh
+    # must see only the combined line.
+    grep -Ev "$RESULT_RE" "$work/$job.out"
+    line=$(grep -E "$RESULT_RE" "$work/$job.out" | tail -n 1)
+    status=$(cat "$work/$job.status")
+    if [ -z "$line" ]; then
+        echo "=== kernel: $job printed no result line (exit status $status): 1 failure"
+        total_failed=$((total_failed + 1))
+        continue
+    fi
+    passed=${line%% passed*}
+    failed=${line#*, }
+    failed=${failed%% failed}
+    if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+        failed=1
+    fi
+    echo "=== kernel: $job: $passed passed, $failed failed"
+    total_passed=$((total_passed + passed))
+    total_failed=$((total_failed + failed))
+done
+echo "$total_passed passed, $total_failed failed"
+[ "$total_failed" -eq 0 ]

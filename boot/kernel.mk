@@ -1,0 +1,108 @@
+# boot/kernel.mk - the QEMU test kernel. Included by the top-level Makefile
+# after CHECK_LAYERS is defined; uses its CC, BUILD, LIB, TEST_SRCS,
+# COMMON_CFLAGS and HEADERS.
+#
+#   make kernel        build/kernel/vmem-kernel.elf32 (Multiboot 1, ELF32)
+#   make run           boot it under QEMU (TCG) with 512 MiB, show the serial log
+#   make check-kernel  boot at 64 MiB, 512 MiB and 4 GiB, then test the runner
+#                      itself; ends with one "N passed, N failed" line
+#
+# The kernel has no scheduler: it links $(LIB), which the main Makefile
+# builds with $(FREESTANDING_CONFIG) (VMEM_PORT_CAN_SLEEP=0: VM_SLEEP never
+# waits, and the library never calls the vmem_port_cond_* hooks, which this
+# port does not have), and compiles its own code with the same
+# configuration. The shared test sources ($(TEST_SRCS)) are compiled
+# freestanding into build/kernel/obj/.
+
+KERNEL_DIR := $(BUILD)/kernel
+KERNEL_OBJ_DIR := $(KERNEL_DIR)/obj
+KERNEL := $(KERNEL_DIR)/vmem-kernel.elf32
+KERNEL_OBJCOPY ?= objcopy
+
+# Freestanding, no FPU/SIMD state (nothing saves it), no red zone (an
+# exception pushes onto the interrupted stack), not position-independent
+# (linked at a fixed address), kernel code model (low now, and valid for a
+# later higher-half link at -2 GiB), debug information for addr2line on
+# the addresses a fault report prints.
+KERNEL_CFLAGS := $(COMMON_CFLAGS) -Ilib -Itests -O2 -g -ffreestanding -fno-stack-protector \
+                 -fno-pic -mno-red-zone -mno-sse -mno-mmx -mno-80387 -mcmodel=kernel \
+                 -fno-asynchronous-unwind-tables $(FREESTANDING_CONFIG)
+KERNEL_LIB := $(LIB)
+# GCC can turn string.c's loops back into calls to memset/memcpy; the flag
+# that stops it is GCC's only, so probe for it (CC=clang then omits it).
+KERNEL_NO_LOOP_CALLS := $(shell $(CC) -fno-tree-loop-distribute-patterns -Werror -x c \
+                          -c /dev/null -o /dev/null 2>/dev/null && \
+                          echo -fno-tree-loop-distribute-patterns)
+KERNEL_LDFLAGS := -nostdlib -static -Wl,-T,boot/kernel.ld \
+                  -Wl,-z,max-page-size=4096 -Wl,--build-id=none
+
+KERNEL_ASM_SRCS := boot/entry.S boot/isr.S
+KERNEL_C_SRCS := lib/serial.c lib/kprintf.c lib/string.c lib/qemu_exit.c lib/trap.c \
+                 lib/memmap.c lib/paging.c lib/kmem.c lib/vmem_port_kernel.c \
+                 lib/ktest_env.c lib/ktests.c
+KERNEL_OBJS := $(KERNEL_ASM_SRCS:%.S=$(KERNEL_OBJ_DIR)/%.o) \
+               $(KERNEL_C_SRCS:%.c=$(KERNEL_OBJ_DIR)/%.o) \
+               $(TEST_SRCS:%.c=$(KERNEL_OBJ_DIR)/%.o)
+KERNEL_HEADERS := $(HEADERS) $(wildcard lib/*.h)
+
+# Deliberately broken variants of the same kernel (boot/kmain.c with
+# -DKERNEL_BREAK=...), which the runner must report as failures.
+KERNEL_BREAKS := fail fault overflow hang triple no-result
+KERNEL_BREAK_IMAGES := $(KERNEL_BREAKS:%=$(KERNEL_DIR)/vmem-kernel-break-%.elf32)
+
+# Memory sizes check-kernel boots with: small, the default, and enough
+# that QEMU puts RAM above 4 GiB.
+KERNEL_CHECK_MEMORY := 64M 512M 4G
+RUN_MEMORY ?= 512M
+
+$(KERNEL_OBJ_DIR)/%.o: %.c $(KERNEL_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(KERNEL_CFLAGS) -c $< -o $@
+
+$(KERNEL_OBJ_DIR)/%.o: %.S
+	@mkdir -p $(dir $@)
+	$(CC) $(KERNEL_CFLAGS) -c $< -o $@
+
+$(KERNEL_OBJ_DIR)/lib/string.o: KERNEL_CFLAGS += $(KERNEL_NO_LOOP_CALLS)
+
+$(KERNEL_DIR)/main/kmain.o: boot/kmain.c $(KERNEL_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(KERNEL_CFLAGS) -c $< -o $@
+
+# "no-result" -> -DKERNEL_BREAK=KERNEL_BREAK_NO_RESULT
+$(KERNEL_DIR)/break-%/kmain.o: boot/kmain.c $(KERNEL_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(KERNEL_CFLAGS) -DKERNEL_BREAK=KERNEL_BREAK_$$(echo $* | tr a-z- A-Z_) -c $< -o $@
+
+# Links write to a temporary name: a failed link must not leave a file that
+# looks up to date.
+$(KERNEL_DIR)/vmem-kernel.elf: $(KERNEL_DIR)/main/kmain.o $(KERNEL_OBJS) $(KERNEL_LIB) \
+                              boot/kernel.ld
+	$(CC) $(KERNEL_LDFLAGS) -o $@.tmp $< $(KERNEL_OBJS) $(KERNEL_LIB) && mv $@.tmp $@
+
+$(KERNEL_DIR)/vmem-kernel-break-%.elf: $(KERNEL_DIR)/break-%/kmain.o $(KERNEL_OBJS) \
+                                       $(KERNEL_LIB) boot/kernel.ld
+	$(CC) $(KERNEL_LDFLAGS) -o $@.tmp $< $(KERNEL_OBJS) $(KERNEL_LIB) && mv $@.tmp $@
+
+# QEMU's -kernel loads Multiboot 1 images only as ELF32: same code and
+# addresses, 32-bit container.
+$(KERNEL_DIR)/%.elf32: $(KERNEL_DIR)/%.elf
+	$(KERNEL_OBJCOPY) -O elf32-i386 $< $@
+
+# Keep the per-variant objects and 64-bit images make would otherwise
+# delete as intermediates (gdb wants the .elf).
+.SECONDARY: $(KERNEL_DIR)/vmem-kernel.elf $(KERNEL_BREAKS:%=$(KERNEL_DIR)/break-%/kmain.o) \
+            $(KERNEL_BREAKS:%=$(KERNEL_DIR)/vmem-kernel-break-%.elf)
+
+.PHONY: kernel kernel-breaks run check-kernel
+kernel: $(KERNEL)
+kernel-breaks: $(KERNEL_BREAK_IMAGES)
+
+run: $(KERNEL)
+	tools/run-qemu.sh --memory $(RUN_MEMORY) $(KERNEL)
+
+check-kernel: $(KERNEL) $(KERNEL_BREAK_IMAGES)
+	boot/check-kernel.sh --kernel $(KERNEL) --breaks $(KERNEL_DIR) \
+	    --memory "$(KERNEL_CHECK_MEMORY)" --logs $(KERNEL_DIR)/logs
+
+CHECK_LAYERS += check-kernel

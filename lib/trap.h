@@ -1,0 +1,31 @@
+/*
+ * trap.h - CPU tables (TSS, IDT) and the fatal-exception report.
+ */
+#ifndef KERNEL_TRAP_H
+#define KERNEL_TRAP_H
+
+#include <stdint.h>
+
+/* What boot/isr.S leaves on the stack, lowest address first. */
+struct trap_frame {
+    uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
+    uint64_t rbp, rdi, rsi, rdx, rcx, rbx, rax;
+    uint64_t vector, error;
+    uint64_t rip, cs, rflags, rsp, ss; /* pushed by the CPU */
+};
+
+/* Installs the TSS (whose IST1 is the fault stack) and an IDT with a
+ * handler for each of the 32 exception vectors. #DF, #PF, #NMI and #MC
+ * run on the fault stack, so a kernel stack overflow is still reported. */
+void trap_init(void);
+
+/* Called by the exception stubs: prints "KERNEL FAULT: ..." with the
+ * vector, error code, RIP, CR2 and every register, then ends the run with
+ * the failure code. */
+__attribute__((noreturn)) void trap_dispatch(struct trap_frame *frame);
+
+/* Prints the words on the kernel stack, from rsp up, that point into the
+ * kernel's code: a rough call chain for code without frame pointers. */
+void trap_print_code_addresses(uint64_t rsp);
+
+#endif /* KERNEL_TRAP_H */
