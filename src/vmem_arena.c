@@ -457,7 +457,9 @@ static VmemIrqState lock_with_hash_table(Vmem *vm, int vmflag, Leftovers *left)
 {
     left->unused_table = NULL;
     left->unused_table_bytes = 0;
-    size_t wanted = (vmflag & VM_BOOTSTRAP) ? 0 : __atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED);
+    size_t wanted = 0;
+    if (!(vmflag & VM_BOOTSTRAP))
+        wanted = __atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED);
     void *table = NULL;
     if (wanted != 0)
         table = vmem_port_page_alloc(pages_for(wanted),

@@ -10,9 +10,10 @@
 #include "vmem_posix.h"
 #include "vtest.h"
 
-/* Suites that need the host (threads): tests/host_*.c. */
+/* Suites that need the host (threads, mmap): tests/host_*.c. */
 extern const struct vtest_suite suite_threads;
-static const struct vtest_suite *const host_suites[] = {&suite_threads};
+extern const struct vtest_suite suite_pages;
+static const struct vtest_suite *const host_suites[] = {&suite_threads, &suite_pages};
 static const size_t host_suite_count = sizeof(host_suites) / sizeof(host_suites[0]);
 
 static size_t misuse_count;

@@ -94,23 +94,48 @@ static bool page_fault_now(void)
     return left == 1;
 }
 
+/* An arena pages come from instead of mmap, as in a kernel whose page
+ * source is its frame arena; and how deep this thread is in the page
+ * source, to catch the library calling it again from inside itself. */
+static Vmem *_Atomic page_arena;
+static _Thread_local int page_source_depth;
+
+void vmem_posix_use_arena_pages(Vmem *arena) { atomic_store(&page_arena, arena); }
+
 void *vmem_port_page_alloc(size_t npages, int vmflag)
 {
-    (void)vmflag;
     if (npages == 0 || page_fault_now())
         return NULL;
-    void *pages = mmap(NULL, npages * VMEM_PAGE_SIZE, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (pages == MAP_FAILED)
-        return NULL;
+    Vmem *arena = atomic_load(&page_arena);
+    void *pages;
+    if (arena != NULL) {
+        if (page_source_depth > 0)
+            vmem_port_panic("the page source was re-entered from a page-source allocation");
+        page_source_depth++;
+        pages = vmem_alloc(arena, npages * VMEM_PAGE_SIZE, vmflag);
+        page_source_depth--;
+        if (pages == NULL)
+            return NULL;
+    } else {
+        pages = mmap(NULL, npages * VMEM_PAGE_SIZE, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (pages == MAP_FAILED)
+            return NULL;
+    }
     atomic_fetch_add(&pages_outstanding, npages);
     return pages;
 }
 
 void vmem_port_page_free(void *addr, size_t npages)
 {
-    if (munmap(addr, npages * VMEM_PAGE_SIZE) != 0)
+    Vmem *arena = atomic_load(&page_arena);
+    if (arena != NULL && vmem_contains(arena, addr, npages * VMEM_PAGE_SIZE)) {
+        page_source_depth++;
+        vmem_free(arena, addr, npages * VMEM_PAGE_SIZE);
+        page_source_depth--;
+    } else if (munmap(addr, npages * VMEM_PAGE_SIZE) != 0) {
         vmem_port_panic("munmap of a vmem page failed");
+    }
     atomic_fetch_sub(&pages_outstanding, npages);
 }
 

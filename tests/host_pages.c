@@ -1,0 +1,81 @@
+/*
+ * host_pages.c - host-only tests of the library against a page source that
+ * is itself a vmem arena, as in a kernel whose boundary tags and hash
+ * tables come from its frame arena (DESIGN.md section 4). The POSIX port
+ * panics if the library calls the page source from inside a page-source
+ * allocation, so any recursion fails these tests loudly.
+ */
+#include <sys/mman.h>
+
+#include "test_support.h"
+#include "vmem_posix.h"
+
+#define PAGE 4096UL
+#define REGION_BYTES (1UL << 30)
+
+/* Frames for the page source. Never destroyed: tag pages taken from it
+ * stay in the library's pool for the life of the process. */
+static Vmem frames;
+static bool frames_ready;
+
+static bool use_frame_pages(void)
+{
+    if (!frames_ready) {
+        void *region = mmap(NULL, REGION_BYTES, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (region == MAP_FAILED ||
+            vmem_init(&frames, "frames", region, REGION_BYTES, PAGE, NULL, NULL, NULL, 0,
+                      VM_NOSLEEP) != 0)
+            return false;
+        frames_ready = true;
+    }
+    vmem_posix_use_arena_pages(&frames);
+    return true;
+}
+
+static void growing_and_shrinking_hashes_never_recurse_into_the_page_source(void)
+{
+    static Vmem work;
+    static uintptr_t live[200000];
+    VT_ASSERT(use_frame_pages());
+    VT_ASSERT(vmem_init(&work, "work", TS_PTR(0x1000000000UL), 1UL << 32, PAGE, NULL, NULL, NULL,
+                        0, VM_NOSLEEP) == 0);
+    /* Tag refills and hash growth, in both arenas, then shrinking. */
+    for (size_t round = 0; round < 3; round++) {
+        for (size_t i = 0; i < 200000; i++) {
+            void *got = vmem_alloc(i % 2 ? &work : &frames, PAGE, VM_NOSLEEP);
+            VT_ASSERT(got != NULL);
+            live[i] = TS_ADDR(got);
+        }
+        for (size_t i = 0; i < 200000; i++)
+            vmem_free(i % 2 ? &work : &frames, TS_PTR(live[i]), PAGE);
+        VT_CONSISTENT(&work);
+        VT_CONSISTENT(&frames);
+    }
+    vmem_destroy(&work);
+    vmem_posix_use_arena_pages(NULL);
+    VT_CONSISTENT(&frames);
+}
+
+static void caches_of_the_page_arena_are_bypassed_by_the_page_source(void)
+{
+    static Vmem cached;
+    VT_ASSERT(use_frame_pages());
+    /* An arena with caches whose structures come from the frame arena. */
+    VT_ASSERT(vmem_init(&cached, "cached", TS_PTR(0x2000000000UL), 1UL << 30, PAGE, NULL, NULL,
+                        NULL, 8 * PAGE, VM_NOSLEEP) == 0);
+    static void *objects[5000];
+    for (size_t i = 0; i < 5000; i++) {
+        objects[i] = vmem_alloc(&cached, (1 + i % 8) * PAGE, VM_NOSLEEP);
+        VT_ASSERT(objects[i] != NULL);
+    }
+    for (size_t i = 0; i < 5000; i++)
+        vmem_free(&cached, objects[i], (1 + i % 8) * PAGE);
+    vmem_destroy(&cached);
+    vmem_posix_use_arena_pages(NULL);
+    VT_CONSISTENT(&frames);
+}
+
+VTEST_SUITE(suite_pages,
+            VTEST_CASE(growing_and_shrinking_hashes_never_recurse_into_the_page_source),
+            VTEST_CASE(caches_of_the_page_arena_are_bypassed_by_the_page_source));
