@@ -94,80 +94,115 @@ static VmemTag *rebalance(VmemTag *tag, TreeKind kind)
     return tag;
 }
 
-static VmemTag *insert(VmemTag *root, VmemTag *tag, TreeKind kind)
+/*
+ * One insertion or removal. Once a subtree comes back with the same root,
+ * height and summary it had, nothing above it can change: `settled` stops
+ * the walk back up from recomputing every ancestor, which is most of the
+ * cost of an update deep in the tree.
+ */
+typedef struct {
+    TreeKind kind;
+    bool settled;
+} TreeOp;
+
+/* rebalance(), noting whether the subtree above can stop caring. */
+static VmemTag *rebalance_op(VmemTag *tag, TreeOp *op)
 {
-    if (root == NULL) {
-        link_of(tag, kind)->child[0] = NULL;
-        link_of(tag, kind)->child[1] = NULL;
-        update(tag, kind);
-        return tag;
-    }
-    int side = compare(tag, root, kind) > 0;
-    link_of(root, kind)->child[side] = insert(link_of(root, kind)->child[side], tag, kind);
-    return rebalance(root, kind);
+    int old_height = height(tag, op->kind);
+    size_t old_max = op->kind == BY_ADDR ? tag->u.free.addr_max : 0;
+    VmemTag *root = rebalance(tag, op->kind);
+    if (root == tag && height(root, op->kind) == old_height &&
+        (op->kind != BY_ADDR || root->u.free.addr_max == old_max))
+        op->settled = true;
+    return root;
 }
 
-static VmemTag *remove_min(VmemTag *root, VmemTag **min_out, TreeKind kind)
+static VmemTag *insert(VmemTag *root, VmemTag *tag, TreeOp *op)
 {
-    VmemTreeLink *link = link_of(root, kind);
+    if (root == NULL) {
+        link_of(tag, op->kind)->child[0] = NULL;
+        link_of(tag, op->kind)->child[1] = NULL;
+        update(tag, op->kind);
+        return tag;
+    }
+    VmemTreeLink *link = link_of(root, op->kind);
+    int side = compare(tag, root, op->kind) > 0;
+    link->child[side] = insert(link->child[side], tag, op);
+    return op->settled ? root : rebalance_op(root, op);
+}
+
+static VmemTag *remove_min(VmemTag *root, VmemTag **min_out, TreeOp *op)
+{
+    VmemTreeLink *link = link_of(root, op->kind);
     if (link->child[0] == NULL) {
         *min_out = root;
         return link->child[1];
     }
-    link->child[0] = remove_min(link->child[0], min_out, kind);
-    return rebalance(root, kind);
+    link->child[0] = remove_min(link->child[0], min_out, op);
+    return op->settled ? root : rebalance_op(root, op);
 }
 
-static VmemTag *remove_node(VmemTag *root, VmemTag *tag, TreeKind kind)
+static VmemTag *remove_node(VmemTag *root, VmemTag *tag, TreeOp *op)
 {
     if (root == NULL)
         vmem_port_panic("vmem: free segment missing from its index");
-    VmemTreeLink *link = link_of(root, kind);
+    VmemTreeLink *link = link_of(root, op->kind);
     if (root == tag) {
         if (link->child[0] == NULL)
             return link->child[1];
         if (link->child[1] == NULL)
             return link->child[0];
+        /* The successor takes the removed node's place: whatever the walk
+         * inside the right subtree concluded, this position changed. */
         VmemTag *successor;
-        VmemTag *right = remove_min(link->child[1], &successor, kind);
-        link_of(successor, kind)->child[0] = link->child[0];
-        link_of(successor, kind)->child[1] = right;
-        return rebalance(successor, kind);
+        VmemTag *right = remove_min(link->child[1], &successor, op);
+        op->settled = false;
+        link_of(successor, op->kind)->child[0] = link->child[0];
+        link_of(successor, op->kind)->child[1] = right;
+        return rebalance(successor, op->kind);
     }
-    int side = compare(tag, root, kind) > 0;
-    link->child[side] = remove_node(link->child[side], tag, kind);
-    return rebalance(root, kind);
+    int side = compare(tag, root, op->kind) > 0;
+    link->child[side] = remove_node(link->child[side], tag, op);
+    return op->settled ? root : rebalance_op(root, op);
 }
 
-static void refresh(VmemTag *root, VmemTag *tag)
+/* Recomputes the summaries on the path to tag; returns false once one
+ * comes out unchanged, since nothing above it can change either. */
+static bool refresh(VmemTag *root, VmemTag *tag)
 {
     if (root == NULL)
         vmem_port_panic("vmem: free segment missing from its index");
-    if (root != tag)
-        refresh(root->u.free.by_addr.child[compare(tag, root, BY_ADDR) > 0], tag);
+    if (root != tag && !refresh(root->u.free.by_addr.child[compare(tag, root, BY_ADDR) > 0], tag))
+        return false;
+    size_t old_max = root->u.free.addr_max;
     update(root, BY_ADDR);
+    return root == tag || root->u.free.addr_max != old_max;
 }
 
 void vmem_tree_insert_addr(Vmem *vm, VmemTag *tag)
 {
-    vm->vm_free_by_addr = insert(vm->vm_free_by_addr, tag, BY_ADDR);
+    TreeOp op = {BY_ADDR, false};
+    vm->vm_free_by_addr = insert(vm->vm_free_by_addr, tag, &op);
 }
 
 void vmem_tree_remove_addr(Vmem *vm, VmemTag *tag)
 {
-    vm->vm_free_by_addr = remove_node(vm->vm_free_by_addr, tag, BY_ADDR);
+    TreeOp op = {BY_ADDR, false};
+    vm->vm_free_by_addr = remove_node(vm->vm_free_by_addr, tag, &op);
 }
 
-void vmem_tree_refresh_addr(Vmem *vm, VmemTag *tag) { refresh(vm->vm_free_by_addr, tag); }
+void vmem_tree_refresh_addr(Vmem *vm, VmemTag *tag) { (void)refresh(vm->vm_free_by_addr, tag); }
 
 void vmem_tree_insert_size(Vmem *vm, VmemTag *tag)
 {
-    vm->vm_free_by_size = insert(vm->vm_free_by_size, tag, BY_SIZE);
+    TreeOp op = {BY_SIZE, false};
+    vm->vm_free_by_size = insert(vm->vm_free_by_size, tag, &op);
 }
 
 void vmem_tree_remove_size(Vmem *vm, VmemTag *tag)
 {
-    vm->vm_free_by_size = remove_node(vm->vm_free_by_size, tag, BY_SIZE);
+    TreeOp op = {BY_SIZE, false};
+    vm->vm_free_by_size = remove_node(vm->vm_free_by_size, tag, &op);
 }
 
 /* ---- Searches ------------------------------------------------------------ */
