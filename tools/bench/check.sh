@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# tools/bench/check.sh BENCH_BIN OUTDIR - the check-bench layer of `make check`.
+#
+# Runs the quick benchmark once (results in OUTDIR/results.csv, its output in
+# OUTDIR/bench.log) and counts one test per workload: a workload passes when
+# it ran and every row it wrote is well-formed and sane - eight fields, finite
+# positive numbers with min <= median <= max, a positive run count, and no
+# "alloc_failures" row. Nothing here asserts on speed. A benchmark that exits
+# non-zero with every workload sane still counts one failure. Ends with
+# "N passed, N failed" and exits non-zero if anything failed.
+set -u
+bin=$1
+out=$2
+workloads="META W1 W2 W3 W4 W5 W6"
+mkdir -p "$out"
+csv=$out/results.csv
+log=$out/bench.log
+rm -f "$csv"
+
+"$bin" --quick --csv "$csv" >"$log" 2>&1
+status=$?
+
+passed=0
+failed=0
+header="workload,policy,param,metric,median,min,max,runs"
+if [ ! -f "$csv" ] || [ "$(head -n 1 "$csv")" != "$header" ]; then
+    echo "FAIL results.csv: missing or without the header '$header'"
+    bad_header=1
+else
+    bad_header=0
+fi
+
+for w in $workloads; do
+    if [ "$bad_header" -eq 1 ]; then
+        verdict="no readable results.csv"
+    else
+        verdict=$(awk -F, -v w="$w" '
+            function num(x) { return x ~ /^[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?$/ }
+            NR == 1 { next }
+            NF != 8 { if ($1 == w) { bad = "row " NR ": " NF " fields, not 8" }; next }
+            $1 != w { next }
+            {
+                rows++
+                if (!num($5) || !num($6) || !num($7)) { bad = "row " NR ": a figure is not a finite number"; next }
+                if ($5 + 0 <= 0 || $6 + 0 <= 0 || $7 + 0 <= 0) { bad = "row " NR ": a figure is not positive"; next }
+                if ($6 + 0 > ($5 + 0) * (1 + 1e-9) || $5 + 0 > ($7 + 0) * (1 + 1e-9)) { bad = "row " NR ": not min <= median <= max"; next }
+                if ($8 !~ /^[1-9][0-9]*$/) { bad = "row " NR ": runs is not a positive integer"; next }
+                if ($4 == "alloc_failures") { bad = "row " NR ": " $4 " in a timed loop (" $2 " " $3 ")"; next }
+            }
+            END {
+                if (bad != "") print bad
+                else if (rows == 0) print "no rows (did not run, or crashed before it)"
+                else print "ok " rows
+            }' "$csv")
+    fi
+    case $verdict in
+    ok\ *)
+        echo "PASS $w (${verdict#ok } rows)"
+        passed=$((passed + 1))
+        ;;
+    *)
+        echo "FAIL $w: $verdict"
+        failed=$((failed + 1))
+        ;;
+    esac
+done
+
+if [ "$status" -ne 0 ]; then
+    echo "FAIL vmem_bench exited with status $status; the end of $log:"
+    tail -n 15 "$log"
+    [ "$failed" -eq 0 ] && failed=1
+elif [ "$failed" -ne 0 ]; then
+    echo "the end of $log:"
+    tail -n 15 "$log"
+fi
+grep -E '^Total [0-9.]+ s\.$' "$log" | sed 's/^/quick benchmark: /'
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$status" -eq 0 ]
