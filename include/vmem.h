@@ -48,8 +48,10 @@ extern "C" {
 /* Use the smallest free segment that can satisfy the allocation. Best for
  * small, precious resources. */
 #define VM_BESTFIT (1 << 0)
-/* A good approximation to best-fit in constant time: the head of the first
- * freelist whose every member is large enough. The default policy. */
+/* A good approximation to best-fit in constant time: the first of a few
+ * members of the request's own power-of-two freelist that is large enough,
+ * else the head of the first freelist whose every member is. The default
+ * policy. */
 #define VM_INSTANTFIT (1 << 1)
 /* The first free placement after the previous allocation, wrapping around:
  * an ID arena hands out every ID once before reusing any. */

@@ -20,10 +20,13 @@
  *
  * 3. Free segments sit on power-of-two freelists: vm_freelist[n] holds
  *    sizes in [2^n, 2^(n+1)), and bit n of vm_freemap says whether it is
- *    empty. Instant-fit takes the head of the first non-empty list at index
- *    ceil(log2(size)) or above: every member of such a list is large
- *    enough, so it is O(1) (one find-first-set). Only when no such list
- *    exists does it search the one list that may hold a fit.
+ *    empty. Instant-fit first looks at a few (INSTANT_FIT_PEEK) members of
+ *    the request's own list, floor(log2(size)), for one large enough - a
+ *    closer fit, which leaves large segments whole - and otherwise takes the
+ *    head of the first non-empty list at index ceil(log2(size)) or above,
+ *    where every member is large enough: O(1) either way (a bounded peek
+ *    and one find-first-set). Only when neither finds anything does it
+ *    search the one list that may hold a fit.
  *    An arena that needs more - best-fit, first-fit, next-fit, VM_ENDALLOC,
  *    or a constrained request the freelists cannot serve - also indexes its
  *    free segments in two AVL trees (vmem_tree.c):
@@ -88,6 +91,9 @@
 #include "vmem_internal.h"
 
 #define MAX_IMPORTS 2
+/* Members of the request's own freelist instant-fit looks at before it
+ * takes a segment from a larger list (a constant: O(1) stays O(1)). */
+#define INSTANT_FIT_PEEK 4
 /* Large-enough segments a constrained search tries in policy order before
  * it settles for the first comfortable one (theory statement, 4). */
 #define SEARCH_BUDGET 64
@@ -506,7 +512,18 @@ static VmemTag *freelist_heads_fit(Vmem *vm, const VmemRequest *req, size_t need
  * head if the first sits at address 0 and the request may not use it. */
 static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
-    VmemTag *tag = freelist_heads_fit(vm, req, req->size, 2, addrp);
+    VmemTag *tag;
+    /* A segment from the request's own list, [2^n, 2^(n+1)), is a closer
+     * fit than any from a larger list; looking at a few of them keeps
+     * constant time and leaves the large segments whole for large requests. */
+    if (!is_pow2(req->size)) {
+        int peek = INSTANT_FIT_PEEK;
+        for (tag = vm->vm_freelist[log2_floor(req->size)]; tag != NULL && peek-- > 0;
+             tag = tag->u.free.list_next)
+            if (tag->size >= req->size && vmem_fit_in(req, tag->base, tag->size, addrp))
+                return tag;
+    }
+    tag = freelist_heads_fit(vm, req, req->size, 2, addrp);
     if (tag != NULL)
         return tag;
     /* No list is guaranteed to fit: search the one list that may hold a
@@ -910,6 +927,8 @@ void *vmem_xalloc(Vmem *vmp, size_t size, size_t align, size_t phase, size_t noc
  * VM_ENDALLOC), which only the arena can keep. */
 static bool uses_qcache(const Vmem *vm, size_t rounded, int vmflag)
 {
+    if (vm->qcache_max < vm->quantum)
+        return false;
     size_t caches = vmem_qcache_count(vm);
     /* VM_BOOTSTRAP requests (a page source at work) skip the caches too:
      * their magazines and slab descriptors come from the page source. */
@@ -924,8 +943,18 @@ void *vmem_alloc(Vmem *vmp, size_t size, int vmflag)
     uintptr_t addr;
     if (!usable(vmp, call, 0, size))
         return NULL;
-    if (!make_request(vmp, call, size, 0, 0, 0, 0, 0, false, vmflag, &req))
+    const size_t q = vmp->quantum;
+    if ((vmflag & ~(VM_INSTANTFIT | VM_NOSLEEP)) == 0 && size - 1 < SIZE_MAX - (q - 1)) {
+        /* The common request: nothing to validate beyond the size. */
+        req.size = (size + (q - 1)) & ~(q - 1);
+        req.quantum = q;
+        req.align = q;
+        req.phase = req.nocross = 0;
+        req.max_last = UINTPTR_MAX;
+        req.top_down = false;
+    } else if (!make_request(vmp, call, size, 0, 0, 0, 0, 0, false, vmflag, &req)) {
         return NULL;
+    }
     req.min = 1; /* NULL means failure, so 0 is never handed out here */
     if (uses_qcache(vmp, req.size, vmflag)) {
         int result = vmem_qcache_alloc(vmp, req.size, vmflag, &addr);

@@ -92,11 +92,33 @@ static void instant_fit_takes_a_segment_from_a_list_that_guarantees_a_fit(void)
 {
     static Vmem vm;
     struct fragments frags;
-    /* 9 and 12 share the freelist [8, 16) with a request of 9, which does not
-     * guarantee a fit; 17 is the head of [16, 32), where every member fits. */
+    /* 9 and 12 share the freelist [8, 16) with a request of 13, and neither
+     * fits it; 17 is the head of [16, 32), where every member fits. */
     static const size_t sizes[] = {9, 17, 12};
     VT_ASSERT(build_fragments(&vm, "policy-instant", sizes, 3, 0, &frags));
-    VT_ASSERT(alloc_lands_at(&vm, 9, VM_INSTANTFIT, frags.start[1]));
+    VT_ASSERT(alloc_lands_at(&vm, 13, VM_INSTANTFIT, frags.start[1]));
+    VT_ASSERT(release_fragments(&vm, &frags));
+}
+
+/* Before going to a larger list, instant-fit looks at the first few members
+ * of the request's own list: 9 and 12 both fit a request of 9 better than
+ * 17 does (vmem.h: VM_INSTANTFIT). */
+static bool lands_in_own_list(Vmem *vm, int flags, const struct fragments *frags)
+{
+    void *got = vmem_alloc(vm, 9, flags | VM_NOSLEEP);
+    bool right = got == TS_PTR(frags->start[0]) || got == TS_PTR(frags->start[2]);
+    if (got != NULL)
+        vmem_free(vm, got, 9);
+    return right;
+}
+
+static void instant_fit_prefers_a_fitting_member_of_its_own_list(void)
+{
+    static Vmem vm;
+    struct fragments frags;
+    static const size_t sizes[] = {9, 17, 12};
+    VT_ASSERT(build_fragments(&vm, "policy-instant-own", sizes, 3, 0, &frags));
+    VT_ASSERT(lands_in_own_list(&vm, VM_INSTANTFIT, &frags));
     VT_ASSERT(release_fragments(&vm, &frags));
 }
 
@@ -106,7 +128,8 @@ static void instant_fit_is_the_default_policy(void)
     struct fragments frags;
     static const size_t sizes[] = {9, 17, 12};
     VT_ASSERT(build_fragments(&vm, "policy-default", sizes, 3, 0, &frags));
-    VT_ASSERT(alloc_lands_at(&vm, 9, 0, frags.start[1]));
+    VT_ASSERT(alloc_lands_at(&vm, 13, 0, frags.start[1]));
+    VT_ASSERT(lands_in_own_list(&vm, 0, &frags));
     VT_ASSERT(release_fragments(&vm, &frags));
 }
 
@@ -363,6 +386,7 @@ static void endalloc_with_next_fit_or_instant_fit_is_misuse(void)
 
 VTEST_SUITE(suite_policy,
             VTEST_CASE(instant_fit_takes_a_segment_from_a_list_that_guarantees_a_fit),
+            VTEST_CASE(instant_fit_prefers_a_fitting_member_of_its_own_list),
             VTEST_CASE(instant_fit_is_the_default_policy),
             VTEST_CASE(instant_fit_of_a_power_of_two_uses_its_own_list),
             VTEST_CASE(instant_fit_uses_a_fitting_segment_when_no_list_guarantees_one),
