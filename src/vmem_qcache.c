@@ -46,10 +46,17 @@
 
 enum { OBJ_IN_SLAB = 0, OBJ_ALLOCATED = 1, OBJ_IN_MAGAZINE = 2 };
 
+/* A cached object and its slab: keeping the slab beside the address saves
+ * a table lookup on every allocation hit. */
+typedef struct {
+    uintptr_t addr;
+    struct vmem_slab *slab;
+} VmemRound;
+
 typedef struct vmem_mag {
     struct vmem_mag *next;
     size_t rounds;
-    uintptr_t round[MAG_ROUNDS];
+    VmemRound round[MAG_ROUNDS];
 } VmemMag;
 
 typedef struct vmem_slab {
@@ -392,9 +399,8 @@ static bool slab_take(QcCache *cache, uintptr_t *addrp)
 /* Puts an object back in its slab; returns the slab if it became wholly
  * free, detached from everything but the table (caller releases it).
  * Cache lock held. */
-static VmemSlab *slab_put(VmemQcacheState *qs, QcCache *cache, uintptr_t addr)
+static VmemSlab *slab_put(QcCache *cache, VmemSlab *slab, uintptr_t addr)
 {
-    VmemSlab *slab = table_lookup(qs, addr & ~(qs->slab_size - 1));
     unsigned i = (unsigned)((addr - slab->base) / cache->objsize);
     __atomic_store_n(&slab->state[i], (uint8_t)OBJ_IN_SLAB, __ATOMIC_RELAXED);
     slab->in_slab |= (uint64_t)1 << i;
@@ -431,10 +437,11 @@ static void slabs_release(Vmem *vm, VmemQcacheState *qs, VmemSlab *list)
 
 /* Returns a magazine's rounds to their slabs; wholly free slabs are added
  * to *release. Cache lock held. */
-static void mag_flush(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, VmemSlab **release)
+static void mag_flush(QcCache *cache, VmemMag *mag, VmemSlab **release)
 {
     while (mag->rounds > 0) {
-        VmemSlab *slab = slab_put(qs, cache, mag->round[--mag->rounds]);
+        VmemRound *round = &mag->round[--mag->rounds];
+        VmemSlab *slab = slab_put(cache, round->slab, round->addr);
         if (slab != NULL) {
             slab->next = *release;
             *release = slab;
@@ -577,8 +584,9 @@ int vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag, uintptr_t *addrp)
     for (;;) {
         VmemMag *mag = cpu->loaded;
         if (mag != NULL && mag->rounds > 0) {
-            uintptr_t addr = mag->round[--mag->rounds];
-            VmemSlab *slab = table_lookup(qs, addr & ~(qs->slab_size - 1));
+            VmemRound *round = &mag->round[--mag->rounds];
+            uintptr_t addr = round->addr;
+            VmemSlab *slab = round->slab;
             __atomic_store_n(&slab->state[(addr - slab->base) / cache->objsize],
                              (uint8_t)OBJ_ALLOCATED, __ATOMIC_RELAXED);
             __atomic_store_n(&cpu->handed_out, cpu->handed_out + 1, __ATOMIC_RELAXED);
@@ -631,7 +639,7 @@ int vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag, uintptr_t *addrp)
 /* Hands a full magazine to the depot. Past DEPOT_FULL_MAX the oldest full
  * magazine goes back to its slabs instead, so that slabs no longer used
  * can be released. Cache lock held. */
-static void depot_put_full(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, VmemSlab **release)
+static void depot_put_full(QcCache *cache, VmemMag *mag, VmemSlab **release)
 {
     mag->next = cache->full;
     cache->full = mag;
@@ -644,7 +652,7 @@ static void depot_put_full(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, Vm
     }
     *link = NULL;
     cache->nfull--;
-    mag_flush(qs, cache, oldest, release);
+    mag_flush(cache, oldest, release);
     oldest->next = cache->empty;
     cache->empty = oldest;
     cache->nempty++;
@@ -654,13 +662,15 @@ static void depot_put_full(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, Vm
  * depot as needed. Per-CPU lock held on entry and exit (*state updated:
  * it may be dropped to allocate a magazine). Returns slabs to release. */
 static VmemSlab *mag_push(VmemQcacheState *qs, QcCache *cache, QcCpu *cpu, uintptr_t addr,
-                          VmemIrqState *state)
+                          VmemSlab *slab, VmemIrqState *state)
 {
     VmemSlab *release = NULL;
     for (;;) {
         VmemMag *mag = cpu->loaded;
         if (mag != NULL && mag->rounds < MAG_ROUNDS) {
-            mag->round[mag->rounds++] = addr;
+            mag->round[mag->rounds].addr = addr;
+            mag->round[mag->rounds].slab = slab;
+            mag->rounds++;
             return release;
         }
         if (cpu->previous != NULL && cpu->previous->rounds == 0) {
@@ -675,7 +685,7 @@ static VmemSlab *mag_push(VmemQcacheState *qs, QcCache *cache, QcCpu *cpu, uintp
             cache->empty = empty->next;
             cache->nempty--;
             if (cpu->previous != NULL)
-                depot_put_full(qs, cache, cpu->previous, &release);
+                depot_put_full(cache, cpu->previous, &release);
             cpu->previous = cpu->loaded;
             cpu->loaded = empty;
             vmem_port_unlock(&cache->lock, cstate);
@@ -689,11 +699,11 @@ static VmemSlab *mag_push(VmemQcacheState *qs, QcCache *cache, QcCpu *cpu, uintp
         if (fresh == NULL) {
             /* Out of memory for magazines: straight back to the slab. */
             cstate = vmem_port_lock(&cache->lock);
-            VmemSlab *slab = slab_put(qs, cache, addr);
+            VmemSlab *emptied = slab_put(cache, slab, addr);
             vmem_port_unlock(&cache->lock, cstate);
-            if (slab != NULL) {
-                slab->next = release;
-                release = slab;
+            if (emptied != NULL) {
+                emptied->next = release;
+                release = emptied;
             }
             return release;
         }
@@ -740,7 +750,7 @@ int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
         return -VMEM_ERR_INVALID;
     }
     __atomic_store_n(&cpu->taken_back, cpu->taken_back + 1, __ATOMIC_RELAXED);
-    VmemSlab *release = mag_push(qs, cache, cpu, addr, &state);
+    VmemSlab *release = mag_push(qs, cache, cpu, addr, slab, &state);
     vmem_port_unlock(&cpu->lock, state);
     slabs_release(vm, qs, release);
     return 0;
@@ -777,7 +787,7 @@ void vmem_qcache_drain(Vmem *vm)
             for (int m = 0; m < 2; m++) {
                 if (mags[m] == NULL)
                     continue;
-                mag_flush(qs, cache, mags[m], &release);
+                mag_flush(cache, mags[m], &release);
                 mags[m]->next = spent;
                 spent = mags[m];
             }
@@ -788,7 +798,7 @@ void vmem_qcache_drain(Vmem *vm)
         while (cache->full != NULL) {
             VmemMag *mag = cache->full;
             cache->full = mag->next;
-            mag_flush(qs, cache, mag, &release);
+            mag_flush(cache, mag, &release);
             mag->next = spent;
             spent = mag;
         }
