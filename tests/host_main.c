@@ -13,6 +13,8 @@
 /* Suites that need the host (threads, mmap): tests/host_*.c. */
 extern const struct vtest_suite suite_threads;
 extern const struct vtest_suite suite_pages;
+extern const struct vtest_suite suite_prebootstrap;
+static const struct vtest_suite *const before_bootstrap[] = {&suite_prebootstrap};
 static const struct vtest_suite *const host_suites[] = {&suite_threads, &suite_pages};
 static const size_t host_suite_count = sizeof(host_suites) / sizeof(host_suites[0]);
 
@@ -61,10 +63,11 @@ bool vtest_env_page_faults(size_t countdown)
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    vmem_bootstrap();
     const char *filter = argc > 1 ? argv[1] : NULL;
     size_t passed = 0;
-    size_t failed = vtest_run_all(filter, &passed);
+    size_t failed = vtest_run_suites(before_bootstrap, 1, filter, &passed);
+    vmem_bootstrap();
+    failed += vtest_run_all(filter, &passed);
     failed += vtest_run_suites(host_suites, host_suite_count, filter, &passed);
     printf("%zu passed, %zu failed\n", passed, failed);
     return failed == 0 ? 0 : 1;

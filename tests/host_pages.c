@@ -12,6 +12,18 @@
 
 #define PAGE 4096UL
 #define REGION_BYTES (1UL << 30)
+/* Ranges of the integer-only arenas (never touched as memory): above 4 GiB
+ * on 64-bit, below it on 32-bit, where the work arena is 1 GiB rather than
+ * 4 GiB (it needs 400 MiB: half of the 200,000 pages live at once). */
+#if UINTPTR_MAX > 0xffffffffu
+#define WORK_BASE 0x1000000000UL
+#define WORK_BYTES (1UL << 32)
+#define CACHED_BASE 0x2000000000UL
+#else
+#define WORK_BASE 0x40000000UL
+#define WORK_BYTES (1UL << 30)
+#define CACHED_BASE 0x80000000UL
+#endif
 
 /* Frames for the page source. Never destroyed: tag pages taken from it
  * stay in the library's pool for the life of the process. */
@@ -38,8 +50,8 @@ static void growing_and_shrinking_hashes_never_recurse_into_the_page_source(void
     static Vmem work;
     static uintptr_t live[200000];
     VT_ASSERT(use_frame_pages());
-    VT_ASSERT(vmem_init(&work, "work", TS_PTR(0x1000000000UL), 1UL << 32, PAGE, NULL, NULL, NULL,
-                        0, VM_NOSLEEP) == 0);
+    VT_ASSERT(vmem_init(&work, "work", TS_PTR(WORK_BASE), WORK_BYTES, PAGE, NULL, NULL, NULL, 0,
+                        VM_NOSLEEP) == 0);
     /* Tag refills and hash growth, in both arenas, then shrinking. */
     for (size_t round = 0; round < 3; round++) {
         for (size_t i = 0; i < 200000; i++) {
@@ -62,7 +74,7 @@ static void caches_of_the_page_arena_are_bypassed_by_the_page_source(void)
     static Vmem cached;
     VT_ASSERT(use_frame_pages());
     /* An arena with caches whose structures come from the frame arena. */
-    VT_ASSERT(vmem_init(&cached, "cached", TS_PTR(0x2000000000UL), 1UL << 30, PAGE, NULL, NULL,
+    VT_ASSERT(vmem_init(&cached, "cached", TS_PTR(CACHED_BASE), 1UL << 30, PAGE, NULL, NULL,
                         NULL, 8 * PAGE, VM_NOSLEEP) == 0);
     static void *objects[5000];
     for (size_t i = 0; i < 5000; i++) {

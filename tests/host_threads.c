@@ -18,11 +18,20 @@
 #include "test_support.h"
 
 #define Q 0x1000UL
+/* Where the arenas' ranges lie: above 4 GiB on 64-bit, below it on 32-bit,
+ * where they cannot exist higher (the ranges are never touched as memory,
+ * so any disjoint bases do; their sizes are the same everywhere). */
+#if UINTPTR_MAX > 0xffffffffu
 #define SOURCE_BASE 0x100000000UL
-#define SOURCE_QUANTA 65536UL
 #define PLAIN_BASE 0x200000000UL
-#define PLAIN_QUANTA 32768UL
 #define CACHED_BASE 0x300000000UL
+#else
+#define SOURCE_BASE 0x10000000UL
+#define PLAIN_BASE 0x20000000UL
+#define CACHED_BASE 0x30000000UL
+#endif
+#define SOURCE_QUANTA 65536UL
+#define PLAIN_QUANTA 32768UL
 #define CACHED_QUANTA 32768UL
 #define OPS_PER_THREAD 60000
 #define LIVE_PER_THREAD 256

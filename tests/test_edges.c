@@ -8,8 +8,11 @@
 #include "test_support.h"
 
 #define PAGE ((size_t)4096)
-/* The first address of the last `size` units below 2^64. */
+/* The first address of the last `size` units below 2^64 (2^32 on a 32-bit
+ * build: "2^64" in these tests means the top of the address space). */
 #define TOP_BASE(size) (UINTPTR_MAX - (uintptr_t)(size) + 1)
+/* 2^63 on 64-bit, 2^31 on 32-bit: the largest power-of-two alignment. */
+#define HALF_SPACE (UINTPTR_MAX / 2 + 1)
 
 static bool single_free_segment(Vmem *vm, uintptr_t addr, size_t size)
 {
@@ -173,7 +176,7 @@ static void constraints_near_the_top_do_not_overflow(void)
     ts_request_init(&req, 16 * PAGE, 16 * PAGE);
     VT_ASSERT(top_xalloc_is(&vm, &req, 0, base));
     /* An alignment with no multiple in the span. */
-    ts_request_init(&req, PAGE, (size_t)1 << 63);
+    ts_request_init(&req, PAGE, HALF_SPACE);
     VT_ASSERT(top_xalloc_is(&vm, &req, 0, 0));
 
     /* Highest placements, computed independently, for phase and nocross. */
@@ -242,8 +245,8 @@ static void span_of_the_whole_space_above_the_first_page_works(void)
     VT_ASSERT(all == TS_PTR(PAGE));
     VT_ASSERT(vmem_size(&vm, VMEM_FREE) == 0);
     vmem_free(&vm, all, size);
-    void *half = vmem_xalloc(&vm, PAGE, (size_t)1 << 63, 0, 0, NULL, NULL, VM_NOSLEEP);
-    VT_ASSERT(half == TS_PTR((uintptr_t)1 << 63));
+    void *half = vmem_xalloc(&vm, PAGE, HALF_SPACE, 0, 0, NULL, NULL, VM_NOSLEEP);
+    VT_ASSERT(half == TS_PTR(HALF_SPACE));
     void *top = vmem_alloc(&vm, PAGE, VM_ENDALLOC | VM_NOSLEEP);
     VT_ASSERT(top == TS_PTR(TOP_BASE(PAGE)));
     VT_ASSERT(vmem_alloc(&vm, size, VM_NOSLEEP) == NULL);
@@ -425,6 +428,16 @@ static void page_faults_at_any_point_leave_arenas_consistent(void)
 /* ---- Scale ----------------------------------------------------------------- */
 
 #define SCALE_MAX ((size_t)1000000)
+/* 10^6 segments of up to 4 pages need 16 GiB of addresses: above 4 GiB on
+ * 64-bit; a 32-bit build keeps the count and shrinks the quantum instead, so
+ * the span (4 * 10^6 + 64 quanta) fits below 2^32. */
+#if UINTPTR_MAX > 0xffffffffu
+#define SCALE_BASE ((uintptr_t)0x100000000)
+#define SCALE_QUANTUM PAGE
+#else
+#define SCALE_BASE ((uintptr_t)0x10000000)
+#define SCALE_QUANTUM ((size_t)256)
+#endif
 static uintptr_t scale_addr[SCALE_MAX];
 static uint8_t scale_pages[SCALE_MAX];
 
@@ -437,18 +450,18 @@ static void many_live_segments_freed_in_random_order_coalesce_completely(void)
         count = SCALE_MAX;
     size_t span_pages = 4 * count + 64;
     vtest_rng_seed(&rng, 0x5ca1e);
-    VT_ASSERT(vmem_init(&vm, "edge-scale", TS_PTR(0x100000000), span_pages * PAGE, PAGE, NULL,
-                        NULL, NULL, 0, 0) == 0);
+    VT_ASSERT(vmem_init(&vm, "edge-scale", TS_PTR(SCALE_BASE), span_pages * SCALE_QUANTUM,
+                        SCALE_QUANTUM, NULL, NULL, NULL, 0, 0) == 0);
     size_t expect_in_use = 0;
     for (size_t i = 0; i < count; i++) {
         size_t pages = 1 + (size_t)vtest_rng_below(&rng, 4);
-        void *addr = vmem_alloc(&vm, pages * PAGE, VM_NOSLEEP);
+        void *addr = vmem_alloc(&vm, pages * SCALE_QUANTUM, VM_NOSLEEP);
         VT_ASSERT(addr != NULL);
         scale_addr[i] = TS_ADDR(addr);
         scale_pages[i] = (uint8_t)pages;
-        expect_in_use += pages * PAGE;
+        expect_in_use += pages * SCALE_QUANTUM;
     }
-    VT_ASSERT(ts_stat_is(&vm, expect_in_use, 0, span_pages * PAGE, count, 0));
+    VT_ASSERT(ts_stat_is(&vm, expect_in_use, 0, span_pages * SCALE_QUANTUM, count, 0));
     VT_CONSISTENT(&vm); /* also proves the live segments are disjoint */
     /* Fisher-Yates: free in a uniformly random order. */
     for (size_t i = count; i > 1; i--) {
@@ -461,12 +474,12 @@ static void many_live_segments_freed_in_random_order_coalesce_completely(void)
         scale_pages[j] = pages;
     }
     for (size_t i = 0; i < count; i++) {
-        vmem_free(&vm, TS_PTR(scale_addr[i]), scale_pages[i] * PAGE);
+        vmem_free(&vm, TS_PTR(scale_addr[i]), scale_pages[i] * SCALE_QUANTUM);
         if (i == count / 2)
             VT_CONSISTENT(&vm);
     }
-    VT_ASSERT(ts_stat_is(&vm, 0, 0, span_pages * PAGE, count, count));
-    VT_ASSERT(single_free_segment(&vm, 0x100000000, span_pages * PAGE));
+    VT_ASSERT(ts_stat_is(&vm, 0, 0, span_pages * SCALE_QUANTUM, count, count));
+    VT_ASSERT(single_free_segment(&vm, SCALE_BASE, span_pages * SCALE_QUANTUM));
     VT_CONSISTENT(&vm);
     vmem_destroy(&vm);
 }

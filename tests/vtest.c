@@ -81,13 +81,7 @@ static bool name_matches(const char *name, const char *filter)
 
 size_t vtest_run_all(const char *filter, size_t *passed_out)
 {
-    if (passed_out != NULL)
-        *passed_out = 0;
-    size_t passed = 0;
-    size_t failed = vtest_run_suites(vtest_suites, vtest_suite_count, filter, &passed);
-    if (passed_out != NULL)
-        *passed_out = passed;
-    return failed;
+    return vtest_run_suites(vtest_suites, vtest_suite_count, filter, passed_out);
 }
 
 size_t vtest_run_suites(const struct vtest_suite *const *suites, size_t count,

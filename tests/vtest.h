@@ -59,7 +59,8 @@ bool vtest_consistent(Vmem *vm);
  * name contains it. */
 size_t vtest_run_suites(const struct vtest_suite *const *suites, size_t count,
                         const char *filter, size_t *passed);
-/* vtest_run_suites over every shared suite (vtest_suites). */
+/* vtest_run_suites over every shared suite (vtest_suites); *passed_out
+ * must be initialised by the caller, like vtest_run_suites'. */
 size_t vtest_run_all(const char *filter, size_t *passed_out);
 
 /* Deterministic PRNG for randomized tests (xoshiro-style, 64-bit). */
