@@ -1,32 +1,43 @@
 /*
  * entry.S - Multiboot 1 header and the road from the boot loader's 32-bit
- * protected mode into 64-bit long mode, up to the call of kernel_main().
+ * protected mode into 64-bit long mode in the higher half, up to the call
+ * of kernel_main().
  *
  * Owns: the Multiboot header, the boot page tables, the GDT (with an empty
  * slot that trap.c fills with the TSS descriptor), the kernel stack and the
  * fault (IST) stack, each with a guard page below it.
  *
+ * The address layout is lib/layout.h's. The kernel is linked at
+ * KERNEL_VMA_BASE + its load address (kernel.ld); only the code in
+ * .boot.text is linked at its load address, because it runs before paging
+ * (32-bit) or while only the identity map reaches it (the 64-bit
+ * trampoline). That code therefore names every other symbol through
+ * PHYS(), its physical address.
+ *
  * Invariants kept here:
- *  - The boot page tables identity-map [0, 4 GiB) with 2 MiB pages, so the
- *    kernel, the Multiboot structures (all below 4 GiB) and every page of
- *    low RAM are reachable as soon as paging is on. paging.c extends the
- *    map above 4 GiB and splits the 2 MiB pages that hold guard pages.
+ *  - The boot page tables map [0, 4 GiB) with 2 MiB pages twice, from one
+ *    PDPT: at 0 (identity, for this file's low code) and at
+ *    KERNEL_DIRECT_MAP (the direct map). The kernel window
+ *    (KERNEL_VMA_BASE) reuses the directory of the first GiB. paging.c
+ *    extends the direct map above 4 GiB and splits the 2 MiB pages that
+ *    hold guard pages.
+ *  - The identity map is gone before kernel_main() runs: from then on no
+ *    code, table or descriptor register (GDTR, the stack) holds a low
+ *    address, and a NULL pointer faults.
  *  - .bss is zeroed before anything in it is used; it lives in the last
- *    load segment, which ends at __kernel_end, so excluding
- *    [__kernel_start, __kernel_end) from the frame arena covers the stacks
- *    and the page tables too.
- *  - The kernel is linked at its load address (1 MiB), so the 32-bit code
- *    uses symbols as physical addresses. Only this file and kernel.ld know
- *    that: moving to a higher-half link address later means subtracting the
- *    offset here and adding a high mapping of the kernel to the boot tables.
- *  - The boot loader's magic (eax) and info pointer (ebx) reach
+ *    load segment, whose physical end is __kernel_phys_end, so excluding
+ *    [__kernel_phys_start, __kernel_phys_end) from the frame arena covers
+ *    the stacks and the page tables too.
+ *  - The boot loader's magic (eax) and info pointer (ebx, physical) reach
  *    kernel_main() untouched; memmap.c checks the magic.
  */
+#include "layout.h"
 
 #define MB_MAGIC 0x1BADB002
 /* Flags: bit 0 page-align modules, bit 1 give memory information. Bit 16
  * (load addresses in the header) stays clear: QEMU then loads the ELF
- * program headers, which is why the image is converted to ELF32. */
+ * program headers at their physical addresses, which is why the image is
+ * converted to ELF32. */
 #define MB_FLAGS 0x00000003
 
 #define CR0_PE (1 << 0)
@@ -47,6 +58,10 @@
 #define QEMU_EXIT_PORT 0xf4
 #define QEMU_EXIT_VALUE_FAILURE 0x11
 
+/* The physical address of a higher-half symbol, for code running at its
+ * load address. */
+#define PHYS(sym) ((sym) - KERNEL_VMA_BASE)
+
     .section .multiboot, "a"
     .balign 4
 multiboot_header:
@@ -66,10 +81,10 @@ _start:
      * overwrites eax, ebx, ecx and edx. */
     movl %eax, %ebp
     movl %ebx, %esi
-    movl $boot_stack_top, %esp
+    movl $PHYS(boot_stack_top), %esp
 
-    movl $__bss_start, %edi
-    movl $__bss_end, %ecx
+    movl $PHYS(__bss_start), %edi
+    movl $PHYS(__bss_end), %ecx
     subl %edi, %ecx
     xorl %eax, %eax
     rep stosb
@@ -84,16 +99,25 @@ _start:
     btl $29, %edx
     jnc no_long_mode
 
-    /* PML4[0] -> PDPT; PDPT[0..3] -> the four page directories; each of
-     * their 2048 entries maps 2 MiB, 4 GiB in all. */
-    movl $boot_pdpt, %eax
+    /* PML4[0] (identity) and PML4[256] (direct map) -> the one PDPT. */
+    movl $PHYS(boot_pdpt), %eax
     orl $(PTE_PRESENT | PTE_WRITE), %eax
-    movl %eax, boot_pml4
+    movl %eax, PHYS(boot_pml4)
+    movl %eax, PHYS(boot_pml4) + KERNEL_PML4_DIRECT * 8
 
-    movl $boot_pd, %eax
+    /* PML4[511] -> the kernel window's PDPT, whose entry 510 (-2 GiB) is
+     * the directory of the physical first GiB. */
+    movl $PHYS(boot_pdpt_kernel), %eax
     orl $(PTE_PRESENT | PTE_WRITE), %eax
+    movl %eax, PHYS(boot_pml4) + KERNEL_PML4_KERNEL * 8
+    movl $PHYS(boot_pd), %eax
+    orl $(PTE_PRESENT | PTE_WRITE), %eax
+    movl %eax, PHYS(boot_pdpt_kernel) + KERNEL_PDPT_KERNEL * 8
+
+    /* PDPT[0..3] -> the four page directories; each of their 2048
+     * entries maps 2 MiB, 4 GiB in all. */
     xorl %ecx, %ecx
-1:  movl %eax, boot_pdpt(, %ecx, 8)
+1:  movl %eax, PHYS(boot_pdpt)(, %ecx, 8)
     addl $4096, %eax
     incl %ecx
     cmpl $4, %ecx
@@ -101,18 +125,18 @@ _start:
 
     /* Entry i of the 2048 maps physical i * 2 MiB: the low dword holds
      * bits 21..31 of the address, the high dword bits 32..33 (i >> 11 is
-     * always 0 here, as 2048 entries stop at 4 GiB). */
+     * always 0 here, as 2048 entries stop at 4 GiB). .bss is zeroed, so
+     * the high dwords already are. */
     xorl %ecx, %ecx
 2:  movl %ecx, %eax
     shll $21, %eax
     orl $(PTE_PRESENT | PTE_WRITE | PTE_HUGE), %eax
-    movl %eax, boot_pd(, %ecx, 8)
-    movl $0, boot_pd + 4(, %ecx, 8)
+    movl %eax, PHYS(boot_pd)(, %ecx, 8)
     incl %ecx
     cmpl $2048, %ecx
     jb 2b
 
-    movl $boot_pml4, %eax
+    movl $PHYS(boot_pml4), %eax
     movl %eax, %cr3
     movl %cr4, %eax
     orl $CR4_PAE, %eax
@@ -125,8 +149,9 @@ _start:
     orl $(CR0_PG | CR0_WP | CR0_PE), %eax
     movl %eax, %cr0
 
-    lgdt gdt_descriptor
-    ljmp $0x08, $long_mode_entry
+    /* A 32-bit lgdt takes a 32-bit base: the GDT's physical address. */
+    lgdt boot_gdt_descriptor
+    ljmp $0x08, $long_mode_trampoline
 
 no_long_mode:
     /* No C yet and no long mode: say why on COM1 and fail the run. */
@@ -144,8 +169,27 @@ no_long_mode:
     jmp 5b
     .size _start, . - _start
 
+    /* 64-bit now, but still at the load address (a far jump from 32-bit
+     * code has a 32-bit target): an absolute jump to the higher half. */
     .code64
-long_mode_entry:
+long_mode_trampoline:
+    movabsq $higher_half_entry, %rax
+    jmpq *%rax
+    .size long_mode_trampoline, . - long_mode_trampoline
+
+    .balign 8
+boot_gdt_descriptor:
+    .word gdt_end - gdt - 1
+    .long PHYS(gdt)
+
+no_long_mode_message:
+    .asciz "\nKERNEL PANIC: this CPU has no long mode (x86_64)\n"
+
+    .section .text
+higher_half_entry:
+    /* The same GDT through its higher-half address, so that dropping the
+     * identity map leaves GDTR valid (ltr and every segment load read it). */
+    lgdt gdt_descriptor
     movw $0x10, %ax
     movw %ax, %ds
     movw %ax, %es
@@ -153,7 +197,13 @@ long_mode_entry:
     xorw %ax, %ax
     movw %ax, %fs
     movw %ax, %gs
-    movq $boot_stack_top, %rsp
+    movabsq $boot_stack_top, %rsp
+    /* Nothing runs from low addresses any more: remove the identity map,
+     * so that a stray low pointer (NULL, or a physical address used as a
+     * pointer) faults. Reloading CR3 flushes the TLB. */
+    movq $0, boot_pml4(%rip)
+    movq %cr3, %rax
+    movq %rax, %cr3
     /* kernel_main(magic, mbi). 32-bit moves zero-extend, so whatever the
      * upper halves held across the mode switch does not leak in. */
     movl %ebp, %edi
@@ -167,11 +217,7 @@ long_mode_entry:
 6:  cli
     hlt
     jmp 6b
-    .size long_mode_entry, . - long_mode_entry
-
-    .section .rodata
-no_long_mode_message:
-    .asciz "\nKERNEL PANIC: this CPU has no long mode (x86_64)\n"
+    .size higher_half_entry, . - higher_half_entry
 
 /* The GDT is writable: ltr marks the TSS descriptor busy in place. */
     .section .data
@@ -190,10 +236,12 @@ gdt_descriptor:
 
     .section .bss.pagetables, "aw", @nobits
     .balign 4096
-    .globl boot_pml4, boot_pdpt, boot_pd
+    .globl boot_pml4, boot_pdpt, boot_pdpt_kernel, boot_pd
 boot_pml4:
     .skip 4096
 boot_pdpt:
+    .skip 4096
+boot_pdpt_kernel:
     .skip 4096
 boot_pd:
     .skip 4 * 4096

@@ -21,9 +21,10 @@ KERNEL_OBJCOPY ?= objcopy
 
 # Freestanding, no FPU/SIMD state (nothing saves it), no red zone (an
 # exception pushes onto the interrupted stack), not position-independent
-# (linked at a fixed address), kernel code model (low now, and valid for a
-# later higher-half link at -2 GiB), debug information for addr2line on
-# the addresses a fault report prints.
+# (linked at a fixed address), kernel code model (the kernel is linked in
+# the top 2 GiB, at 0xffffffff80000000 + its physical load address: see
+# boot/kernel.ld and lib/layout.h), debug information for addr2line on the
+# higher-half addresses a fault report prints (addr2line -e the .elf).
 KERNEL_CFLAGS := $(COMMON_CFLAGS) -Ilib -Itests -O2 -g -ffreestanding -fno-stack-protector \
                  -fno-pic -mno-red-zone -mno-sse -mno-mmx -mno-80387 -mcmodel=kernel \
                  -fno-asynchronous-unwind-tables $(FREESTANDING_CONFIG)
@@ -59,7 +60,7 @@ $(KERNEL_OBJ_DIR)/%.o: %.c $(KERNEL_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(KERNEL_CFLAGS) -c $< -o $@
 
-$(KERNEL_OBJ_DIR)/%.o: %.S
+$(KERNEL_OBJ_DIR)/%.o: %.S lib/layout.h
 	@mkdir -p $(dir $@)
 	$(CC) $(KERNEL_CFLAGS) -c $< -o $@
 
@@ -84,8 +85,11 @@ $(KERNEL_DIR)/vmem-kernel-break-%.elf: $(KERNEL_DIR)/break-%/kmain.o $(KERNEL_OB
                                        $(KERNEL_LIB) boot/kernel.ld
 	$(CC) $(KERNEL_LDFLAGS) -o $@.tmp $< $(KERNEL_OBJS) $(KERNEL_LIB) && mv $@.tmp $@
 
-# QEMU's -kernel loads Multiboot 1 images only as ELF32: same code and
-# addresses, 32-bit container.
+# QEMU's -kernel loads Multiboot 1 images only as ELF32. The conversion
+# keeps what QEMU uses: the program headers' physical (load) addresses,
+# from 1 MiB up, and the entry point, in the identity-linked .boot section.
+# The higher-half virtual addresses do not fit 32 bits and come out
+# truncated (0x801xxxxx): read symbols and addresses in the 64-bit .elf.
 $(KERNEL_DIR)/%.elf32: $(KERNEL_DIR)/%.elf
 	$(KERNEL_OBJCOPY) -O elf32-i386 $< $@
 
@@ -98,8 +102,17 @@ $(KERNEL_DIR)/%.elf32: $(KERNEL_DIR)/%.elf
 kernel: $(KERNEL)
 kernel-breaks: $(KERNEL_BREAK_IMAGES)
 
+# The serial log stays in $(RUN_LOG); tools/vmem-svg (tools/svg.mk) draws
+# every arena the kernel dumped next to it (run-<memory>-<arena>.svg), even
+# when the run failed: the pictures help most then. make's status is the
+# runner's.
+RUN_LOG := $(KERNEL_DIR)/logs/run-$(RUN_MEMORY).log
+SVG_TOOL ?= tools/vmem-svg
 run: $(KERNEL)
-	tools/run-qemu.sh --memory $(RUN_MEMORY) $(KERNEL)
+	@status=0; tools/run-qemu.sh --memory $(RUN_MEMORY) --log $(RUN_LOG) $(KERNEL) || status=$$?; \
+	python3 $(SVG_TOOL) --output-dir $(dir $(RUN_LOG)) --prefix run-$(RUN_MEMORY)- $(RUN_LOG) || \
+	    echo "run: no pictures of the arenas (tools/vmem-svg failed)"; \
+	exit $$status
 
 check-kernel: $(KERNEL) $(KERNEL_BREAK_IMAGES)
 	boot/check-kernel.sh --kernel $(KERNEL) --breaks $(KERNEL_DIR) \

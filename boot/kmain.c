@@ -3,8 +3,12 @@
  *
  * Order matters and is the point of the exercise: console and exception
  * handlers first (so anything later that breaks is reported), then the
- * memory map and the identity map, then vmem_bootstrap() and the arenas,
- * then the tests, then one result line and the exit code.
+ * memory map and the rest of the direct map, then vmem_bootstrap() and the
+ * arenas, then the tests, then one result line and the exit code.
+ *
+ * This runs in the higher half (lib/layout.h): entry.S has already dropped
+ * the identity map, so the Multiboot pointer it gets is physical and only
+ * memmap.c, through the direct map, reads it.
  *
  * The same file builds the runner's negative fixtures: with
  * -DKERNEL_BREAK=<how> the kernel breaks in one specific way so that
@@ -51,12 +55,13 @@ static void deliberately_failing_test(void)
 {
     /* Claims, wrongly and on purpose, that a frame written twice still
      * holds the first value. */
-    volatile uint64_t *frame = vmem_alloc(&kmem_phys, KMEM_FRAME_SIZE, VM_NOSLEEP);
-    KT_ASSERT(frame != NULL);
+    void *phys = vmem_alloc(&kmem_phys, KMEM_FRAME_SIZE, VM_NOSLEEP);
+    KT_ASSERT(phys != NULL);
+    volatile uint64_t *frame = kmem_ptr(phys);
     frame[0] = 1;
     frame[0] = 2;
     uint64_t seen = frame[0];
-    vmem_free(&kmem_phys, (void *)(uintptr_t)frame, KMEM_FRAME_SIZE);
+    vmem_free(&kmem_phys, phys, KMEM_FRAME_SIZE);
     KT_ASSERT(seen == 1);
 }
 #endif
@@ -136,6 +141,15 @@ void kernel_main(uint32_t magic, uint32_t mbi_phys)
     static const struct ktest failing = KTEST(deliberately_failing_test);
     ktest_run_list(&failing, 1, &passed, &failed);
 #endif
+
+    /* The frame arena once more, for the pictures (tools/vmem-svg): what
+     * the run left allocated (the allocator's own tag pages) and where.
+     * Only after a clean run: a dump walks the segment list unbounded, and
+     * a corrupted arena must not turn a failure into a hang. */
+    if (RUN_TESTS && failed == 0) {
+        kprintf("kernel: the frame arena after the self-tests:\n");
+        vmem_dump(&kmem_phys);
+    }
 
     break_as_configured();
 

@@ -7,11 +7,15 @@
  * then arenas that import from it.
  *
  * Invariants:
- *  - kmem_phys holds only usable RAM below the identity map's end, so every
- *    address it returns can be dereferenced; page 0 is never in it (the
- *    first MiB is reserved), so NULL is never a frame.
+ *  - kmem_phys holds physical addresses: only usable RAM below the direct
+ *    map's end, so phys_to_virt() of every address it returns is a usable
+ *    pointer; page 0 is never in it (the first MiB is reserved), so a frame
+ *    is never NULL and vmem_alloc's NULL means failure. kmem_heap imports
+ *    from it and so holds physical addresses too (a heap of frames, as a
+ *    DMA pool would be: its address constraints are physical).
  *  - The port's page source (vmem_port_kernel.c) draws boundary-tag pages
- *    from kmem_phys, so tag memory is real RAM that the tests observe.
+ *    from kmem_phys and hands the allocator their direct-map address, so
+ *    tag memory is real RAM that the tests observe.
  */
 #include "kmem.h"
 

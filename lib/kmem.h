@@ -7,13 +7,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "layout.h"
 #include "vmem.h"
 
-/* Physical frames (quantum 4096), identity-mapped: a frame's address is
- * a usable pointer. */
+/* Physical frames (quantum 4096): the arena's addresses are physical; a
+ * frame's pointer is phys_to_virt() of it (lib/layout.h), or kmem_ptr(). */
 extern Vmem kmem_phys;
 /* The kernel heap: page-granular spans imported from kmem_phys and given
- * back once wholly free. */
+ * back once wholly free; its addresses are physical too. */
 extern Vmem kmem_heap;
 
 #define KMEM_FRAME_SIZE 4096
@@ -28,6 +29,10 @@ void kmem_init(uint64_t map_end);
 /* True once kmem_phys can hand out frames (the port's page source checks
  * this before using it). */
 bool kmem_ready(void);
+
+/* The pointer to the memory at a physical address that kmem_phys or
+ * kmem_heap handed out (vmem_alloc returns it as a void *). */
+static inline void *kmem_ptr(const void *phys) { return phys_to_virt((uintptr_t)phys); }
 
 /* Bytes of RAM in kmem_phys's spans when kmem_init() finished. */
 uint64_t kmem_phys_bytes(void);

@@ -10,6 +10,12 @@
  * and verified before it is freed: an overlap makes some word hold the
  * other allocation's value.
  *
+ * Both arenas hold physical addresses (lib/layout.h): every test writes
+ * and reads a frame through its direct-map pointer, kmem_ptr(), and frees
+ * the physical address it was given. The first tests check that layout
+ * itself: the kernel runs in the higher half, the lower half is unmapped,
+ * and the two windows onto RAM show the same bytes.
+ *
  * Invariant: a test leaves both arenas as it found them, except for pages
  * the port's page source handed to the allocator (boundary tags), which
  * are accounted separately (kport_pages_outstanding).
@@ -21,6 +27,7 @@
 #include "kmem.h"
 #include "kprintf.h"
 #include "ktest_env.h"
+#include "layout.h"
 #include "memmap.h"
 #include "vmem_port_kernel.h"
 #include "vtest.h"
@@ -134,6 +141,70 @@ static uint64_t phys_in_use_without_tags(void)
     return kmem_phys.stat.in_use - (uint64_t)kport_pages_outstanding() * FRAME;
 }
 
+/* ---- The address layout --------------------------------------------------------- */
+
+/* From boot/entry.S and boot/kernel.ld. */
+extern uint64_t boot_pml4[512];
+extern char __kernel_phys_start[], __kernel_phys_end[], __text_start[];
+
+static bool in_kernel_window(uintptr_t addr)
+{
+    return addr >= KERNEL_VMA_BASE && addr - KERNEL_VMA_BASE < KERNEL_WINDOW_SIZE;
+}
+
+/* Code, static data and the stack all have higher-half addresses, and no
+ * page of the lower half is mapped: entry.S dropped the identity map. */
+static void kernel_runs_in_the_higher_half_with_the_lower_half_unmapped(void)
+{
+    static int static_variable;
+    int local_variable = 0;
+    KT_ASSERT(in_kernel_window((uintptr_t)&kernel_runs_in_the_higher_half_with_the_lower_half_unmapped));
+    KT_ASSERT(in_kernel_window((uintptr_t)__text_start));
+    KT_ASSERT(in_kernel_window((uintptr_t)&static_variable));
+    KT_ASSERT(in_kernel_window((uintptr_t)&local_variable));
+    for (size_t i = 0; i < KERNEL_PML4_DIRECT; i++)
+        KT_ASSERT(boot_pml4[i] == 0);
+}
+
+/* A variable of the image seen through the kernel window and through the
+ * direct map at its physical address is one piece of RAM: the two
+ * conversions agree with the page tables. */
+static void kernel_window_and_direct_map_show_the_same_ram(void)
+{
+    static volatile uint64_t word;
+    volatile uint64_t *alias = phys_to_virt(kernel_virt_to_phys((const void *)&word));
+    KT_ASSERT((uintptr_t)alias != (uintptr_t)&word);
+    word = SALT;
+    KT_ASSERT(*alias == SALT);
+    *alias = ~SALT;
+    KT_ASSERT(word == ~SALT);
+}
+
+/* The frame arena's addresses are physical: inside RAM, outside the
+ * kernel image's load addresses, and a frame's pointer is in the direct
+ * map. */
+static void frame_arena_holds_physical_frames_outside_the_image(void)
+{
+    uintptr_t image_lo = (uintptr_t)__kernel_phys_start, image_hi = (uintptr_t)__kernel_phys_end;
+    void *inside = vmem_xalloc(&kmem_phys, FRAME, 0, 0, 0, (void *)image_lo, (void *)image_hi,
+                               VM_NOSLEEP);
+    if (inside != NULL)
+        vmem_xfree(&kmem_phys, inside, FRAME);
+    void *p = vmem_alloc(&kmem_phys, FRAME, VM_NOSLEEP);
+    KT_ASSERT(p != NULL);
+    uintptr_t phys = (uintptr_t)p;
+    uint64_t *word = kmem_ptr(p);
+    *word = phys ^ SALT;
+    bool kept = *word == (phys ^ SALT);
+    vmem_free(&kmem_phys, p, FRAME);
+    KT_ASSERT(inside == NULL);
+    KT_ASSERT(phys < memmap_ram_top());
+    KT_ASSERT(phys + FRAME <= image_lo || phys >= image_hi);
+    KT_ASSERT(virt_to_phys(word) == phys);
+    KT_ASSERT((uintptr_t)word >= KERNEL_DIRECT_MAP && (uintptr_t)word < KERNEL_VMA_BASE);
+    KT_ASSERT(kept);
+}
+
 /* ---- Before the shared suites -------------------------------------------------- */
 
 #define TAG_TEST_IDS 4096
@@ -193,14 +264,15 @@ static void all_ram_drained_holds_distinct_patterns(void)
 
     for (;;) {
         int policy = policies[chunks % (sizeof(policies) / sizeof(policies[0]))];
-        struct chunk *c = vmem_alloc(&kmem_phys, frames * FRAME, policy | VM_NOSLEEP);
-        if (c == NULL) {
+        void *phys = vmem_alloc(&kmem_phys, frames * FRAME, policy | VM_NOSLEEP);
+        if (phys == NULL) {
             if (frames == 1)
                 break;
             frames /= 2; /* fragments smaller than asked for are still RAM */
             continue;
         }
         bool every_word = written < FILL_BUDGET;
+        struct chunk *c = kmem_ptr(phys);
         c->next = head;
         c->bytes = frames * FRAME;
         c->check = (uintptr_t)c ^ SALT;
@@ -234,7 +306,7 @@ static void all_ram_drained_holds_distinct_patterns(void)
         if (c->check != ((uintptr_t)c ^ SALT))
             break;
         struct chunk *next = c->next;
-        vmem_free(&kmem_phys, c, c->bytes);
+        vmem_free(&kmem_phys, (void *)(uintptr_t)virt_to_phys(c), c->bytes);
         c = next;
     }
     KT_ASSERT(all_ok);
@@ -273,7 +345,7 @@ static void random_frames_keep_their_contents(void)
         if (n == LIVE_MAX || (n > 0 && vtest_rng_below(&rng, 2) == 0)) {
             size_t i = (size_t)vtest_rng_below(&rng, n);
             struct live *l = &live[i];
-            if (!check(l->generation, l->addr, l->bytes, 0, true))
+            if (!check(l->generation, kmem_ptr(l->addr), l->bytes, 0, true))
                 contents_ok = false;
             if (l->xalloc)
                 vmem_xfree(&kmem_phys, l->addr, l->bytes);
@@ -316,12 +388,12 @@ static void random_frames_keep_their_contents(void)
         if (align != 0 && ((uintptr_t)p & (align - 1)) != 0)
             constraints_ok = false;
         live[n] = (struct live){p, bytes, ++generation, xalloc};
-        fill(generation, p, bytes, 0, true);
+        fill(generation, kmem_ptr(p), bytes, 0, true);
         n++;
     }
     while (n > 0) {
         struct live *l = &live[--n];
-        if (!check(l->generation, l->addr, l->bytes, 0, true))
+        if (!check(l->generation, kmem_ptr(l->addr), l->bytes, 0, true))
             contents_ok = false;
         if (l->xalloc)
             vmem_xfree(&kmem_phys, l->addr, l->bytes);
@@ -347,15 +419,16 @@ static void heap_imports_from_phys_and_gives_spans_back(void)
     void *c = vmem_xalloc(&kmem_heap, 4 * FRAME, 64 * 1024, 0, 0, NULL, NULL, VM_NOSLEEP);
     bool all = a != NULL && b != NULL && c != NULL;
     if (all) {
-        fill(1, a, 3 * FRAME, 0, true);
-        fill(2, b, 40 * FRAME, 0, true);
-        fill(3, c, 4 * FRAME, 0, true);
+        fill(1, kmem_ptr(a), 3 * FRAME, 0, true);
+        fill(2, kmem_ptr(b), 40 * FRAME, 0, true);
+        fill(3, kmem_ptr(c), 4 * FRAME, 0, true);
     }
     size_t in_use = kmem_heap.stat.in_use, import = kmem_heap.stat.import;
     size_t total = kmem_heap.stat.total;
     uint64_t phys_during = phys_in_use_without_tags();
-    bool contents = all && check(1, a, 3 * FRAME, 0, true) && check(2, b, 40 * FRAME, 0, true) &&
-                    check(3, c, 4 * FRAME, 0, true);
+    bool contents = all && check(1, kmem_ptr(a), 3 * FRAME, 0, true) &&
+                    check(2, kmem_ptr(b), 40 * FRAME, 0, true) &&
+                    check(3, kmem_ptr(c), 4 * FRAME, 0, true);
     bool heap_consistent = vtest_consistent(&kmem_heap);
     if (a != NULL)
         vmem_free(&kmem_heap, a, 3 * FRAME);
@@ -392,8 +465,8 @@ static void heap_import_honours_address_range_and_boundary(void)
     bool no_cross = q != NULL &&
                     (uintptr_t)q / (16 * FRAME) == ((uintptr_t)q + 3 * FRAME - 1) / (16 * FRAME);
     if (p != NULL) {
-        fill(4, p, 5 * FRAME, 0, true);
-        window = window && check(4, p, 5 * FRAME, 0, true);
+        fill(4, kmem_ptr(p), 5 * FRAME, 0, true);
+        window = window && check(4, kmem_ptr(p), 5 * FRAME, 0, true);
         vmem_xfree(&kmem_heap, p, 5 * FRAME);
     }
     if (q != NULL)
@@ -413,8 +486,8 @@ static void highest_frame_is_the_top_of_ram_and_writable(void)
     void *p = vmem_xalloc(&kmem_phys, FRAME, 0, 0, 0, NULL, NULL, VM_ENDALLOC | VM_NOSLEEP);
     KT_ASSERT(p != NULL);
     bool at_top = (uint64_t)(uintptr_t)p + FRAME == top;
-    fill(5, p, FRAME, 0, true);
-    bool kept = check(5, p, FRAME, 0, true);
+    fill(5, kmem_ptr(p), FRAME, 0, true);
+    bool kept = check(5, kmem_ptr(p), FRAME, 0, true);
     vmem_xfree(&kmem_phys, p, FRAME);
     KT_ASSERT(at_top);
     KT_ASSERT(kept);
@@ -428,8 +501,8 @@ static void frames_above_4gib_exist_exactly_when_ram_does(void)
                           VM_NOSLEEP);
     bool kept = true;
     if (p != NULL) {
-        fill(6, p, 16 * FRAME, 0, true);
-        kept = check(6, p, 16 * FRAME, 0, true);
+        fill(6, kmem_ptr(p), 16 * FRAME, 0, true);
+        kept = check(6, kmem_ptr(p), 16 * FRAME, 0, true);
         vmem_xfree(&kmem_phys, p, 16 * FRAME);
     }
     KT_ASSERT((p != NULL) == ram_above);
@@ -439,6 +512,8 @@ static void frames_above_4gib_exist_exactly_when_ram_does(void)
 }
 
 static const struct ktest before_tests[] = {
+    KTEST(kernel_runs_in_the_higher_half_with_the_lower_half_unmapped),
+    KTEST(kernel_window_and_direct_map_show_the_same_ram),
     KTEST(boundary_tag_pages_come_from_the_frame_arena),
     KTEST(all_ram_drained_holds_distinct_patterns),
     KTEST(random_frames_keep_their_contents),
@@ -446,6 +521,7 @@ static const struct ktest before_tests[] = {
     KTEST(heap_import_honours_address_range_and_boundary),
     KTEST(highest_frame_is_the_top_of_ram_and_writable),
     KTEST(frames_above_4gib_exist_exactly_when_ram_does),
+    KTEST(frame_arena_holds_physical_frames_outside_the_image),
 };
 
 void ktests_run_before(size_t *passed, size_t *failed)

@@ -13,10 +13,14 @@
  *    never includes the first MiB, the kernel image (whose end covers .bss,
  *    the stacks and the boot page tables), the Multiboot structures, or
  *    frames taken with memmap_take_early().
+ *  - Every address here is physical. The loader's structures are read
+ *    through the direct map (phys_to_virt), which entry.S sets up for the
+ *    first 4 GiB, where Multiboot 1 puts all of them.
  */
 #include "memmap.h"
 
 #include "kprintf.h"
+#include "layout.h"
 #include "multiboot.h"
 
 #define MEMMAP_MAX_REGIONS 64
@@ -38,8 +42,9 @@ static size_t region_count;
 static struct reserved reserved[MEMMAP_MAX_RESERVED];
 static size_t reserved_count;
 
-/* From boot/kernel.ld. */
-extern char __kernel_start[], __kernel_end[];
+/* From boot/kernel.ld: the image's physical bounds (absolute symbols,
+ * whose "address" is the value). */
+extern char __kernel_phys_start[], __kernel_phys_end[];
 
 static uint64_t round_down(uint64_t x) { return x & ~(PAGE_SIZE - 1); }
 
@@ -78,29 +83,30 @@ static size_t string_length(const char *s)
 static void reserve_string(uint32_t addr, const char *what)
 {
     if (addr != 0)
-        memmap_reserve(addr, string_length((const char *)(uintptr_t)addr) + 1, what);
+        memmap_reserve(addr, string_length(phys_to_virt(addr)) + 1, what);
 }
 
 void memmap_init(uint32_t magic, uint32_t mbi_phys)
 {
     if (magic != MULTIBOOT_BOOTLOADER_MAGIC)
         kpanic("not started by a Multiboot loader (eax = %#x)", magic);
-    const struct multiboot_info *mbi = (const struct multiboot_info *)(uintptr_t)mbi_phys;
+    const struct multiboot_info *mbi = phys_to_virt(mbi_phys);
     if (!(mbi->flags & MULTIBOOT_INFO_MMAP))
         kpanic("the boot loader gave no memory map (flags %#x)", mbi->flags);
 
-    uintptr_t at = mbi->mmap_addr, end = (uintptr_t)mbi->mmap_addr + mbi->mmap_length;
+    uint64_t at = mbi->mmap_addr, end = (uint64_t)mbi->mmap_addr + mbi->mmap_length;
     while (at + sizeof(struct multiboot_mmap_entry) <= end) {
-        const struct multiboot_mmap_entry *e = (const struct multiboot_mmap_entry *)at;
+        const struct multiboot_mmap_entry *e = phys_to_virt(at);
         if (region_count == MEMMAP_MAX_REGIONS)
             kpanic("memmap: more than %d memory map entries", MEMMAP_MAX_REGIONS);
         if (e->len != 0)
             regions[region_count++] = (struct region){e->addr, e->len, e->type};
-        at += (uintptr_t)e->size + sizeof(e->size);
+        at += (uint64_t)e->size + sizeof(e->size);
     }
 
     memmap_reserve(0, FIRST_MIB, "first MiB (BIOS, real-mode data)");
-    memmap_reserve((uintptr_t)__kernel_start, (uintptr_t)(__kernel_end - __kernel_start),
+    memmap_reserve((uintptr_t)__kernel_phys_start,
+                   (uintptr_t)__kernel_phys_end - (uintptr_t)__kernel_phys_start,
                    "kernel image, stacks, boot page tables");
     memmap_reserve(mbi_phys, sizeof(*mbi), "multiboot info");
     memmap_reserve(mbi->mmap_addr, mbi->mmap_length, "multiboot memory map");
@@ -109,8 +115,7 @@ void memmap_init(uint32_t magic, uint32_t mbi_phys)
     if (mbi->flags & MULTIBOOT_INFO_BOOTLOADER_NAME)
         reserve_string(mbi->boot_loader_name, "multiboot loader name");
     if ((mbi->flags & MULTIBOOT_INFO_MODS) && mbi->mods_count > 0) {
-        const struct multiboot_module *mods =
-            (const struct multiboot_module *)(uintptr_t)mbi->mods_addr;
+        const struct multiboot_module *mods = phys_to_virt(mbi->mods_addr);
         memmap_reserve(mbi->mods_addr, mbi->mods_count * sizeof(*mods), "multiboot modules");
         for (uint32_t i = 0; i < mbi->mods_count; i++) {
             memmap_reserve(mods[i].mod_start, mods[i].mod_end - mods[i].mod_start,

@@ -1,6 +1,7 @@
 /*
  * memmap.h - the machine's physical memory as the boot loader described it,
- * minus what the kernel must not hand out.
+ * minus what the kernel must not hand out. Every address in this interface
+ * is physical.
  */
 #ifndef KERNEL_MEMMAP_H
 #define KERNEL_MEMMAP_H
@@ -12,7 +13,8 @@
 
 /*
  * Reads the Multiboot information: copies the memory map, and reserves
- * the first MiB, the kernel image [__kernel_start, __kernel_end) and every
+ * the first MiB, the kernel image's physical [__kernel_phys_start,
+ * __kernel_phys_end) and every
  * Multiboot structure (the info block, the map, the command line, the boot
  * loader name, the module list and the modules). Panics if the kernel was
  * not started by a Multiboot loader or got no memory map.

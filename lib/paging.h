@@ -1,5 +1,5 @@
 /*
- * paging.h - the kernel's identity map.
+ * paging.h - completing the kernel's address layout (lib/layout.h).
  */
 #ifndef KERNEL_PAGING_H
 #define KERNEL_PAGING_H
@@ -7,17 +7,19 @@
 #include <stdint.h>
 
 /*
- * Completes the identity map that boot/entry.S started ([0, 4 GiB) in
- * 2 MiB pages): maps RAM from 4 GiB up to ram_top (2 MiB pages, page
- * directories taken with memmap_take_early() from low RAM, which is
- * already mapped), and unmaps page 0 and the guard pages below the two
- * stacks. Returns the end of the identity map: every physical address
- * below it is a usable pointer. Call after memmap_init() and trap_init().
+ * Completes the direct map that boot/entry.S started (physical [0, 4 GiB)
+ * at KERNEL_DIRECT_MAP, 2 MiB pages): maps RAM from 4 GiB up to ram_top
+ * (page directories taken with memmap_take_early() from low RAM, which is
+ * already mapped), and unmaps the guard pages below the two stacks.
+ * Returns the end of the direct map, a physical address: every physical
+ * address below it has a pointer, phys_to_virt(). Call after memmap_init()
+ * and trap_init().
  */
 uint64_t paging_init(uint64_t ram_top);
 
-/* Removes the 4 KiB page at addr (below 4 GiB) from the map, splitting
- * its 2 MiB page first. */
-void paging_unmap_page(uint64_t addr);
+/* Removes the 4 KiB page of the kernel image at addr (a kernel-window
+ * address) from the map, from the direct map too, splitting its 2 MiB
+ * page first. */
+void paging_unmap_kernel_page(const void *addr);
 
 #endif /* KERNEL_PAGING_H */

@@ -10,8 +10,9 @@
  * one CPU and interrupts off, a held lock can only be held by us, so
  * spinning on it would hang: the spin is bounded and then panics.)
  *
- * Pages for boundary tags and hash tables come from kmem_phys, which is
- * identity-mapped: a frame's address is the pointer. The page source
+ * Pages for boundary tags and hash tables come from kmem_phys, whose
+ * addresses are physical: the page source hands out their direct-map
+ * pointer (phys_to_virt) and converts back when pages return. The source
  * passes the caller's vmflag (with VM_BOOTSTRAP) straight on to
  * vmem_alloc, so refilling tags draws on the reserve and cannot recurse.
  * Pages are filled with a poison pattern when handed out and when given
@@ -28,6 +29,7 @@
 #include "cpu.h"
 #include "kmem.h"
 #include "kprintf.h"
+#include "layout.h"
 #include "serial.h"
 #include "vmem_config.h"
 #include "vmem_port.h"
@@ -167,11 +169,12 @@ void *vmem_port_page_alloc(size_t npages, int vmflag)
         return NULL;
     page_alloc_depth++;
     enter_page_source("vmem_port_page_alloc", npages);
-    void *pages = vmem_alloc(&kmem_phys, npages * VMEM_PAGE_SIZE, vmflag);
+    void *phys = vmem_alloc(&kmem_phys, npages * VMEM_PAGE_SIZE, vmflag);
     page_source_depth--;
     page_alloc_depth--;
-    if (pages == NULL)
+    if (phys == NULL)
         return NULL;
+    void *pages = kmem_ptr(phys);
     poison(pages, npages, POISON_ALLOC);
     pages_outstanding += npages;
     return pages;
@@ -181,13 +184,16 @@ void vmem_port_page_free(void *addr, size_t npages)
 {
     if (addr == NULL || npages == 0)
         kpanic("vmem_port_page_free(%p, %zu): nothing to free", addr, npages);
+    /* Only pages this source handed out, which are direct-map pointers. */
+    if ((uintptr_t)addr < KERNEL_DIRECT_MAP || (uintptr_t)addr >= KERNEL_VMA_BASE)
+        kpanic("vmem_port_page_free(%p, %zu): not a direct-map address", addr, npages);
     if (npages > pages_outstanding)
         kpanic("vmem_port_page_free(%p, %zu): only %zu pages are out", addr, npages,
                pages_outstanding);
     poison(addr, npages, POISON_FREE);
     pages_outstanding -= npages;
     enter_page_source("vmem_port_page_free", npages);
-    vmem_free(&kmem_phys, addr, npages * VMEM_PAGE_SIZE);
+    vmem_free(&kmem_phys, (void *)(uintptr_t)virt_to_phys(addr), npages * VMEM_PAGE_SIZE);
     page_source_depth--;
 }
 
