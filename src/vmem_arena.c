@@ -667,28 +667,38 @@ static bool import_span(Vmem *vm, VmemIrqState *state, const VmemRequest *req, i
     bool ok = false;
 
     /* A vmem source can place the span itself under the constraints, in
-     * units of the coarser of the two quanta. */
+     * units of the coarser of the two quanta. When the request's phase or
+     * nocross is finer than that, a span of the comfortable size anywhere
+     * inside the range still holds a placement. */
     size_t sq = source->quantum > vm->quantum ? source->quantum : vm->quantum;
     uintptr_t src_min = round_up(req->min, sq);
     uintptr_t src_max = req->max_last == UINTPTR_MAX ? 0 : (req->max_last + 1) & ~(sq - 1);
-    bool direct = vm->alloc == vmem_alloc && req->phase % sq == 0 && req->nocross % sq == 0 &&
-                  src_min >= req->min && (src_max == 0 || src_min < src_max);
+    bool in_range = src_min >= req->min && (src_max == 0 || src_min < src_max);
+    bool exact = req->phase % sq == 0 && req->nocross % sq == 0;
+    size_t comfortable = vmem_fit_comfortable_size(req);
     vmem_port_unlock(&vm->vm_lock, *state);
-    if (direct) {
-        size = round_up(req->size, sq);
-        uintptr_t align = req->align > sq ? req->align : sq;
-        if (size >= req->size && (req->nocross == 0 || size <= req->nocross)) {
-            ok = vmem_xalloc_addr(source, size, align, req->phase, req->nocross, src_min, src_max,
-                                  sleep_flags | (req->top_down ? VM_ENDALLOC : 0), &base) == 0;
-            flags |= TAG_XALLOC;
+    if (vm->alloc == vmem_alloc && in_range) {
+        uintptr_t align = sq, phase = 0, nocross = 0;
+        size = exact ? req->size : comfortable;
+        if (exact) {
+            align = req->align > sq ? req->align : sq;
+            phase = req->phase;
+            nocross = req->nocross;
         }
-    } else {
-        size = round_up(vmem_fit_comfortable_size(req), vm->quantum);
-        if (size >= req->size) {
-            void *got = vm->alloc(source, size, sleep_flags);
-            ok = got != NULL;
-            base = (uintptr_t)got;
+        if (size <= SIZE_MAX - (sq - 1)) {
+            size = round_up(size, sq);
+            if (nocross == 0 || size <= nocross)
+                ok = vmem_xalloc_addr(source, size, align, phase, nocross, src_min, src_max,
+                                      sleep_flags | (req->top_down ? VM_ENDALLOC : 0),
+                                      &base) == 0;
         }
+        flags |= TAG_XALLOC;
+    } else if (comfortable <= SIZE_MAX - (sq - 1)) {
+        /* A foreign callback gets a size every quantum involved can round. */
+        size = round_up(comfortable, vm->quantum);
+        void *got = vm->alloc(source, size, sleep_flags);
+        ok = got != NULL;
+        base = (uintptr_t)got;
     }
     *state = vmem_port_lock(&vm->vm_lock);
     if (!ok)
@@ -989,20 +999,21 @@ int vmem_alloc_exact(Vmem *vmp, uintptr_t addr, size_t size, int vmflag)
 
 /* ---- Free ------------------------------------------------------------------- */
 
-/* Why addr is not an allocated segment of vm. Locked. */
-static VmemMisuseKind classify_bad_free(Vmem *vm, uintptr_t addr, const char **why)
+/* Why addr is not an allocated segment of vm: sets *kind, returns the
+ * reason. Locked. */
+static const char *classify_bad_free(Vmem *vm, uintptr_t addr, VmemMisuseKind *kind)
 {
     ensure_indexed(vm); /* misuse is rare: an index pays for itself later */
     if (vmem_tree_find_free(vm, addr) != NULL) {
-        *why = "the address lies in a free segment: freed twice, or never allocated";
-        return VMEM_MISUSE_DOUBLE_FREE;
+        *kind = VMEM_MISUSE_DOUBLE_FREE;
+        return "the address lies in a free segment: freed twice, or never allocated";
     }
     if (span_containing(vm, addr, 1) != NULL) {
-        *why = "the address lies inside an allocated segment, not at its start";
-        return VMEM_MISUSE_FREE_INSIDE;
+        *kind = VMEM_MISUSE_FREE_INSIDE;
+        return "the address lies inside an allocated segment, not at its start";
     }
-    *why = "the address is in no span of this arena (another arena's?)";
-    return VMEM_MISUSE_FREE_UNKNOWN;
+    *kind = VMEM_MISUSE_FREE_UNKNOWN;
+    return "the address is in no span of this arena (another arena's?)";
 }
 
 /* Checks a free's arguments before anything else; reports misuse. */
@@ -1029,7 +1040,7 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
     const char *why = NULL;
     VmemMisuseKind kind = VMEM_MISUSE_FREE_WRONG_SIZE;
     if (tag == NULL) {
-        kind = classify_bad_free(vm, addr, &why);
+        why = classify_bad_free(vm, addr, &kind);
     } else if (((tag->flags & TAG_SLAB) != 0) != slab) {
         kind = VMEM_MISUSE_FREE_WRONG_CALL;
         why = "the address came from a quantum cache (vmem_alloc): free it with vmem_free";
@@ -1152,6 +1163,8 @@ void *vmem_add(Vmem *vmp, void *addr, size_t size, int vmflag)
 }
 
 /* ---- Creation and destruction ---------------------------------------------- */
+
+static void user_stat(Vmem *vm, VmemStat *out);
 
 static void arena_locks_fini(Vmem *vm)
 {
@@ -1279,7 +1292,16 @@ void vmem_destroy(Vmem *vmp)
     static const char call[] = "vmem_destroy";
     if (!usable(vmp, call, 0, 0))
         return;
-    vmem_qcache_drain(vmp); /* cached objects are free: only live ones count */
+    /* Cached objects are free: only live ones make the arena busy, and a
+     * busy arena keeps its caches as they are. */
+    VmemStat user;
+    user_stat(vmp, &user);
+    if (user.in_use != 0) {
+        vmem_report(vmp, call, 0, user.in_use, VMEM_MISUSE_DESTROY_BUSY,
+                    "the arena still has allocated segments");
+        return;
+    }
+    vmem_qcache_drain(vmp);
     VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
     if (vmp->stat.in_use != 0 || vmp->vm_hash_count != 0) {
         size_t in_use = vmp->stat.in_use;

@@ -212,6 +212,27 @@ static void constrained_import_honours_minaddr_and_maxaddr(void)
     vmem_destroy(&source);
 }
 
+/* A phase finer than the source's quantum cannot be asked of the source
+ * directly; the importer must still bring in a span inside the range. */
+static void constrained_import_honours_a_range_when_phase_is_finer_than_the_source(void)
+{
+    static Vmem source, child;
+    VT_ASSERT(vmem_init(&source, "import-coarse", TS_PTR(0x100000), 0x8000, 16, NULL, NULL, NULL,
+                        0, 0) == 0);
+    VT_ASSERT(vmem_init(&child, "import-fine", NULL, 0, 4, vmem_alloc, vmem_free, &source, 0,
+                        0) == 0);
+    ts_capture_misuse();
+    void *got = vmem_xalloc(&child, 4, 16, 4, 0, TS_PTR(0x107000), NULL, VM_NOSLEEP);
+    VT_ASSERT(vtest_env_misuse_count() == 0);
+    VT_ASSERT(got != NULL);
+    VT_ASSERT(TS_ADDR(got) >= 0x107000 && TS_ADDR(got) % 16 == 4);
+    VT_CONSISTENT(&child);
+    vmem_xfree(&child, got, 4);
+    VT_ASSERT(child.stat.import == 0 && vmem_size(&source, VMEM_ALLOC) == 0);
+    vmem_destroy(&child);
+    vmem_destroy(&source);
+}
+
 static void alloc_exact_imports_the_requested_range(void)
 {
     static Vmem source, child;
@@ -459,6 +480,7 @@ VTEST_SUITE(suite_import,
             VTEST_CASE(import_brings_in_a_span_on_demand),
             VTEST_CASE(span_goes_back_to_the_source_once_wholly_free),
             VTEST_CASE(span_stays_while_any_segment_in_it_is_live),
+            VTEST_CASE(constrained_import_honours_a_range_when_phase_is_finer_than_the_source),
             VTEST_CASE(added_spans_stay_and_only_imported_spans_go_back),
             VTEST_CASE(constrained_import_honours_align_and_phase),
             VTEST_CASE(constrained_import_honours_nocross),
