@@ -19,6 +19,23 @@ void vmem_fmt_str(VmemFmt *f, const char *s)
     f->buf[f->len] = '\0';
 }
 
+/* Divides *value by base (at most 16) in place and returns the remainder,
+ * 16 bits at a time: only 32-bit divisions, because a 64-bit one on a
+ * 32-bit target is a call to libgcc's __udivdi3, which a kernel linking
+ * libvmem.a need not have. */
+static unsigned divide_small(uint64_t *value, unsigned base)
+{
+    uint64_t quotient = 0;
+    uint32_t rest = 0;
+    for (int shift = 48; shift >= 0; shift -= 16) {
+        uint32_t part = (rest << 16) | (uint32_t)((*value >> shift) & 0xffff);
+        quotient |= (uint64_t)(part / base) << shift;
+        rest = part % base;
+    }
+    *value = quotient;
+    return rest;
+}
+
 static void fmt_digits(VmemFmt *f, uint64_t value, unsigned base)
 {
     static const char digits[] = "0123456789abcdef";
@@ -26,8 +43,7 @@ static void fmt_digits(VmemFmt *f, uint64_t value, unsigned base)
     size_t at = sizeof(tmp) - 1;
     tmp[at] = '\0';
     do {
-        tmp[--at] = digits[value % base];
-        value /= base;
+        tmp[--at] = digits[divide_small(&value, base)];
     } while (value != 0);
     vmem_fmt_str(f, &tmp[at]);
 }

@@ -75,7 +75,7 @@ extern Vmem kernel_pids;  /* process IDs */
 
 /* The first PID and how many there are: [KERNEL_PID_FIRST, +KERNEL_PID_COUNT). */
 #define KERNEL_PID_FIRST 1
-#define KERNEL_PID_COUNT 32767
+#define KERNEL_PID_COUNT 4096
 
 /* Sets up every arena from the memory map; returns 0, or -1 after saying
  * on the console what failed. Call once, on the boot CPU. */

@@ -112,10 +112,15 @@ void vmem_port_unlock(VmemLock *lock, VmemIrqState state)
 
 /* ---- The page source: a static pool ---------------------------------------- */
 
-/* Enough for the example's arenas with room to spare; a kernel sizes this
- * for what vmem needs before its frame allocator is up, or takes pages from
- * its frame arena instead (passing vmflag on, VM_BOOTSTRAP included). */
-#define POOL_PAGES 128
+/* What vmem needs pages for: one boundary tag (96 bytes on LP64) per live
+ * segment and per span, beyond the static ones vmem_bootstrap() provides,
+ * kept by the library once taken; allocated-segment hash tables (8 bytes a
+ * bucket, about one bucket per live segment); quantum-cache structures. So
+ * 1 MiB covers about 10,000 live segments: the example's 4096 PIDs all in
+ * use, plus its heap. A kernel sizes the pool for what vmem needs before its
+ * frame allocator is up, and then takes pages from its frame arena instead
+ * (passing vmflag on, VM_BOOTSTRAP included). */
+#define POOL_PAGES 256
 #define POOL_WORD_BITS 32
 
 static _Alignas(KERNEL_PAGE_SIZE) unsigned char pool[POOL_PAGES][KERNEL_PAGE_SIZE];
