@@ -1108,21 +1108,31 @@ void vmem_xfree(Vmem *vmp, void *addr, size_t size)
 
 /* ---- Spans ------------------------------------------------------------------ */
 
+/* What is wrong with a span's flags or range, or NULL; sets *kind. Shared
+ * by vmem_add and vmem_init, which checks before touching its storage. */
+static const char *span_problem(uintptr_t base, size_t size, size_t quantum, int vmflag,
+                                VmemMisuseKind *kind)
+{
+    *kind = VMEM_MISUSE_BAD_ARGUMENT;
+    if (vmflag & ~KNOWN_FLAGS || ((vmflag & VM_SLEEP) && (vmflag & VM_NOSLEEP))) {
+        *kind = VMEM_MISUSE_BAD_FLAGS;
+        return "unknown or conflicting flags";
+    }
+    if (size == 0)
+        return "the span is empty";
+    if (base % quantum != 0 || size % quantum != 0)
+        return "base or size is not a multiple of the quantum";
+    if (size - 1 > UINTPTR_MAX - base) {
+        *kind = VMEM_MISUSE_SPAN_WRAP;
+        return "the span wraps past the top of the address space";
+    }
+    return NULL;
+}
+
 static int arena_add(Vmem *vm, const char *call, uintptr_t base, size_t size, int vmflag)
 {
-    const char *why = NULL;
-    VmemMisuseKind kind = VMEM_MISUSE_BAD_ARGUMENT;
-    if (vmflag & ~KNOWN_FLAGS || ((vmflag & VM_SLEEP) && (vmflag & VM_NOSLEEP))) {
-        kind = VMEM_MISUSE_BAD_FLAGS;
-        why = "unknown or conflicting flags";
-    } else if (size == 0) {
-        why = "the span is empty";
-    } else if (base % vm->quantum != 0 || size % vm->quantum != 0) {
-        why = "base or size is not a multiple of the quantum";
-    } else if (size - 1 > UINTPTR_MAX - base) {
-        kind = VMEM_MISUSE_SPAN_WRAP;
-        why = "the span wraps past the top of the address space";
-    }
+    VmemMisuseKind kind;
+    const char *why = span_problem(base, size, vm->quantum, vmflag, &kind);
     if (why != NULL) {
         vmem_report(vm, call, base, size, kind, why);
         return -VMEM_ERR_INVALID;
@@ -1174,41 +1184,45 @@ static void arena_locks_fini(Vmem *vm)
     vmem_port_lock_fini(&vm->vm_lock);
 }
 
+/* What is wrong with vmem_init's arguments, or NULL; sets *kind. */
+static const char *init_problem(const Vmem *vmem, uintptr_t base, size_t size, size_t quantum,
+                                VmemAlloc *afunc, VmemFree *ffunc, const Vmem *source,
+                                int vmflag, VmemMisuseKind *kind)
+{
+    *kind = VMEM_MISUSE_BAD_ARGUMENT;
+    if (vmem == NULL)
+        return "the arena storage is NULL";
+    if (!is_pow2(quantum))
+        return "quantum is not a power of two";
+    /* An empty initial span is allowed: the spans may all come later. */
+    const char *why = span_problem(base, size != 0 ? size : quantum, quantum, vmflag, kind);
+    if (why != NULL)
+        return why;
+    if ((afunc == NULL) != (source == NULL))
+        return "an import function needs a source arena, and a source an import function";
+    if (ffunc != NULL && afunc == NULL)
+        return "a give-back function without an import function";
+    if (source == vmem)
+        return "an arena cannot import from itself";
+    if (source != NULL && source->vm_magic != VMEM_MAGIC) {
+        *kind = VMEM_MISUSE_NOT_ARENA;
+        return "the source arena is not initialised or was destroyed";
+    }
+    return NULL;
+}
+
 int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quantum,
               VmemAlloc *afunc, VmemFree *ffunc, Vmem *source, size_t qcache_max, int vmflag)
 {
     static const char call[] = "vmem_init";
-    const char *why = NULL;
-    VmemMisuseKind kind = VMEM_MISUSE_BAD_ARGUMENT;
     uintptr_t b = (uintptr_t)base;
-
     if (!vmem_library_ready()) {
         vmem_report(NULL, call, b, size, VMEM_MISUSE_NOT_BOOTSTRAPPED,
                     "vmem_bootstrap() has not been called");
         return -VMEM_ERR_INVALID;
     }
-    if (vmem == NULL)
-        why = "the arena storage is NULL";
-    else if (!is_pow2(quantum))
-        why = "quantum is not a power of two";
-    else if (vmflag & ~KNOWN_FLAGS || ((vmflag & VM_SLEEP) && (vmflag & VM_NOSLEEP))) {
-        kind = VMEM_MISUSE_BAD_FLAGS;
-        why = "unknown or conflicting flags";
-    } else if (b % quantum != 0 || size % quantum != 0)
-        why = "base or size is not a multiple of the quantum";
-    else if (size != 0 && size - 1 > UINTPTR_MAX - b) {
-        kind = VMEM_MISUSE_SPAN_WRAP;
-        why = "the initial span wraps past the top of the address space";
-    } else if ((afunc == NULL) != (source == NULL))
-        why = "an import function needs a source arena, and a source an import function";
-    else if (ffunc != NULL && afunc == NULL)
-        why = "a give-back function without an import function";
-    else if (source == vmem)
-        why = "an arena cannot import from itself";
-    else if (source != NULL && source->vm_magic != VMEM_MAGIC) {
-        kind = VMEM_MISUSE_NOT_ARENA;
-        why = "the source arena is not initialised or was destroyed";
-    }
+    VmemMisuseKind kind;
+    const char *why = init_problem(vmem, b, size, quantum, afunc, ffunc, source, vmflag, &kind);
     if (why != NULL) {
         vmem_report(NULL, call, b, size, kind, why);
         return -VMEM_ERR_INVALID;
