@@ -171,6 +171,7 @@ typedef struct vmem {
     struct vmem_tag *vm_free_by_addr; /* free segments, by address (AVL) */
     struct vmem_tag *vm_free_by_size; /* free segments, by (size, address) (AVL) */
     uintptr_t vm_rotor;             /* where the next VM_NEXTFIT search starts */
+    struct vmem_tag *vm_rotor_tag;  /* the last VM_NEXTFIT segment, or NULL */
     struct vmem_tag *vm_stash;      /* boundary tags reserved for this arena */
     size_t vm_stash_count;
     size_t vm_nsegs;                /* free + allocated segments (not spans) */

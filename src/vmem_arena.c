@@ -27,9 +27,11 @@
  *    where every member is large enough: O(1) either way (a bounded peek
  *    and one find-first-set). Only when neither finds anything does it
  *    search the one list that may hold a fit.
- *    An arena that needs more - best-fit, first-fit, next-fit, VM_ENDALLOC,
- *    or a constrained request the freelists cannot serve - also indexes its
- *    free segments in two AVL trees (vmem_tree.c):
+ *    Next-fit walks the segment list from its rotor, a few segments at
+ *    most (next_fit). An arena that needs more - best-fit, first-fit,
+ *    VM_ENDALLOC, a constrained request the freelists cannot serve, or a
+ *    next-fit walk that went too far - also indexes its free segments in
+ *    two AVL trees (vmem_tree.c):
  *    - by address, summarised with the largest size in each subtree:
  *      first-fit, next-fit, VM_ENDALLOC and constrained requests;
  *    - by (size, address): best-fit is its lower bound.
@@ -94,6 +96,8 @@
 /* Members of the request's own freelist instant-fit looks at before it
  * takes a segment from a larger list (a constant: O(1) stays O(1)). */
 #define INSTANT_FIT_PEEK 4
+/* Free segments next-fit walks past before it asks the index. */
+#define NEXT_FIT_WALK 32
 /* Large-enough segments a constrained search tries in policy order before
  * it settles for the first comfortable one (theory statement, 4). */
 #define SEARCH_BUDGET 64
@@ -399,6 +403,8 @@ static void span_remove_free(Vmem *vm, VmemTag *marker, VmemTag *seg, GiveBack *
     vm->vm_nsegs--;
     vm->stat.total -= marker->size;
     vm->stat.import -= marker->size;
+    if (vm->vm_rotor_tag == seg || vm->vm_rotor_tag == marker)
+        vm->vm_rotor_tag = NULL; /* next-fit restarts from the bottom */
     vmem_stash_put(vm, seg);
     vmem_stash_put(vm, marker);
 }
@@ -570,7 +576,8 @@ static VmemTag *best_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
     return address_order_fit(vm, req, addrp);
 }
 
-static VmemTag *next_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
+/* Next-fit through the index: after the rotor, else from the bottom. */
+static VmemTag *next_fit_indexed(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
     if (vm->vm_rotor > req->min) {
         VmemRequest after_rotor = *req;
@@ -582,6 +589,42 @@ static VmemTag *next_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
         }
     }
     return address_order_fit(vm, req, addrp); /* wrap around */
+}
+
+/*
+ * Next-fit walks the segment list from the last next-fit allocation (the
+ * rotor tag) to the top, then from the bottom up to the rotor: in an ID
+ * arena the next free ID is almost always a neighbour, so this is O(1) and
+ * needs no index. After NEXT_FIT_WALK segments it asks the index instead,
+ * so it is never linear either. In address order from the rotor, the first
+ * fit is exactly what the index would find. The rotor tag never starts
+ * above the rotor address with free space between them (theory statement,
+ * 3): it is the last next-fit segment, or the free segment that absorbed it.
+ */
+static VmemTag *next_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
+{
+    uintptr_t rotor = vm->vm_rotor;
+    VmemRequest after_rotor = *req;
+    if (rotor > after_rotor.min)
+        after_rotor.min = rotor;
+    int budget = NEXT_FIT_WALK;
+    VmemTag *tag = vm->vm_rotor_tag != NULL ? vm->vm_rotor_tag : vm->vm_seg_first;
+    for (; tag != NULL; tag = tag->seg_next) {
+        if (budget-- == 0)
+            goto use_index;
+        if (tag->type == SEG_FREE && vmem_fit_in(&after_rotor, tag->base, tag->size, addrp))
+            return tag;
+    }
+    for (tag = vm->vm_seg_first; tag != NULL && tag->base < rotor; tag = tag->seg_next) {
+        if (budget-- == 0)
+            goto use_index;
+        if (tag->type == SEG_FREE && vmem_fit_in(req, tag->base, tag->size, addrp))
+            return tag;
+    }
+    return NULL;
+use_index:
+    ensure_indexed(vm);
+    return next_fit_indexed(vm, req, addrp);
 }
 
 static VmemTag *find_placement(Vmem *vm, const VmemRequest *req, int vmflag, uintptr_t *addrp)
@@ -596,11 +639,11 @@ static VmemTag *find_placement(Vmem *vm, const VmemRequest *req, int vmflag, uin
         if (tag != NULL)
             return tag;
     }
+    if (vmflag & VM_NEXTFIT)
+        return next_fit(vm, req, addrp);
     ensure_indexed(vm);
     if (vmflag & VM_BESTFIT)
         return best_fit(vm, req, addrp);
-    if (vmflag & VM_NEXTFIT)
-        return next_fit(vm, req, addrp);
     return address_order_fit(vm, req, addrp);
 }
 
@@ -785,9 +828,11 @@ static int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *req, int 
         uintptr_t addr;
         VmemTag *free = find_placement(vm, req, vmflag, &addr);
         if (free != NULL) {
-            carve(vm, free, addr, req->size, tag_flags);
-            if (vmflag & VM_NEXTFIT)
+            VmemTag *alloc = carve(vm, free, addr, req->size, tag_flags);
+            if (vmflag & VM_NEXTFIT) {
                 vm->vm_rotor = addr + req->size; /* 0 after the top: wraps */
+                vm->vm_rotor_tag = vm->vm_rotor != 0 ? alloc : NULL;
+            }
             *addrp = addr;
             result = 0;
             break;
@@ -1061,17 +1106,22 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
     vm->stat.in_use -= tag->size;
     vm->stat.free++;
 
+    /* A merged tag's place as the next-fit rotor goes to the survivor. */
     VmemTag *next = tag->seg_next, *prev = tag->seg_prev;
     if (next != NULL && next->type == SEG_FREE) {
         free_index_remove(vm, next);
         seg_remove(vm, next);
         tag->size += next->size;
+        if (vm->vm_rotor_tag == next)
+            vm->vm_rotor_tag = tag;
         vmem_stash_put(vm, next);
         vm->vm_nsegs--;
     }
     if (prev != NULL && prev->type == SEG_FREE) {
         seg_remove(vm, tag);
         free_resize(vm, prev, prev->base, prev->size + tag->size);
+        if (vm->vm_rotor_tag == tag)
+            vm->vm_rotor_tag = prev;
         vmem_stash_put(vm, tag);
         vm->vm_nsegs--;
         tag = prev;
@@ -1241,7 +1291,7 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
     vmem->stat.alloc = vmem->stat.free = 0;
     /* An arena created with a policy that needs the free-segment index
      * builds it from the start rather than on first use. */
-    vmem->vm_state = (vmflag & (VM_BESTFIT | VM_FIRSTFIT | VM_NEXTFIT | VM_ENDALLOC))
+    vmem->vm_state = (vmflag & (VM_BESTFIT | VM_FIRSTFIT | VM_ENDALLOC))
                          ? VMEM_STATE_INDEXED
                          : 0;
     vmem->vm_quantum_shift = log2_floor(quantum);
@@ -1252,6 +1302,7 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
     vmem->vm_freemap = 0;
     vmem->vm_free_by_addr = vmem->vm_free_by_size = NULL;
     vmem->vm_rotor = 0;
+    vmem->vm_rotor_tag = NULL;
     vmem->vm_stash = NULL;
     vmem->vm_stash_count = 0;
     vmem->vm_nsegs = 0;

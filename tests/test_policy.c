@@ -302,6 +302,89 @@ static void next_fit_keeps_live_ids_distinct_until_exhausted(void)
 
 /* ---- VM_ENDALLOC -------------------------------------------------------- */
 
+/*
+ * Next-fit against a model: random next-fit allocations of 1-4 IDs and
+ * random frees (other policies mixed in, so segments split and merge around
+ * the rotor), each next-fit result compared with the first free run at or
+ * after the end of the previous next-fit allocation, wrapping once.
+ */
+#define NF_BASE ((uintptr_t)64)
+#define NF_IDS 512
+
+static bool nf_used[NF_IDS];
+
+/* The model's next-fit placement of `size` IDs from `rotor`, or 0. */
+static uintptr_t nf_expect(size_t size, uintptr_t rotor)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        size_t from = pass == 0 && rotor > NF_BASE ? rotor - NF_BASE : 0;
+        for (size_t i = from; i + size <= NF_IDS; i++) {
+            size_t run = 0;
+            while (run < size && !nf_used[i + run])
+                run++;
+            if (run == size)
+                return NF_BASE + i;
+        }
+    }
+    return 0;
+}
+
+static void next_fit_matches_a_model_as_segments_split_and_merge(void)
+{
+    static Vmem vm;
+    static uintptr_t live_addr[NF_IDS];
+    static size_t live_size[NF_IDS];
+    size_t live = 0;
+    uintptr_t rotor = 0;
+    VtestRng rng;
+    vtest_rng_seed(&rng, 0x4e587446);
+    for (size_t i = 0; i < NF_IDS; i++)
+        nf_used[i] = false;
+    VT_ASSERT(vmem_init(&vm, "policy-nextfit-model", TS_PTR(NF_BASE), NF_IDS, 1, NULL, NULL,
+                        NULL, 0, 0) == 0);
+    for (int step = 0; step < 20000; step++) {
+        if (live > 0 && (live == NF_IDS || vtest_rng_below(&rng, 2) == 0)) {
+            size_t k = (size_t)vtest_rng_below(&rng, live);
+            vmem_free(&vm, TS_PTR(live_addr[k]), live_size[k]);
+            for (size_t j = 0; j < live_size[k]; j++)
+                nf_used[live_addr[k] - NF_BASE + j] = false;
+            live--;
+            live_addr[k] = live_addr[live];
+            live_size[k] = live_size[live];
+            continue;
+        }
+        size_t size = 1 + (size_t)vtest_rng_below(&rng, 4);
+        bool next = vtest_rng_below(&rng, 4) != 0;
+        uintptr_t expect = next ? nf_expect(size, rotor) : 0;
+        void *got = vmem_alloc(&vm, size, (next ? VM_NEXTFIT : VM_BESTFIT) | VM_NOSLEEP);
+        if (next && TS_ADDR(got) != expect) {
+            ts_note_u64("    step", (uint64_t)step);
+            ts_note_u64(" next-fit got", TS_ADDR(got));
+            ts_note_u64(", model says", expect);
+            ts_note_u64(", rotor", rotor);
+            vtest_puts("\n");
+        }
+        VT_ASSERT(!next || TS_ADDR(got) == expect);
+        if (got == NULL)
+            continue;
+        for (size_t j = 0; j < size; j++) {
+            VT_ASSERT(!nf_used[TS_ADDR(got) - NF_BASE + j]);
+            nf_used[TS_ADDR(got) - NF_BASE + j] = true;
+        }
+        if (next)
+            rotor = TS_ADDR(got) + size;
+        live_addr[live] = TS_ADDR(got);
+        live_size[live] = size;
+        live++;
+    }
+    VT_CONSISTENT(&vm);
+    while (live > 0) {
+        live--;
+        vmem_free(&vm, TS_PTR(live_addr[live]), live_size[live]);
+    }
+    vmem_destroy(&vm);
+}
+
 static void endalloc_takes_the_highest_address(void)
 {
     static Vmem vm;
@@ -397,6 +480,7 @@ VTEST_SUITE(suite_policy,
             VTEST_CASE(next_fit_hands_out_every_id_once_before_reusing_any),
             VTEST_CASE(next_fit_skips_ids_in_use),
             VTEST_CASE(next_fit_keeps_live_ids_distinct_until_exhausted),
+            VTEST_CASE(next_fit_matches_a_model_as_segments_split_and_merge),
             VTEST_CASE(endalloc_takes_the_highest_address),
             VTEST_CASE(endalloc_prefers_a_higher_small_segment_to_a_lower_large_one),
             VTEST_CASE(conflicting_policy_flags_are_misuse),
