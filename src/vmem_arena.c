@@ -142,7 +142,8 @@ void vmem_report(const Vmem *vm, const char *call, uintptr_t addr, size_t size,
     vmem_port_misuse(&report);
 }
 
-void vmem_copy_name(char *dst, const char *src, size_t n)
+/* Copies at most n - 1 characters and terminates (no libc strncpy). */
+static void copy_name(char *dst, const char *src, size_t n)
 {
     size_t i = 0;
     if (src != NULL)
@@ -1278,7 +1279,7 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
         return -VMEM_ERR_INVALID;
     }
 
-    vmem_copy_name(vmem->name, name != NULL ? name : "(anonymous)", sizeof(vmem->name));
+    copy_name(vmem->name, name != NULL ? name : "(anonymous)", sizeof(vmem->name));
     vmem->base = base;
     vmem->size = size;
     vmem->quantum = quantum;

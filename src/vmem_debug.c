@@ -12,7 +12,14 @@
 
 /* ---- Formatting ------------------------------------------------------------ */
 
-void vmem_fmt_str(VmemFmt *f, const char *s)
+/* A line being built in a caller's buffer; output is cut, never overrun. */
+typedef struct {
+    char *buf;
+    size_t cap;
+    size_t len;
+} Fmt;
+
+static void fmt_str(Fmt *f, const char *s)
 {
     while (*s != '\0' && f->len + 1 < f->cap)
         f->buf[f->len++] = *s++;
@@ -36,7 +43,7 @@ static unsigned divide_small(uint64_t *value, unsigned base)
     return rest;
 }
 
-static void fmt_digits(VmemFmt *f, uint64_t value, unsigned base)
+static void fmt_digits(Fmt *f, uint64_t value, unsigned base)
 {
     static const char digits[] = "0123456789abcdef";
     char tmp[24];
@@ -45,30 +52,30 @@ static void fmt_digits(VmemFmt *f, uint64_t value, unsigned base)
     do {
         tmp[--at] = digits[divide_small(&value, base)];
     } while (value != 0);
-    vmem_fmt_str(f, &tmp[at]);
+    fmt_str(f, &tmp[at]);
 }
 
-void vmem_fmt_u64(VmemFmt *f, uint64_t value) { fmt_digits(f, value, 10); }
+static void fmt_u64(Fmt *f, uint64_t value) { fmt_digits(f, value, 10); }
 
-void vmem_fmt_hex(VmemFmt *f, uint64_t value)
+static void fmt_hex(Fmt *f, uint64_t value)
 {
-    vmem_fmt_str(f, "0x");
+    fmt_str(f, "0x");
     fmt_digits(f, value, 16);
 }
 
 /* "[base, end)" where end may be 2^N: printed as base + size in hex, with
  * the top of the address space spelled out rather than wrapped to 0. */
-static void fmt_range(VmemFmt *f, uintptr_t base, size_t size)
+static void fmt_range(Fmt *f, uintptr_t base, size_t size)
 {
-    vmem_fmt_str(f, "[");
-    vmem_fmt_hex(f, base);
-    vmem_fmt_str(f, ", ");
+    fmt_str(f, "[");
+    fmt_hex(f, base);
+    fmt_str(f, ", ");
     uintptr_t end = base + size;
     if (end == 0 && size != 0)
-        vmem_fmt_str(f, "top");
+        fmt_str(f, "top");
     else
-        vmem_fmt_hex(f, end);
-    vmem_fmt_str(f, ")");
+        fmt_hex(f, end);
+    fmt_str(f, ")");
 }
 
 static const char *type_name(uint8_t type)
@@ -85,7 +92,7 @@ static const char *type_name(uint8_t type)
 
 #define LINE_MAX 192
 
-static void line_start(VmemFmt *f, char *buf)
+static void line_start(Fmt *f, char *buf)
 {
     f->buf = buf;
     f->cap = LINE_MAX;
@@ -93,28 +100,28 @@ static void line_start(VmemFmt *f, char *buf)
     buf[0] = '\0';
 }
 
-static void line_end(VmemFmt *f)
+static void line_end(Fmt *f)
 {
-    vmem_fmt_str(f, "\n");
+    fmt_str(f, "\n");
     vmem_port_puts(f->buf);
 }
 
-static void stat_field(VmemFmt *f, const char *name, uint64_t value, bool hex)
+static void stat_field(Fmt *f, const char *name, uint64_t value, bool hex)
 {
-    vmem_fmt_str(f, name);
+    fmt_str(f, name);
     if (hex)
-        vmem_fmt_hex(f, value);
+        fmt_hex(f, value);
     else
-        vmem_fmt_u64(f, value);
+        fmt_u64(f, value);
 }
 
 void vmem_dump(Vmem *vmp)
 {
     char buf[LINE_MAX];
-    VmemFmt f;
+    Fmt f;
     line_start(&f, buf);
     if (!vmem_library_ready() || vmp == NULL || vmp->vm_magic != VMEM_MAGIC) {
-        vmem_fmt_str(&f, "vmem: dump of something that is not an arena");
+        fmt_str(&f, "vmem: dump of something that is not an arena");
         line_end(&f);
         return;
     }
@@ -125,17 +132,17 @@ void vmem_dump(Vmem *vmp)
     vmem_qcache_usage(vmp, &cached);
     VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
 
-    vmem_fmt_str(&f, "vmem arena \"");
-    vmem_fmt_str(&f, vmp->name);
-    vmem_fmt_str(&f, "\": quantum ");
-    vmem_fmt_hex(&f, vmp->quantum);
-    vmem_fmt_str(&f, ", source ");
+    fmt_str(&f, "vmem arena \"");
+    fmt_str(&f, vmp->name);
+    fmt_str(&f, "\": quantum ");
+    fmt_hex(&f, vmp->quantum);
+    fmt_str(&f, ", source ");
     if (vmp->source != NULL) {
-        vmem_fmt_str(&f, "\"");
-        vmem_fmt_str(&f, vmp->source->name);
-        vmem_fmt_str(&f, "\"");
+        fmt_str(&f, "\"");
+        fmt_str(&f, vmp->source->name);
+        fmt_str(&f, "\"");
     } else {
-        vmem_fmt_str(&f, "none");
+        fmt_str(&f, "none");
     }
     line_end(&f);
 
@@ -160,45 +167,45 @@ void vmem_dump(Vmem *vmp)
 
     for (const VmemTag *tag = vmp->vm_seg_first; tag != NULL; tag = tag->seg_next) {
         line_start(&f, buf);
-        vmem_fmt_str(&f, tag->type == SEG_SPAN ? "  span  " : "    ");
+        fmt_str(&f, tag->type == SEG_SPAN ? "  span  " : "    ");
         if (tag->type != SEG_SPAN) {
-            vmem_fmt_str(&f, type_name(tag->type));
-            vmem_fmt_str(&f, tag->type == SEG_FREE ? "  " : " ");
+            fmt_str(&f, type_name(tag->type));
+            fmt_str(&f, tag->type == SEG_FREE ? "  " : " ");
         }
         fmt_range(&f, tag->base, tag->size);
         stat_field(&f, " size ", tag->size, true);
         if (tag->type == SEG_SPAN && (tag->flags & TAG_IMPORTED))
-            vmem_fmt_str(&f, " imported");
+            fmt_str(&f, " imported");
         if (tag->type == SEG_ALLOC && (tag->flags & TAG_XALLOC))
-            vmem_fmt_str(&f, " xalloc");
+            fmt_str(&f, " xalloc");
         line_end(&f);
     }
 
     line_start(&f, buf);
-    vmem_fmt_str(&f, "  freelists:");
+    fmt_str(&f, "  freelists:");
     if (vmp->vm_freemap == 0)
-        vmem_fmt_str(&f, " all empty");
+        fmt_str(&f, " all empty");
     for (unsigned n = 0; n < VMEM_FREELISTS; n++) {
         if (!(vmp->vm_freemap & ((size_t)1 << n)))
             continue;
         size_t count = 0;
         for (const VmemTag *tag = vmp->vm_freelist[n]; tag != NULL; tag = tag->u.free.list_next)
             count++;
-        vmem_fmt_str(&f, " 2^");
-        vmem_fmt_u64(&f, n);
-        vmem_fmt_str(&f, ":");
-        vmem_fmt_u64(&f, count);
+        fmt_str(&f, " 2^");
+        fmt_u64(&f, n);
+        fmt_str(&f, ":");
+        fmt_u64(&f, count);
     }
     line_end(&f);
 
     line_start(&f, buf);
     stat_field(&f, "  hash: ", vmp->vm_hash_count, false);
     stat_field(&f, " segments in ", vmem_hash_buckets(vmp), false);
-    vmem_fmt_str(&f, " buckets");
+    fmt_str(&f, " buckets");
     if (vmp->vm_hash_old != NULL) {
         stat_field(&f, ", migrating from ", vmp->vm_hash_old_mask + 1, false);
         stat_field(&f, " (", vmp->vm_hash_migrated, false);
-        vmem_fmt_str(&f, " moved)");
+        fmt_str(&f, " moved)");
     }
     stat_field(&f, "; tags: ", vmp->vm_nsegs, false);
     stat_field(&f, " segments, stash ", vmp->vm_stash_count, false);

@@ -9,7 +9,8 @@
  *   vmem_tree.c   the two AVL indexes of free segments
  *   vmem_hash.c   the allocated-segment hash, resized incrementally
  *   vmem_tags.c   the boundary-tag pool, vmem_bootstrap, vmem_create storage
- *   vmem_debug.c  vmem_dump, vmem_check, vmem_walk, vmem_size, formatting
+ *   vmem_qcache.c the quantum caches: per-CPU magazines, depot, slabs
+ *   vmem_debug.c  vmem_dump, vmem_check, vmem_walk, and their formatting
  */
 #ifndef VMEM_INTERNAL_H
 #define VMEM_INTERNAL_H
@@ -224,26 +225,11 @@ void vmem_qcache_fini(Vmem *vm);
 int vmem_arena_alloc_slab(Vmem *vm, size_t slab_size, int vmflag, uintptr_t *addrp);
 void vmem_arena_free_slab(Vmem *vm, uintptr_t base, size_t slab_size);
 
-/* ---- vmem_debug.c ------------------------------------------------------- */
-
-/* Small formatting helpers used by dumps and misuse reports. */
-typedef struct {
-    char *buf;
-    size_t cap;
-    size_t len;
-} VmemFmt;
-void vmem_fmt_str(VmemFmt *f, const char *s);
-void vmem_fmt_u64(VmemFmt *f, uint64_t value);
-void vmem_fmt_hex(VmemFmt *f, uint64_t value);
-
 /* ---- vmem_arena.c ------------------------------------------------------- */
 
 /* Reports misuse of `call` on vm (may be NULL) through the port. The caller
  * holds no lock. */
 void vmem_report(const Vmem *vm, const char *call, uintptr_t addr, size_t size,
                  VmemMisuseKind kind, const char *reason);
-
-/* Copies at most n-1 characters and terminates (no libc strncpy). */
-void vmem_copy_name(char *dst, const char *src, size_t n);
 
 #endif /* VMEM_INTERNAL_H */
