@@ -568,6 +568,22 @@ static VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
     return qs;
 }
 
+/* Hands an empty magazine to the depot; past DEPOT_EMPTY_MAX it goes to the
+ * shared magazine list instead, for any cache to use. Cache lock held. */
+static void depot_put_empty(VmemQcacheState *qs, QcCache *cache, VmemMag *mag)
+{
+    if (cache->nempty < DEPOT_EMPTY_MAX) {
+        mag->next = cache->empty;
+        cache->empty = mag;
+        cache->nempty++;
+        return;
+    }
+    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
+    mag->next = NULL;
+    mags_put_locked(qs, mag);
+    vmem_port_unlock(&qs->qs_lock, state);
+}
+
 static QcCpu *my_cpu(QcCache *cache) { return &cache->cpu[vmem_port_cpu_id() % VMEM_MAX_CPUS]; }
 
 /* ---- Allocation and free ---------------------------------------------------------------- */
@@ -605,11 +621,8 @@ int vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag, uintptr_t *addrp)
         if (full != NULL) {
             cache->full = full->next;
             cache->nfull--;
-            if (cpu->previous != NULL) {
-                cpu->previous->next = cache->empty;
-                cache->empty = cpu->previous;
-                cache->nempty++;
-            }
+            if (cpu->previous != NULL)
+                depot_put_empty(qs, cache, cpu->previous);
             cpu->previous = cpu->loaded;
             cpu->loaded = full;
             vmem_port_unlock(&cache->lock, cstate);
@@ -639,7 +652,8 @@ int vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag, uintptr_t *addrp)
 /* Hands a full magazine to the depot. Past DEPOT_FULL_MAX the oldest full
  * magazine goes back to its slabs instead, so that slabs no longer used
  * can be released. Cache lock held. */
-static void depot_put_full(QcCache *cache, VmemMag *mag, VmemSlab **release)
+static void depot_put_full(VmemQcacheState *qs, QcCache *cache, VmemMag *mag,
+                           VmemSlab **release)
 {
     mag->next = cache->full;
     cache->full = mag;
@@ -653,9 +667,7 @@ static void depot_put_full(QcCache *cache, VmemMag *mag, VmemSlab **release)
     *link = NULL;
     cache->nfull--;
     mag_flush(cache, oldest, release);
-    oldest->next = cache->empty;
-    cache->empty = oldest;
-    cache->nempty++;
+    depot_put_empty(qs, cache, oldest);
 }
 
 /* Puts a just-freed object into the CPU's magazines, trading with the
@@ -685,7 +697,7 @@ static VmemSlab *mag_push(VmemQcacheState *qs, QcCache *cache, QcCpu *cpu, uintp
             cache->empty = empty->next;
             cache->nempty--;
             if (cpu->previous != NULL)
-                depot_put_full(cache, cpu->previous, &release);
+                depot_put_full(qs, cache, cpu->previous, &release);
             cpu->previous = cpu->loaded;
             cpu->loaded = empty;
             vmem_port_unlock(&cache->lock, cstate);
