@@ -517,30 +517,50 @@ static VmemTag *freelist_heads_fit(Vmem *vm, const VmemRequest *req, size_t need
 
 /* Instant-fit: the head of the first list whose members all fit; a second
  * head if the first sits at address 0 and the request may not use it. */
+/* Does an unconstrained request fit in tag? Only a segment at address 0,
+ * which the void * calls may not hand out, needs the general arithmetic. */
+static bool plain_fit(const VmemRequest *req, const VmemTag *tag, uintptr_t *addrp)
+{
+    if (tag->size < req->size)
+        return false;
+    if (tag->base >= req->min) {
+        *addrp = tag->base;
+        return true;
+    }
+    return vmem_fit_in(req, tag->base, tag->size, addrp);
+}
+
 static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
     VmemTag *tag;
+    unsigned own = log2_floor(req->size);
     /* A segment from the request's own list, [2^n, 2^(n+1)), is a closer
      * fit than any from a larger list; looking at a few of them keeps
      * constant time and leaves the large segments whole for large requests. */
     if (!is_pow2(req->size)) {
         int peek = INSTANT_FIT_PEEK;
-        for (tag = vm->vm_freelist[log2_floor(req->size)]; tag != NULL && peek-- > 0;
-             tag = tag->u.free.list_next)
-            if (tag->size >= req->size && vmem_fit_in(req, tag->base, tag->size, addrp))
+        for (tag = vm->vm_freelist[own]; tag != NULL && peek-- > 0; tag = tag->u.free.list_next)
+            if (plain_fit(req, tag, addrp))
                 return tag;
     }
-    tag = freelist_heads_fit(vm, req, req->size, 2, addrp);
-    if (tag != NULL)
-        return tag;
+    /* The heads of the first two lists whose every member is large enough
+     * (two, in case the first sits at address 0). */
+    unsigned first = is_pow2(req->size) ? own : own + 1;
+    size_t candidates = first < VMEM_FREELISTS ? vm->vm_freemap & ~(((size_t)1 << first) - 1) : 0;
+    for (int tries = 2; candidates != 0 && tries > 0; tries--) {
+        tag = vm->vm_freelist[__builtin_ctzl((unsigned long)candidates)];
+        if (plain_fit(req, tag, addrp))
+            return tag;
+        candidates &= candidates - 1;
+    }
     /* No list is guaranteed to fit: search the one list that may hold a
      * fit - through the size index when the arena has one. */
     if (indexed(vm)) {
         bool exhausted;
         return vmem_tree_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
     }
-    for (tag = vm->vm_freelist[log2_floor(req->size)]; tag != NULL; tag = tag->u.free.list_next)
-        if (tag->size >= req->size && vmem_fit_in(req, tag->base, tag->size, addrp))
+    for (tag = vm->vm_freelist[own]; tag != NULL; tag = tag->u.free.list_next)
+        if (plain_fit(req, tag, addrp))
             return tag;
     return NULL;
 }
