@@ -493,6 +493,22 @@ static bool unconstrained(const Vmem *vm, const VmemRequest *req)
            req->max_last == UINTPTR_MAX && !req->top_down;
 }
 
+/* Where req fits in free segment tag, if it does. An unconstrained
+ * request fits at the base of any segment large enough; only one at
+ * address 0, which the void * calls may not hand out, or a constrained
+ * request needs the general arithmetic of vmem_fit.c. */
+static bool segment_fit(const Vmem *vm, const VmemRequest *req, const VmemTag *tag,
+                        uintptr_t *addrp)
+{
+    if (tag->size < req->size)
+        return false;
+    if (unconstrained(vm, req) && tag->base >= req->min) {
+        *addrp = tag->base;
+        return true;
+    }
+    return vmem_fit_in(req, tag->base, tag->size, addrp);
+}
+
 /* Tries the heads of the first `tries` non-empty freelists at index
  * ceil(log2(need)) or above: every member of those lists is at least `need`
  * long, so when need guarantees a fit the first head is the answer. */
@@ -506,9 +522,8 @@ static VmemTag *freelist_heads_fit(Vmem *vm, const VmemRequest *req, size_t need
         return NULL;
     size_t candidates = vm->vm_freemap & ~(((size_t)1 << n) - 1);
     while (candidates != 0 && tries-- > 0) {
-        unsigned list = (unsigned)__builtin_ctzl((unsigned long)candidates);
-        VmemTag *tag = vm->vm_freelist[list];
-        if (vmem_fit_in(req, tag->base, tag->size, addrp))
+        VmemTag *tag = vm->vm_freelist[__builtin_ctzl((unsigned long)candidates)];
+        if (segment_fit(vm, req, tag, addrp))
             return tag;
         candidates &= candidates - 1;
     }
@@ -517,19 +532,6 @@ static VmemTag *freelist_heads_fit(Vmem *vm, const VmemRequest *req, size_t need
 
 /* Instant-fit: the head of the first list whose members all fit; a second
  * head if the first sits at address 0 and the request may not use it. */
-/* Does an unconstrained request fit in tag? Only a segment at address 0,
- * which the void * calls may not hand out, needs the general arithmetic. */
-static bool plain_fit(const VmemRequest *req, const VmemTag *tag, uintptr_t *addrp)
-{
-    if (tag->size < req->size)
-        return false;
-    if (tag->base >= req->min) {
-        *addrp = tag->base;
-        return true;
-    }
-    return vmem_fit_in(req, tag->base, tag->size, addrp);
-}
-
 static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
     VmemTag *tag;
@@ -540,19 +542,13 @@ static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
     if (!is_pow2(req->size)) {
         int peek = INSTANT_FIT_PEEK;
         for (tag = vm->vm_freelist[own]; tag != NULL && peek-- > 0; tag = tag->u.free.list_next)
-            if (plain_fit(req, tag, addrp))
+            if (segment_fit(vm, req, tag, addrp))
                 return tag;
     }
-    /* The heads of the first two lists whose every member is large enough
-     * (two, in case the first sits at address 0). */
-    unsigned first = is_pow2(req->size) ? own : own + 1;
-    size_t candidates = first < VMEM_FREELISTS ? vm->vm_freemap & ~(((size_t)1 << first) - 1) : 0;
-    for (int tries = 2; candidates != 0 && tries > 0; tries--) {
-        tag = vm->vm_freelist[__builtin_ctzl((unsigned long)candidates)];
-        if (plain_fit(req, tag, addrp))
-            return tag;
-        candidates &= candidates - 1;
-    }
+    /* Two heads, in case the first sits at address 0. */
+    tag = freelist_heads_fit(vm, req, req->size, 2, addrp);
+    if (tag != NULL)
+        return tag;
     /* No list is guaranteed to fit: search the one list that may hold a
      * fit - through the size index when the arena has one. */
     if (indexed(vm)) {
@@ -560,7 +556,7 @@ static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
         return vmem_tree_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
     }
     for (tag = vm->vm_freelist[own]; tag != NULL; tag = tag->u.free.list_next)
-        if (plain_fit(req, tag, addrp))
+        if (segment_fit(vm, req, tag, addrp))
             return tag;
     return NULL;
 }
