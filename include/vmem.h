@@ -301,6 +301,12 @@ int vmem_stat(Vmem *vmp, VmemStat *stat);
  * does this by itself before it fails a request, and in vmem_destroy). */
 void vmem_reap(Vmem *vmp);
 
+/* Hands every boundary-tag page that no arena is using back to the port's
+ * page source, and returns how many. The allocator keeps tag pages when
+ * tags are freed (the next operation will likely want them); call this
+ * after destroying arenas, or when memory is short. Safe at any time. */
+size_t vmem_release_pages(void);
+
 /* What vmem_check() found wrong, if anything. */
 typedef struct {
     const char *reason; /* NULL when the arena is consistent */

@@ -18,9 +18,10 @@
  * the reserve, and fail cleanly if the page source has nothing.
  *
  * Lock order: pool_lock is only taken with no arena lock held, and the page
- * source is only called with no lock at all. Tag pages are kept for the
- * life of the system (tags migrate between arenas, so a page is rarely
- * wholly free).
+ * source is only called with no lock at all. Tag pages stay in the pool
+ * until vmem_release_pages() finds them wholly unused (tags migrate between
+ * arenas, so that is rare while arenas are busy; once they are destroyed,
+ * it is every page).
  */
 #include "vmem_internal.h"
 
@@ -31,6 +32,31 @@ static VmemTag *pool_free;
 static size_t pool_count;
 static Vmem *storage_free;
 
+/*
+ * A page of tags from the page source: TAGS_PER_PAGE tags, then this
+ * header in the space left at the end of the page. It counts the page's
+ * tags that sit in the pool, so vmem_release_pages() can tell a page
+ * nobody uses and hand it back.
+ */
+typedef struct {
+    size_t in_pool;
+    bool releasing;
+} TagPage;
+
+#define TAGS_PER_PAGE ((VMEM_PAGE_SIZE - sizeof(TagPage)) / sizeof(VmemTag))
+_Static_assert(TAGS_PER_PAGE >= 8, "a page must hold a useful number of boundary tags");
+
+static bool from_bootstrap(const VmemTag *tag)
+{
+    return tag >= &bootstrap_tags[0] && tag < &bootstrap_tags[VMEM_BOOTSTRAP_TAGS];
+}
+
+static TagPage *page_of(const VmemTag *tag)
+{
+    uintptr_t page = (uintptr_t)tag & ~(uintptr_t)(VMEM_PAGE_SIZE - 1);
+    return (TagPage *)(page + VMEM_PAGE_SIZE - sizeof(TagPage));
+}
+
 bool vmem_library_ready(void) { return __atomic_load_n(&pool_ready, __ATOMIC_ACQUIRE); }
 
 static void pool_push(VmemTag *tag)
@@ -39,6 +65,18 @@ static void pool_push(VmemTag *tag)
     tag->u.pool_next = pool_free;
     pool_free = tag;
     pool_count++;
+    if (!from_bootstrap(tag))
+        page_of(tag)->in_pool++;
+}
+
+static VmemTag *pool_pop(void)
+{
+    VmemTag *tag = pool_free;
+    pool_free = tag->u.pool_next;
+    pool_count--;
+    if (!from_bootstrap(tag))
+        page_of(tag)->in_pool--;
+    return tag;
 }
 
 void vmem_bootstrap(void)
@@ -81,20 +119,57 @@ static bool pool_take(size_t n, int vmflag, VmemTag **list)
             vmem_port_unlock(&pool_lock, state);
             return false;
         }
-        for (size_t i = 0; i < VMEM_PAGE_SIZE / sizeof(VmemTag); i++)
+        TagPage *header = page_of(page);
+        header->in_pool = 0;
+        header->releasing = false;
+        for (size_t i = 0; i < TAGS_PER_PAGE; i++)
             pool_push(&page[i]);
     }
     VmemTag *taken = NULL;
     for (size_t i = 0; i < n; i++) {
-        VmemTag *tag = pool_free;
-        pool_free = tag->u.pool_next;
+        VmemTag *tag = pool_pop();
         tag->u.pool_next = taken;
         taken = tag;
     }
-    pool_count -= n;
     vmem_port_unlock(&pool_lock, state);
     *list = taken;
     return true;
+}
+
+size_t vmem_release_pages(void)
+{
+    if (!vmem_library_ready())
+        return 0;
+    /* One walk of the pool: tags of pages wholly in it are dropped, and
+     * each such page is listed once (its first tag links the list). */
+    VmemTag *pages = NULL;
+    VmemIrqState state = vmem_port_lock(&pool_lock);
+    VmemTag **link = &pool_free;
+    while (*link != NULL) {
+        VmemTag *tag = *link;
+        if (from_bootstrap(tag) || page_of(tag)->in_pool != TAGS_PER_PAGE) {
+            link = &tag->u.pool_next;
+            continue;
+        }
+        *link = tag->u.pool_next;
+        pool_count--;
+        TagPage *header = page_of(tag);
+        if (!header->releasing) {
+            header->releasing = true;
+            VmemTag *first = (VmemTag *)((uintptr_t)tag & ~(uintptr_t)(VMEM_PAGE_SIZE - 1));
+            first->seg_next = pages; /* the page is leaving: its tags are free to reuse */
+            pages = first;
+        }
+    }
+    vmem_port_unlock(&pool_lock, state);
+    size_t released = 0;
+    while (pages != NULL) {
+        VmemTag *next = pages->seg_next;
+        vmem_port_page_free(pages, 1);
+        released++;
+        pages = next;
+    }
+    return released;
 }
 
 void vmem_pool_return(VmemTag *list)

@@ -88,6 +88,41 @@ static void caches_of_the_page_arena_are_bypassed_by_the_page_source(void)
     VT_CONSISTENT(&frames);
 }
 
+static void released_tag_pages_go_back_to_the_page_source(void)
+{
+    static Vmem vm;
+    static uintptr_t live[30000];
+    vmem_posix_use_arena_pages(NULL);
+    vmem_release_pages();
+    size_t baseline = vmem_posix_pages_outstanding();
+    VT_ASSERT(vmem_init(&vm, "tag-pages", TS_PTR(0x10000000UL), 0x10000000UL, PAGE, NULL, NULL,
+                        NULL, 0, VM_NOSLEEP) == 0);
+    /* Every other page: each allocation keeps a free neighbour, so each
+     * needs tags of its own and the pool must grow by many pages. */
+    for (size_t i = 0; i < 30000; i++) {
+        VT_ASSERT(vmem_alloc_exact(&vm, 0x10000000UL + 2 * i * PAGE, PAGE, VM_NOSLEEP) == 0);
+        live[i] = 0x10000000UL + 2 * i * PAGE;
+    }
+    VT_ASSERT(vmem_posix_pages_outstanding() > baseline + 500);
+    for (size_t i = 0; i < 30000; i++)
+        vmem_xfree(&vm, TS_PTR(live[i]), PAGE);
+    vmem_destroy(&vm);
+    VT_ASSERT(vmem_release_pages() > 500);
+    VT_ASSERT(vmem_posix_pages_outstanding() == baseline);
+    /* The allocator carries on: new tags come from new pages. */
+    VT_ASSERT(vmem_init(&vm, "tag-pages-again", TS_PTR(0x10000000UL), 0x1000000UL, PAGE, NULL,
+                        NULL, NULL, 0, VM_NOSLEEP) == 0);
+    for (size_t i = 0; i < 1000; i++)
+        VT_ASSERT(vmem_alloc_exact(&vm, 0x10000000UL + 2 * i * PAGE, PAGE, VM_NOSLEEP) == 0);
+    VT_CONSISTENT(&vm);
+    for (size_t i = 0; i < 1000; i++)
+        vmem_xfree(&vm, TS_PTR(0x10000000UL + 2 * i * PAGE), PAGE);
+    vmem_destroy(&vm);
+    vmem_release_pages();
+    VT_ASSERT(vmem_posix_pages_outstanding() == baseline);
+}
+
 VTEST_SUITE(suite_pages,
             VTEST_CASE(growing_and_shrinking_hashes_never_recurse_into_the_page_source),
-            VTEST_CASE(caches_of_the_page_arena_are_bypassed_by_the_page_source));
+            VTEST_CASE(caches_of_the_page_arena_are_bypassed_by_the_page_source),
+            VTEST_CASE(released_tag_pages_go_back_to_the_page_source));

@@ -98,9 +98,15 @@ static bool page_fault_now(void)
  * source is its frame arena; and how deep this thread is in the page
  * source, to catch the library calling it again from inside itself. */
 static Vmem *_Atomic page_arena;
+static Vmem *_Atomic page_arena_ever; /* pages it gave may come back later */
 static _Thread_local int page_source_depth;
 
-void vmem_posix_use_arena_pages(Vmem *arena) { atomic_store(&page_arena, arena); }
+void vmem_posix_use_arena_pages(Vmem *arena)
+{
+    if (arena != NULL)
+        atomic_store(&page_arena_ever, arena);
+    atomic_store(&page_arena, arena);
+}
 
 void *vmem_port_page_alloc(size_t npages, int vmflag)
 {
@@ -128,7 +134,7 @@ void *vmem_port_page_alloc(size_t npages, int vmflag)
 
 void vmem_port_page_free(void *addr, size_t npages)
 {
-    Vmem *arena = atomic_load(&page_arena);
+    Vmem *arena = atomic_load(&page_arena_ever);
     if (arena != NULL && vmem_contains(arena, addr, npages * VMEM_PAGE_SIZE)) {
         page_source_depth++;
         vmem_free(arena, addr, npages * VMEM_PAGE_SIZE);
