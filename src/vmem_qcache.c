@@ -507,7 +507,7 @@ size_t vmem_qcache_count(const Vmem *vm)
 {
     if (vm->qcache_max < vm->quantum)
         return 0;
-    size_t n = vm->qcache_max / vm->quantum;
+    size_t n = vm->qcache_max >> vm->vm_quantum_shift;
     return n > VMEM_QCACHE_MAX_CACHES ? VMEM_QCACHE_MAX_CACHES : n;
 }
 
@@ -593,7 +593,7 @@ int vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag, uintptr_t *addrp)
     VmemQcacheState *qs = qcache_state(vm, vmflag);
     if (qs == NULL)
         return 1; /* no memory for the caches themselves: use the arena */
-    size_t c = size / vm->quantum - 1;
+    size_t c = (size >> vm->vm_quantum_shift) - 1;
     QcCache *cache = &qs->cache[c];
     QcCpu *cpu = my_cpu(cache);
     VmemIrqState state = vmem_port_lock(&cpu->lock);
@@ -732,7 +732,7 @@ int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
     VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
     if (qs == NULL)
         return 1;
-    size_t c = size / vm->quantum - 1;
+    size_t c = (size >> vm->vm_quantum_shift) - 1;
     QcCache *cache = &qs->cache[c];
     QcCpu *cpu = my_cpu(cache);
     VmemIrqState state = vmem_port_lock(&cpu->lock);
