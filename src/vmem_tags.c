@@ -46,9 +46,12 @@ typedef struct {
 #define TAGS_PER_PAGE ((VMEM_PAGE_SIZE - sizeof(TagPage)) / sizeof(VmemTag))
 _Static_assert(TAGS_PER_PAGE >= 8, "a page must hold a useful number of boundary tags");
 
+/* Compared as integers: a tag from a page is a different object. */
 static bool from_bootstrap(const VmemTag *tag)
 {
-    return tag >= &bootstrap_tags[0] && tag < &bootstrap_tags[VMEM_BOOTSTRAP_TAGS];
+    uintptr_t at = (uintptr_t)tag;
+    return at >= (uintptr_t)&bootstrap_tags[0] &&
+           at < (uintptr_t)&bootstrap_tags[VMEM_BOOTSTRAP_TAGS];
 }
 
 static TagPage *page_of(const VmemTag *tag)
