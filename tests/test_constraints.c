@@ -383,38 +383,6 @@ static size_t small_runs(uintptr_t *run_start, size_t *run_len)
     return runs;
 }
 
-static bool result_matches_policy(const struct ts_request *req, int policy, uintptr_t got,
-                                  const uintptr_t *run_start, const size_t *run_len, size_t runs)
-{
-    uintptr_t lowest = UINTPTR_MAX, highest = 0;
-    size_t smallest = SIZE_MAX, got_run_len = 0;
-    bool got_at_run_edge = false;
-    for (size_t r = 0; r < runs; r++) {
-        uintptr_t low, high;
-        if (!ts_lowest_placement(req, run_start[r], run_len[r], &low))
-            continue;
-        (void)ts_highest_placement(req, run_start[r], run_len[r], &high);
-        lowest = low < lowest ? low : lowest;
-        highest = high > highest ? high : highest;
-        smallest = run_len[r] < smallest ? run_len[r] : smallest;
-        if (got >= run_start[r] && got < run_start[r] + run_len[r]) {
-            got_run_len = run_len[r];
-            got_at_run_edge = got == ((policy & VM_ENDALLOC) ? high : low);
-        }
-    }
-    switch (policy) {
-    case VM_FIRSTFIT:
-        return got == lowest;
-    case VM_ENDALLOC:
-        return got == highest;
-    case VM_BESTFIT:
-    case VM_BESTFIT | VM_ENDALLOC:
-        return got_run_len == smallest && got_at_run_edge;
-    default:
-        return true;
-    }
-}
-
 static void constrained_results_match_brute_force_on_a_small_arena(void)
 {
     static Vmem vm;
@@ -485,7 +453,7 @@ static void constrained_results_match_brute_force_on_a_small_arena(void)
         VT_ASSERT(addr >= SMALL_BASE && addr + req.size <= SMALL_BASE + SMALL_IDS);
         for (size_t i = 0; i < req.size; i++)
             VT_ASSERT(!small_used[addr - SMALL_BASE + i]);
-        if (!result_matches_policy(&req, policy, addr, run_start, run_len, runs)) {
+        if (!ts_policy_choice_ok(&req, policy, addr, run_start, run_len, runs)) {
             ts_note_hex("    policy", (uint64_t)policy);
             ts_note_u64(" chose", addr);
             ts_note_u64(" for size", req.size);

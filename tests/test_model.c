@@ -295,40 +295,6 @@ static bool any_placement(const struct ts_request *req, size_t count)
     return false;
 }
 
-/* For the policies that define the placement, is `got` it? (Plain arenas
- * whose spans do not include address 0; cand_* already filled.) */
-static bool policy_placement_ok(const struct ts_request *req, int policy, uintptr_t got,
-                                size_t count)
-{
-    uintptr_t lowest = UINTPTR_MAX, highest = 0;
-    size_t smallest = SIZE_MAX, got_len = 0;
-    bool got_at_edge = false;
-    for (size_t i = 0; i < count; i++) {
-        uintptr_t low, high;
-        if (!ts_lowest_placement(req, cand_start[i], cand_len[i], &low))
-            continue;
-        (void)ts_highest_placement(req, cand_start[i], cand_len[i], &high);
-        lowest = low < lowest ? low : lowest;
-        highest = high > highest ? high : highest;
-        smallest = cand_len[i] < smallest ? cand_len[i] : smallest;
-        if (got >= cand_start[i] && got - cand_start[i] < cand_len[i]) {
-            got_len = cand_len[i];
-            got_at_edge = got == ((policy & VM_ENDALLOC) ? high : low);
-        }
-    }
-    switch (policy) {
-    case VM_FIRSTFIT:
-        return got == lowest;
-    case VM_ENDALLOC:
-        return got == highest;
-    case VM_BESTFIT:
-    case VM_BESTFIT | VM_ENDALLOC:
-        return got_len == smallest && got_at_edge;
-    default:
-        return true;
-    }
-}
-
 /* ---- Checks after every step ------------------------------------------------- */
 
 /* Spans of an importer: their count and total, and whether each holds a
@@ -527,10 +493,10 @@ static bool record_success(int arena, const struct request *r, uintptr_t addr, b
     if (model_knows_free_space(arena) && arena != ZERO_IDS && below(4) == 0) {
         size_t count = candidates(arena);
         /* The new segment is not marked yet: its run is still a free one. */
-        if (!policy_placement_ok(&r->req, r->policy, addr, count)) {
+        bool chosen = ts_policy_choice_ok(&r->req, r->policy, addr, cand_start, cand_len, count);
+        if (!chosen)
             note_request(&r->req, r->policy, addr);
-            MODEL_CHECK(policy_placement_ok(&r->req, r->policy, addr, count));
-        }
+        MODEL_CHECK(chosen);
     }
     MODEL_CHECK(models[arena].live_count < LIVE_MAX);
     model_mark(sp, addr, r->req.size, arena);

@@ -303,3 +303,35 @@ void ts_note_hex(const char *label, uint64_t value)
     vtest_puts(" ");
     vtest_put_hex(value);
 }
+
+bool ts_policy_choice_ok(const struct ts_request *req, int policy, uintptr_t got,
+                         const uintptr_t *start, const size_t *len, size_t count)
+{
+    uintptr_t lowest = UINTPTR_MAX, highest = 0;
+    size_t smallest = SIZE_MAX, got_len = 0;
+    bool got_at_edge = false;
+    for (size_t i = 0; i < count; i++) {
+        uintptr_t low, high;
+        if (!ts_lowest_placement(req, start[i], len[i], &low))
+            continue;
+        (void)ts_highest_placement(req, start[i], len[i], &high);
+        lowest = low < lowest ? low : lowest;
+        highest = high > highest ? high : highest;
+        smallest = len[i] < smallest ? len[i] : smallest;
+        if (got >= start[i] && got - start[i] < len[i]) {
+            got_len = len[i];
+            got_at_edge = got == ((policy & VM_ENDALLOC) ? high : low);
+        }
+    }
+    switch (policy) {
+    case VM_FIRSTFIT:
+        return got == lowest;
+    case VM_ENDALLOC:
+        return got == highest;
+    case VM_BESTFIT:
+    case VM_BESTFIT | VM_ENDALLOC:
+        return got_len == smallest && got_at_edge;
+    default:
+        return true;
+    }
+}

@@ -101,6 +101,14 @@ bool ts_lowest_placement(const struct ts_request *req, uintptr_t start, size_t l
 bool ts_highest_placement(const struct ts_request *req, uintptr_t start, size_t len,
                           uintptr_t *addr);
 
+/*
+ * For the policies that define the placement (first-fit, VM_ENDALLOC,
+ * best-fit with or without it), is `got` the placement they promise among
+ * the free runs [start[i], start[i] + len[i])? True for any other policy.
+ */
+bool ts_policy_choice_ok(const struct ts_request *req, int policy, uintptr_t got,
+                         const uintptr_t *start, const size_t *len, size_t count);
+
 /* Print helpers for diagnostics, each prefixed by a label. */
 void ts_note_u64(const char *label, uint64_t value);
 void ts_note_hex(const char *label, uint64_t value);
