@@ -49,8 +49,10 @@ extern "C" {
  * small, precious resources. */
 #define VM_BESTFIT (1 << 0)
 /* A good approximation to best-fit in constant time: the first of a few
- * members of the request's own power-of-two freelist that is large enough,
- * else the head of the first freelist whose every member is. The default
+ * members of the request's own size-class freelist that is large enough,
+ * else the head of the first freelist whose every member is. The classes
+ * split each power of two in VMEM_FREELIST_SPLIT, so the segment chosen is
+ * rarely more than 1/VMEM_FREELIST_SPLIT larger than needed. The default
  * policy. */
 #define VM_INSTANTFIT (1 << 1)
 /* The first free placement after the previous allocation, wrapping around:
@@ -132,8 +134,17 @@ typedef union {
     void *vc_align;
 } VmemCond;
 
-/* Number of power-of-two freelists: one per bit of a size. */
-#define VMEM_FREELISTS (sizeof(size_t) * 8)
+/*
+ * Free segments sit on size-class freelists: each power-of-two range of
+ * sizes [2^n, 2^(n+1)) is split into VMEM_FREELIST_SPLIT equal classes
+ * (sizes below VMEM_FREELIST_SPLIT get a class each), so instant-fit picks
+ * within 1/VMEM_FREELIST_SPLIT of the request instead of within 2x.
+ */
+#define VMEM_FREELIST_SPLIT_SHIFT 2
+#define VMEM_FREELIST_SPLIT (1 << VMEM_FREELIST_SPLIT_SHIFT)
+#define VMEM_FREELISTS \
+    ((sizeof(size_t) * 8 - VMEM_FREELIST_SPLIT_SHIFT + 1) * VMEM_FREELIST_SPLIT)
+#define VMEM_FREEMAP_WORDS ((VMEM_FREELISTS + sizeof(size_t) * 8 - 1) / (sizeof(size_t) * 8))
 /* Hash buckets embedded in an arena, used until it grows a table. */
 #define VMEM_HASH_EMBEDDED 16
 #define VMEM_NAME_MAX 64
@@ -167,7 +178,7 @@ typedef struct vmem {
     struct vmem_tag *vm_seg_last;
     struct vmem_tag *vm_span_first; /* span markers, by address */
     struct vmem_tag *vm_freelist[VMEM_FREELISTS];
-    size_t vm_freemap;              /* bit n set: vm_freelist[n] is not empty */
+    size_t vm_freemap[VMEM_FREEMAP_WORDS]; /* bit set: that freelist is not empty */
     struct vmem_tag *vm_free_by_addr; /* free segments, by address (AVL) */
     struct vmem_tag *vm_free_by_size; /* free segments, by (size, address) (AVL) */
     uintptr_t vm_rotor;             /* where the next VM_NEXTFIT search starts */

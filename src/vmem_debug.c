@@ -183,18 +183,25 @@ void vmem_dump(Vmem *vmp)
 
     line_start(&f, buf);
     fmt_str(&f, "  freelists:");
-    if (vmp->vm_freemap == 0)
+    bool any_free = false;
+    for (size_t w = 0; w < VMEM_FREEMAP_WORDS; w++)
+        any_free |= vmp->vm_freemap[w] != 0;
+    if (!any_free)
         fmt_str(&f, " all empty");
-    for (unsigned n = 0; n < VMEM_FREELISTS; n++) {
-        if (!(vmp->vm_freemap & ((size_t)1 << n)))
-            continue;
-        size_t count = 0;
-        for (const VmemTag *tag = vmp->vm_freelist[n]; tag != NULL; tag = tag->u.free.list_next)
+    /* Counted by power of two, whatever the classes within one are. */
+    size_t count = 0;
+    for (unsigned c = 1; c < VMEM_FREELISTS; c++) {
+        for (const VmemTag *tag = vmp->vm_freelist[c]; tag != NULL; tag = tag->u.free.list_next)
             count++;
-        fmt_str(&f, " 2^");
-        fmt_u64(&f, n);
-        fmt_str(&f, ":");
-        fmt_u64(&f, count);
+        unsigned exp = log2_floor(class_min_size(c));
+        bool last_of_exp = c + 1 == VMEM_FREELISTS || log2_floor(class_min_size(c + 1)) != exp;
+        if (last_of_exp && count != 0) {
+            fmt_str(&f, " 2^");
+            fmt_u64(&f, exp);
+            fmt_str(&f, ":");
+            fmt_u64(&f, count);
+            count = 0;
+        }
     }
     line_end(&f);
 
@@ -321,14 +328,15 @@ static bool check_freelists(const Vmem *vm, const Census *c, Problem *p)
 {
     size_t members = 0;
     for (unsigned n = 0; n < VMEM_FREELISTS; n++) {
-        bool bit = (vm->vm_freemap & ((size_t)1 << n)) != 0;
+        size_t word = vm->vm_freemap[n / (sizeof(size_t) * 8)];
+        bool bit = (word >> (n % (sizeof(size_t) * 8)) & 1) != 0;
         if (bit != (vm->vm_freelist[n] != NULL))
             return problem(p, "freelist bitmap disagrees with the lists", vm->vm_freelist[n]);
         VmemTag *const *pprev = &vm->vm_freelist[n];
         for (const VmemTag *tag = vm->vm_freelist[n]; tag != NULL; tag = tag->u.free.list_next) {
             if (++members > c->free)
                 return problem(p, "freelists hold more than the free segments", tag);
-            if (tag->type != SEG_FREE || log2_floor(tag->size) != n)
+            if (tag->type != SEG_FREE || size_class(tag->size) != n)
                 return problem(p, "freelist member not free or in the wrong list", tag);
             if (tag->u.free.list_pprev != pprev)
                 return problem(p, "freelist back link broken", tag);

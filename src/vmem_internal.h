@@ -80,6 +80,39 @@ static inline unsigned log2_floor(uintptr_t x)
     return (unsigned)(sizeof(uintptr_t) * 8 - 1) - (unsigned)__builtin_clzl((unsigned long)x);
 }
 
+/*
+ * Size classes of the freelists (see VMEM_FREELIST_SPLIT in vmem.h). A size
+ * s >= SPLIT is 1.m x 2^e in binary; its class is picked by e and by the
+ * SPLIT_SHIFT bits of m under the leading one, so the classes of one power
+ * of two are consecutive and the classes grow with the size. Sizes below
+ * SPLIT are their own class.
+ */
+static inline unsigned size_class(size_t size)
+{
+    if (size < VMEM_FREELIST_SPLIT)
+        return (unsigned)size;
+    unsigned exp = log2_floor(size);
+    unsigned sub = (unsigned)(size >> (exp - VMEM_FREELIST_SPLIT_SHIFT)) - VMEM_FREELIST_SPLIT;
+    return (exp - VMEM_FREELIST_SPLIT_SHIFT + 1) * VMEM_FREELIST_SPLIT + sub;
+}
+
+/* The smallest size in class c: every member of class c is at least this. */
+static inline size_t class_min_size(unsigned c)
+{
+    if (c < VMEM_FREELIST_SPLIT)
+        return c;
+    unsigned exp = c / VMEM_FREELIST_SPLIT + VMEM_FREELIST_SPLIT_SHIFT - 1;
+    return (size_t)(VMEM_FREELIST_SPLIT + c % VMEM_FREELIST_SPLIT) << (exp - VMEM_FREELIST_SPLIT_SHIFT);
+}
+
+/* The first class all of whose members are at least `size` long; may be
+ * VMEM_FREELISTS when no class is (sizes near SIZE_MAX). */
+static inline unsigned fitting_class(size_t size)
+{
+    unsigned c = size_class(size);
+    return class_min_size(c) == size ? c : c + 1;
+}
+
 /* ---- vmem_fit.c -------------------------------------------------------- */
 
 /* A request, with sizes already rounded and validated. */

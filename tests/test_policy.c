@@ -92,16 +92,17 @@ static void instant_fit_takes_a_segment_from_a_list_that_guarantees_a_fit(void)
 {
     static Vmem vm;
     struct fragments frags;
-    /* 9 and 12 share the freelist [8, 16) with a request of 13, and neither
-     * fits it; 17 is the head of [16, 32), where every member fits. */
+    /* 12 shares the size class [12, 14) with a request of 13 and does not
+     * fit it, 9 is smaller still; 17 is in [16, 20), where every member
+     * fits (vmem.h: VMEM_FREELIST_SPLIT). */
     static const size_t sizes[] = {9, 17, 12};
     VT_ASSERT(build_fragments(&vm, "policy-instant", sizes, 3, 0, &frags));
     VT_ASSERT(alloc_lands_at(&vm, 13, VM_INSTANTFIT, frags.start[1]));
     VT_ASSERT(release_fragments(&vm, &frags));
 }
 
-/* Before going to a larger list, instant-fit looks at the first few members
- * of the request's own list: 9 and 12 both fit a request of 9 better than
+/* Before going to a larger class, instant-fit looks at the first few members
+ * of the request's own class: 9 and 12 both fit a request of 9 better than
  * 17 does (vmem.h: VM_INSTANTFIT). */
 static bool lands_in_own_list(Vmem *vm, int flags, const struct fragments *frags)
 {
@@ -137,13 +138,28 @@ static void instant_fit_of_a_power_of_two_uses_its_own_list(void)
 {
     static Vmem vm;
     struct fragments frags;
-    /* Every member of [16, 32) fits a request of 16; 40 is in a later list. */
+    /* Every member of the class [16, 20) fits a request of 16; 20 and 40 are
+     * in later classes. */
     static const size_t sizes[] = {40, 16, 20};
     VT_ASSERT(build_fragments(&vm, "policy-instant-p2", sizes, 3, 0, &frags));
     void *got = vmem_alloc(&vm, 16, VM_INSTANTFIT | VM_NOSLEEP);
-    VT_ASSERT(got == TS_PTR(frags.start[1]) || got == TS_PTR(frags.start[2]));
+    VT_ASSERT(got == TS_PTR(frags.start[1]));
     VT_CONSISTENT(&vm);
     vmem_free(&vm, got, 16);
+    VT_ASSERT(release_fragments(&vm, &frags));
+}
+
+/* The classes split each power of two in four: a request of 16 takes the
+ * 17 of [16, 20), not the 20 of [20, 24) - which heads the freelist, since
+ * it was listed last, and which plain power-of-two lists would give. */
+static void instant_fit_takes_the_smallest_class_that_guarantees_a_fit(void)
+{
+    static Vmem vm;
+    struct fragments frags;
+    static const size_t sizes[] = {17, 20};
+    VT_ASSERT(build_fragments(&vm, "policy-instant-class", sizes, 2, 0, &frags));
+    VT_ASSERT(alloc_lands_at(&vm, 16, VM_INSTANTFIT, frags.start[0]));
+    VT_ASSERT(alloc_lands_at(&vm, 18, VM_INSTANTFIT, frags.start[1]));
     VT_ASSERT(release_fragments(&vm, &frags));
 }
 
@@ -151,11 +167,13 @@ static void instant_fit_uses_a_fitting_segment_when_no_list_guarantees_one(void)
 {
     static Vmem vm;
     struct fragments frags;
-    /* No freelist has only members >= 10, but the 12 fits: the request must
-     * not fail (VM_NOSLEEP fails only when nothing fits). */
-    static const size_t sizes[] = {5, 12, 6};
-    VT_ASSERT(build_fragments(&vm, "policy-instant-fallback", sizes, 3, 0, &frags));
-    VT_ASSERT(alloc_lands_at(&vm, 10, VM_INSTANTFIT, frags.start[1]));
+    /* No class above 13's own holds anything, and its own class [12, 14)
+     * lists five 12s ahead of the one 13 - more than instant-fit peeks at.
+     * The 13 still fits: the request must not fail (VM_NOSLEEP fails only
+     * when nothing fits). */
+    static const size_t sizes[] = {13, 12, 12, 12, 12, 12};
+    VT_ASSERT(build_fragments(&vm, "policy-instant-fallback", sizes, 6, 0, &frags));
+    VT_ASSERT(alloc_lands_at(&vm, 13, VM_INSTANTFIT, frags.start[0]));
     VT_ASSERT(release_fragments(&vm, &frags));
 }
 
@@ -472,6 +490,7 @@ VTEST_SUITE(suite_policy,
             VTEST_CASE(instant_fit_prefers_a_fitting_member_of_its_own_list),
             VTEST_CASE(instant_fit_is_the_default_policy),
             VTEST_CASE(instant_fit_of_a_power_of_two_uses_its_own_list),
+            VTEST_CASE(instant_fit_takes_the_smallest_class_that_guarantees_a_fit),
             VTEST_CASE(instant_fit_uses_a_fitting_segment_when_no_list_guarantees_one),
             VTEST_CASE(best_fit_picks_the_smallest_fitting_segment),
             VTEST_CASE(best_fit_prefers_an_exact_fit_over_a_larger_segment),
