@@ -479,13 +479,14 @@ static size_t pages_for(size_t bytes) { return (bytes + VMEM_PAGE_SIZE - 1) / VM
 
 static void unlock_and_release(Vmem *vm, VmemIrqState state, Leftovers *left)
 {
-    left->tags = vmem_stash_detach(vm, false);
+    left->tags = vm->vm_stash_count > VMEM_STASH_HIGH ? vmem_stash_detach(vm, false) : NULL;
     left->table = vmem_hash_take_retired(vm, &left->table_bytes);
     /* The next operation reads this without the lock, to allocate a new
      * table before it locks; vmem_hash_install() re-decides under it. */
     __atomic_store_n(&vm->vm_hash_hint, vmem_hash_wanted_bytes(vm), __ATOMIC_RELAXED);
     vmem_port_unlock(&vm->vm_lock, state);
-    vmem_pool_return(left->tags);
+    if (left->tags != NULL)
+        vmem_pool_return(left->tags);
     if (left->table != NULL)
         vmem_port_page_free(left->table, pages_for(left->table_bytes));
     if (left->unused_table != NULL)
@@ -558,8 +559,22 @@ static VmemTag *freelist_heads_fit(Vmem *vm, const VmemRequest *req, size_t need
     return NULL;
 }
 
-/* Instant-fit: the head of the first class whose members all fit; a second
- * head if the first sits at address 0 and the request may not use it. */
+/* Where an unconstrained request fits in free segment tag, if it does: at
+ * its base, unless that is address 0 and the caller may not have 0. */
+static bool unconstrained_fit(const VmemRequest *req, const VmemTag *tag, uintptr_t *addrp)
+{
+    if (tag->size < req->size)
+        return false;
+    if (tag->base >= req->min) {
+        *addrp = tag->base;
+        return true;
+    }
+    return vmem_fit_in(req, tag->base, tag->size, addrp);
+}
+
+/* Instant-fit, for unconstrained requests: the head of the first class
+ * whose members all fit; a second head if the first sits at address 0 and
+ * the request may not use it. */
 static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
     VmemTag *tag;
@@ -570,13 +585,15 @@ static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
     if (class_min_size(own) != req->size) {
         int peek = INSTANT_FIT_PEEK;
         for (tag = vm->vm_freelist[own]; tag != NULL && peek-- > 0; tag = tag->u.free.list_next)
-            if (segment_fit(vm, req, tag, addrp))
+            if (unconstrained_fit(req, tag, addrp))
                 return tag;
     }
-    /* Two heads, in case the first sits at address 0. */
-    tag = freelist_heads_fit(vm, req, req->size, 2, addrp);
-    if (tag != NULL)
-        return tag;
+    int heads = 2;
+    for (unsigned c = first_nonempty_class(vm, fitting_class(req->size));
+         c < VMEM_FREELISTS && heads-- > 0; c = first_nonempty_class(vm, c + 1)) {
+        if (unconstrained_fit(req, vm->vm_freelist[c], addrp))
+            return vm->vm_freelist[c];
+    }
     /* No class is guaranteed to fit: search the one class that may hold a
      * fit - through the size index when the arena has one. */
     if (indexed(vm)) {
@@ -584,7 +601,7 @@ static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
         return vmem_tree_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
     }
     for (tag = vm->vm_freelist[own]; tag != NULL; tag = tag->u.free.list_next)
-        if (segment_fit(vm, req, tag, addrp))
+        if (unconstrained_fit(req, tag, addrp))
             return tag;
     return NULL;
 }
@@ -868,7 +885,7 @@ static int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *req, int 
     size_t span_size = 0;
 
     for (;;) {
-        if (!vmem_stash_fill(vm, &state, vmflag))
+        if (vm->vm_stash_count < VMEM_TAGS_PER_OP && !vmem_stash_fill(vm, &state, vmflag))
             break;
         uintptr_t addr;
         VmemTag *free = find_placement(vm, req, vmflag, &addr);

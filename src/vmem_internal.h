@@ -212,8 +212,24 @@ bool vmem_library_ready(void);
  * updated), so the caller must not rely on anything it saw before. Returns
  * false when the tags cannot be had under vmflag. */
 bool vmem_stash_fill(Vmem *vm, VmemIrqState *state, int vmflag);
-VmemTag *vmem_stash_take(Vmem *vm);
-void vmem_stash_put(Vmem *vm, VmemTag *tag);
+/* Inline: every split and merge takes or puts a tag. */
+static inline VmemTag *vmem_stash_take(Vmem *vm)
+{
+    VmemTag *tag = vm->vm_stash;
+    if (__builtin_expect(tag == NULL, 0))
+        vmem_port_panic("vmem: boundary-tag stash empty despite reservation");
+    vm->vm_stash = tag->u.pool_next;
+    vm->vm_stash_count--;
+    tag->flags = 0;
+    return tag;
+}
+static inline void vmem_stash_put(Vmem *vm, VmemTag *tag)
+{
+    tag->type = 0;
+    tag->u.pool_next = vm->vm_stash;
+    vm->vm_stash = tag;
+    vm->vm_stash_count++;
+}
 /* Detaches the stash beyond VMEM_STASH_HIGH (all of it when `all`), for
  * vmem_pool_return() once the arena is unlocked. */
 VmemTag *vmem_stash_detach(Vmem *vm, bool all);

@@ -188,25 +188,6 @@ void vmem_pool_return(VmemTag *list)
     vmem_port_unlock(&pool_lock, state);
 }
 
-void vmem_stash_put(Vmem *vm, VmemTag *tag)
-{
-    tag->type = 0;
-    tag->u.pool_next = vm->vm_stash;
-    vm->vm_stash = tag;
-    vm->vm_stash_count++;
-}
-
-VmemTag *vmem_stash_take(Vmem *vm)
-{
-    VmemTag *tag = vm->vm_stash;
-    if (tag == NULL)
-        vmem_port_panic("vmem: boundary-tag stash empty despite reservation");
-    vm->vm_stash = tag->u.pool_next;
-    vm->vm_stash_count--;
-    tag->flags = 0;
-    return tag;
-}
-
 bool vmem_stash_fill(Vmem *vm, VmemIrqState *state, int vmflag)
 {
     while (vm->vm_stash_count < VMEM_TAGS_PER_OP) {
