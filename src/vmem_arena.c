@@ -963,6 +963,7 @@ static bool make_request(const Vmem *vm, const char *call, size_t size, size_t a
                          bool max_given, int vmflag, VmemRequest *req)
 {
     const size_t q = vm->quantum;
+    const size_t under_q = q - 1; /* q is a power of two: x % q == (x & under_q) */
     VmemMisuseKind kind = VMEM_MISUSE_BAD_CONSTRAINT;
     const char *why = NULL;
 
@@ -974,15 +975,15 @@ static bool make_request(const Vmem *vm, const char *call, size_t size, size_t a
     } else if (size > SIZE_MAX - (q - 1)) {
         kind = VMEM_MISUSE_SIZE_OVERFLOW;
         why = "size overflows when rounded up to the quantum";
-    } else if (align != 0 && (!is_pow2(align) || align % q != 0)) {
+    } else if (align != 0 && (!is_pow2(align) || (align & under_q) != 0)) {
         why = "align is not a power of two multiple of the quantum";
-    } else if (phase % q != 0 || phase >= (align != 0 ? align : q)) {
+    } else if ((phase & under_q) != 0 || phase >= (align != 0 ? align : q)) {
         why = "phase is not a multiple of the quantum below align";
-    } else if (nocross != 0 && (!is_pow2(nocross) || nocross % q != 0)) {
+    } else if (nocross != 0 && (!is_pow2(nocross) || (nocross & under_q) != 0)) {
         why = "nocross is not a power of two multiple of the quantum";
     } else if (nocross != 0 && nocross < round_up(size, q)) {
         why = "nocross is smaller than size";
-    } else if (min % q != 0 || (max_given && max % q != 0)) {
+    } else if ((min & under_q) != 0 || (max_given && (max & under_q) != 0)) {
         why = "minaddr or maxaddr is not a multiple of the quantum";
     } else if (max_given && min >= max) {
         why = "[minaddr, maxaddr) is empty or inverted";
