@@ -14,13 +14,23 @@
  *              to its size). Allocation misses take objects straight from a
  *              slab; a slab wholly free again goes back to the arena.
  *
+ * The hits. vmem_qcache_alloc() and vmem_qcache_free() are the whole cost
+ * of a cached vmem_alloc()/vmem_free() when the loaded magazine can serve
+ * it, so they are written as one straight line - the CPU id, the per-CPU
+ * lock, a round popped or pushed, one state byte - and everything else
+ * (magazine swaps, depot trades, slabs, misuse) is out of line. A slab
+ * holds at most VMEM_QCACHE_SLAB_OBJS quanta, so every per-object fact is
+ * indexed by the object's offset in quanta, found by a shift: nothing on
+ * any path divides by an object size.
+ *
  * Checked frees. Objects are integers, so nothing can be written inside
  * them: each slab has an external descriptor with one state byte per
- * object (in slab / allocated / in a magazine). vmem_free() finds the
- * descriptor through the slab table, keyed by the slab's aligned base, and
- * moves the state from "allocated" to "in a magazine" with one
- * compare-and-swap: a double free or an address the cache never handed
- * out fails that step and is reported, and nothing changes.
+ * quantum (not an object start / in slab / allocated / in a magazine).
+ * vmem_free() finds the descriptor through the slab table, keyed by the
+ * slab's aligned base, and moves the state from "allocated" to "in a
+ * magazine" with one compare-and-swap: a double free (even two racing
+ * ones on different CPUs), an address inside an object, or one the cache
+ * never handed out fails that step and is reported, and nothing changes.
  *
  * The slab table is read with only a per-CPU or a cache lock held. Writers
  * (under qs_lock) publish entries with release stores and never free
@@ -43,8 +53,16 @@
 /* Full magazines a depot keeps before it flushes one back to its slabs. */
 #define DEPOT_FULL_MAX 4
 #define DEPOT_EMPTY_MAX 4
+/* Quanta in the largest slab (vmem_config.h derives the bound). */
+#define SLAB_QUANTA_MAX VMEM_QCACHE_SLAB_OBJS
 
-enum { OBJ_IN_SLAB = 0, OBJ_ALLOCATED = 1, OBJ_IN_MAGAZINE = 2 };
+#define COLD __attribute__((noinline, cold))
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* State of each quantum of a slab. Quanta inside an object (not its first)
+ * stay OBJ_NONE, so a free there fails the same compare-and-swap that
+ * catches a double free. */
+enum { OBJ_NONE = 0, OBJ_IN_SLAB, OBJ_ALLOCATED, OBJ_IN_MAGAZINE };
 
 /* A cached object and its slab: keeping the slab beside the address saves
  * a table lookup on every allocation hit. */
@@ -61,14 +79,13 @@ typedef struct vmem_mag {
 
 typedef struct vmem_slab {
     uintptr_t base;
-    struct vmem_slab *next; /* partial list, or a descriptor free list */
-    struct vmem_slab *prev;
-    uint64_t in_slab;       /* bit i: object i is free in the slab layer */
     uint16_t cache;
-    uint16_t nobjs;
-    uint16_t out;           /* objects not in the slab layer */
-    bool partial;           /* on the cache's partial list */
-    uint8_t state[VMEM_QCACHE_SLAB_OBJS];
+    uint16_t out;            /* objects not in the slab layer */
+    bool partial;            /* on the cache's partial list */
+    uint8_t state[SLAB_QUANTA_MAX];
+    uint64_t in_slab;        /* bit q: the object at quantum q is free in the slab layer */
+    struct vmem_slab *next;  /* partial list, or a descriptor free list */
+    struct vmem_slab *prev;
 } VmemSlab;
 
 typedef struct {
@@ -111,10 +128,18 @@ typedef struct qc_page {
 } QcPage;
 
 struct vmem_qcache_state {
-    VmemLock qs_lock;       /* slab table writes; descriptor and magazine lists */
-    size_t ncaches;
+    /* Read by every hit, written (table) only when the slab table grows:
+     * a line of its own, apart from the locks other CPUs write. */
+    struct {
+        size_t ncaches;
+        unsigned quantum_shift;
+        unsigned slab_shift;
+        uintptr_t quantum_mask;
+        uintptr_t slab_mask;  /* ~(slab size - 1): a slab's base from an address */
+        SlabTable *table;
+    } __attribute__((aligned(64))) hot;
+    VmemLock qs_lock __attribute__((aligned(64))); /* slab table writes; descriptor and magazine lists */
     size_t slab_size;
-    SlabTable *table;
     SlabTable *retired_table;
     VmemSlab *desc_free;
     VmemSlab *desc_retired; /* released slabs' descriptors, awaiting a grace period */
@@ -155,7 +180,7 @@ static size_t carve_count(size_t object_size)
  * released, no reader can still hold a pointer it found before. */
 static void grace_period(VmemQcacheState *qs)
 {
-    for (size_t c = 0; c < qs->ncaches; c++) {
+    for (size_t c = 0; c < qs->hot.ncaches; c++) {
         for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
             VmemIrqState state = vmem_port_lock(&qs->cache[c].cpu[i].lock);
             vmem_port_unlock(&qs->cache[c].cpu[i].lock, state);
@@ -240,35 +265,35 @@ static void mags_put_locked(VmemQcacheState *qs, VmemMag *list)
 
 /* ---- The slab table ------------------------------------------------------------ */
 
-static size_t slot_of(const SlabTable *table, uintptr_t key, unsigned shift)
+static size_t slot_of(const VmemQcacheState *qs, const SlabTable *table, uintptr_t key)
 {
-    uint64_t h = (uint64_t)(key >> shift) * 0x9e3779b97f4a7c15ULL;
+    uint64_t h = (uint64_t)(key >> qs->hot.slab_shift) * 0x9e3779b97f4a7c15ULL;
     return (size_t)(h ^ (h >> 31)) & table->mask;
 }
 
-static unsigned slab_shift(const VmemQcacheState *qs) { return log2_floor(qs->slab_size); }
-
-/* The descriptor of the slab at `key`, or NULL. Called with a per-CPU lock
- * (or qs_lock) held. */
-static VmemSlab *table_lookup(VmemQcacheState *qs, uintptr_t key)
+/* The descriptor of the slab holding addr, or NULL. Called with a per-CPU
+ * or cache lock (or qs_lock) held, so that what it returns stays valid. */
+static inline VmemSlab *slab_of(const VmemQcacheState *qs, uintptr_t addr)
 {
-    SlabTable *table = __atomic_load_n(&qs->table, __ATOMIC_ACQUIRE);
+    SlabTable *table = __atomic_load_n(&qs->hot.table, __ATOMIC_ACQUIRE);
     if (table == NULL)
         return NULL;
-    size_t i = slot_of(table, key, slab_shift(qs));
-    for (size_t probes = 0; probes <= table->mask; probes++, i = (i + 1) & table->mask) {
+    uintptr_t key = addr & qs->hot.slab_mask;
+    size_t i = slot_of(qs, table, key);
+    /* A table is never more than 3/4 used, so an empty slot ends the probe. */
+    for (;;) {
         VmemSlab *slab = __atomic_load_n(&table->slot[i].slab, __ATOMIC_ACQUIRE);
         if (slab == NULL)
             return NULL;
         if (slab != TOMBSTONE && __atomic_load_n(&table->slot[i].key, __ATOMIC_RELAXED) == key)
             return slab;
+        i = (i + 1) & table->mask;
     }
-    return NULL;
 }
 
 static void table_put(VmemQcacheState *qs, SlabTable *table, uintptr_t key, VmemSlab *slab)
 {
-    size_t i = slot_of(table, key, slab_shift(qs));
+    size_t i = slot_of(qs, table, key);
     while (true) {
         VmemSlab *old = table->slot[i].slab;
         if (old == NULL || old == TOMBSTONE) {
@@ -285,8 +310,8 @@ static void table_put(VmemQcacheState *qs, SlabTable *table, uintptr_t key, Vmem
 
 static void table_delete(VmemQcacheState *qs, uintptr_t key)
 {
-    SlabTable *table = qs->table;
-    size_t i = slot_of(table, key, slab_shift(qs));
+    SlabTable *table = qs->hot.table;
+    size_t i = slot_of(qs, table, key);
     while (true) {
         VmemSlab *slab = table->slot[i].slab;
         if (slab == NULL)
@@ -305,7 +330,7 @@ static size_t table_bytes(size_t slots) { return sizeof(SlabTable) + slots * siz
 /* Slots a table should have to take one more slab, or 0 if it has room. */
 static size_t table_wanted_slots(const VmemQcacheState *qs)
 {
-    const SlabTable *table = qs->table;
+    const SlabTable *table = qs->hot.table;
     if (table != NULL && (table->used + 1) * 4 <= (table->mask + 1) * 3)
         return 0;
     size_t slots = 64;
@@ -333,13 +358,13 @@ static bool table_reserve(VmemQcacheState *qs, int vmflag)
             fresh->slot[i].slab = NULL;
         }
         state = vmem_port_lock(&qs->qs_lock);
-        SlabTable *old = qs->table;
+        SlabTable *old = qs->hot.table;
         if (table_wanted_slots(qs) == slots && qs->retired_table == NULL) {
             if (old != NULL)
                 for (size_t i = 0; i <= old->mask; i++)
                     if (old->slot[i].slab != NULL && old->slot[i].slab != TOMBSTONE)
                         table_put(qs, fresh, old->slot[i].key, old->slot[i].slab);
-            __atomic_store_n(&qs->table, fresh, __ATOMIC_RELEASE);
+            __atomic_store_n(&qs->hot.table, fresh, __ATOMIC_RELEASE);
             qs->retired_table = old;
         }
         /* A table that lost the race stays on qs->pages until destroy;
@@ -380,30 +405,31 @@ static void partial_remove(QcCache *cache, VmemSlab *slab)
 }
 
 /* Takes one object from a partial slab. Cache lock held. */
-static bool slab_take(QcCache *cache, uintptr_t *addrp)
+static bool slab_take(const VmemQcacheState *qs, QcCache *cache, uintptr_t *addrp)
 {
     VmemSlab *slab = cache->partial;
     if (slab == NULL)
         return false;
-    unsigned i = (unsigned)__builtin_ctzll(slab->in_slab);
-    slab->in_slab &= ~((uint64_t)1 << i);
+    unsigned q = (unsigned)__builtin_ctzll(slab->in_slab);
+    slab->in_slab &= ~((uint64_t)1 << q);
     slab->out++;
-    __atomic_store_n(&slab->state[i], (uint8_t)OBJ_ALLOCATED, __ATOMIC_RELAXED);
+    __atomic_store_n(&slab->state[q], (uint8_t)OBJ_ALLOCATED, __ATOMIC_RELAXED);
     if (slab->in_slab == 0)
         partial_remove(cache, slab);
     cache->slab_handouts++;
-    *addrp = slab->base + i * cache->objsize;
+    *addrp = slab->base + ((uintptr_t)q << qs->hot.quantum_shift);
     return true;
 }
 
 /* Puts an object back in its slab; returns the slab if it became wholly
  * free, detached from everything but the table (caller releases it).
  * Cache lock held. */
-static VmemSlab *slab_put(QcCache *cache, VmemSlab *slab, uintptr_t addr)
+static VmemSlab *slab_put(const VmemQcacheState *qs, QcCache *cache, VmemSlab *slab,
+                          uintptr_t addr)
 {
-    unsigned i = (unsigned)((addr - slab->base) / cache->objsize);
-    __atomic_store_n(&slab->state[i], (uint8_t)OBJ_IN_SLAB, __ATOMIC_RELAXED);
-    slab->in_slab |= (uint64_t)1 << i;
+    unsigned q = (unsigned)((addr - slab->base) >> qs->hot.quantum_shift);
+    __atomic_store_n(&slab->state[q], (uint8_t)OBJ_IN_SLAB, __ATOMIC_RELAXED);
+    slab->in_slab |= (uint64_t)1 << q;
     slab->out--;
     if (slab->out == 0) {
         if (slab->partial)
@@ -437,11 +463,12 @@ static void slabs_release(Vmem *vm, VmemQcacheState *qs, VmemSlab *list)
 
 /* Returns a magazine's rounds to their slabs; wholly free slabs are added
  * to *release. Cache lock held. */
-static void mag_flush(QcCache *cache, VmemMag *mag, VmemSlab **release)
+static void mag_flush(const VmemQcacheState *qs, QcCache *cache, VmemMag *mag,
+                      VmemSlab **release)
 {
     while (mag->rounds > 0) {
         VmemRound *round = &mag->round[--mag->rounds];
-        VmemSlab *slab = slab_put(cache, round->slab, round->addr);
+        VmemSlab *slab = slab_put(qs, cache, round->slab, round->addr);
         if (slab != NULL) {
             slab->next = *release;
             *release = slab;
@@ -449,7 +476,9 @@ static void mag_flush(QcCache *cache, VmemMag *mag, VmemSlab **release)
     }
 }
 
-/* Carves a new slab for cache c and takes one object from it. No lock held. */
+/* Carves a new slab for cache c and takes one object from it. Returns 0
+ * with *addrp set, 1 if another CPU raced for the table room (retry), or
+ * -VMEM_ERR_NO_MEM. No lock held. */
 static int slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, uintptr_t *addrp)
 {
     QcCache *cache = &qs->cache[c];
@@ -468,12 +497,16 @@ static int slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, uintpt
     }
     slab->base = base;
     slab->cache = (uint16_t)c;
-    slab->nobjs = (uint16_t)(qs->slab_size / cache->objsize);
     slab->out = 0;
     slab->partial = false;
-    slab->in_slab = slab->nobjs == 64 ? ~(uint64_t)0 : (((uint64_t)1 << slab->nobjs) - 1);
-    for (size_t i = 0; i < VMEM_QCACHE_SLAB_OBJS; i++)
-        slab->state[i] = OBJ_IN_SLAB;
+    slab->in_slab = 0;
+    for (size_t q = 0; q < SLAB_QUANTA_MAX; q++)
+        slab->state[q] = OBJ_NONE;
+    size_t stride = c + 1, slab_quanta = qs->slab_size >> qs->hot.quantum_shift;
+    for (size_t q = 0; q + stride <= slab_quanta; q += stride) {
+        slab->state[q] = OBJ_IN_SLAB;
+        slab->in_slab |= (uint64_t)1 << q;
+    }
 
     VmemIrqState cstate = vmem_port_lock(&cache->lock);
     VmemIrqState state = vmem_port_lock(&qs->qs_lock);
@@ -490,13 +523,13 @@ static int slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, uintpt
         vmem_port_unlock(&qs->qs_lock, state);
         return 1;
     }
-    table_put(qs, qs->table, base, slab);
+    table_put(qs, qs->hot.table, base, slab);
     qs->slab_bytes += qs->slab_size;
     qs->slab_count++;
     qs->slabs_created++;
     vmem_port_unlock(&qs->qs_lock, state);
     partial_add(cache, slab);
-    slab_take(cache, addrp);
+    slab_take(qs, cache, addrp);
     vmem_port_unlock(&cache->lock, cstate);
     return 0;
 }
@@ -524,11 +557,15 @@ static VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
     if (qs == NULL)
         return NULL;
     vmem_port_lock_init(&qs->qs_lock);
-    qs->ncaches = n;
+    qs->hot.ncaches = n;
+    qs->hot.quantum_shift = vm->vm_quantum_shift;
+    qs->hot.quantum_mask = vm->quantum - 1;
     /* The paper's slab size: the next power of two above 3 x qcache_max. */
     size_t largest = n * vm->quantum;
     qs->slab_size = (size_t)1 << (log2_floor(3 * largest) + 1);
-    qs->table = qs->retired_table = NULL;
+    qs->hot.slab_shift = log2_floor(qs->slab_size);
+    qs->hot.slab_mask = ~(uintptr_t)(qs->slab_size - 1);
+    qs->hot.table = qs->retired_table = NULL;
     qs->desc_free = qs->desc_retired = NULL;
     qs->mag_free = NULL;
     qs->pages = NULL;
@@ -584,31 +621,32 @@ static void depot_put_empty(VmemQcacheState *qs, QcCache *cache, VmemMag *mag)
     vmem_port_unlock(&qs->qs_lock, state);
 }
 
-static QcCpu *my_cpu(QcCache *cache) { return &cache->cpu[vmem_port_cpu_id() % VMEM_MAX_CPUS]; }
-
-/* ---- Allocation and free ---------------------------------------------------------------- */
-
-int vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag, uintptr_t *addrp)
+static inline QcCpu *my_cpu(QcCache *cache)
 {
-    VmemQcacheState *qs = qcache_state(vm, vmflag);
-    if (qs == NULL)
-        return 1; /* no memory for the caches themselves: use the arena */
-    size_t c = (size >> vm->vm_quantum_shift) - 1;
+    return &cache->cpu[vmem_port_cpu_id() % VMEM_MAX_CPUS];
+}
+
+/* ---- Allocation ------------------------------------------------------------------------- */
+
+/* Allocation when the loaded magazine is empty: the previous one, a full
+ * magazine from the depot, a slab, a new slab. Entered with the per-CPU
+ * lock held (irq from taking it); returns with no lock held. */
+static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu,
+                                 VmemIrqState irq, int vmflag)
+{
     QcCache *cache = &qs->cache[c];
-    QcCpu *cpu = my_cpu(cache);
-    VmemIrqState state = vmem_port_lock(&cpu->lock);
+    uintptr_t addr;
     for (;;) {
         VmemMag *mag = cpu->loaded;
         if (mag != NULL && mag->rounds > 0) {
             VmemRound *round = &mag->round[--mag->rounds];
-            uintptr_t addr = round->addr;
+            addr = round->addr;
             VmemSlab *slab = round->slab;
-            __atomic_store_n(&slab->state[(addr - slab->base) / cache->objsize],
+            __atomic_store_n(&slab->state[(addr - slab->base) >> qs->hot.quantum_shift],
                              (uint8_t)OBJ_ALLOCATED, __ATOMIC_RELAXED);
             __atomic_store_n(&cpu->handed_out, cpu->handed_out + 1, __ATOMIC_RELAXED);
-            vmem_port_unlock(&cpu->lock, state);
-            *addrp = addr;
-            return 0;
+            vmem_port_unlock(&cpu->lock, irq);
+            return addr;
         }
         if (cpu->previous != NULL && cpu->previous->rounds > 0) {
             cpu->loaded = cpu->previous;
@@ -629,25 +667,63 @@ int vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag, uintptr_t *addrp)
             continue;
         }
         /* Depot empty: take an object straight from a slab. */
-        bool got = slab_take(cache, addrp);
+        bool got = slab_take(qs, cache, &addr);
         vmem_port_unlock(&cache->lock, cstate);
-        vmem_port_unlock(&cpu->lock, state);
+        vmem_port_unlock(&cpu->lock, irq);
         if (got)
-            return 0;
+            return addr;
         break;
     }
     for (int attempt = 0; attempt < 4; attempt++) {
-        int result = slab_grow(vm, qs, c, vmflag, addrp);
-        if (result <= 0)
-            return result;
+        int result = slab_grow(vm, qs, c, vmflag, &addr);
+        if (result == 0)
+            return addr;
+        if (result < 0)
+            return 0;
         VmemIrqState cstate = vmem_port_lock(&cache->lock);
-        bool got = slab_take(cache, addrp);
+        bool got = slab_take(qs, cache, &addr);
         vmem_port_unlock(&cache->lock, cstate);
         if (got)
-            return 0;
+            return addr;
     }
-    return -VMEM_ERR_NO_MEM;
+    return 0;
 }
+
+/* The first allocation of an arena with caches creates their state. */
+static COLD uintptr_t alloc_first(Vmem *vm, size_t size, int vmflag)
+{
+    if (((size - 1) >> vm->vm_quantum_shift) >= vmem_qcache_count(vm))
+        return 0;
+    if (qcache_state(vm, vmflag) == NULL)
+        return 0; /* no memory for the caches themselves: use the arena */
+    return vmem_qcache_alloc(vm, size, vmflag);
+}
+
+uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
+{
+    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
+    if (UNLIKELY(qs == NULL))
+        return alloc_first(vm, size, vmflag);
+    size_t c = (size - 1) >> qs->hot.quantum_shift;
+    if (c >= qs->hot.ncaches)
+        return 0;
+    QcCpu *cpu = my_cpu(&qs->cache[c]);
+    VmemIrqState irq = vmem_port_lock(&cpu->lock);
+    VmemMag *mag = cpu->loaded;
+    if (UNLIKELY(mag == NULL || mag->rounds == 0))
+        return alloc_miss(vm, qs, c, cpu, irq, vmflag);
+    VmemRound *round = &mag->round[--mag->rounds];
+    uintptr_t addr = round->addr;
+    VmemSlab *slab = round->slab;
+    __atomic_store_n(&slab->state[(addr - slab->base) >> qs->hot.quantum_shift],
+                     (uint8_t)OBJ_ALLOCATED, __ATOMIC_RELAXED);
+    /* A plain increment, atomic only so that vmem_qcache_usage() may read it. */
+    __atomic_store_n(&cpu->handed_out, cpu->handed_out + 1, __ATOMIC_RELAXED);
+    vmem_port_unlock(&cpu->lock, irq);
+    return addr;
+}
+
+/* ---- Free ---------------------------------------------------------------------------------- */
 
 /* Hands a full magazine to the depot. Past DEPOT_FULL_MAX the oldest full
  * magazine goes back to its slabs instead, so that slabs no longer used
@@ -666,16 +742,18 @@ static void depot_put_full(VmemQcacheState *qs, QcCache *cache, VmemMag *mag,
     }
     *link = NULL;
     cache->nfull--;
-    mag_flush(cache, oldest, release);
+    mag_flush(qs, cache, oldest, release);
     depot_put_empty(qs, cache, oldest);
 }
 
-/* Puts a just-freed object into the CPU's magazines, trading with the
- * depot as needed. Per-CPU lock held on entry and exit (*state updated:
- * it may be dropped to allocate a magazine). Returns slabs to release. */
-static VmemSlab *mag_push(VmemQcacheState *qs, QcCache *cache, QcCpu *cpu, uintptr_t addr,
-                          VmemSlab *slab, VmemIrqState *state)
+/* Free when the loaded magazine is full (or missing): the object, already
+ * marked as in a magazine, goes into the previous one, an empty one from
+ * the depot, a new one, or back to its slab. Entered with the per-CPU
+ * lock held (irq from taking it); returns with no lock held. */
+static COLD void free_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu,
+                           VmemIrqState irq, uintptr_t addr, VmemSlab *slab)
 {
+    QcCache *cache = &qs->cache[c];
     VmemSlab *release = NULL;
     for (;;) {
         VmemMag *mag = cpu->loaded;
@@ -683,7 +761,7 @@ static VmemSlab *mag_push(VmemQcacheState *qs, QcCache *cache, QcCpu *cpu, uintp
             mag->round[mag->rounds].addr = addr;
             mag->round[mag->rounds].slab = slab;
             mag->rounds++;
-            return release;
+            break;
         }
         if (cpu->previous != NULL && cpu->previous->rounds == 0) {
             cpu->loaded = cpu->previous;
@@ -705,19 +783,19 @@ static VmemSlab *mag_push(VmemQcacheState *qs, QcCache *cache, QcCpu *cpu, uintp
         }
         vmem_port_unlock(&cache->lock, cstate);
         /* No empty magazine anywhere: allocate one with no lock held. */
-        vmem_port_unlock(&cpu->lock, *state);
+        vmem_port_unlock(&cpu->lock, irq);
         VmemMag *fresh = mag_get(qs, VM_NOSLEEP);
-        *state = vmem_port_lock(&cpu->lock);
+        irq = vmem_port_lock(&cpu->lock);
         if (fresh == NULL) {
             /* Out of memory for magazines: straight back to the slab. */
             cstate = vmem_port_lock(&cache->lock);
-            VmemSlab *emptied = slab_put(cache, slab, addr);
+            VmemSlab *emptied = slab_put(qs, cache, slab, addr);
             vmem_port_unlock(&cache->lock, cstate);
             if (emptied != NULL) {
                 emptied->next = release;
                 release = emptied;
             }
-            return release;
+            break;
         }
         cstate = vmem_port_lock(&cache->lock);
         fresh->next = cache->empty;
@@ -725,6 +803,30 @@ static VmemSlab *mag_push(VmemQcacheState *qs, QcCache *cache, QcCpu *cpu, uintp
         cache->nempty++;
         vmem_port_unlock(&cache->lock, cstate);
     }
+    vmem_port_unlock(&cpu->lock, irq);
+    slabs_release(vm, qs, release);
+}
+
+/* Reports a free the state byte (or the slab's cache, or the alignment)
+ * refused; seen is what the state byte held. Entered with the per-CPU lock
+ * held; nothing has changed. */
+static COLD int free_misuse(Vmem *vm, const char *call, uintptr_t addr, size_t size,
+                            const VmemSlab *slab, size_t c, uint8_t seen, QcCpu *cpu,
+                            VmemIrqState irq)
+{
+    VmemMisuseKind kind = VMEM_MISUSE_FREE_WRONG_SIZE;
+    const char *why = "the address belongs to the quantum cache of another size";
+    if (slab->cache == c) {
+        kind = VMEM_MISUSE_DOUBLE_FREE;
+        why = "the cached object is already free";
+        if ((addr & (vm->quantum - 1)) != 0 || seen == OBJ_NONE) {
+            kind = VMEM_MISUSE_FREE_INSIDE;
+            why = "the address is not the start of a cached object";
+        }
+    }
+    vmem_port_unlock(&cpu->lock, irq);
+    vmem_report(vm, call, addr, size, kind, why);
+    return -VMEM_ERR_INVALID;
 }
 
 int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
@@ -732,39 +834,32 @@ int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
     VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
     if (qs == NULL)
         return 1;
-    size_t c = (size >> vm->vm_quantum_shift) - 1;
-    QcCache *cache = &qs->cache[c];
-    QcCpu *cpu = my_cpu(cache);
-    VmemIrqState state = vmem_port_lock(&cpu->lock);
-    VmemSlab *slab = table_lookup(qs, addr & ~(qs->slab_size - 1));
+    size_t c = (size - 1) >> qs->hot.quantum_shift;
+    if (c >= qs->hot.ncaches)
+        return 1;
+    QcCpu *cpu = my_cpu(&qs->cache[c]);
+    VmemIrqState irq = vmem_port_lock(&cpu->lock);
+    VmemSlab *slab = slab_of(qs, addr);
     if (slab == NULL) {
-        vmem_port_unlock(&cpu->lock, state);
+        vmem_port_unlock(&cpu->lock, irq);
         return 1; /* not from a cache: an arena segment (or misuse the arena reports) */
     }
-    const char *why = NULL;
-    VmemMisuseKind kind = VMEM_MISUSE_FREE_WRONG_SIZE;
-    size_t offset = addr - slab->base;
-    uint8_t expected = OBJ_ALLOCATED;
-    if (slab->cache != c) {
-        why = "the address belongs to the quantum cache of another size";
-    } else if (offset % cache->objsize != 0 || offset / cache->objsize >= slab->nobjs) {
-        kind = VMEM_MISUSE_FREE_INSIDE;
-        why = "the address is not the start of a cached object";
-    } else if (!__atomic_compare_exchange_n(&slab->state[offset / cache->objsize], &expected,
-                                            (uint8_t)OBJ_IN_MAGAZINE, false, __ATOMIC_ACQ_REL,
-                                            __ATOMIC_RELAXED)) {
-        kind = VMEM_MISUSE_DOUBLE_FREE;
-        why = "the cached object is already free";
-    }
-    if (why != NULL) {
-        vmem_port_unlock(&cpu->lock, state);
-        vmem_report(vm, call, addr, size, kind, why);
-        return -VMEM_ERR_INVALID;
-    }
+    uint8_t seen = OBJ_ALLOCATED;
+    if (UNLIKELY(slab->cache != c || (addr & qs->hot.quantum_mask) != 0 ||
+                 !__atomic_compare_exchange_n(
+                     &slab->state[(addr - slab->base) >> qs->hot.quantum_shift], &seen,
+                     (uint8_t)OBJ_IN_MAGAZINE, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)))
+        return free_misuse(vm, call, addr, size, slab, c, seen, cpu, irq);
     __atomic_store_n(&cpu->taken_back, cpu->taken_back + 1, __ATOMIC_RELAXED);
-    VmemSlab *release = mag_push(qs, cache, cpu, addr, slab, &state);
-    vmem_port_unlock(&cpu->lock, state);
-    slabs_release(vm, qs, release);
+    VmemMag *mag = cpu->loaded;
+    if (UNLIKELY(mag == NULL || mag->rounds == MAG_ROUNDS)) {
+        free_miss(vm, qs, c, cpu, irq, addr, slab);
+        return 0;
+    }
+    mag->round[mag->rounds].addr = addr;
+    mag->round[mag->rounds].slab = slab;
+    mag->rounds++;
+    vmem_port_unlock(&cpu->lock, irq);
     return 0;
 }
 
@@ -774,7 +869,7 @@ bool vmem_qcache_owns(Vmem *vm, uintptr_t addr)
     if (qs == NULL)
         return false;
     VmemIrqState state = vmem_port_lock(&qs->qs_lock);
-    bool owned = table_lookup(qs, addr & ~(qs->slab_size - 1)) != NULL;
+    bool owned = slab_of(qs, addr) != NULL;
     vmem_port_unlock(&qs->qs_lock, state);
     return owned;
 }
@@ -786,7 +881,7 @@ void vmem_qcache_drain(Vmem *vm)
     VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
     if (qs == NULL)
         return;
-    for (size_t c = 0; c < qs->ncaches; c++) {
+    for (size_t c = 0; c < qs->hot.ncaches; c++) {
         QcCache *cache = &qs->cache[c];
         VmemSlab *release = NULL;
         VmemMag *spent = NULL;
@@ -799,7 +894,7 @@ void vmem_qcache_drain(Vmem *vm)
             for (int m = 0; m < 2; m++) {
                 if (mags[m] == NULL)
                     continue;
-                mag_flush(cache, mags[m], &release);
+                mag_flush(qs, cache, mags[m], &release);
                 mags[m]->next = spent;
                 spent = mags[m];
             }
@@ -810,7 +905,7 @@ void vmem_qcache_drain(Vmem *vm)
         while (cache->full != NULL) {
             VmemMag *mag = cache->full;
             cache->full = mag->next;
-            mag_flush(cache, mag, &release);
+            mag_flush(qs, cache, mag, &release);
             mag->next = spent;
             spent = mag;
         }
@@ -844,7 +939,7 @@ void vmem_qcache_usage(Vmem *vm, VmemQcacheUsage *usage)
     usage->slabs_created = qs->slabs_created;
     usage->slabs_released = qs->slabs_released;
     vmem_port_unlock(&qs->qs_lock, state);
-    for (size_t c = 0; c < qs->ncaches; c++) {
+    for (size_t c = 0; c < qs->hot.ncaches; c++) {
         QcCache *cache = &qs->cache[c];
         VmemIrqState cstate = vmem_port_lock(&cache->lock);
         size_t out = cache->slab_handouts;
@@ -870,7 +965,7 @@ void vmem_qcache_fini(Vmem *vm)
     if (qs == NULL)
         return;
     vm->vm_qcache = NULL;
-    for (size_t c = 0; c < qs->ncaches; c++) {
+    for (size_t c = 0; c < qs->hot.ncaches; c++) {
         for (size_t i = 0; i < VMEM_MAX_CPUS; i++)
             vmem_port_lock_fini(&qs->cache[c].cpu[i].lock);
         vmem_port_lock_fini(&qs->cache[c].lock);
