@@ -159,8 +159,9 @@ static void copy_name(char *dst, const char *src, size_t n)
     dst[i] = '\0';
 }
 
-/* Is vm an arena that may be used? Reports if not. No lock held. */
-static bool usable(const Vmem *vm, const char *call, uintptr_t addr, size_t size)
+/* Reports why vm may not be used, for usable(). */
+static __attribute__((noinline, cold)) bool report_unusable(const Vmem *vm, const char *call,
+                                                            uintptr_t addr, size_t size)
 {
     if (!vmem_library_ready()) {
         vmem_report(NULL, call, addr, size, VMEM_MISUSE_NOT_BOOTSTRAPPED,
@@ -177,6 +178,16 @@ static bool usable(const Vmem *vm, const char *call, uintptr_t addr, size_t size
         return false;
     }
     return true;
+}
+
+/* Is vm an arena that may be used? Reports if not. No lock held. */
+static inline bool usable(const Vmem *vm, const char *call, uintptr_t addr, size_t size)
+{
+    /* vmem_init() refuses to run before vmem_bootstrap(), so the magic
+     * alone proves the library ready: every call pays one test. */
+    if (__builtin_expect(vm != NULL && vm->vm_magic == VMEM_MAGIC, 1))
+        return true;
+    return report_unusable(vm, call, addr, size);
 }
 
 static bool valid_flags(const Vmem *vm, const char *call, int vmflag, uintptr_t addr, size_t size)
@@ -1042,15 +1053,14 @@ void *vmem_xalloc(Vmem *vmp, size_t size, size_t align, size_t phase, size_t noc
 
 /* Small vmem_alloc() requests go through the quantum caches, except with
  * the policies that promise a placement (next-fit's rotor, first-fit,
- * VM_ENDALLOC), which only the arena can keep. */
-static bool uses_qcache(const Vmem *vm, size_t rounded, int vmflag)
+ * VM_ENDALLOC), which only the arena can keep. VM_BOOTSTRAP requests (a
+ * page source at work) skip them too: their magazines and slab
+ * descriptors come from the page source. Only a bound here, to keep
+ * arenas without caches fast: vmem_qcache_alloc() and vmem_qcache_free()
+ * know the exact sizes they serve. */
+static inline bool uses_qcache(const Vmem *vm, size_t size, int vmflag)
 {
-    if (vm->qcache_max < vm->quantum)
-        return false;
-    size_t caches = vmem_qcache_count(vm);
-    /* VM_BOOTSTRAP requests (a page source at work) skip the caches too:
-     * their magazines and slab descriptors come from the page source. */
-    return caches != 0 && rounded <= caches * vm->quantum &&
+    return size <= vm->qcache_max &&
            !(vmflag & (VM_NEXTFIT | VM_FIRSTFIT | VM_ENDALLOC | VM_BOOTSTRAP));
 }
 
@@ -1063,7 +1073,13 @@ void *vmem_alloc(Vmem *vmp, size_t size, int vmflag)
         return NULL;
     const size_t q = vmp->quantum;
     if ((vmflag & ~(VM_INSTANTFIT | VM_NOSLEEP)) == 0 && size - 1 < SIZE_MAX - (q - 1)) {
-        /* The common request: nothing to validate beyond the size. */
+        /* The common request: nothing to validate beyond the size, and
+         * a cache hit needs nothing more. */
+        if (uses_qcache(vmp, size, vmflag)) {
+            addr = vmem_qcache_alloc(vmp, size, vmflag);
+            if (addr != 0)
+                return (void *)addr;
+        }
         req.size = (size + (q - 1)) & ~(q - 1);
         req.quantum = q;
         req.align = q;
@@ -1072,15 +1088,15 @@ void *vmem_alloc(Vmem *vmp, size_t size, int vmflag)
         req.top_down = false;
     } else if (!make_request(vmp, call, size, 0, 0, 0, 0, 0, false, vmflag, &req)) {
         return NULL;
-    }
-    req.min = 1; /* NULL means failure, so 0 is never handed out here */
-    if (uses_qcache(vmp, req.size, vmflag)) {
-        int result = vmem_qcache_alloc(vmp, req.size, vmflag, &addr);
-        if (result == 0)
+    } else if (uses_qcache(vmp, req.size, vmflag)) {
+        addr = vmem_qcache_alloc(vmp, req.size, vmflag);
+        if (addr != 0)
             return (void *)addr;
-        /* No slab to be had: serve it from the arena directly, as an
-         * ordinary segment (vmem_free tells the two apart). */
     }
+    /* The caches could not serve it (no slab to be had, or not a cached
+     * size): the arena serves it as an ordinary segment, which vmem_free
+     * tells from a cached object. */
+    req.min = 1; /* NULL means failure, so 0 is never handed out here */
     if (alloc_or_drain(vmp, call, &req, vmflag, 0, &addr) != 0)
         return NULL;
     return (void *)addr;
@@ -1205,8 +1221,7 @@ void vmem_free(Vmem *vmp, void *addr, size_t size)
     static const char call[] = "vmem_free";
     if (!valid_free(vmp, call, (uintptr_t)addr, size))
         return;
-    size_t rounded = round_up(size, vmp->quantum);
-    if (uses_qcache(vmp, rounded, 0) && vmem_qcache_free(vmp, call, (uintptr_t)addr, rounded) != 1)
+    if (uses_qcache(vmp, size, 0) && vmem_qcache_free(vmp, call, (uintptr_t)addr, size) != 1)
         return;
     arena_free(vmp, call, (uintptr_t)addr, size, false);
 }

@@ -255,11 +255,12 @@ typedef struct {
 
 /* Caches this arena has (0: none). */
 size_t vmem_qcache_count(const Vmem *vm);
-/* 0 and *addrp set; 1: the caches cannot serve this (use the arena);
- * -VMEM_ERR_NO_MEM: out of resources. No lock held. */
-int vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag, uintptr_t *addrp);
+/* The address of a cached object of size (1 or more, not yet rounded), or
+ * 0 when the caches do not serve this size or have nothing to give (use
+ * the arena: a slab is never at 0). vmflag is valid. No lock held. */
+uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag);
 /* 0: freed; 1: not a cached object (use the arena); negative: misuse,
- * already reported. size is rounded to the quantum. No lock held. */
+ * already reported. size is 1 or more, not yet rounded. No lock held. */
 int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size);
 /* Does addr lie in one of the caches' slabs? */
 bool vmem_qcache_owns(Vmem *vm, uintptr_t addr);

@@ -4,8 +4,8 @@
  *
  * Layers, from the hot path down:
  *   per-CPU    each cache has, per CPU, a loaded and a previous magazine
- *              (arrays of free objects) under a per-CPU lock that only
- *              that CPU normally takes: a hit touches no shared lock.
+ *              (arrays of free objects) in a slot that only that CPU
+ *              normally enters: a hit touches no shared lock.
  *   depot      per cache, lists of full and empty magazines, under the
  *              cache lock; a CPU trades magazines with it when both of its
  *              own are exhausted (alloc) or full (free).
@@ -14,28 +14,52 @@
  *              to its size). Allocation misses take objects straight from a
  *              slab; a slab wholly free again goes back to the arena.
  *
+ * Slots. A per-CPU slot is a lock nobody ever waits for: entering it is
+ * one compare-and-swap, leaving it one store. Whoever finds it taken - a
+ * thread preempted inside it, an interrupt handler that interrupted its
+ * owner, a thread that migrated - uses the slab layer under the cache
+ * lock instead (the unbuffered paths), and whoever needs every slot (a
+ * drain, a grace period) tries each for a bounded time and otherwise does
+ * without it. So a hit pays one atomic instruction instead of a call to
+ * the port's lock and one to its unlock (an atomic instruction each in the
+ * hosted port, an interrupt mask as well in a kernel's), and no path can
+ * deadlock on a slot, not even an interrupt handler on the CPU whose slot
+ * it interrupted. The slot word counts: odd while someone is inside, and
+ * every entry and exit changes it.
+ *
+ * The hits. vmem_qcache_alloc() and vmem_qcache_free() are the whole cost
+ * of a cached vmem_alloc()/vmem_free() when the loaded magazine can serve
+ * it, so they are written as one straight line - the CPU id, the slot, a
+ * round popped or pushed, one state byte - and everything else (magazine
+ * swaps, depot trades, slabs, misuse) is out of line. A slab holds at
+ * most VMEM_QCACHE_SLAB_OBJS quanta, so every per-object fact is indexed
+ * by the object's offset in quanta, found by a shift: nothing on any path
+ * divides by an object size.
+ *
  * Checked frees. Objects are integers, so nothing can be written inside
  * them: each slab has an external descriptor with one state byte per
- * object (in slab / allocated / in a magazine). vmem_free() finds the
- * descriptor through the slab table, keyed by the slab's aligned base, and
- * moves the state from "allocated" to "in a magazine" with one
- * compare-and-swap: a double free or an address the cache never handed
- * out fails that step and is reported, and nothing changes.
+ * quantum (not an object start / in slab / allocated / in a magazine).
+ * vmem_free() finds the descriptor through the slab table, keyed by the
+ * slab's aligned base, and moves the state from "allocated" to "in a
+ * magazine" with one compare-and-swap: a double free (even two racing
+ * ones on different CPUs), an address inside an object, or one the cache
+ * never handed out fails that step and is reported, and nothing changes.
  *
- * The slab table is read with only a per-CPU or a cache lock held. Writers
+ * The slab table is read inside a slot or under a cache lock. Writers
  * (under qs_lock) publish entries with release stores and never free
- * anything a reader might hold: a replaced table, and descriptors of
- * released slabs, are kept until a grace period has passed - every per-CPU
- * and cache lock taken and released once - after which no reader can still
- * see them.
+ * anything a reader might hold: a replaced table stays until the arena is
+ * destroyed, and the descriptor of a released slab is reused only after a
+ * grace period - every slot and every cache lock entered and left once -
+ * after which no reader can still see it. A grace period that a slot
+ * holds up for too long fails, and fresh descriptors are used instead.
  *
- * Lock order: per-CPU lock -> cache lock -> qs_lock. None of them is ever
- * held while calling the arena, the port's page source or the misuse hook.
+ * Order: slot -> cache lock -> qs_lock. None of them is ever held while
+ * calling the arena, the port's page source or the misuse hook.
  *
- * Stats: objects in magazines or slabs are free resources. Each per-CPU
- * structure counts the objects its CPU handed out and took back; summing
- * them gives the exact number of objects allocated, so vmem_size() and
- * vmem_stat() report cached objects as free.
+ * Stats: objects in magazines or slabs are free resources. Each slot
+ * counts the objects it handed out and took back, and each cache those
+ * that bypassed the magazines; the sums give the exact number of objects
+ * allocated, so vmem_size() and vmem_stat() report cached objects as free.
  */
 #include "vmem_internal.h"
 
@@ -43,8 +67,24 @@
 /* Full magazines a depot keeps before it flushes one back to its slabs. */
 #define DEPOT_FULL_MAX 4
 #define DEPOT_EMPTY_MAX 4
+/* Quanta in the largest slab (vmem_config.h derives the bound). */
+#define SLAB_QUANTA_MAX VMEM_QCACHE_SLAB_OBJS
+/* Attempts at a busy slot before an allocation or a free bypasses the
+ * magazines: a slot is held for a few dozen instructions, so one still
+ * busy after this is held by someone who is not running (preempted, or
+ * interrupted by this very caller). */
+#define SLOT_ATTEMPTS 64
+/* Attempts before a drain or a grace period does without a slot: far
+ * longer than any critical section, far shorter than a time slice. */
+#define SLOT_PATIENCE 100000
 
-enum { OBJ_IN_SLAB = 0, OBJ_ALLOCATED = 1, OBJ_IN_MAGAZINE = 2 };
+#define COLD __attribute__((noinline, cold))
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* State of each quantum of a slab. Quanta inside an object (not its first)
+ * stay OBJ_NONE, so a free there fails the same compare-and-swap that
+ * catches a double free. */
+enum { OBJ_NONE = 0, OBJ_IN_SLAB, OBJ_ALLOCATED, OBJ_IN_MAGAZINE };
 
 /* A cached object and its slab: keeping the slab beside the address saves
  * a table lookup on every allocation hit. */
@@ -60,15 +100,17 @@ typedef struct vmem_mag {
 } VmemMag;
 
 typedef struct vmem_slab {
+    /* Read by every free; written by the slab layer, under the cache lock. */
     uintptr_t base;
-    struct vmem_slab *next; /* partial list, or a descriptor free list */
+    struct vmem_slab *next;  /* partial list, or a descriptor free list */
     struct vmem_slab *prev;
-    uint64_t in_slab;       /* bit i: object i is free in the slab layer */
+    uint64_t in_slab;        /* bit q: the object at quantum q is free in the slab layer */
     uint16_t cache;
-    uint16_t nobjs;
-    uint16_t out;           /* objects not in the slab layer */
-    bool partial;           /* on the cache's partial list */
-    uint8_t state[VMEM_QCACHE_SLAB_OBJS];
+    uint16_t out;            /* objects not in the slab layer */
+    bool partial;            /* on the cache's partial list */
+    /* Written by every hit, on any CPU: a line apart, so that those writes
+     * do not take the fields above away from the other CPUs. */
+    uint8_t state[SLAB_QUANTA_MAX] __attribute__((aligned(64)));
 } VmemSlab;
 
 typedef struct {
@@ -85,11 +127,12 @@ typedef struct slab_table {
 
 #define TOMBSTONE ((VmemSlab *)1)
 
+/* One cache line per slot, so that CPUs never share one on a hit. */
 typedef struct {
-    VmemLock lock;
+    unsigned seq;      /* odd while someone is inside the slot */
     VmemMag *loaded;
     VmemMag *previous;
-    size_t handed_out; /* objects this CPU gave to callers of this cache */
+    size_t handed_out; /* objects this slot gave to callers of this cache */
     size_t taken_back;
 } __attribute__((aligned(64))) QcCpu;
 
@@ -101,6 +144,7 @@ typedef struct {
     size_t nfull, nempty;
     VmemSlab *partial;
     size_t slab_handouts; /* objects handed to callers straight from slabs */
+    size_t slab_takebacks; /* objects callers freed straight into slabs */
     QcCpu cpu[VMEM_MAX_CPUS];
 } QcCache;
 
@@ -110,12 +154,22 @@ typedef struct qc_page {
     size_t npages;
 } QcPage;
 
+/* Where descriptors start in their page: the first line after its header. */
+#define DESC_OFFSET ((sizeof(QcPage) + 63) & ~(size_t)63)
+
 struct vmem_qcache_state {
-    VmemLock qs_lock;       /* slab table writes; descriptor and magazine lists */
-    size_t ncaches;
+    /* Read by every hit, written (table) only when the slab table grows:
+     * a line of its own, apart from the locks other CPUs write. */
+    struct {
+        size_t ncaches;
+        unsigned quantum_shift;
+        unsigned slab_shift;
+        uintptr_t quantum_mask;
+        uintptr_t slab_mask;  /* ~(slab size - 1): a slab's base from an address */
+        SlabTable *table;
+    } __attribute__((aligned(64))) hot;
+    VmemLock qs_lock __attribute__((aligned(64))); /* slab table writes; descriptor and magazine lists */
     size_t slab_size;
-    SlabTable *table;
-    SlabTable *retired_table;
     VmemSlab *desc_free;
     VmemSlab *desc_retired; /* released slabs' descriptors, awaiting a grace period */
     VmemMag *mag_free;
@@ -151,18 +205,48 @@ static size_t carve_count(size_t object_size)
     return (VMEM_PAGE_SIZE - sizeof(QcPage)) / object_size;
 }
 
-/* Passes a grace period: once every per-CPU lock has been taken and
- * released, no reader can still hold a pointer it found before. */
-static void grace_period(VmemQcacheState *qs)
+/* ---- Slots ---------------------------------------------------------------------- */
+
+/* Enters the slot, or fails at once if someone is inside. Acquire: what
+ * the last one inside did is visible here. */
+static inline bool slot_enter(QcCpu *cpu)
 {
-    for (size_t c = 0; c < qs->ncaches; c++) {
+    unsigned seq = __atomic_load_n(&cpu->seq, __ATOMIC_RELAXED);
+    return (seq & 1) == 0 && __atomic_compare_exchange_n(&cpu->seq, &seq, seq + 1, false,
+                                                         __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
+static inline void slot_exit(QcCpu *cpu)
+{
+    __atomic_store_n(&cpu->seq, __atomic_load_n(&cpu->seq, __ATOMIC_RELAXED) + 1,
+                     __ATOMIC_RELEASE);
+}
+
+/* Enters the slot within `attempts`: whoever is inside may be the code
+ * this caller interrupted, so it never waits for good. */
+static COLD bool slot_enter_within(QcCpu *cpu, unsigned attempts)
+{
+    for (unsigned attempt = 0; attempt < attempts; attempt++)
+        if (slot_enter(cpu))
+            return true;
+    return false;
+}
+
+/* Passes a grace period: once every slot and every cache lock has been
+ * entered and left, no reader can still hold a pointer it found before.
+ * False if a slot stayed busy too long. */
+static bool grace_period(VmemQcacheState *qs)
+{
+    for (size_t c = 0; c < qs->hot.ncaches; c++) {
         for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
-            VmemIrqState state = vmem_port_lock(&qs->cache[c].cpu[i].lock);
-            vmem_port_unlock(&qs->cache[c].cpu[i].lock, state);
+            if (!slot_enter_within(&qs->cache[c].cpu[i], SLOT_PATIENCE))
+                return false;
+            slot_exit(&qs->cache[c].cpu[i]);
         }
         VmemIrqState state = vmem_port_lock(&qs->cache[c].lock);
         vmem_port_unlock(&qs->cache[c].lock, state);
     }
+    return true;
 }
 
 static VmemSlab *desc_get(VmemQcacheState *qs, int vmflag)
@@ -179,22 +263,27 @@ static VmemSlab *desc_get(VmemQcacheState *qs, int vmflag)
         qs->desc_retired = NULL;
         vmem_port_unlock(&qs->qs_lock, state);
         if (retired != NULL) {
-            grace_period(qs);
+            bool passed = grace_period(qs);
             state = vmem_port_lock(&qs->qs_lock);
+            /* Not passed: they wait for the next try, and a fresh block
+             * serves this one. */
+            VmemSlab **to = passed ? &qs->desc_free : &qs->desc_retired;
             while (retired != NULL) {
                 VmemSlab *next = retired->next;
-                retired->next = qs->desc_free;
-                qs->desc_free = retired;
+                retired->next = *to;
+                *to = retired;
                 retired = next;
             }
             vmem_port_unlock(&qs->qs_lock, state);
-            continue;
+            if (passed)
+                continue;
         }
-        VmemSlab *block = qc_pages(qs, VMEM_PAGE_SIZE - sizeof(QcPage), vmflag);
-        if (block == NULL)
+        char *page = qc_pages(qs, VMEM_PAGE_SIZE - sizeof(QcPage), vmflag);
+        if (page == NULL)
             return NULL;
+        VmemSlab *block = (VmemSlab *)(void *)(page - sizeof(QcPage) + DESC_OFFSET);
         state = vmem_port_lock(&qs->qs_lock);
-        for (size_t i = 0; i < carve_count(sizeof(VmemSlab)); i++) {
+        for (size_t i = 0; i < (VMEM_PAGE_SIZE - DESC_OFFSET) / sizeof(VmemSlab); i++) {
             block[i].next = qs->desc_free;
             qs->desc_free = &block[i];
         }
@@ -240,35 +329,43 @@ static void mags_put_locked(VmemQcacheState *qs, VmemMag *list)
 
 /* ---- The slab table ------------------------------------------------------------ */
 
-static size_t slot_of(const SlabTable *table, uintptr_t key, unsigned shift)
+/* The state byte of the object at addr. Slabs are aligned to their size,
+ * so the address alone gives the quantum: no descriptor field is read. */
+static inline uint8_t *state_of(const VmemQcacheState *qs, VmemSlab *slab, uintptr_t addr)
 {
-    uint64_t h = (uint64_t)(key >> shift) * 0x9e3779b97f4a7c15ULL;
+    return &slab->state[(addr & ~qs->hot.slab_mask) >> qs->hot.quantum_shift];
+}
+
+static size_t slot_of(const VmemQcacheState *qs, const SlabTable *table, uintptr_t key)
+{
+    uint64_t h = (uint64_t)(key >> qs->hot.slab_shift) * 0x9e3779b97f4a7c15ULL;
     return (size_t)(h ^ (h >> 31)) & table->mask;
 }
 
-static unsigned slab_shift(const VmemQcacheState *qs) { return log2_floor(qs->slab_size); }
-
-/* The descriptor of the slab at `key`, or NULL. Called with a per-CPU lock
- * (or qs_lock) held. */
-static VmemSlab *table_lookup(VmemQcacheState *qs, uintptr_t key)
+/* The descriptor of the slab holding addr, or NULL. Called inside a slot
+ * or with a cache lock (or qs_lock) held, so that what it returns stays
+ * valid until then. */
+static inline VmemSlab *slab_of(const VmemQcacheState *qs, uintptr_t addr)
 {
-    SlabTable *table = __atomic_load_n(&qs->table, __ATOMIC_ACQUIRE);
+    SlabTable *table = __atomic_load_n(&qs->hot.table, __ATOMIC_ACQUIRE);
     if (table == NULL)
         return NULL;
-    size_t i = slot_of(table, key, slab_shift(qs));
-    for (size_t probes = 0; probes <= table->mask; probes++, i = (i + 1) & table->mask) {
+    uintptr_t key = addr & qs->hot.slab_mask;
+    size_t i = slot_of(qs, table, key);
+    /* A table is never more than 3/4 used, so an empty slot ends the probe. */
+    for (;;) {
         VmemSlab *slab = __atomic_load_n(&table->slot[i].slab, __ATOMIC_ACQUIRE);
         if (slab == NULL)
             return NULL;
         if (slab != TOMBSTONE && __atomic_load_n(&table->slot[i].key, __ATOMIC_RELAXED) == key)
             return slab;
+        i = (i + 1) & table->mask;
     }
-    return NULL;
 }
 
 static void table_put(VmemQcacheState *qs, SlabTable *table, uintptr_t key, VmemSlab *slab)
 {
-    size_t i = slot_of(table, key, slab_shift(qs));
+    size_t i = slot_of(qs, table, key);
     while (true) {
         VmemSlab *old = table->slot[i].slab;
         if (old == NULL || old == TOMBSTONE) {
@@ -285,8 +382,8 @@ static void table_put(VmemQcacheState *qs, SlabTable *table, uintptr_t key, Vmem
 
 static void table_delete(VmemQcacheState *qs, uintptr_t key)
 {
-    SlabTable *table = qs->table;
-    size_t i = slot_of(table, key, slab_shift(qs));
+    SlabTable *table = qs->hot.table;
+    size_t i = slot_of(qs, table, key);
     while (true) {
         VmemSlab *slab = table->slot[i].slab;
         if (slab == NULL)
@@ -305,7 +402,7 @@ static size_t table_bytes(size_t slots) { return sizeof(SlabTable) + slots * siz
 /* Slots a table should have to take one more slab, or 0 if it has room. */
 static size_t table_wanted_slots(const VmemQcacheState *qs)
 {
-    const SlabTable *table = qs->table;
+    const SlabTable *table = qs->hot.table;
     if (table != NULL && (table->used + 1) * 4 <= (table->mask + 1) * 3)
         return 0;
     size_t slots = 64;
@@ -332,27 +429,18 @@ static bool table_reserve(VmemQcacheState *qs, int vmflag)
             fresh->slot[i].key = 0;
             fresh->slot[i].slab = NULL;
         }
+        /* The replaced table, or one that lost a race to replace it,
+         * stays on qs->pages until destroy: a reader may still be in it. */
         state = vmem_port_lock(&qs->qs_lock);
-        SlabTable *old = qs->table;
-        if (table_wanted_slots(qs) == slots && qs->retired_table == NULL) {
+        SlabTable *old = qs->hot.table;
+        if (table_wanted_slots(qs) == slots) {
             if (old != NULL)
                 for (size_t i = 0; i <= old->mask; i++)
                     if (old->slot[i].slab != NULL && old->slot[i].slab != TOMBSTONE)
                         table_put(qs, fresh, old->slot[i].key, old->slot[i].slab);
-            __atomic_store_n(&qs->table, fresh, __ATOMIC_RELEASE);
-            qs->retired_table = old;
+            __atomic_store_n(&qs->hot.table, fresh, __ATOMIC_RELEASE);
         }
-        /* A table that lost the race stays on qs->pages until destroy;
-         * a replaced one is only reused after a grace period. */
-        SlabTable *retired = qs->retired_table;
         vmem_port_unlock(&qs->qs_lock, state);
-        if (retired != NULL) {
-            grace_period(qs);
-            state = vmem_port_lock(&qs->qs_lock);
-            if (qs->retired_table == retired)
-                qs->retired_table = NULL; /* its pages stay owned by qs->pages */
-            vmem_port_unlock(&qs->qs_lock, state);
-        }
     }
 }
 
@@ -380,30 +468,31 @@ static void partial_remove(QcCache *cache, VmemSlab *slab)
 }
 
 /* Takes one object from a partial slab. Cache lock held. */
-static bool slab_take(QcCache *cache, uintptr_t *addrp)
+static bool slab_take(const VmemQcacheState *qs, QcCache *cache, uintptr_t *addrp)
 {
     VmemSlab *slab = cache->partial;
     if (slab == NULL)
         return false;
-    unsigned i = (unsigned)__builtin_ctzll(slab->in_slab);
-    slab->in_slab &= ~((uint64_t)1 << i);
+    unsigned q = (unsigned)__builtin_ctzll(slab->in_slab);
+    slab->in_slab &= ~((uint64_t)1 << q);
     slab->out++;
-    __atomic_store_n(&slab->state[i], (uint8_t)OBJ_ALLOCATED, __ATOMIC_RELAXED);
+    __atomic_store_n(&slab->state[q], (uint8_t)OBJ_ALLOCATED, __ATOMIC_RELAXED);
     if (slab->in_slab == 0)
         partial_remove(cache, slab);
     cache->slab_handouts++;
-    *addrp = slab->base + i * cache->objsize;
+    *addrp = slab->base + ((uintptr_t)q << qs->hot.quantum_shift);
     return true;
 }
 
 /* Puts an object back in its slab; returns the slab if it became wholly
  * free, detached from everything but the table (caller releases it).
  * Cache lock held. */
-static VmemSlab *slab_put(QcCache *cache, VmemSlab *slab, uintptr_t addr)
+static VmemSlab *slab_put(const VmemQcacheState *qs, QcCache *cache, VmemSlab *slab,
+                          uintptr_t addr)
 {
-    unsigned i = (unsigned)((addr - slab->base) / cache->objsize);
-    __atomic_store_n(&slab->state[i], (uint8_t)OBJ_IN_SLAB, __ATOMIC_RELAXED);
-    slab->in_slab |= (uint64_t)1 << i;
+    unsigned q = (unsigned)((addr - slab->base) >> qs->hot.quantum_shift);
+    __atomic_store_n(state_of(qs, slab, addr), (uint8_t)OBJ_IN_SLAB, __ATOMIC_RELAXED);
+    slab->in_slab |= (uint64_t)1 << q;
     slab->out--;
     if (slab->out == 0) {
         if (slab->partial)
@@ -437,11 +526,12 @@ static void slabs_release(Vmem *vm, VmemQcacheState *qs, VmemSlab *list)
 
 /* Returns a magazine's rounds to their slabs; wholly free slabs are added
  * to *release. Cache lock held. */
-static void mag_flush(QcCache *cache, VmemMag *mag, VmemSlab **release)
+static void mag_flush(const VmemQcacheState *qs, QcCache *cache, VmemMag *mag,
+                      VmemSlab **release)
 {
     while (mag->rounds > 0) {
         VmemRound *round = &mag->round[--mag->rounds];
-        VmemSlab *slab = slab_put(cache, round->slab, round->addr);
+        VmemSlab *slab = slab_put(qs, cache, round->slab, round->addr);
         if (slab != NULL) {
             slab->next = *release;
             *release = slab;
@@ -449,7 +539,9 @@ static void mag_flush(QcCache *cache, VmemMag *mag, VmemSlab **release)
     }
 }
 
-/* Carves a new slab for cache c and takes one object from it. No lock held. */
+/* Carves a new slab for cache c and takes one object from it. Returns 0
+ * with *addrp set, 1 if another CPU raced for the table room (retry), or
+ * -VMEM_ERR_NO_MEM. No lock held. */
 static int slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, uintptr_t *addrp)
 {
     QcCache *cache = &qs->cache[c];
@@ -468,12 +560,16 @@ static int slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, uintpt
     }
     slab->base = base;
     slab->cache = (uint16_t)c;
-    slab->nobjs = (uint16_t)(qs->slab_size / cache->objsize);
     slab->out = 0;
     slab->partial = false;
-    slab->in_slab = slab->nobjs == 64 ? ~(uint64_t)0 : (((uint64_t)1 << slab->nobjs) - 1);
-    for (size_t i = 0; i < VMEM_QCACHE_SLAB_OBJS; i++)
-        slab->state[i] = OBJ_IN_SLAB;
+    slab->in_slab = 0;
+    for (size_t q = 0; q < SLAB_QUANTA_MAX; q++)
+        slab->state[q] = OBJ_NONE;
+    size_t stride = c + 1, slab_quanta = qs->slab_size >> qs->hot.quantum_shift;
+    for (size_t q = 0; q + stride <= slab_quanta; q += stride) {
+        slab->state[q] = OBJ_IN_SLAB;
+        slab->in_slab |= (uint64_t)1 << q;
+    }
 
     VmemIrqState cstate = vmem_port_lock(&cache->lock);
     VmemIrqState state = vmem_port_lock(&qs->qs_lock);
@@ -490,13 +586,13 @@ static int slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, uintpt
         vmem_port_unlock(&qs->qs_lock, state);
         return 1;
     }
-    table_put(qs, qs->table, base, slab);
+    table_put(qs, qs->hot.table, base, slab);
     qs->slab_bytes += qs->slab_size;
     qs->slab_count++;
     qs->slabs_created++;
     vmem_port_unlock(&qs->qs_lock, state);
     partial_add(cache, slab);
-    slab_take(cache, addrp);
+    slab_take(qs, cache, addrp);
     vmem_port_unlock(&cache->lock, cstate);
     return 0;
 }
@@ -524,11 +620,15 @@ static VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
     if (qs == NULL)
         return NULL;
     vmem_port_lock_init(&qs->qs_lock);
-    qs->ncaches = n;
+    qs->hot.ncaches = n;
+    qs->hot.quantum_shift = vm->vm_quantum_shift;
+    qs->hot.quantum_mask = vm->quantum - 1;
     /* The paper's slab size: the next power of two above 3 x qcache_max. */
     size_t largest = n * vm->quantum;
     qs->slab_size = (size_t)1 << (log2_floor(3 * largest) + 1);
-    qs->table = qs->retired_table = NULL;
+    qs->hot.slab_shift = log2_floor(qs->slab_size);
+    qs->hot.slab_mask = ~(uintptr_t)(qs->slab_size - 1);
+    qs->hot.table = NULL;
     qs->desc_free = qs->desc_retired = NULL;
     qs->mag_free = NULL;
     qs->pages = NULL;
@@ -541,9 +641,9 @@ static VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
         cache->full = cache->empty = NULL;
         cache->nfull = cache->nempty = 0;
         cache->partial = NULL;
-        cache->slab_handouts = 0;
+        cache->slab_handouts = cache->slab_takebacks = 0;
         for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
-            vmem_port_lock_init(&cache->cpu[i].lock);
+            cache->cpu[i].seq = 0;
             cache->cpu[i].loaded = cache->cpu[i].previous = NULL;
             cache->cpu[i].handed_out = cache->cpu[i].taken_back = 0;
         }
@@ -556,11 +656,8 @@ static VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
     }
     vmem_port_unlock(&vm->vm_lock, state);
     if (existing != NULL) {
-        for (size_t c = 0; c < n; c++) {
-            for (size_t i = 0; i < VMEM_MAX_CPUS; i++)
-                vmem_port_lock_fini(&qs->cache[c].cpu[i].lock);
+        for (size_t c = 0; c < n; c++)
             vmem_port_lock_fini(&qs->cache[c].lock);
-        }
         vmem_port_lock_fini(&qs->qs_lock);
         vmem_port_page_free(qs, npages);
         return existing;
@@ -584,31 +681,56 @@ static void depot_put_empty(VmemQcacheState *qs, QcCache *cache, VmemMag *mag)
     vmem_port_unlock(&qs->qs_lock, state);
 }
 
-static QcCpu *my_cpu(QcCache *cache) { return &cache->cpu[vmem_port_cpu_id() % VMEM_MAX_CPUS]; }
-
-/* ---- Allocation and free ---------------------------------------------------------------- */
-
-int vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag, uintptr_t *addrp)
+static inline QcCpu *my_cpu(QcCache *cache)
 {
-    VmemQcacheState *qs = qcache_state(vm, vmflag);
-    if (qs == NULL)
-        return 1; /* no memory for the caches themselves: use the arena */
-    size_t c = (size >> vm->vm_quantum_shift) - 1;
+    return &cache->cpu[vmem_port_cpu_id() % VMEM_MAX_CPUS];
+}
+
+/* ---- Allocation ------------------------------------------------------------------------- */
+
+/* Allocation that bypasses the magazines: an object straight from a slab,
+ * from a new slab if none has one. No lock held. */
+static COLD uintptr_t alloc_from_slabs(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag)
+{
     QcCache *cache = &qs->cache[c];
-    QcCpu *cpu = my_cpu(cache);
-    VmemIrqState state = vmem_port_lock(&cpu->lock);
+    uintptr_t addr;
+    VmemIrqState cstate = vmem_port_lock(&cache->lock);
+    bool got = slab_take(qs, cache, &addr);
+    vmem_port_unlock(&cache->lock, cstate);
+    if (got)
+        return addr;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        int result = slab_grow(vm, qs, c, vmflag, &addr);
+        if (result == 0)
+            return addr;
+        if (result < 0)
+            return 0;
+        cstate = vmem_port_lock(&cache->lock);
+        got = slab_take(qs, cache, &addr);
+        vmem_port_unlock(&cache->lock, cstate);
+        if (got)
+            return addr;
+    }
+    return 0;
+}
+
+/* Allocation when the loaded magazine is empty: the previous one, a full
+ * magazine from the depot, else the slabs. Entered inside the slot;
+ * returns outside it. */
+static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu,
+                                 int vmflag)
+{
+    QcCache *cache = &qs->cache[c];
     for (;;) {
         VmemMag *mag = cpu->loaded;
         if (mag != NULL && mag->rounds > 0) {
             VmemRound *round = &mag->round[--mag->rounds];
             uintptr_t addr = round->addr;
             VmemSlab *slab = round->slab;
-            __atomic_store_n(&slab->state[(addr - slab->base) / cache->objsize],
-                             (uint8_t)OBJ_ALLOCATED, __ATOMIC_RELAXED);
+            __atomic_store_n(state_of(qs, slab, addr), (uint8_t)OBJ_ALLOCATED, __ATOMIC_RELAXED);
             __atomic_store_n(&cpu->handed_out, cpu->handed_out + 1, __ATOMIC_RELAXED);
-            vmem_port_unlock(&cpu->lock, state);
-            *addrp = addr;
-            return 0;
+            slot_exit(cpu);
+            return addr;
         }
         if (cpu->previous != NULL && cpu->previous->rounds > 0) {
             cpu->loaded = cpu->previous;
@@ -618,36 +740,57 @@ int vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag, uintptr_t *addrp)
         /* Both empty: trade the older one for a full magazine. */
         VmemIrqState cstate = vmem_port_lock(&cache->lock);
         VmemMag *full = cache->full;
-        if (full != NULL) {
-            cache->full = full->next;
-            cache->nfull--;
-            if (cpu->previous != NULL)
-                depot_put_empty(qs, cache, cpu->previous);
-            cpu->previous = cpu->loaded;
-            cpu->loaded = full;
+        if (full == NULL) {
             vmem_port_unlock(&cache->lock, cstate);
-            continue;
+            break;
         }
-        /* Depot empty: take an object straight from a slab. */
-        bool got = slab_take(cache, addrp);
+        cache->full = full->next;
+        cache->nfull--;
+        if (cpu->previous != NULL)
+            depot_put_empty(qs, cache, cpu->previous);
+        cpu->previous = cpu->loaded;
+        cpu->loaded = full;
         vmem_port_unlock(&cache->lock, cstate);
-        vmem_port_unlock(&cpu->lock, state);
-        if (got)
-            return 0;
-        break;
     }
-    for (int attempt = 0; attempt < 4; attempt++) {
-        int result = slab_grow(vm, qs, c, vmflag, addrp);
-        if (result <= 0)
-            return result;
-        VmemIrqState cstate = vmem_port_lock(&cache->lock);
-        bool got = slab_take(cache, addrp);
-        vmem_port_unlock(&cache->lock, cstate);
-        if (got)
-            return 0;
-    }
-    return -VMEM_ERR_NO_MEM;
+    slot_exit(cpu);
+    return alloc_from_slabs(vm, qs, c, vmflag);
 }
+
+/* The first allocation of an arena with caches creates their state. */
+static COLD uintptr_t alloc_first(Vmem *vm, size_t size, int vmflag)
+{
+    if (((size - 1) >> vm->vm_quantum_shift) >= vmem_qcache_count(vm))
+        return 0;
+    if (qcache_state(vm, vmflag) == NULL)
+        return 0; /* no memory for the caches themselves: use the arena */
+    return vmem_qcache_alloc(vm, size, vmflag);
+}
+
+uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
+{
+    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
+    if (UNLIKELY(qs == NULL))
+        return alloc_first(vm, size, vmflag);
+    size_t c = (size - 1) >> qs->hot.quantum_shift;
+    if (c >= qs->hot.ncaches)
+        return 0;
+    QcCpu *cpu = my_cpu(&qs->cache[c]);
+    if (UNLIKELY(!slot_enter(cpu)) && !slot_enter_within(cpu, SLOT_ATTEMPTS))
+        return alloc_from_slabs(vm, qs, c, vmflag);
+    VmemMag *mag = cpu->loaded;
+    if (UNLIKELY(mag == NULL || mag->rounds == 0))
+        return alloc_miss(vm, qs, c, cpu, vmflag);
+    VmemRound *round = &mag->round[--mag->rounds];
+    uintptr_t addr = round->addr;
+    VmemSlab *slab = round->slab;
+    __atomic_store_n(state_of(qs, slab, addr), (uint8_t)OBJ_ALLOCATED, __ATOMIC_RELAXED);
+    /* A plain increment, atomic only so that vmem_qcache_usage() may read it. */
+    __atomic_store_n(&cpu->handed_out, cpu->handed_out + 1, __ATOMIC_RELAXED);
+    slot_exit(cpu);
+    return addr;
+}
+
+/* ---- Free ---------------------------------------------------------------------------------- */
 
 /* Hands a full magazine to the depot. Past DEPOT_FULL_MAX the oldest full
  * magazine goes back to its slabs instead, so that slabs no longer used
@@ -666,16 +809,19 @@ static void depot_put_full(VmemQcacheState *qs, QcCache *cache, VmemMag *mag,
     }
     *link = NULL;
     cache->nfull--;
-    mag_flush(cache, oldest, release);
+    mag_flush(qs, cache, oldest, release);
     depot_put_empty(qs, cache, oldest);
 }
 
-/* Puts a just-freed object into the CPU's magazines, trading with the
- * depot as needed. Per-CPU lock held on entry and exit (*state updated:
- * it may be dropped to allocate a magazine). Returns slabs to release. */
-static VmemSlab *mag_push(VmemQcacheState *qs, QcCache *cache, QcCpu *cpu, uintptr_t addr,
-                          VmemSlab *slab, VmemIrqState *state)
+/* Free when the loaded magazine is full (or missing): the object, already
+ * marked as in a magazine and counted, goes into the previous one, an
+ * empty one from the depot or a new one; without memory for one, or if
+ * the slot is taken meanwhile, back to its slab. Entered inside the slot;
+ * returns outside it. */
+static COLD void free_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu, uintptr_t addr,
+                           VmemSlab *slab)
 {
+    QcCache *cache = &qs->cache[c];
     VmemSlab *release = NULL;
     for (;;) {
         VmemMag *mag = cpu->loaded;
@@ -683,7 +829,9 @@ static VmemSlab *mag_push(VmemQcacheState *qs, QcCache *cache, QcCpu *cpu, uintp
             mag->round[mag->rounds].addr = addr;
             mag->round[mag->rounds].slab = slab;
             mag->rounds++;
-            return release;
+            slot_exit(cpu);
+            slabs_release(vm, qs, release);
+            return;
         }
         if (cpu->previous != NULL && cpu->previous->rounds == 0) {
             cpu->loaded = cpu->previous;
@@ -704,27 +852,77 @@ static VmemSlab *mag_push(VmemQcacheState *qs, QcCache *cache, QcCpu *cpu, uintp
             continue;
         }
         vmem_port_unlock(&cache->lock, cstate);
-        /* No empty magazine anywhere: allocate one with no lock held. */
-        vmem_port_unlock(&cpu->lock, *state);
+        /* No empty magazine anywhere: a new one comes from the page source,
+         * with no slot or lock held. The object is ours meanwhile (in no
+         * magazine yet), so its slab stays. */
+        slot_exit(cpu);
         VmemMag *fresh = mag_get(qs, VM_NOSLEEP);
-        *state = vmem_port_lock(&cpu->lock);
-        if (fresh == NULL) {
-            /* Out of memory for magazines: straight back to the slab. */
-            cstate = vmem_port_lock(&cache->lock);
-            VmemSlab *emptied = slab_put(cache, slab, addr);
-            vmem_port_unlock(&cache->lock, cstate);
-            if (emptied != NULL) {
-                emptied->next = release;
-                release = emptied;
-            }
-            return release;
-        }
+        if (fresh == NULL)
+            break;
         cstate = vmem_port_lock(&cache->lock);
-        fresh->next = cache->empty;
-        cache->empty = fresh;
-        cache->nempty++;
+        depot_put_empty(qs, cache, fresh);
         vmem_port_unlock(&cache->lock, cstate);
+        if (!slot_enter(cpu))
+            break;
     }
+    VmemIrqState cstate = vmem_port_lock(&cache->lock);
+    VmemSlab *emptied = slab_put(qs, cache, slab, addr);
+    vmem_port_unlock(&cache->lock, cstate);
+    if (emptied != NULL) {
+        emptied->next = release;
+        release = emptied;
+    }
+    slabs_release(vm, qs, release);
+}
+
+/* Why a free was refused: by the slab's cache, the alignment, or seen, the
+ * object's state. Inside the slot or the cache lock that found the slab. */
+static COLD const char *free_refusal(const VmemQcacheState *qs, uintptr_t addr,
+                                     const VmemSlab *slab, size_t c, uint8_t seen,
+                                     VmemMisuseKind *kind)
+{
+    if (slab->cache != c) {
+        *kind = VMEM_MISUSE_FREE_WRONG_SIZE;
+        return "the address belongs to the quantum cache of another size";
+    }
+    if ((addr & qs->hot.quantum_mask) != 0 || seen == OBJ_NONE) {
+        *kind = VMEM_MISUSE_FREE_INSIDE;
+        return "the address is not the start of a cached object";
+    }
+    *kind = VMEM_MISUSE_DOUBLE_FREE;
+    return "the cached object is already free";
+}
+
+/* Free that bypasses the magazines, when the slot is busy: the object
+ * goes straight back to its slab, under the cache lock. */
+static COLD int free_to_slab(Vmem *vm, VmemQcacheState *qs, size_t c, const char *call,
+                             uintptr_t addr, size_t size)
+{
+    QcCache *cache = &qs->cache[c];
+    VmemIrqState cstate = vmem_port_lock(&cache->lock);
+    VmemSlab *slab = slab_of(qs, addr);
+    if (slab == NULL) {
+        vmem_port_unlock(&cache->lock, cstate);
+        return 1;
+    }
+    uint8_t seen = OBJ_ALLOCATED;
+    if (slab->cache != c || (addr & qs->hot.quantum_mask) != 0 ||
+        !__atomic_compare_exchange_n(state_of(qs, slab, addr), &seen, (uint8_t)OBJ_IN_SLAB,
+                                     false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+        VmemMisuseKind kind;
+        const char *why = free_refusal(qs, addr, slab, c, seen, &kind);
+        vmem_port_unlock(&cache->lock, cstate);
+        vmem_report(vm, call, addr, size, kind, why);
+        return -VMEM_ERR_INVALID;
+    }
+    cache->slab_takebacks++;
+    VmemSlab *emptied = slab_put(qs, cache, slab, addr);
+    vmem_port_unlock(&cache->lock, cstate);
+    if (emptied != NULL) {
+        emptied->next = NULL;
+        slabs_release(vm, qs, emptied);
+    }
+    return 0;
 }
 
 int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
@@ -732,39 +930,38 @@ int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
     VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
     if (qs == NULL)
         return 1;
-    size_t c = (size >> vm->vm_quantum_shift) - 1;
-    QcCache *cache = &qs->cache[c];
-    QcCpu *cpu = my_cpu(cache);
-    VmemIrqState state = vmem_port_lock(&cpu->lock);
-    VmemSlab *slab = table_lookup(qs, addr & ~(qs->slab_size - 1));
+    size_t c = (size - 1) >> qs->hot.quantum_shift;
+    if (c >= qs->hot.ncaches)
+        return 1;
+    QcCpu *cpu = my_cpu(&qs->cache[c]);
+    if (UNLIKELY(!slot_enter(cpu)) && !slot_enter_within(cpu, SLOT_ATTEMPTS))
+        return free_to_slab(vm, qs, c, call, addr, size);
+    VmemSlab *slab = slab_of(qs, addr);
     if (slab == NULL) {
-        vmem_port_unlock(&cpu->lock, state);
+        slot_exit(cpu);
         return 1; /* not from a cache: an arena segment (or misuse the arena reports) */
     }
-    const char *why = NULL;
-    VmemMisuseKind kind = VMEM_MISUSE_FREE_WRONG_SIZE;
-    size_t offset = addr - slab->base;
-    uint8_t expected = OBJ_ALLOCATED;
-    if (slab->cache != c) {
-        why = "the address belongs to the quantum cache of another size";
-    } else if (offset % cache->objsize != 0 || offset / cache->objsize >= slab->nobjs) {
-        kind = VMEM_MISUSE_FREE_INSIDE;
-        why = "the address is not the start of a cached object";
-    } else if (!__atomic_compare_exchange_n(&slab->state[offset / cache->objsize], &expected,
-                                            (uint8_t)OBJ_IN_MAGAZINE, false, __ATOMIC_ACQ_REL,
-                                            __ATOMIC_RELAXED)) {
-        kind = VMEM_MISUSE_DOUBLE_FREE;
-        why = "the cached object is already free";
-    }
-    if (why != NULL) {
-        vmem_port_unlock(&cpu->lock, state);
+    uint8_t seen = OBJ_ALLOCATED;
+    if (UNLIKELY(slab->cache != c || (addr & qs->hot.quantum_mask) != 0 ||
+                 !__atomic_compare_exchange_n(state_of(qs, slab, addr), &seen,
+                                              (uint8_t)OBJ_IN_MAGAZINE, false, __ATOMIC_ACQ_REL,
+                                              __ATOMIC_RELAXED))) {
+        VmemMisuseKind kind;
+        const char *why = free_refusal(qs, addr, slab, c, seen, &kind);
+        slot_exit(cpu);
         vmem_report(vm, call, addr, size, kind, why);
         return -VMEM_ERR_INVALID;
     }
     __atomic_store_n(&cpu->taken_back, cpu->taken_back + 1, __ATOMIC_RELAXED);
-    VmemSlab *release = mag_push(qs, cache, cpu, addr, slab, &state);
-    vmem_port_unlock(&cpu->lock, state);
-    slabs_release(vm, qs, release);
+    VmemMag *mag = cpu->loaded;
+    if (UNLIKELY(mag == NULL || mag->rounds == MAG_ROUNDS)) {
+        free_miss(vm, qs, c, cpu, addr, slab);
+        return 0;
+    }
+    mag->round[mag->rounds].addr = addr;
+    mag->round[mag->rounds].slab = slab;
+    mag->rounds++;
+    slot_exit(cpu);
     return 0;
 }
 
@@ -774,7 +971,7 @@ bool vmem_qcache_owns(Vmem *vm, uintptr_t addr)
     if (qs == NULL)
         return false;
     VmemIrqState state = vmem_port_lock(&qs->qs_lock);
-    bool owned = table_lookup(qs, addr & ~(qs->slab_size - 1)) != NULL;
+    bool owned = slab_of(qs, addr) != NULL;
     vmem_port_unlock(&qs->qs_lock, state);
     return owned;
 }
@@ -786,31 +983,34 @@ void vmem_qcache_drain(Vmem *vm)
     VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
     if (qs == NULL)
         return;
-    for (size_t c = 0; c < qs->ncaches; c++) {
+    for (size_t c = 0; c < qs->hot.ncaches; c++) {
         QcCache *cache = &qs->cache[c];
         VmemSlab *release = NULL;
         VmemMag *spent = NULL;
         for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
             QcCpu *cpu = &cache->cpu[i];
-            VmemIrqState state = vmem_port_lock(&cpu->lock);
+            /* A slot busy all along is in use right now: its magazines
+             * stay, as they would have a moment later anyway. */
+            if (!slot_enter_within(cpu, SLOT_PATIENCE))
+                continue;
             VmemIrqState cstate = vmem_port_lock(&cache->lock);
             VmemMag *mags[2] = {cpu->loaded, cpu->previous};
             cpu->loaded = cpu->previous = NULL;
             for (int m = 0; m < 2; m++) {
                 if (mags[m] == NULL)
                     continue;
-                mag_flush(cache, mags[m], &release);
+                mag_flush(qs, cache, mags[m], &release);
                 mags[m]->next = spent;
                 spent = mags[m];
             }
             vmem_port_unlock(&cache->lock, cstate);
-            vmem_port_unlock(&cpu->lock, state);
+            slot_exit(cpu);
         }
         VmemIrqState cstate = vmem_port_lock(&cache->lock);
         while (cache->full != NULL) {
             VmemMag *mag = cache->full;
             cache->full = mag->next;
-            mag_flush(cache, mag, &release);
+            mag_flush(qs, cache, mag, &release);
             mag->next = spent;
             spent = mag;
         }
@@ -844,23 +1044,19 @@ void vmem_qcache_usage(Vmem *vm, VmemQcacheUsage *usage)
     usage->slabs_created = qs->slabs_created;
     usage->slabs_released = qs->slabs_released;
     vmem_port_unlock(&qs->qs_lock, state);
-    for (size_t c = 0; c < qs->ncaches; c++) {
+    for (size_t c = 0; c < qs->hot.ncaches; c++) {
         QcCache *cache = &qs->cache[c];
         VmemIrqState cstate = vmem_port_lock(&cache->lock);
-        size_t out = cache->slab_handouts;
         size_t allocs = cache->slab_handouts;
+        size_t frees = cache->slab_takebacks;
         vmem_port_unlock(&cache->lock, cstate);
-        /* slab_handouts already counts slab-layer handouts net of returns;
-         * the CPUs count magazine hits and every free. */
         for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
-            size_t handed = __atomic_load_n(&cache->cpu[i].handed_out, __ATOMIC_RELAXED);
-            size_t taken = __atomic_load_n(&cache->cpu[i].taken_back, __ATOMIC_RELAXED);
-            out += handed - taken;
-            allocs += handed;
-            usage->frees += taken;
+            allocs += __atomic_load_n(&cache->cpu[i].handed_out, __ATOMIC_RELAXED);
+            frees += __atomic_load_n(&cache->cpu[i].taken_back, __ATOMIC_RELAXED);
         }
-        usage->objects_bytes += out * cache->objsize;
+        usage->objects_bytes += (allocs - frees) * cache->objsize;
         usage->allocs += allocs;
+        usage->frees += frees;
     }
 }
 
@@ -870,11 +1066,8 @@ void vmem_qcache_fini(Vmem *vm)
     if (qs == NULL)
         return;
     vm->vm_qcache = NULL;
-    for (size_t c = 0; c < qs->ncaches; c++) {
-        for (size_t i = 0; i < VMEM_MAX_CPUS; i++)
-            vmem_port_lock_fini(&qs->cache[c].cpu[i].lock);
+    for (size_t c = 0; c < qs->hot.ncaches; c++)
         vmem_port_lock_fini(&qs->cache[c].lock);
-    }
     vmem_port_lock_fini(&qs->qs_lock);
     for (QcPage *page = qs->pages, *next; page != NULL; page = next) {
         next = page->next;
