@@ -103,7 +103,9 @@ typedef struct {
 
 typedef struct {
     uint64_t seed;
-    unsigned long ops;
+    /* Written by the worker alone, read by the main thread for progress:
+     * relaxed, since only the count matters, not what it orders. */
+    atomic_ulong ops;
     Held held[LIVE_PER_THREAD];
     size_t nheld;
 } Worker;
@@ -154,7 +156,13 @@ static void one_op(Worker *w)
             w->nheld++;
         }
     }
-    w->ops++;
+    atomic_store_explicit(&w->ops, atomic_load_explicit(&w->ops, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static unsigned long ops_of(Worker *w)
+{
+    return atomic_load_explicit(&w->ops, memory_order_relaxed);
 }
 
 static void release_all(Worker *w)
@@ -250,27 +258,27 @@ int main(int argc, char **argv)
     while (now() < end1 && ok) {
         for (int i = 0; i < 1024; i++) {
             one_op(&workers[0]);
-            if (check_every != 0 && workers[0].ops % check_every == 0)
+            if (check_every != 0 && ops_of(&workers[0]) % check_every == 0)
                 ok &= check_all("during the single-threaded phase");
         }
         if (now() - last_print >= 10) {
             last_print = now();
-            printf("soak: single-threaded: %lu ops so far\n", workers[0].ops);
+            printf("soak: single-threaded: %lu ops so far\n", ops_of(&workers[0]));
         }
     }
     double t1 = now();
     release_all(&workers[0]);
     ok &= check_all("after the single-threaded phase");
-    printf("soak: single-threaded: %lu ops in %.1f s (%.0f ops/s)\n", workers[0].ops, t1 - t0,
-           (double)workers[0].ops / (t1 - t0));
+    printf("soak: single-threaded: %lu ops in %.1f s (%.0f ops/s)\n", ops_of(&workers[0]),
+           t1 - t0, (double)ops_of(&workers[0]) / (t1 - t0));
 
     /* Phase 2: `threads` threads on the same arenas; the main thread runs
      * vmem_check concurrently every few seconds. */
-    workers[0].ops = 0;
+    atomic_store_explicit(&workers[0].ops, 0, memory_order_relaxed);
     pthread_t tid[MAX_THREADS];
     for (int i = 0; i < threads; i++) {
         workers[i].seed = (seed + 0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1)) | 1;
-        workers[i].ops = 0;
+        atomic_store_explicit(&workers[i].ops, 0, memory_order_relaxed);
         if (pthread_create(&tid[i], NULL, worker_main, &workers[i]) != 0) {
             fprintf(stderr, "soak: pthread_create failed\n");
             return 1;
@@ -286,7 +294,7 @@ int main(int argc, char **argv)
             ok &= check_all("during the threaded phase");
             unsigned long total = 0;
             for (int i = 0; i < threads; i++)
-                total += workers[i].ops; /* a racy read, for progress only */
+                total += ops_of(&workers[i]);
             printf("soak: %d threads: %lu ops so far\n", threads, total);
         }
     }
@@ -296,7 +304,7 @@ int main(int argc, char **argv)
     double t3 = now();
     unsigned long total = 0;
     for (int i = 0; i < threads; i++) {
-        total += workers[i].ops;
+        total += ops_of(&workers[i]);
         release_all(&workers[i]);
     }
     printf("soak: %d threads: %lu ops in %.1f s (%.0f ops/s)\n", threads, total, t3 - t2,
