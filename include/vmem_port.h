@@ -9,8 +9,10 @@
  * Locks and their order (the library never violates it):
  *   - each arena's lock, and the global boundary-tag pool lock: leaves,
  *     never held together, never held while taking any other lock;
- *   - quantum caches: per-CPU lock -> cache (depot) lock -> cache table
- *     lock, never held while taking an arena or the pool lock.
+ *   - quantum caches: cache (depot) lock -> cache state lock (slab table,
+ *     descriptor and magazine lists), never held while taking an arena or
+ *     the pool lock. The per-CPU slots in front of them are the library's
+ *     own (one compare-and-swap, never waited for), not port locks.
  * So the library never holds two arena locks at once: an importing arena
  * drops its lock before calling into its source. It never calls
  * vmem_port_page_alloc(), vmem_port_page_free(), an import or give-back
@@ -96,9 +98,9 @@ void vmem_port_panic(const char *message)
     ;
 
 /* The index of the CPU running the caller, for the per-CPU quantum-cache
- * magazines. Any value is safe (it is taken modulo VMEM_MAX_CPUS, and each
- * slot is locked): a stale or shared answer only costs contention. May be
- * called with a vmem lock held; must not block. */
+ * magazines. Any value is safe (it is taken modulo VMEM_MAX_CPUS, and a
+ * slot another CPU is using is bypassed): a stale or shared answer only
+ * costs contention. May be called with a vmem lock held; must not block. */
 unsigned vmem_port_cpu_id(void);
 
 /* Writes a NUL-terminated string to the console, for vmem_dump(). May be

@@ -80,11 +80,11 @@
  * 8. Locking. Each arena has one lock, embedded in it. It is never held
  *    while calling the port's page source, an import or give-back callback,
  *    or the misuse hook, and never together with another arena's lock, the
- *    tag pool lock or a quantum-cache lock (those nest per-CPU -> cache ->
- *    cache table, and drop all of them before calling the arena). Anything
- *    seen before the lock was dropped is looked up again after it is
- *    retaken. The one value read without it, the hash-table size hint, is
- *    an atomic, and is only a hint.
+ *    tag pool lock or a quantum-cache lock (those nest cache -> cache
+ *    state, behind per-CPU slots, and drop all of them before calling the
+ *    arena). Anything seen before the lock was dropped is looked up again
+ *    after it is retaken. The one value read without it, the hash-table
+ *    size hint, is an atomic, and is only a hint.
  *
  * 9. Misuse. Every argument is validated before anything changes, and
  *    every free is checked against the hash. A problem is reported once,
