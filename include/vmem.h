@@ -309,7 +309,8 @@ bool vmem_contains(Vmem *vmp, void *addr, size_t size);
 int vmem_stat(Vmem *vmp, VmemStat *stat);
 
 /* Returns everything the quantum caches hold to the arena (the arena also
- * does this by itself before it fails a request, and in vmem_destroy). */
+ * does this by itself before it fails a request, and in vmem_destroy),
+ * except the magazines of a CPU that is inside its cache at that moment. */
 void vmem_reap(Vmem *vmp);
 
 /* Hands every boundary-tag page that no arena is using back to the port's

@@ -6,8 +6,9 @@
  * The _Static_asserts at the bottom reject combinations the allocator cannot
  * honour, at compile time rather than at boot.
  *
- * Only the library's sources include this file; the public header vmem.h
- * stays free of anything but <stddef.h>, <stdint.h> and <stdbool.h>.
+ * Only the library's sources include this file, and the tests, which must
+ * know how the library was built; the public header vmem.h stays free of
+ * anything but <stddef.h>, <stdint.h> and <stdbool.h>.
  */
 #ifndef VMEM_CONFIG_H
 #define VMEM_CONFIG_H
@@ -55,6 +56,17 @@
 #define VMEM_QCACHE_MAX_CACHES 16
 #endif
 
+/* Testing only. When N > 0, every Nth attempt to enter each per-CPU slot
+ * of a quantum cache is refused as a whole, as if the slot had stayed busy
+ * through every retry: allocations and frees bypass the magazines, drains
+ * skip slots and grace periods fail. The paths that a preempted or
+ * interrupted slot owner forces are otherwise rare and timing-dependent;
+ * this makes them regular, so that the tests reach them (check-slot-faults).
+ * 0, the default, compiles the knob out entirely. */
+#ifndef VMEM_QCACHE_SLOT_FAULT_PERIOD
+#define VMEM_QCACHE_SLOT_FAULT_PERIOD 0
+#endif
+
 /* Objects in the largest slab: the slab is the next power of two above
  * 3 x qcache_max, so with at most 16 caches it holds at most 64 quanta. */
 #define VMEM_QCACHE_SLAB_OBJS 64
@@ -68,6 +80,8 @@ _Static_assert(VMEM_TAG_RESERVE >= 8,
                "VMEM_TAG_RESERVE must cover at least two nested worst-case operations");
 _Static_assert(VMEM_BOOTSTRAP_TAGS >= 2 * VMEM_TAG_RESERVE,
                "the static pool must hold the reserve and leave room for real work");
+_Static_assert(VMEM_QCACHE_SLOT_FAULT_PERIOD >= 0,
+               "VMEM_QCACHE_SLOT_FAULT_PERIOD is 0 (off) or a period N > 0");
 _Static_assert(VMEM_PORT_CAN_SLEEP == 0 || VMEM_PORT_CAN_SLEEP == 1,
                "VMEM_PORT_CAN_SLEEP is 0 or 1");
 

@@ -943,7 +943,7 @@ static int alloc_or_drain(Vmem *vm, const char *call, const VmemRequest *req, in
         return arena_xalloc(vm, call, req, vmflag, tag_flags, addrp);
     if (arena_xalloc(vm, call, req, vmflag & ~VM_SLEEP, tag_flags, addrp) == 0)
         return 0;
-    vmem_qcache_drain(vm);
+    vmem_qcache_drain(vm, false);
     return arena_xalloc(vm, call, req, vmflag, tag_flags, addrp);
 }
 
@@ -1445,7 +1445,7 @@ void vmem_destroy(Vmem *vmp)
                     "the arena still has allocated segments");
         return;
     }
-    vmem_qcache_drain(vmp);
+    vmem_qcache_drain(vmp, true);
     VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
     if (vmp->stat.in_use != 0 || vmp->vm_hash_count != 0) {
         size_t in_use = vmp->stat.in_use;
@@ -1534,7 +1534,7 @@ size_t vmem_size(Vmem *vmp, int typemask)
 void vmem_reap(Vmem *vmp)
 {
     if (usable(vmp, "vmem_reap", 0, 0))
-        vmem_qcache_drain(vmp);
+        vmem_qcache_drain(vmp, false);
 }
 
 bool vmem_contains(Vmem *vmp, void *addr, size_t size)

@@ -265,8 +265,9 @@ int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size);
 /* Does addr lie in one of the caches' slabs? */
 bool vmem_qcache_owns(Vmem *vm, uintptr_t addr);
 /* Returns every cached object to its slab and every free slab to the
- * arena. No lock held. */
-void vmem_qcache_drain(Vmem *vm);
+ * arena, except the magazines of a slot that stays busy; `insist` (for
+ * destroy) retries a busy slot a few times. No lock held. */
+void vmem_qcache_drain(Vmem *vm, bool insist);
 void vmem_qcache_usage(Vmem *vm, VmemQcacheUsage *usage);
 /* Frees the caches' memory; they must be drained and empty. */
 void vmem_qcache_fini(Vmem *vm);

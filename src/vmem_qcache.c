@@ -25,7 +25,9 @@
  * hosted port, an interrupt mask as well in a kernel's), and no path can
  * deadlock on a slot, not even an interrupt handler on the CPU whose slot
  * it interrupted. The slot word counts: odd while someone is inside, and
- * every entry and exit changes it.
+ * every entry and exit changes it. Since a busy slot is rare and depends
+ * on timing, VMEM_QCACHE_SLOT_FAULT_PERIOD (vmem_config.h) makes slots
+ * refuse regularly in a test build, so that every path without one runs.
  *
  * The hits. vmem_qcache_alloc() and vmem_qcache_free() are the whole cost
  * of a cached vmem_alloc()/vmem_free() when the loaded magazine can serve
@@ -77,9 +79,12 @@
 /* Attempts before a drain or a grace period does without a slot: far
  * longer than any critical section, far shorter than a time slice. */
 #define SLOT_PATIENCE 100000
+/* Patient tries at each slot when the arena is being destroyed (drain). */
+#define SLOT_INSIST 8
 
 #define COLD __attribute__((noinline, cold))
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define LIKELY(x) __builtin_expect(!!(x), 1)
 
 /* State of each quantum of a slab. Quanta inside an object (not its first)
  * stay OBJ_NONE, so a free there fails the same compare-and-swap that
@@ -134,6 +139,9 @@ typedef struct {
     VmemMag *previous;
     size_t handed_out; /* objects this slot gave to callers of this cache */
     size_t taken_back;
+#if VMEM_QCACHE_SLOT_FAULT_PERIOD > 0
+    unsigned acquisitions; /* for the fault knob */
+#endif
 } __attribute__((aligned(64))) QcCpu;
 
 typedef struct {
@@ -207,9 +215,9 @@ static size_t carve_count(size_t object_size)
 
 /* ---- Slots ---------------------------------------------------------------------- */
 
-/* Enters the slot, or fails at once if someone is inside. Acquire: what
- * the last one inside did is visible here. */
-static inline bool slot_enter(QcCpu *cpu)
+/* One attempt at the slot: fails at once if someone is inside. Acquire:
+ * what the last one inside did is visible here. */
+static inline bool slot_try(QcCpu *cpu)
 {
     unsigned seq = __atomic_load_n(&cpu->seq, __ATOMIC_RELAXED);
     return (seq & 1) == 0 && __atomic_compare_exchange_n(&cpu->seq, &seq, seq + 1, false,
@@ -222,14 +230,43 @@ static inline void slot_exit(QcCpu *cpu)
                      __ATOMIC_RELEASE);
 }
 
-/* Enters the slot within `attempts`: whoever is inside may be the code
- * this caller interrupted, so it never waits for good. */
-static COLD bool slot_enter_within(QcCpu *cpu, unsigned attempts)
+/* Up to `attempts` more tries, after a first one failed: whoever is inside
+ * may be the code this caller interrupted, so it never waits for good. */
+static COLD bool slot_retry(QcCpu *cpu, unsigned attempts)
 {
     for (unsigned attempt = 0; attempt < attempts; attempt++)
-        if (slot_enter(cpu))
+        if (slot_try(cpu))
             return true;
     return false;
+}
+
+/* The fault knob (vmem_config.h): every Nth acquisition of a slot fails
+ * as a whole, as if the slot had stayed busy through every retry, so that
+ * the paths a preempted or interrupted owner forces run regularly. Counted
+ * per slot, so that of two drains in a row one enters each slot; atomic,
+ * since CPUs share slots. Without the knob this is a constant false and
+ * the acquisitions are the bare tries. */
+static inline bool slot_refused(QcCpu *cpu)
+{
+#if VMEM_QCACHE_SLOT_FAULT_PERIOD > 0
+    unsigned n = __atomic_add_fetch(&cpu->acquisitions, 1, __ATOMIC_RELAXED);
+    return n % VMEM_QCACHE_SLOT_FAULT_PERIOD == 0;
+#else
+    (void)cpu;
+    return false;
+#endif
+}
+
+/* One try: for a caller that can as well do without the slot. */
+static inline bool slot_enter(QcCpu *cpu)
+{
+    return !slot_refused(cpu) && slot_try(cpu);
+}
+
+/* A first try inline, the rest (busy slots are rare) out of line. */
+static inline bool slot_enter_within(QcCpu *cpu, unsigned attempts)
+{
+    return !slot_refused(cpu) && (LIKELY(slot_try(cpu)) || slot_retry(cpu, attempts));
 }
 
 /* Passes a grace period: once every slot and every cache lock has been
@@ -646,6 +683,9 @@ static VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
             cache->cpu[i].seq = 0;
             cache->cpu[i].loaded = cache->cpu[i].previous = NULL;
             cache->cpu[i].handed_out = cache->cpu[i].taken_back = 0;
+#if VMEM_QCACHE_SLOT_FAULT_PERIOD > 0
+            cache->cpu[i].acquisitions = 0;
+#endif
         }
     }
     VmemIrqState state = vmem_port_lock(&vm->vm_lock);
@@ -775,7 +815,7 @@ uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
     if (c >= qs->hot.ncaches)
         return 0;
     QcCpu *cpu = my_cpu(&qs->cache[c]);
-    if (UNLIKELY(!slot_enter(cpu)) && !slot_enter_within(cpu, SLOT_ATTEMPTS))
+    if (UNLIKELY(!slot_enter_within(cpu, SLOT_ATTEMPTS)))
         return alloc_from_slabs(vm, qs, c, vmflag);
     VmemMag *mag = cpu->loaded;
     if (UNLIKELY(mag == NULL || mag->rounds == 0))
@@ -934,7 +974,7 @@ int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
     if (c >= qs->hot.ncaches)
         return 1;
     QcCpu *cpu = my_cpu(&qs->cache[c]);
-    if (UNLIKELY(!slot_enter(cpu)) && !slot_enter_within(cpu, SLOT_ATTEMPTS))
+    if (UNLIKELY(!slot_enter_within(cpu, SLOT_ATTEMPTS)))
         return free_to_slab(vm, qs, c, call, addr, size);
     VmemSlab *slab = slab_of(qs, addr);
     if (slab == NULL) {
@@ -978,7 +1018,7 @@ bool vmem_qcache_owns(Vmem *vm, uintptr_t addr)
 
 /* ---- Draining, stats, teardown ----------------------------------------------------------- */
 
-void vmem_qcache_drain(Vmem *vm)
+void vmem_qcache_drain(Vmem *vm, bool insist)
 {
     VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
     if (qs == NULL)
@@ -990,8 +1030,16 @@ void vmem_qcache_drain(Vmem *vm)
         for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
             QcCpu *cpu = &cache->cpu[i];
             /* A slot busy all along is in use right now: its magazines
-             * stay, as they would have a moment later anyway. */
-            if (!slot_enter_within(cpu, SLOT_PATIENCE))
+             * stay, as they would have a moment later anyway. Destroy
+             * cannot leave them (their slabs would count as live
+             * segments), and nobody may use an arena being destroyed, so
+             * it tries again: only a caller stuck inside, which is misuse,
+             * outlasts SLOT_INSIST patient tries, and destroy then reports
+             * the arena busy. */
+            unsigned tries = insist ? SLOT_INSIST : 1;
+            while (tries > 0 && !slot_enter_within(cpu, SLOT_PATIENCE))
+                tries--;
+            if (tries == 0)
                 continue;
             VmemIrqState cstate = vmem_port_lock(&cache->lock);
             VmemMag *mags[2] = {cpu->loaded, cpu->previous};

@@ -122,7 +122,42 @@ static void released_tag_pages_go_back_to_the_page_source(void)
     VT_ASSERT(vmem_posix_pages_outstanding() == baseline);
 }
 
+/* Quantum caches take pages for their state, slab tables, descriptors and
+ * magazines (fresh descriptor pages whenever a grace period fails, as it
+ * does under slot faults): destroy gives every one back. */
+static void a_cached_arena_gives_every_page_back_at_destroy(void)
+{
+    static Vmem vm;
+    static void *live[512];
+    static size_t live_size[512];
+    vmem_posix_use_arena_pages(NULL);
+    vmem_release_pages();
+    size_t baseline = vmem_posix_pages_outstanding();
+    VT_ASSERT(vmem_init(&vm, "cache-pages", TS_PTR(CACHED_BASE), 1UL << 28, PAGE, NULL, NULL,
+                        NULL, 8 * PAGE, VM_NOSLEEP) == 0);
+    VtestRng rng;
+    vtest_rng_seed(&rng, 0xcace);
+    for (size_t round = 0; round < 40; round++) {
+        for (size_t i = 0; i < 512; i++) {
+            live_size[i] = (size_t)(1 + vtest_rng_below(&rng, 8)) * PAGE;
+            live[i] = vmem_alloc(&vm, live_size[i], VM_NOSLEEP);
+            VT_ASSERT(live[i] != NULL);
+        }
+        for (size_t i = 0; i < 512; i++)
+            vmem_free(&vm, live[i], live_size[i]);
+        if (round % 4 == 0)
+            vmem_reap(&vm);
+    }
+    VT_ASSERT(vmem_posix_pages_outstanding() > baseline);
+    ts_capture_misuse();
+    vmem_destroy(&vm);
+    VT_ASSERT(vtest_env_misuse_count() == 0);
+    vmem_release_pages();
+    VT_ASSERT(vmem_posix_pages_outstanding() == baseline);
+}
+
 VTEST_SUITE(suite_pages,
             VTEST_CASE(growing_and_shrinking_hashes_never_recurse_into_the_page_source),
             VTEST_CASE(caches_of_the_page_arena_are_bypassed_by_the_page_source),
-            VTEST_CASE(released_tag_pages_go_back_to_the_page_source));
+            VTEST_CASE(released_tag_pages_go_back_to_the_page_source),
+            VTEST_CASE(a_cached_arena_gives_every_page_back_at_destroy));

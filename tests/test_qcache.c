@@ -5,11 +5,21 @@
  *
  * Freestanding, like every shared suite: it also runs in the test kernel
  * (one CPU there; the multi-threaded stress lives in host_threads.c).
+ *
+ * check-slot-faults builds this suite with VMEM_QCACHE_SLOT_FAULT_PERIOD
+ * (vmem_config.h): every Nth entry into each per-CPU slot is refused, so
+ * allocations and frees bypass the magazines, a reap skips slots. Tests
+ * that rely on a magazine assert what must hold under a bypass instead.
  */
 #include "test_support.h"
+#include "vmem_config.h"
 
 #define Q 0x1000
 #define BASE 0x40000000UL
+
+#define SLOT_FAULTS (VMEM_QCACHE_SLOT_FAULT_PERIOD > 0)
+/* Entries in a row into one slot of which at least one is refused. */
+#define SLOT_PERIOD (SLOT_FAULTS ? VMEM_QCACHE_SLOT_FAULT_PERIOD : 1)
 
 /* An arena of `quanta` quanta at BASE with caches up to `cached` quanta. */
 static bool make_cached_arena(Vmem *vm, const char *name, size_t quanta, size_t cached)
@@ -47,8 +57,19 @@ static void cache_hit_returns_the_last_freed_object_without_the_arena(void)
     vmem_free(&vm, first, Q);
     size_t arena_allocs = vm.stat.alloc; /* the arena layer underneath */
     void *again = vmem_alloc(&vm, Q, VM_NOSLEEP);
-    VT_ASSERT(again == first);
-    VT_ASSERT(vm.stat.alloc == arena_allocs);
+    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == Q);
+    if (!SLOT_FAULTS) {
+        VT_ASSERT(again == first);
+        VT_ASSERT(vm.stat.alloc == arena_allocs);
+    } else {
+        /* A refused free put the object back in its slab, which, wholly
+         * free, went back to the arena, so the allocation took a new slab
+         * at the same place; a refused allocation took the slab's next
+         * object instead. Either way, at most one slab more. */
+        VT_ASSERT(again != NULL);
+        VT_ASSERT(vm.stat.alloc <= arena_allocs + 1);
+        VT_ASSERT(again == first || vm.stat.alloc == arena_allocs);
+    }
     vmem_free(&vm, again, Q);
     VT_CONSISTENT(&vm);
     vmem_destroy(&vm);
@@ -87,6 +108,13 @@ static void reaped_slabs_go_back_to_the_arena(void)
     for (int i = 0; i < 200; i++)
         vmem_free(&vm, objects[i], (size_t)(1 + i % 4) * Q);
     vmem_reap(&vm);
+    if (SLOT_FAULTS && vm.stat.in_use != 0) {
+        /* The reap skipped a slot, whose magazines keep their slabs; to
+         * callers those objects are free all the same. Of two reaps in a
+         * row, one enters every slot. */
+        VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
+        vmem_reap(&vm);
+    }
     VT_ASSERT(vm.stat.in_use == 0);
     struct ts_segment segs[2];
     VT_ASSERT(ts_collect(&vm, VMEM_FREE, segs, 2) == 1);
@@ -110,6 +138,13 @@ static void a_request_drains_the_caches_before_it_fails(void)
     /* Every quantum now sits free in some cache's slab; the whole arena
      * must still be available. */
     void *all = vmem_alloc(&vm, 64 * Q, VM_NOSLEEP);
+    if (SLOT_FAULTS && all == NULL) {
+        /* The drain skipped a slot whose magazines hold slabs: free to
+         * callers, not to the arena. The next request drains again, and
+         * of two drains in a row one enters every slot. */
+        VT_ASSERT(vmem_size(&vm, VMEM_FREE) == 64 * Q && vm.stat.in_use != 0);
+        all = vmem_alloc(&vm, 64 * Q, VM_NOSLEEP);
+    }
     VT_ASSERT(all == TS_PTR(BASE));
     vmem_free(&vm, all, 64 * Q);
     VT_CONSISTENT(&vm);
@@ -276,6 +311,136 @@ static void destroy_with_a_live_cached_object_is_misuse(void)
     vmem_destroy(&vm);
 }
 
+/* Misuse caught on the slab path (a free that bypasses the magazines) as
+ * on the magazine path, and the arena exactly as it was: each misuse is
+ * repeated so that, with slot faults, one of the tries is refused a slot. */
+static bool misuse_changes_nothing(Vmem *vm, void *addr, size_t size, VmemMisuseKind kind)
+{
+    for (int t = 0; t < SLOT_PERIOD; t++) {
+        struct ts_snapshot before, after;
+        struct cache_view view_before, view_after;
+        ts_snapshot_take(vm, &before);
+        view_take(vm, &view_before);
+        ts_capture_misuse();
+        vmem_free(vm, addr, size);
+        if (!ts_misuse_once(kind, "vmem_free", "qc-misuse") ||
+            !ts_misuse_echoes(TS_ADDR(addr), size))
+            return false;
+        ts_snapshot_take(vm, &after);
+        view_take(vm, &view_after);
+        if (!ts_snapshot_equal(&before, &after) || !view_equal(&view_before, &view_after))
+            return false;
+    }
+    vtest_env_misuse_capture(false);
+    return true;
+}
+
+static void cached_misuse_is_reported_on_every_free_path(void)
+{
+    static Vmem vm;
+    VT_ASSERT(make_cached_arena(&vm, "qc-misuse", 256, 4));
+    void *keep = vmem_alloc(&vm, Q, VM_NOSLEEP);
+    void *freed = vmem_alloc(&vm, Q, VM_NOSLEEP);
+    void *pair = vmem_alloc(&vm, 2 * Q, VM_NOSLEEP);
+    VT_ASSERT(keep != NULL && freed != NULL && pair != NULL);
+    vmem_free(&vm, freed, Q);
+    VT_ASSERT(misuse_changes_nothing(&vm, freed, Q, VMEM_MISUSE_DOUBLE_FREE));
+    VT_ASSERT(misuse_changes_nothing(&vm, keep, 2 * Q, VMEM_MISUSE_FREE_WRONG_SIZE));
+    VT_ASSERT(misuse_changes_nothing(&vm, TS_PTR(TS_ADDR(pair) + Q), 2 * Q,
+                                     VMEM_MISUSE_FREE_INSIDE));
+    vmem_free(&vm, keep, Q);
+    vmem_free(&vm, pair, 2 * Q);
+    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
+    VT_CONSISTENT(&vm);
+    ts_capture_misuse();
+    vmem_destroy(&vm);
+    VT_ASSERT(vtest_env_misuse_count() == 0);
+}
+
+/*
+ * A mixed workload on an importing arena - cached sizes (1-8 quanta) and
+ * larger ones, reaps now and then - checked against a model: no quantum
+ * handed out twice, and vmem_stat / vmem_size exact after every step,
+ * whether the caches served a request from a magazine or bypassed them.
+ * Destroy then returns every slab and span to the source.
+ */
+#define MIX_QUANTA 2048
+#define MIX_LIVE 192
+#define MIX_STEPS 12000
+
+static bool mix_claim(uint8_t *owned, uintptr_t addr, size_t size, uint8_t to)
+{
+    if (addr < BASE || addr + size > BASE + (uintptr_t)MIX_QUANTA * Q)
+        return false;
+    for (size_t q = (addr - BASE) / Q; q < (addr + size - BASE) / Q; q++) {
+        if (owned[q] == to)
+            return false;
+        owned[q] = to;
+    }
+    return true;
+}
+
+static void mixed_workload_keeps_exact_stats_and_destroy_returns_everything(void)
+{
+    static Vmem source, vm;
+    static uint8_t owned[MIX_QUANTA];
+    static struct {
+        uintptr_t addr;
+        size_t size;
+    } live[MIX_LIVE];
+    for (size_t q = 0; q < MIX_QUANTA; q++)
+        owned[q] = 0;
+    VT_ASSERT(vmem_init(&source, "qc-mix-source", TS_PTR(BASE), MIX_QUANTA * Q, Q, NULL, NULL,
+                        NULL, 0, VM_NOSLEEP) == 0);
+    VT_ASSERT(vmem_init(&vm, "qc-mix", NULL, 0, Q, vmem_alloc, vmem_free, &source, 8 * Q,
+                        VM_NOSLEEP) == 0);
+    VtestRng rng;
+    vtest_rng_seed(&rng, 0x510f);
+    size_t nlive = 0, in_use = 0, allocs = 0, frees = 0;
+    for (size_t step = 0; step < MIX_STEPS; step++) {
+        uint64_t roll = vtest_rng_below(&rng, 100);
+        if (roll < 2) {
+            vmem_reap(&vm);
+        } else if (nlive == 0 || (roll < 52 && nlive < MIX_LIVE)) {
+            size_t size = (size_t)(1 + vtest_rng_below(&rng, 12)) * Q;
+            void *got = vmem_alloc(&vm, size, VM_NOSLEEP);
+            VT_ASSERT(got != NULL);
+            VT_ASSERT(mix_claim(owned, TS_ADDR(got), size, 1));
+            live[nlive].addr = TS_ADDR(got);
+            live[nlive].size = size;
+            nlive++;
+            in_use += size;
+            allocs++;
+        } else {
+            size_t i = (size_t)vtest_rng_below(&rng, nlive);
+            VT_ASSERT(mix_claim(owned, live[i].addr, live[i].size, 0));
+            vmem_free(&vm, TS_PTR(live[i].addr), live[i].size);
+            in_use -= live[i].size;
+            frees++;
+            live[i] = live[--nlive];
+        }
+        VmemStat stat;
+        VT_ASSERT(vmem_stat(&vm, &stat) == 0);
+        VT_ASSERT(stat.in_use == in_use && stat.alloc == allocs && stat.free == frees);
+        VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == in_use);
+        VT_ASSERT(vmem_size(&vm, VMEM_FREE) == stat.total - in_use);
+    }
+    while (nlive > 0) {
+        nlive--;
+        vmem_free(&vm, TS_PTR(live[nlive].addr), live[nlive].size);
+    }
+    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
+    VT_CONSISTENT(&vm);
+    /* No reap first: destroy's own drain must bring back every slab. */
+    ts_capture_misuse();
+    vmem_destroy(&vm);
+    VT_ASSERT(vtest_env_misuse_count() == 0);
+    VT_ASSERT(ts_stat_is(&source, 0, 0, MIX_QUANTA * Q, source.stat.alloc, source.stat.alloc));
+    VT_CONSISTENT(&source);
+    vmem_destroy(&source);
+    VT_ASSERT(vtest_env_misuse_count() == 0);
+}
+
 VTEST_SUITE(suite_qcache, VTEST_CASE(cache_hit_returns_the_last_freed_object_without_the_arena),
             VTEST_CASE(cached_sizes_are_served_from_slabs),
             VTEST_CASE(reaped_slabs_go_back_to_the_arena),
@@ -287,4 +452,6 @@ VTEST_SUITE(suite_qcache, VTEST_CASE(cache_hit_returns_the_last_freed_object_wit
             VTEST_CASE(stats_count_cached_objects_as_free),
             VTEST_CASE(constrained_and_placement_requests_bypass_the_caches),
             VTEST_CASE(destroy_drains_the_caches),
-            VTEST_CASE(destroy_with_a_live_cached_object_is_misuse));
+            VTEST_CASE(destroy_with_a_live_cached_object_is_misuse),
+            VTEST_CASE(cached_misuse_is_reported_on_every_free_path),
+            VTEST_CASE(mixed_workload_keeps_exact_stats_and_destroy_returns_everything));
