@@ -511,15 +511,18 @@ static void frames_above_4gib_exist_exactly_when_ram_does(void)
     KT_ASSERT(vtest_env_misuse_count() == 0);
 }
 
+/* highest_frame_is_the_top_of_ram_and_writable runs before the drain: the
+ * tag pages the drain takes stay in the pool for good, wherever the last
+ * free frames were, and one of them may be the top frame. */
 static const struct ktest before_tests[] = {
     KTEST(kernel_runs_in_the_higher_half_with_the_lower_half_unmapped),
     KTEST(kernel_window_and_direct_map_show_the_same_ram),
     KTEST(boundary_tag_pages_come_from_the_frame_arena),
+    KTEST(highest_frame_is_the_top_of_ram_and_writable),
     KTEST(all_ram_drained_holds_distinct_patterns),
     KTEST(random_frames_keep_their_contents),
     KTEST(heap_imports_from_phys_and_gives_spans_back),
     KTEST(heap_import_honours_address_range_and_boundary),
-    KTEST(highest_frame_is_the_top_of_ram_and_writable),
     KTEST(frames_above_4gib_exist_exactly_when_ram_does),
     KTEST(frame_arena_holds_physical_frames_outside_the_image),
 };

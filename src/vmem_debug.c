@@ -206,12 +206,18 @@ void vmem_dump(Vmem *vmp)
     line_end(&f);
 
     line_start(&f, buf);
-    stat_field(&f, "  hash: ", vmp->vm_hash_count, false);
-    stat_field(&f, " segments in ", vmem_hash_buckets(vmp), false);
-    fmt_str(&f, " buckets");
-    if (vmp->vm_hash_old != NULL) {
-        stat_field(&f, ", migrating from ", vmp->vm_hash_old_mask + 1, false);
-        stat_field(&f, " (", vmp->vm_hash_migrated, false);
+    VmemHashStats hash;
+    vmem_hash_stats(vmp, &hash);
+    stat_field(&f, "  hash: ", hash.count, false);
+    stat_field(&f, " segments in ", hash.buckets, false);
+    stat_field(&f, " buckets of ", VMEM_HASH_SLOTS, false);
+    fmt_str(&f, " slots");
+    stat_field(&f, " (", hash.displaced, false);
+    stat_field(&f, " displaced, ", hash.chained, false);
+    fmt_str(&f, " chained)");
+    if (hash.old_buckets != 0) {
+        stat_field(&f, ", migrating from ", hash.old_buckets, false);
+        stat_field(&f, " (", hash.migrated, false);
         fmt_str(&f, " moved)");
     }
     stat_field(&f, "; tags: ", vmp->vm_nsegs, false);

@@ -2,127 +2,415 @@
  * vmem_hash.c - the hash of allocated segments, keyed by address.
  *
  * vmem_free() finds its segment here in O(1) and checks the size against
- * it. The table grows when the load passes 2 per bucket and shrinks when it
- * drops under 1/8, always by a factor of 4, and never all at once: while a
- * resize is under way the old table stays live, and every insert or remove
- * moves the next MIGRATE_STEP old buckets to the new table. An entry sits
- * in the old table if its old bucket has not moved yet, else in the new one;
- * lookups and inserts follow the same rule, so no operation ever pays for a
- * whole-table rehash and no timer is needed.
+ * it. With 10^5 live segments and more, every table access is a cache miss,
+ * so the layout is chosen for the number of lines a lookup touches: one
+ * line of the table, then the tag it was looking for - which the free
+ * reads anyway. A chained hash also reads every tag ahead of the right one
+ * in its chain, each a full miss.
  *
- * Tables come from the port's page source, which may not be called under
- * the arena lock: each operation records, as it unlocks, the table size
- * the arena would like (vm_hash_hint); the next one allocates that before
- * locking and installs it under the lock (vmem_hash_install), which decides
- * again with the lock held. Retired tables
- * are handed back the same way, after unlocking. The first VMEM_HASH_EMBEDDED
- * buckets live inside the arena, so a new arena allocates nothing.
+ * 1. Layout. A table is an array of 64-byte buckets, one cache line each
+ *    (page-source tables are page-aligned). A bucket has VMEM_HASH_SLOTS
+ *    slots - 7 on LP64, 12 on ILP32 - each a tag pointer and, in the
+ *    header at the front of the line, a one-byte fingerprint of the slot's
+ *    key: eight bits of its hash, never 0, since 0 marks an empty slot (so
+ *    address 0 is a key like any other). The header's last byte is the
+ *    bucket's probe state (PROBE). A lookup reads the home bucket and looks
+ *    only at tags whose fingerprint matches; one that is not the key costs
+ *    a miss about once per 255 occupied slots compared.
  *
- * Invariant: the migration finishes long before another resize is due
- * (a resize changes the load by 4x; migration ends after buckets/4 hash
- * operations), so at most two tables exist at any time.
+ *    The table's footprint decides its speed as much as the misses it
+ *    saves: at 10^5 segments a table that is twice as large as it need be
+ *    loses to the chained hash it replaced, whose 8-byte buckets stayed in
+ *    the L2 cache. Hence no stored keys ((key, tag) pairs would take 16
+ *    bytes a slot against 9) and a high load, up to 7/8.
+ *
+ * 2. Probing. A full bucket spills into the next one (linear probing by
+ *    bucket, so the next line is usually in the same page) within a window
+ *    of PROBE_BUCKETS buckets starting at the home bucket. Each bucket
+ *    counts the entries that passed it to land further on (its passing
+ *    count, the low bits of the probe byte); a lookup moves on to the next
+ *    bucket only while that count is non-zero, so a removal just empties
+ *    its slot and decrements the counts on its path: no tombstones, no
+ *    entries moved back. A window holds at most (PROBE_BUCKETS - 1) * SLOTS
+ *    passers, so the counts never saturate.
+ *
+ * 3. A full window. An insert whose whole window is full chains the entry
+ *    instead, through the tags' u.hash_next, off the tag in slot
+ *    (fingerprint mod SLOTS) of its home bucket, and marks the bucket
+ *    CHAINED (the high bit of the probe byte). That happens to about one
+ *    entry in 100 at a load of 7/8 and practically never at half load;
+ *    it is what keeps inserts succeeding when no bigger table can be had
+ *    (the page source failing, or only frees and VM_BOOTSTRAP allocations
+ *    coming in, which may not allocate). A lookup that misses in the window
+ *    of a CHAINED bucket walks that one chain. When an anchor tag is
+ *    removed, the head of its chain moves up into its slot - that bucket is
+ *    its home, so no passing count changes. An over-full table thus
+ *    degrades like a chained hash with SLOTS chains per bucket, needs no
+ *    memory, and recovers on the next resize. The mark is cleared only
+ *    when the bucket is emptied by a migration: a stale mark costs a lookup
+ *    nothing unless the key is absent from the window.
+ *
+ * 4. Resizing. The table doubles when more than 7/8 of its slots are used
+ *    and halves under 1/16, never all at once: while a resize is under way
+ *    the old table stays live, inserts go to the new one, and every insert
+ *    or remove first moves a bucket's worth of entries (MIGRATE_ENTRIES,
+ *    from at most MIGRATE_BUCKETS buckets) from the old table, in bucket
+ *    order (the cursor vm_hash_migrated; passing counts stay exact in the
+ *    old table too). A lookup tries the old table, then the new. A growing
+ *    table of B buckets is emptied in about B operations, while the next
+ *    growth needs about 6 * B more inserts; a shrinking one in B / 4. A
+ *    resize only starts when no migration is under way, so at most two
+ *    tables exist at any time, and no operation ever pays for a
+ *    whole-table rehash. (Installing a table does clear it, a memset
+ *    under the lock, as the chained hash did.) A table that could not grow
+ *    for a while is replaced by one sized for its count at once.
+ *
+ * 5. Memory. Tables come from the port's page source, which may not be
+ *    called under the arena lock: each operation records, as it unlocks,
+ *    the table size the arena would like (vm_hash_hint); the next
+ *    allocation allocates that before locking and installs it under the
+ *    lock (vmem_hash_install), which decides again with the lock held.
+ *    Retired tables are handed back the same way, after unlocking. Frees
+ *    never allocate a table. The first VMEM_HASH_EMBEDDED buckets live
+ *    inside the arena, so a new arena allocates nothing; shrinking back
+ *    into them needs no memory and happens inline.
+ *
+ * Invariants (vmem_hash_check verifies them): a slot is empty exactly when
+ * its fingerprint is 0; an entry lies in the window of its home bucket and
+ * carries its own fingerprint; every passing count is exact; chained
+ * entries hang off the right anchor of their home bucket, which is marked
+ * CHAINED; old buckets below the cursor are empty; every allocated segment
+ * is found, exactly once, and nothing else is in the hash.
  */
 #include "vmem_internal.h"
 
-#define MIGRATE_STEP 4
-#define GROW_LOAD 2       /* entries per bucket that trigger growth */
-#define SHRINK_DIVISOR 8  /* shrink below 1 entry per 8 buckets */
-#define RESIZE_FACTOR 4
+#define SLOTS VMEM_HASH_SLOTS
+/* Buckets an entry may be stored in, its home bucket first. */
+#define PROBE_BUCKETS 8
+/* What one operation moves from the old table to the new: at most a
+ * bucket's worth of entries, from at most MIGRATE_BUCKETS buckets. */
+#define MIGRATE_ENTRIES SLOTS
+#define MIGRATE_BUCKETS 4
+/* The last header byte: the passing count and the chained flag. */
+#define PROBE (VMEM_HASH_HEADER - 1)
+#define PASSING_MASK 0x7f
+#define CHAINED 0x80
+/* Grow past GROW_NUM / GROW_DEN of the slots, shrink under 1 / SHRINK_DIVISOR. */
+#define GROW_NUM 7
+#define GROW_DEN 8
+#define SHRINK_DIVISOR 16
+/* Tables from the page source are whole pages. */
+#define PAGE_BUCKETS (VMEM_PAGE_SIZE / sizeof(VmemHashBucket))
+/* Keeps bucket counts, and their byte sizes, far from overflowing. */
+#define MAX_BUCKETS ((size_t)1 << (sizeof(size_t) * 8 - 8))
 
-static size_t bucket_index(const Vmem *vm, uintptr_t addr, size_t mask)
+_Static_assert(sizeof(VmemHashBucket) == 64, "a hash bucket is one 64-byte cache line");
+_Static_assert((PROBE_BUCKETS - 1) * SLOTS <= PASSING_MASK, "passing counts must not saturate");
+_Static_assert(VMEM_HASH_EMBEDDED >= 2 && (VMEM_HASH_EMBEDDED & (VMEM_HASH_EMBEDDED - 1)) == 0,
+               "the embedded table is a power of two of at least 2 buckets");
+_Static_assert(PAGE_BUCKETS > VMEM_HASH_EMBEDDED, "a page-source table beats the embedded one");
+
+typedef VmemHashTable Table;
+
+static size_t buckets_of(const Table *t) { return t->ht_mask + 1; }
+
+static void set_table(Table *t, VmemHashBucket *bucket, size_t buckets)
 {
-    /* Addresses are multiples of the quantum: drop the zero bits, then
-     * multiply by a 64-bit odd constant and fold so high bits matter. */
-    uint64_t h = (uint64_t)(addr >> vm->vm_quantum_shift) * 0x9e3779b97f4a7c15ULL;
-    h ^= h >> 29;
-    return (size_t)h & mask;
+    t->ht_bucket = bucket;
+    t->ht_mask = buckets - 1;
+    t->ht_shift = 64 - log2_floor(buckets);
+    t->ht_window = buckets < PROBE_BUCKETS ? (unsigned)buckets : PROBE_BUCKETS;
 }
 
-static size_t buckets_of(size_t mask) { return mask + 1; }
+static bool migrating(const Vmem *vm) { return vm->vm_hash_old.ht_bucket != NULL; }
+
+/* Addresses are multiples of the quantum: drop the zero bits, then mix
+ * all 64 bits, so the top bits (the home bucket) and the low byte (the
+ * fingerprint) are independent of each other and of the address pattern. */
+static uint64_t hash_of(const Vmem *vm, uintptr_t addr)
+{
+    uint64_t h = (uint64_t)(addr >> vm->vm_quantum_shift) * 0x9e3779b97f4a7c15ULL;
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ULL;
+    return h ^ (h >> 32);
+}
+
+static uint8_t fingerprint_of(uint64_t h)
+{
+    uint8_t fingerprint = (uint8_t)h;
+    return fingerprint != 0 ? fingerprint : 1;
+}
+
+static size_t home_of(uint64_t h, const Table *t) { return (size_t)(h >> t->ht_shift); }
+
+static unsigned anchor_slot(uint64_t h) { return fingerprint_of(h) % SLOTS; }
+
+static unsigned passing(const VmemHashBucket *bucket)
+{
+    return bucket->hb_header[PROBE] & PASSING_MASK;
+}
+
+/*
+ * The slots of bucket whose fingerprint is `fingerprint` (0: the empty
+ * slots), as bit s for slot s. The header is compared eight bytes at a
+ * time, with no branch per slot: x has a zero byte where the fingerprint
+ * matches; the zero-byte test below is exact (no borrow between bytes);
+ * the multiplication gathers bit 7 of each byte into the top byte.
+ */
+#define BYTES_01 0x0101010101010101ULL
+#define BYTES_7F 0x7f7f7f7f7f7f7f7fULL
+#define GATHER 0x0102040810204080ULL
+#define SLOT_BITS (((uint32_t)1 << SLOTS) - 1)
+_Static_assert(VMEM_HASH_HEADER % 8 == 0 && SLOTS < VMEM_HASH_HEADER && SLOTS < 32,
+               "the header is whole 64-bit words, with room for the probe byte");
+
+/* Byte i of the word is p[i] on any byte order; compilers make it one
+ * load where the byte order allows. */
+static inline uint64_t load_le64(const uint8_t *p)
+{
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
+           (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
+           (uint64_t)p[7] << 56;
+}
+
+static inline uint32_t slots_holding(const VmemHashBucket *bucket, uint8_t fingerprint)
+{
+    uint32_t slots = 0;
+    for (unsigned w = 0; w < VMEM_HASH_HEADER / 8; w++) {
+        uint64_t x = load_le64(&bucket->hb_header[8 * w]) ^ (BYTES_01 * fingerprint);
+        uint64_t zero = ~(((x & BYTES_7F) + BYTES_7F) | x | BYTES_7F);
+        slots |= (uint32_t)(((zero >> 7) * GATHER) >> 56) << (8 * w);
+    }
+    return slots & SLOT_BITS;
+}
+
+static unsigned lowest(uint32_t slots) { return (unsigned)__builtin_ctz(slots); }
+
+/* Buckets from home to b, going forward. */
+static size_t distance(const Table *t, size_t home, size_t b) { return (b - home) & t->ht_mask; }
+
+/* Adds delta (+1 or -1) to the passing counts of the buckets from home up
+ * to, not including, b. */
+static void count_passing(const Table *t, size_t home, size_t b, int delta)
+{
+    for (size_t j = home; j != b; j = (j + 1) & t->ht_mask)
+        t->ht_bucket[j].hb_header[PROBE] = (uint8_t)(t->ht_bucket[j].hb_header[PROBE] + delta);
+}
+
+static size_t grow_limit(size_t buckets) { return buckets * SLOTS / GROW_DEN * GROW_NUM; }
+
+static size_t shrink_limit(size_t buckets) { return buckets * SLOTS / SHRINK_DIVISOR; }
+
+static inline VmemTag *find_in(const Table *t, uint64_t h, uintptr_t addr)
+{
+    uint8_t fingerprint = fingerprint_of(h);
+    size_t home = home_of(h, t), b = home;
+    for (unsigned probe = 0; probe < t->ht_window; probe++) {
+        const VmemHashBucket *bucket = &t->ht_bucket[b];
+        for (uint32_t m = slots_holding(bucket, fingerprint); m != 0; m &= m - 1)
+            if (bucket->hb_tag[lowest(m)]->base == addr)
+                return bucket->hb_tag[lowest(m)];
+        if (passing(bucket) == 0)
+            break;
+        b = (b + 1) & t->ht_mask;
+    }
+    const VmemHashBucket *bucket = &t->ht_bucket[home];
+    if (!(bucket->hb_header[PROBE] & CHAINED) || bucket->hb_tag[anchor_slot(h)] == NULL)
+        return NULL;
+    for (VmemTag *tag = bucket->hb_tag[anchor_slot(h)]->u.hash_next; tag != NULL;
+         tag = tag->u.hash_next)
+        if (tag->base == addr)
+            return tag;
+    return NULL;
+}
+
+/* Stores tag, whose key hashes to h, in table t. Never fails. */
+static inline void place(Table *t, VmemTag *tag, uint64_t h)
+{
+    uint8_t fingerprint = fingerprint_of(h);
+    size_t home = home_of(h, t), b = home;
+    tag->u.hash_next = NULL;
+    for (unsigned probe = 0; probe < t->ht_window; probe++) {
+        VmemHashBucket *bucket = &t->ht_bucket[b];
+        uint32_t empty = slots_holding(bucket, 0);
+        if (empty != 0) {
+            bucket->hb_header[lowest(empty)] = fingerprint;
+            bucket->hb_tag[lowest(empty)] = tag;
+            count_passing(t, home, b, +1);
+            return;
+        }
+        b = (b + 1) & t->ht_mask;
+    }
+    /* The window is full, so the home bucket is: the anchor exists. */
+    VmemHashBucket *bucket = &t->ht_bucket[home];
+    VmemTag *anchor = bucket->hb_tag[anchor_slot(h)];
+    tag->u.hash_next = anchor->u.hash_next;
+    anchor->u.hash_next = tag;
+    bucket->hb_header[PROBE] |= CHAINED;
+}
+
+/* Removes tag, whose key hashes to h, from table t if it is there. */
+static inline bool remove_from(const Vmem *vm, const Table *t, uint64_t h, VmemTag *tag)
+{
+    uint8_t fingerprint = fingerprint_of(h);
+    size_t home = home_of(h, t), b = home;
+    for (unsigned probe = 0; probe < t->ht_window; probe++) {
+        VmemHashBucket *bucket = &t->ht_bucket[b];
+        for (uint32_t m = slots_holding(bucket, fingerprint); m != 0; m &= m - 1) {
+            unsigned s = lowest(m);
+            if (bucket->hb_tag[s] != tag)
+                continue;
+            /* The chain anchored here belongs to this bucket: its head
+             * moves up into the slot, at home. */
+            VmemTag *heir = tag->u.hash_next;
+            bucket->hb_tag[s] = heir;
+            bucket->hb_header[s] = heir != NULL ? fingerprint_of(hash_of(vm, heir->base)) : 0;
+            count_passing(t, home, b, -1);
+            return true;
+        }
+        if (passing(bucket) == 0)
+            break;
+        b = (b + 1) & t->ht_mask;
+    }
+    const VmemHashBucket *bucket = &t->ht_bucket[home];
+    if (!(bucket->hb_header[PROBE] & CHAINED) || bucket->hb_tag[anchor_slot(h)] == NULL)
+        return false;
+    for (VmemTag **link = &bucket->hb_tag[anchor_slot(h)]->u.hash_next; *link != NULL;
+         link = &(*link)->u.hash_next) {
+        if (*link == tag) {
+            *link = tag->u.hash_next;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void clear_buckets(VmemHashBucket *bucket, size_t buckets)
+{
+    for (size_t b = 0; b < buckets; b++) {
+        for (unsigned i = 0; i < VMEM_HASH_HEADER; i++)
+            bucket[b].hb_header[i] = 0;
+        for (unsigned s = 0; s < SLOTS; s++)
+            bucket[b].hb_tag[s] = NULL;
+    }
+}
+
+/* Caches the counts at which the arena wants a resize, so the check each
+ * operation makes is two comparisons. */
+static void update_limits(Vmem *vm)
+{
+    size_t buckets = buckets_of(&vm->vm_hash);
+    bool busy = migrating(vm) || vm->vm_hash_retired != NULL;
+    vm->vm_hash_grow_at = busy || buckets >= MAX_BUCKETS ? SIZE_MAX : grow_limit(buckets);
+    vm->vm_hash_shrink_at = busy || buckets <= VMEM_HASH_EMBEDDED ? 0 : shrink_limit(buckets);
+}
+
+static void forget_old_table(Vmem *vm)
+{
+    vm->vm_hash_old.ht_bucket = NULL;
+    vm->vm_hash_old.ht_mask = 0;
+    vm->vm_hash_old.ht_shift = 0;
+    vm->vm_hash_old.ht_window = 0;
+    vm->vm_hash_migrated = 0;
+}
 
 void vmem_hash_init(Vmem *vm)
 {
-    for (size_t i = 0; i < VMEM_HASH_EMBEDDED; i++)
-        vm->vm_hash_embedded[i] = NULL;
-    vm->vm_hash = vm->vm_hash_embedded;
-    vm->vm_hash_mask = VMEM_HASH_EMBEDDED - 1;
-    vm->vm_hash_old = NULL;
-    vm->vm_hash_old_mask = 0;
-    vm->vm_hash_migrated = 0;
+    clear_buckets(vm->vm_hash_embedded, VMEM_HASH_EMBEDDED);
+    set_table(&vm->vm_hash, vm->vm_hash_embedded, VMEM_HASH_EMBEDDED);
+    forget_old_table(vm);
     vm->vm_hash_count = 0;
     vm->vm_hash_retired = NULL;
     vm->vm_hash_retired_bytes = 0;
+    update_limits(vm);
 }
 
-/* The chain that holds, or would hold, addr. */
-static VmemTag **chain_of(Vmem *vm, uintptr_t addr)
-{
-    if (vm->vm_hash_old != NULL) {
-        size_t old = bucket_index(vm, addr, vm->vm_hash_old_mask);
-        if (old >= vm->vm_hash_migrated)
-            return &vm->vm_hash_old[old];
-    }
-    return &vm->vm_hash[bucket_index(vm, addr, vm->vm_hash_mask)];
-}
+static size_t table_bytes(const Table *t) { return buckets_of(t) * sizeof(VmemHashBucket); }
 
-static void retire(Vmem *vm, struct vmem_tag **table, size_t mask)
+static void retire(Vmem *vm, const Table *t)
 {
-    if (table == vm->vm_hash_embedded)
+    if (t->ht_bucket == vm->vm_hash_embedded)
         return;
     if (vm->vm_hash_retired != NULL)
         vmem_port_panic("vmem: two hash tables retired in one operation");
-    vm->vm_hash_retired = table;
-    vm->vm_hash_retired_bytes = buckets_of(mask) * sizeof(VmemTag *);
+    vm->vm_hash_retired = t->ht_bucket;
+    vm->vm_hash_retired_bytes = table_bytes(t);
 }
 
+/*
+ * Moves up to `budget` entries stored in the old bucket under the cursor to
+ * the current table, and the cursor on once the bucket is empty. A bucket's
+ * chains go first, an entry at a time (they hang off its slots' tags), so
+ * even an over-full table migrates in bounded steps. Returns the budget
+ * left.
+ */
+static unsigned migrate_bucket(Vmem *vm, unsigned budget)
+{
+    Table *old = &vm->vm_hash_old, *cur = &vm->vm_hash;
+    size_t b = vm->vm_hash_migrated;
+    VmemHashBucket *bucket = &old->ht_bucket[b];
+    for (uint32_t m = ~slots_holding(bucket, 0) & SLOT_BITS; m != 0 && budget > 0; m &= m - 1) {
+        unsigned s = lowest(m);
+        VmemTag *tag = bucket->hb_tag[s];
+        for (; tag->u.hash_next != NULL && budget > 0; budget--) {
+            VmemTag *chained = tag->u.hash_next;
+            tag->u.hash_next = chained->u.hash_next;
+            place(cur, chained, hash_of(vm, chained->base));
+        }
+        if (budget == 0)
+            break;
+        bucket->hb_tag[s] = NULL;
+        bucket->hb_header[s] = 0;
+        uint64_t h = hash_of(vm, tag->base);
+        count_passing(old, home_of(h, old), b, -1);
+        place(cur, tag, h);
+        budget--;
+    }
+    if (slots_holding(bucket, 0) != SLOT_BITS)
+        return 0;
+    bucket->hb_header[PROBE] &= PASSING_MASK;
+    if (++vm->vm_hash_migrated == buckets_of(old)) {
+        retire(vm, old);
+        forget_old_table(vm);
+        update_limits(vm);
+    }
+    return budget;
+}
+
+/* One operation's share of a migration: a dense bucket, or a few sparse
+ * ones (a shrinking table is mostly empty). */
 static void migrate_step(Vmem *vm)
 {
-    if (vm->vm_hash_old == NULL)
-        return;
-    size_t old_buckets = buckets_of(vm->vm_hash_old_mask);
-    for (int step = 0; step < MIGRATE_STEP && vm->vm_hash_migrated < old_buckets; step++) {
-        VmemTag *tag = vm->vm_hash_old[vm->vm_hash_migrated];
-        vm->vm_hash_old[vm->vm_hash_migrated] = NULL;
-        vm->vm_hash_migrated++;
-        while (tag != NULL) {
-            VmemTag *next = tag->u.hash_next;
-            VmemTag **chain = &vm->vm_hash[bucket_index(vm, tag->base, vm->vm_hash_mask)];
-            tag->u.hash_next = *chain;
-            *chain = tag;
-            tag = next;
-        }
-    }
-    if (vm->vm_hash_migrated == old_buckets) {
-        retire(vm, vm->vm_hash_old, vm->vm_hash_old_mask);
-        vm->vm_hash_old = NULL;
-        vm->vm_hash_old_mask = 0;
-        vm->vm_hash_migrated = 0;
-    }
+    unsigned budget = MIGRATE_ENTRIES;
+    for (unsigned visited = 0; migrating(vm) && budget > 0 && visited < MIGRATE_BUCKETS; visited++)
+        budget = migrate_bucket(vm, budget);
 }
 
-/* Starts a migration to `table` with `buckets` buckets (zeroed here). */
-static void begin_migration(Vmem *vm, VmemTag **table, size_t buckets)
+/* Starts a migration to `table` with `buckets` buckets (cleared here). */
+static void begin_migration(Vmem *vm, VmemHashBucket *table, size_t buckets)
 {
-    for (size_t i = 0; i < buckets; i++)
-        table[i] = NULL;
+    clear_buckets(table, buckets);
     vm->vm_hash_old = vm->vm_hash;
-    vm->vm_hash_old_mask = vm->vm_hash_mask;
     vm->vm_hash_migrated = 0;
-    vm->vm_hash = table;
-    vm->vm_hash_mask = buckets - 1;
+    set_table(&vm->vm_hash, table, buckets);
+    update_limits(vm);
 }
 
 /* Buckets a resized table should have, or 0 for none. */
 static size_t wanted_buckets(const Vmem *vm)
 {
-    if (vm->vm_hash_old != NULL || vm->vm_hash_retired != NULL)
-        return 0;
-    size_t buckets = buckets_of(vm->vm_hash_mask);
-    if (vm->vm_hash_count > GROW_LOAD * buckets && buckets <= SIZE_MAX / RESIZE_FACTOR / sizeof(VmemTag *))
-        return buckets * RESIZE_FACTOR;
-    if (buckets > VMEM_HASH_EMBEDDED && vm->vm_hash_count < buckets / SHRINK_DIVISOR) {
-        size_t smaller = buckets / RESIZE_FACTOR;
-        return smaller < VMEM_HASH_EMBEDDED ? VMEM_HASH_EMBEDDED : smaller;
+    size_t count = vm->vm_hash_count, buckets = buckets_of(&vm->vm_hash);
+    if (count > vm->vm_hash_grow_at) {
+        /* Normally one doubling; a table that could not grow for a while
+         * catches up at once, to at most 1/2 full. */
+        size_t bigger = buckets * 2 < PAGE_BUCKETS ? PAGE_BUCKETS : buckets * 2;
+        while (count > grow_limit(bigger) / 3 * 2 && bigger < MAX_BUCKETS)
+            bigger *= 2;
+        return bigger;
+    }
+    if (count < vm->vm_hash_shrink_at) {
+        size_t smaller = buckets / 2 < PAGE_BUCKETS ? VMEM_HASH_EMBEDDED : buckets / 2;
+        return count <= grow_limit(smaller) / 2 ? smaller : 0;
     }
     return 0;
 }
@@ -130,30 +418,38 @@ static size_t wanted_buckets(const Vmem *vm)
 /* Shrinking back into the embedded buckets needs no memory: do it inline. */
 static void maybe_shrink_inline(Vmem *vm)
 {
-    if (wanted_buckets(vm) == VMEM_HASH_EMBEDDED && vm->vm_hash != vm->vm_hash_embedded)
+    if (wanted_buckets(vm) == VMEM_HASH_EMBEDDED)
         begin_migration(vm, vm->vm_hash_embedded, VMEM_HASH_EMBEDDED);
 }
 
 size_t vmem_hash_wanted_bytes(const Vmem *vm)
 {
+    if (vm->vm_hash_count <= vm->vm_hash_grow_at && vm->vm_hash_count >= vm->vm_hash_shrink_at)
+        return 0;
     size_t buckets = wanted_buckets(vm);
     if (buckets <= VMEM_HASH_EMBEDDED)
         return 0;
-    return buckets * sizeof(VmemTag *);
+    return buckets * sizeof(VmemHashBucket);
 }
 
 bool vmem_hash_install(Vmem *vm, void *table, size_t bytes)
 {
-    /* Any table between the shrink and the grow thresholds serves: the
-     * count may have moved a little since the size was chosen, and
-     * refusing over a single entry would only send the table back. */
-    size_t buckets = bytes / sizeof(VmemTag *);
-    if (vm->vm_hash_old != NULL || vm->vm_hash_retired != NULL ||
-        buckets == buckets_of(vm->vm_hash_mask) || !is_pow2(buckets) ||
-        vm->vm_hash_count > GROW_LOAD * buckets ||
-        vm->vm_hash_count < buckets / (SHRINK_DIVISOR * RESIZE_FACTOR))
+    /* Any table the count fits serves: it may have moved a little since
+     * the size was chosen, and refusing over a single entry would only
+     * send the table back. A smaller table must leave room for the inserts
+     * that may come while the larger one drains into it. */
+    size_t buckets = bytes / sizeof(VmemHashBucket), count = vm->vm_hash_count;
+    size_t current = buckets_of(&vm->vm_hash);
+    if (migrating(vm) || vm->vm_hash_retired != NULL || !is_pow2(buckets) ||
+        buckets < PAGE_BUCKETS || buckets > MAX_BUCKETS || buckets == current)
         return false;
-    begin_migration(vm, (VmemTag **)table, buckets);
+    bool fits = buckets > current
+                    ? count <= grow_limit(buckets) &&
+                          (buckets == PAGE_BUCKETS || count >= shrink_limit(buckets) / 2)
+                    : count <= grow_limit(buckets) / 2;
+    if (!fits)
+        return false;
+    begin_migration(vm, (VmemHashBucket *)table, buckets);
     return true;
 }
 
@@ -161,66 +457,170 @@ void *vmem_hash_take_retired(Vmem *vm, size_t *bytes)
 {
     void *table = vm->vm_hash_retired;
     *bytes = vm->vm_hash_retired_bytes;
-    vm->vm_hash_retired = NULL;
-    vm->vm_hash_retired_bytes = 0;
+    if (table != NULL) {
+        vm->vm_hash_retired = NULL;
+        vm->vm_hash_retired_bytes = 0;
+        update_limits(vm);
+    }
     return table;
 }
 
 void vmem_hash_insert(Vmem *vm, VmemTag *tag)
 {
-    migrate_step(vm);
-    VmemTag **chain = chain_of(vm, tag->base);
-    tag->u.hash_next = *chain;
-    *chain = tag;
+    if (migrating(vm))
+        migrate_step(vm);
+    place(&vm->vm_hash, tag, hash_of(vm, tag->base));
     vm->vm_hash_count++;
 }
 
-VmemTag *vmem_hash_lookup(Vmem *vm, uintptr_t addr)
+/* While a migration is under way: the old table first, then the new. */
+static VmemTag *lookup_migrating(const Vmem *vm, uint64_t h, uintptr_t addr)
 {
-    for (VmemTag *tag = *chain_of(vm, addr); tag != NULL; tag = tag->u.hash_next)
-        if (tag->base == addr)
-            return tag;
-    return NULL;
+    VmemTag *tag = find_in(&vm->vm_hash_old, h, addr);
+    return tag != NULL ? tag : find_in(&vm->vm_hash, h, addr);
+}
+
+static bool remove_migrating(const Vmem *vm, uint64_t h, VmemTag *tag)
+{
+    return remove_from(vm, &vm->vm_hash_old, h, tag) || remove_from(vm, &vm->vm_hash, h, tag);
+}
+
+VmemTag *vmem_hash_lookup(const Vmem *vm, uintptr_t addr)
+{
+    uint64_t h = hash_of(vm, addr);
+    if (migrating(vm))
+        return lookup_migrating(vm, h, addr);
+    return find_in(&vm->vm_hash, h, addr);
 }
 
 void vmem_hash_remove(Vmem *vm, VmemTag *tag)
 {
-    VmemTag **link = chain_of(vm, tag->base);
-    while (*link != tag) {
-        if (*link == NULL)
-            vmem_port_panic("vmem: allocated segment missing from the hash");
-        link = &(*link)->u.hash_next;
-    }
-    *link = tag->u.hash_next;
+    uint64_t h = hash_of(vm, tag->base);
+    if (migrating(vm) ? !remove_migrating(vm, h, tag) : !remove_from(vm, &vm->vm_hash, h, tag))
+        vmem_port_panic("vmem: allocated segment missing from the hash");
     vm->vm_hash_count--;
-    migrate_step(vm);
-    maybe_shrink_inline(vm);
+    if (migrating(vm))
+        migrate_step(vm);
+    else if (vm->vm_hash_count < vm->vm_hash_shrink_at)
+        maybe_shrink_inline(vm);
 }
 
-size_t vmem_hash_buckets(const Vmem *vm) { return buckets_of(vm->vm_hash_mask); }
-
-static const VmemTag *check_table(const Vmem *vm, VmemTag *const *table, size_t mask,
-                                  size_t first, bool is_old, size_t *count, const char **why)
+void vmem_hash_stats(const Vmem *vm, VmemHashStats *stats)
 {
-    for (size_t i = first; i <= mask; i++) {
-        for (const VmemTag *tag = table[i]; tag != NULL; tag = tag->u.hash_next) {
+    stats->count = vm->vm_hash_count;
+    stats->buckets = buckets_of(&vm->vm_hash);
+    stats->old_buckets = migrating(vm) ? buckets_of(&vm->vm_hash_old) : 0;
+    stats->migrated = vm->vm_hash_migrated;
+    stats->displaced = 0;
+    stats->chained = 0;
+    for (int which = 0; which < (migrating(vm) ? 2 : 1); which++) {
+        const Table *t = which == 0 ? &vm->vm_hash : &vm->vm_hash_old;
+        for (size_t b = 0; b <= t->ht_mask; b++) {
+            for (unsigned s = 0; s < SLOTS; s++) {
+                const VmemTag *tag = t->ht_bucket[b].hb_tag[s];
+                if (tag == NULL)
+                    continue;
+                if (home_of(hash_of(vm, tag->base), t) != b)
+                    stats->displaced++;
+                for (tag = tag->u.hash_next; tag != NULL && stats->chained < vm->vm_hash_count;
+                     tag = tag->u.hash_next)
+                    stats->chained++;
+            }
+        }
+    }
+}
+
+/* ---- vmem_check ---------------------------------------------------------- */
+
+/* The entries stored past b that passed it, recounted from their homes. */
+static unsigned recount_passing(const Vmem *vm, const Table *t, size_t b)
+{
+    unsigned passers = 0;
+    for (unsigned d = 1; d < t->ht_window; d++) {
+        size_t later = (b + d) & t->ht_mask;
+        for (unsigned s = 0; s < SLOTS; s++) {
+            const VmemTag *tag = t->ht_bucket[later].hb_tag[s];
+            if (tag != NULL && distance(t, home_of(hash_of(vm, tag->base), t), later) >= d)
+                passers++;
+        }
+    }
+    return passers;
+}
+
+static const VmemTag *check_chain(const Vmem *vm, const Table *t, size_t b, unsigned s,
+                                  size_t *count, const char **why)
+{
+    const VmemTag *anchor = t->ht_bucket[b].hb_tag[s];
+    if (anchor->u.hash_next != NULL && !(t->ht_bucket[b].hb_header[PROBE] & CHAINED)) {
+        *why = "hash chain on a bucket not marked chained";
+        return anchor;
+    }
+    for (const VmemTag *tag = anchor->u.hash_next; tag != NULL; tag = tag->u.hash_next) {
+        uint64_t h = hash_of(vm, tag->base);
+        if (++*count > vm->vm_nsegs) {
+            *why = "hash chain longer than the arena's segments (a cycle?)";
+            return tag;
+        }
+        if (tag->type != SEG_ALLOC) {
+            *why = "hash holds a segment that is not allocated";
+            return tag;
+        }
+        if (home_of(h, t) != b || anchor_slot(h) != s) {
+            *why = "chained hash entry off its home bucket's anchor";
+            return tag;
+        }
+    }
+    return NULL;
+}
+
+/* Verifies one table; buckets below `first` must be empty (migrated). */
+static const VmemTag *check_table(const Vmem *vm, const Table *t, size_t first, size_t *count,
+                                  const char **why)
+{
+    for (size_t b = 0; b <= t->ht_mask; b++) {
+        const VmemHashBucket *bucket = &t->ht_bucket[b];
+        if (recount_passing(vm, t, b) != passing(bucket)) {
+            *why = "hash bucket passing count wrong";
+            return NULL;
+        }
+        for (unsigned i = SLOTS; i < PROBE; i++) {
+            if (bucket->hb_header[i] != 0) {
+                *why = "hash bucket spare fingerprint byte not zero";
+                return NULL;
+            }
+        }
+        for (unsigned s = 0; s < SLOTS; s++) {
+            const VmemTag *tag = bucket->hb_tag[s];
+            if ((bucket->hb_header[s] == 0) != (tag == NULL)) {
+                *why = "hash slot fingerprint and tag disagree on emptiness";
+                return tag;
+            }
+            if (tag == NULL)
+                continue;
+            uint64_t h = hash_of(vm, tag->base);
+            if (++*count > vm->vm_nsegs) {
+                *why = "hash holds more entries than the arena has segments";
+                return tag;
+            }
+            if (b < first) {
+                *why = "hash entry left behind by the migration";
+                return tag;
+            }
             if (tag->type != SEG_ALLOC) {
                 *why = "hash holds a segment that is not allocated";
                 return tag;
             }
-            if (bucket_index(vm, tag->base, mask) != i) {
-                *why = "hash entry in the wrong bucket";
+            if (bucket->hb_header[s] != fingerprint_of(h)) {
+                *why = "hash fingerprint wrong";
                 return tag;
             }
-            if (!is_old && vm->vm_hash_old != NULL &&
-                bucket_index(vm, tag->base, vm->vm_hash_old_mask) >= vm->vm_hash_migrated) {
-                *why = "hash entry moved ahead of its migration";
+            if (distance(t, home_of(h, t), b) >= t->ht_window) {
+                *why = "hash entry outside its probe window";
                 return tag;
             }
-            if (++*count > vm->vm_nsegs) {
-                *why = "hash chain longer than the arena's segments (a cycle?)";
-                return tag;
-            }
+            const VmemTag *bad = check_chain(vm, t, b, s, count, why);
+            if (*why != NULL)
+                return bad;
         }
     }
     return NULL;
@@ -230,26 +630,38 @@ const VmemTag *vmem_hash_check(const Vmem *vm, size_t *count, const char **why)
 {
     *count = 0;
     *why = NULL;
-    const VmemTag *bad = check_table(vm, vm->vm_hash, vm->vm_hash_mask, 0, false, count, why);
-    if (bad == NULL && vm->vm_hash_old != NULL)
-        bad = check_table(vm, vm->vm_hash_old, vm->vm_hash_old_mask, vm->vm_hash_migrated, true,
-                          count, why);
-    if (bad == NULL && *count != vm->vm_hash_count)
-        *why = "hash entry count differs from its chains";
-    return bad;
+    const VmemTag *bad = check_table(vm, &vm->vm_hash, 0, count, why);
+    if (*why == NULL && migrating(vm))
+        bad = check_table(vm, &vm->vm_hash_old, vm->vm_hash_migrated, count, why);
+    if (*why != NULL)
+        return bad;
+    if (*count != vm->vm_hash_count) {
+        *why = "hash entry count differs from its tables";
+        return NULL;
+    }
+    /* With the counts equal, finding each allocated segment once proves
+     * there is no stray or duplicate entry. The caller has checked the
+     * segment list, so this walk ends. */
+    for (const VmemTag *tag = vm->vm_seg_first; tag != NULL; tag = tag->seg_next) {
+        if (tag->type == SEG_ALLOC && vmem_hash_lookup(vm, tag->base) != tag) {
+            *why = "allocated segment not found in the hash";
+            return tag;
+        }
+    }
+    return NULL;
 }
 
 void vmem_hash_fini(Vmem *vm, void *tables[2], size_t bytes[2])
 {
     tables[0] = tables[1] = NULL;
     bytes[0] = bytes[1] = 0;
-    if (vm->vm_hash != vm->vm_hash_embedded) {
-        tables[0] = vm->vm_hash;
-        bytes[0] = buckets_of(vm->vm_hash_mask) * sizeof(VmemTag *);
+    if (vm->vm_hash.ht_bucket != vm->vm_hash_embedded) {
+        tables[0] = vm->vm_hash.ht_bucket;
+        bytes[0] = table_bytes(&vm->vm_hash);
     }
-    if (vm->vm_hash_old != NULL && vm->vm_hash_old != vm->vm_hash_embedded) {
-        tables[1] = vm->vm_hash_old;
-        bytes[1] = buckets_of(vm->vm_hash_old_mask) * sizeof(VmemTag *);
+    if (migrating(vm) && vm->vm_hash_old.ht_bucket != vm->vm_hash_embedded) {
+        tables[1] = vm->vm_hash_old.ht_bucket;
+        bytes[1] = table_bytes(&vm->vm_hash_old);
     }
     vmem_hash_init(vm);
 }

@@ -54,7 +54,7 @@ typedef struct vmem_tag {
     int8_t size_height;           /* height in vm_free_by_size, when free */
     uint32_t unused;
     union {
-        struct vmem_tag *hash_next;   /* SEG_ALLOC: hash chain */
+        struct vmem_tag *hash_next;   /* SEG_ALLOC: hash overflow chain */
         struct vmem_tag *pool_next;   /* unused tag: pool or stash list */
         struct {                      /* SEG_SPAN: ordered span list */
             struct vmem_tag *next;
@@ -176,7 +176,7 @@ const VmemTag *vmem_tree_check_size(const Vmem *vm, size_t *count, const char **
 void vmem_hash_init(Vmem *vm);
 void vmem_hash_insert(Vmem *vm, VmemTag *tag);
 /* The allocated segment starting at addr, or NULL. */
-VmemTag *vmem_hash_lookup(Vmem *vm, uintptr_t addr);
+VmemTag *vmem_hash_lookup(const Vmem *vm, uintptr_t addr);
 void vmem_hash_remove(Vmem *vm, VmemTag *tag);
 /* Bytes of a new table the arena would like, or 0. A hint read without
  * the lock; vmem_hash_install() decides under it. */
@@ -186,9 +186,21 @@ size_t vmem_hash_wanted_bytes(const Vmem *vm);
 bool vmem_hash_install(Vmem *vm, void *table, size_t bytes);
 /* A table retired while locked, for the caller to free once unlocked. */
 void *vmem_hash_take_retired(Vmem *vm, size_t *bytes);
-/* Verifies every chain; counts entries. Returns the offending tag or NULL. */
+/* Verifies both tables and that every allocated segment is found; counts
+ * entries. Returns the offending tag or NULL. The segment list must have
+ * been checked first. */
 const VmemTag *vmem_hash_check(const Vmem *vm, size_t *count, const char **why);
-size_t vmem_hash_buckets(const Vmem *vm);
+
+/* For vmem_dump; walks every entry. */
+typedef struct {
+    size_t count;       /* entries */
+    size_t buckets;     /* of the current table, VMEM_HASH_SLOTS slots each */
+    size_t old_buckets; /* of the table being migrated from, or 0 */
+    size_t migrated;    /* old buckets already moved */
+    size_t displaced;   /* entries stored past their home bucket */
+    size_t chained;     /* entries in overflow chains (a table over-full) */
+} VmemHashStats;
+void vmem_hash_stats(const Vmem *vm, VmemHashStats *stats);
 /* Forgets the tables of an empty hash; up to two remain for the caller to
  * free once unlocked (NULL when none). */
 void vmem_hash_fini(Vmem *vm, void *tables[2], size_t bytes[2]);

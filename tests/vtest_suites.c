@@ -11,12 +11,13 @@ extern const struct vtest_suite suite_constraints;
 extern const struct vtest_suite suite_import;
 extern const struct vtest_suite suite_misuse;
 extern const struct vtest_suite suite_edges;
+extern const struct vtest_suite suite_hash;
 extern const struct vtest_suite suite_qcache;
 extern const struct vtest_suite suite_sleep;
 extern const struct vtest_suite suite_model;
 
 const struct vtest_suite *const vtest_suites[] = {
     &suite_api, &suite_policy, &suite_constraints, &suite_import,
-    &suite_misuse, &suite_edges, &suite_qcache, &suite_sleep, &suite_model,
+    &suite_misuse, &suite_edges, &suite_hash, &suite_qcache, &suite_sleep, &suite_model,
 };
 const size_t vtest_suite_count = sizeof(vtest_suites) / sizeof(vtest_suites[0]);
