@@ -61,7 +61,7 @@ typedef struct vmem_tag {
             struct vmem_tag *prev;
         } span;
         struct {                      /* SEG_FREE */
-            struct vmem_tag *list_next;   /* power-of-two freelist */
+            struct vmem_tag *list_next;   /* size-class freelist */
             struct vmem_tag **list_pprev;
             VmemTreeLink by_addr;
             size_t addr_max;              /* largest size in by_addr subtree */
