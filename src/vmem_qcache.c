@@ -754,6 +754,28 @@ static COLD uintptr_t alloc_from_slabs(Vmem *vm, VmemQcacheState *qs, size_t c, 
     return 0;
 }
 
+/* Pops the top round of a magazine that has one, marks the object
+ * allocated and counts it, then leaves the slot: the end of every
+ * allocation served by a magazine. */
+static inline uintptr_t hand_out_round(VmemQcacheState *qs, QcCpu *cpu, VmemMag *mag)
+{
+    VmemRound *round = &mag->round[--mag->rounds];
+    uintptr_t addr = round->addr;
+    __atomic_store_n(state_of(qs, round->slab, addr), (uint8_t)OBJ_ALLOCATED, __ATOMIC_RELAXED);
+    /* A plain increment, atomic only so that vmem_qcache_usage() may read it. */
+    __atomic_store_n(&cpu->handed_out, cpu->handed_out + 1, __ATOMIC_RELAXED);
+    slot_exit(cpu);
+    return addr;
+}
+
+/* Pushes a round onto a magazine with room for it. */
+static inline void put_round(VmemMag *mag, uintptr_t addr, VmemSlab *slab)
+{
+    mag->round[mag->rounds].addr = addr;
+    mag->round[mag->rounds].slab = slab;
+    mag->rounds++;
+}
+
 /* Allocation when the loaded magazine is empty: the previous one, a full
  * magazine from the depot, else the slabs. Entered inside the slot;
  * returns outside it. */
@@ -763,15 +785,8 @@ static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu 
     QcCache *cache = &qs->cache[c];
     for (;;) {
         VmemMag *mag = cpu->loaded;
-        if (mag != NULL && mag->rounds > 0) {
-            VmemRound *round = &mag->round[--mag->rounds];
-            uintptr_t addr = round->addr;
-            VmemSlab *slab = round->slab;
-            __atomic_store_n(state_of(qs, slab, addr), (uint8_t)OBJ_ALLOCATED, __ATOMIC_RELAXED);
-            __atomic_store_n(&cpu->handed_out, cpu->handed_out + 1, __ATOMIC_RELAXED);
-            slot_exit(cpu);
-            return addr;
-        }
+        if (mag != NULL && mag->rounds > 0)
+            return hand_out_round(qs, cpu, mag);
         if (cpu->previous != NULL && cpu->previous->rounds > 0) {
             cpu->loaded = cpu->previous;
             cpu->previous = mag;
@@ -820,14 +835,7 @@ uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
     VmemMag *mag = cpu->loaded;
     if (UNLIKELY(mag == NULL || mag->rounds == 0))
         return alloc_miss(vm, qs, c, cpu, vmflag);
-    VmemRound *round = &mag->round[--mag->rounds];
-    uintptr_t addr = round->addr;
-    VmemSlab *slab = round->slab;
-    __atomic_store_n(state_of(qs, slab, addr), (uint8_t)OBJ_ALLOCATED, __ATOMIC_RELAXED);
-    /* A plain increment, atomic only so that vmem_qcache_usage() may read it. */
-    __atomic_store_n(&cpu->handed_out, cpu->handed_out + 1, __ATOMIC_RELAXED);
-    slot_exit(cpu);
-    return addr;
+    return hand_out_round(qs, cpu, mag);
 }
 
 /* ---- Free ---------------------------------------------------------------------------------- */
@@ -866,9 +874,7 @@ static COLD void free_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu, 
     for (;;) {
         VmemMag *mag = cpu->loaded;
         if (mag != NULL && mag->rounds < MAG_ROUNDS) {
-            mag->round[mag->rounds].addr = addr;
-            mag->round[mag->rounds].slab = slab;
-            mag->rounds++;
+            put_round(mag, addr, slab);
             slot_exit(cpu);
             slabs_release(vm, qs, release);
             return;
@@ -998,9 +1004,7 @@ int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
         free_miss(vm, qs, c, cpu, addr, slab);
         return 0;
     }
-    mag->round[mag->rounds].addr = addr;
-    mag->round[mag->rounds].slab = slab;
-    mag->rounds++;
+    put_round(mag, addr, slab);
     slot_exit(cpu);
     return 0;
 }
