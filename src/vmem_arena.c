@@ -287,8 +287,6 @@ static void span_list_remove(Vmem *vm, VmemTag *marker)
 
 /* ---- Free-segment indexes --------------------------------------------------- */
 
-#define FREEMAP_BITS (sizeof(size_t) * 8)
-
 static void freemap_set(Vmem *vm, unsigned c)
 {
     vm->vm_freemap[c / FREEMAP_BITS] |= (size_t)1 << (c % FREEMAP_BITS);

@@ -334,9 +334,7 @@ static bool check_freelists(const Vmem *vm, const Census *c, Problem *p)
 {
     size_t members = 0;
     for (unsigned n = 0; n < VMEM_FREELISTS; n++) {
-        size_t word = vm->vm_freemap[n / (sizeof(size_t) * 8)];
-        bool bit = (word >> (n % (sizeof(size_t) * 8)) & 1) != 0;
-        if (bit != (vm->vm_freelist[n] != NULL))
+        if (freemap_has(vm, n) != (vm->vm_freelist[n] != NULL))
             return problem(p, "freelist bitmap disagrees with the lists", vm->vm_freelist[n]);
         VmemTag *const *pprev = &vm->vm_freelist[n];
         for (const VmemTag *tag = vm->vm_freelist[n]; tag != NULL; tag = tag->u.free.list_next) {

@@ -113,6 +113,13 @@ static inline unsigned fitting_class(size_t size)
     return class_min_size(c) == size ? c : c + 1;
 }
 
+/* Bits per word of Vmem.vm_freemap, and whether class c's bit is set. */
+#define FREEMAP_BITS (sizeof(size_t) * 8)
+static inline bool freemap_has(const Vmem *vm, unsigned c)
+{
+    return (vm->vm_freemap[c / FREEMAP_BITS] >> (c % FREEMAP_BITS) & 1) != 0;
+}
+
 /* ---- vmem_fit.c -------------------------------------------------------- */
 
 /* A request, with sizes already rounded and validated. */
