@@ -4,7 +4,9 @@
  * Two levels, so the common operation touches no global lock:
  *   - the global pool: vmem_bootstrap() seeds it with a static array of
  *     VMEM_BOOTSTRAP_TAGS tags; later it is refilled one page at a time
- *     from vmem_port_page_alloc(). Protected by pool_lock.
+ *     from vmem_port_page_alloc(). Protected by pool_lock. It keeps free
+ *     tags page by page and hands out one page's tags before the next
+ *     page's (TagPage), so an arena's tags stay close together in memory.
  *   - each arena's stash: a few spare tags under the arena's own lock.
  *     Before an operation searches, it fills the stash to its worst case
  *     (VMEM_TAGS_PER_OP), so it can never run out half-way through.
@@ -28,19 +30,25 @@
 static VmemLock pool_lock;
 static bool pool_ready;
 static VmemTag bootstrap_tags[VMEM_BOOTSTRAP_TAGS];
-static VmemTag *pool_free;
-static size_t pool_count;
+static VmemTag *bootstrap_free;     /* the static tags in the pool */
+static struct tag_page *tag_pages;  /* pages with tags in the pool */
+static size_t pool_count;           /* tags in the pool, static ones included */
 static Vmem *storage_free;
 
 /*
  * A page of tags from the page source: TAGS_PER_PAGE tags, then this
- * header in the space left at the end of the page. It counts the page's
- * tags that sit in the pool, so vmem_release_pages() can tell a page
- * nobody uses and hand it back.
+ * header in the space left at the end of the page. The pool keeps each
+ * page's free tags on the page's own list and hands them out a page at a
+ * time: consecutive tags come from one page, so an arena's tags stay close
+ * together however scattered the pool became (a destroyed arena of a
+ * million segments returns its tags in no useful order), and a page whose
+ * tags all came back is found without a walk over tags.
  */
-typedef struct {
-    size_t in_pool;
-    bool releasing;
+typedef struct tag_page {
+    VmemTag *free;          /* this page's tags in the pool */
+    struct tag_page *next;  /* pages with tags in the pool, on tag_pages */
+    struct tag_page *prev;
+    size_t in_pool;         /* length of free; 0 exactly when not listed */
 } TagPage;
 
 #define TAGS_PER_PAGE ((VMEM_PAGE_SIZE - sizeof(TagPage)) / sizeof(VmemTag))
@@ -60,25 +68,66 @@ static TagPage *page_of(const VmemTag *tag)
     return (TagPage *)(page + VMEM_PAGE_SIZE - sizeof(TagPage));
 }
 
+static VmemTag *first_tag_of(TagPage *page)
+{
+    return (VmemTag *)((uintptr_t)page & ~(uintptr_t)(VMEM_PAGE_SIZE - 1));
+}
+
 bool vmem_library_ready(void) { return __atomic_load_n(&pool_ready, __ATOMIC_ACQUIRE); }
+
+/* A page that just got a tag back goes first: its tags are the most
+ * recently used, so the likeliest to be in the cache. */
+static void page_list(TagPage *page)
+{
+    page->prev = NULL;
+    page->next = tag_pages;
+    if (tag_pages != NULL)
+        tag_pages->prev = page;
+    tag_pages = page;
+}
+
+static void page_unlist(TagPage *page)
+{
+    if (page->prev != NULL)
+        page->prev->next = page->next;
+    else
+        tag_pages = page->next;
+    if (page->next != NULL)
+        page->next->prev = page->prev;
+}
 
 static void pool_push(VmemTag *tag)
 {
     tag->type = 0;
-    tag->u.pool_next = pool_free;
-    pool_free = tag;
     pool_count++;
-    if (!from_bootstrap(tag))
-        page_of(tag)->in_pool++;
+    if (from_bootstrap(tag)) {
+        tag->u.pool_next = bootstrap_free;
+        bootstrap_free = tag;
+        return;
+    }
+    TagPage *page = page_of(tag);
+    tag->u.pool_next = page->free;
+    page->free = tag;
+    if (page->in_pool++ == 0)
+        page_list(page);
 }
 
+/* The static tags first (they can never be released), then the first
+ * listed page until it has none left. The pool is not empty. */
 static VmemTag *pool_pop(void)
 {
-    VmemTag *tag = pool_free;
-    pool_free = tag->u.pool_next;
+    VmemTag *tag;
     pool_count--;
-    if (!from_bootstrap(tag))
-        page_of(tag)->in_pool--;
+    if (bootstrap_free != NULL) {
+        tag = bootstrap_free;
+        bootstrap_free = tag->u.pool_next;
+        return tag;
+    }
+    TagPage *page = tag_pages;
+    tag = page->free;
+    page->free = tag->u.pool_next;
+    if (--page->in_pool == 0)
+        page_unlist(page);
     return tag;
 }
 
@@ -87,8 +136,9 @@ void vmem_bootstrap(void)
     if (vmem_library_ready())
         return;
     vmem_port_lock_init(&pool_lock);
-    for (size_t i = 0; i < VMEM_BOOTSTRAP_TAGS; i++)
-        pool_push(&bootstrap_tags[i]);
+    /* Pushed from the top, so that they are handed out in address order. */
+    for (size_t i = VMEM_BOOTSTRAP_TAGS; i > 0; i--)
+        pool_push(&bootstrap_tags[i - 1]);
     __atomic_store_n(&pool_ready, true, __ATOMIC_RELEASE);
 }
 
@@ -123,10 +173,10 @@ static bool pool_take(size_t n, int vmflag, VmemTag **list)
             return false;
         }
         TagPage *header = page_of(page);
+        header->free = NULL;
         header->in_pool = 0;
-        header->releasing = false;
-        for (size_t i = 0; i < TAGS_PER_PAGE; i++)
-            pool_push(&page[i]);
+        for (size_t i = TAGS_PER_PAGE; i > 0; i--)
+            pool_push(&page[i - 1]);
     }
     VmemTag *taken = NULL;
     for (size_t i = 0; i < n; i++) {
@@ -143,34 +193,26 @@ size_t vmem_release_pages(void)
 {
     if (!vmem_library_ready())
         return 0;
-    /* One walk of the pool: tags of pages wholly in it are dropped, and
-     * each such page is listed once (its first tag links the list). */
-    VmemTag *pages = NULL;
+    /* Pages whose every tag is in the pool leave the list under the lock
+     * (nothing can reach them after that) and go back without it. */
+    TagPage *leaving = NULL;
     VmemIrqState state = vmem_port_lock(&pool_lock);
-    VmemTag **link = &pool_free;
-    while (*link != NULL) {
-        VmemTag *tag = *link;
-        if (from_bootstrap(tag) || page_of(tag)->in_pool != TAGS_PER_PAGE) {
-            link = &tag->u.pool_next;
+    for (TagPage *page = tag_pages, *next; page != NULL; page = next) {
+        next = page->next;
+        if (page->in_pool != TAGS_PER_PAGE)
             continue;
-        }
-        *link = tag->u.pool_next;
-        pool_count--;
-        TagPage *header = page_of(tag);
-        if (!header->releasing) {
-            header->releasing = true;
-            VmemTag *first = (VmemTag *)((uintptr_t)tag & ~(uintptr_t)(VMEM_PAGE_SIZE - 1));
-            first->seg_next = pages; /* the page is leaving: its tags are free to reuse */
-            pages = first;
-        }
+        page_unlist(page);
+        pool_count -= TAGS_PER_PAGE;
+        page->next = leaving;
+        leaving = page;
     }
     vmem_port_unlock(&pool_lock, state);
     size_t released = 0;
-    while (pages != NULL) {
-        VmemTag *next = pages->seg_next;
-        vmem_port_page_free(pages, 1);
+    while (leaving != NULL) {
+        TagPage *next = leaving->next;
+        vmem_port_page_free(first_tag_of(leaving), 1);
         released++;
-        pages = next;
+        leaving = next;
     }
     return released;
 }

@@ -122,6 +122,49 @@ static void released_tag_pages_go_back_to_the_page_source(void)
     VT_ASSERT(vmem_posix_pages_outstanding() == baseline);
 }
 
+/* A destroyed arena gives its tags back in no useful order (here: freed
+ * at random). The next arena's tags must still come a page at a time, so
+ * that a small arena keeps only a few pages busy, not one per tag. */
+static void a_small_arena_after_a_scattered_pool_keeps_few_tag_pages(void)
+{
+    static Vmem vm;
+    static uintptr_t live[30000];
+    vmem_posix_use_arena_pages(NULL);
+    vmem_release_pages();
+    size_t baseline = vmem_posix_pages_outstanding();
+    VT_ASSERT(vmem_init(&vm, "scatter", TS_PTR(0x10000000UL), 0x10000000UL, PAGE, NULL, NULL,
+                        NULL, 0, VM_NOSLEEP) == 0);
+    for (size_t i = 0; i < 30000; i++) {
+        live[i] = 0x10000000UL + 2 * i * PAGE;
+        VT_ASSERT(vmem_alloc_exact(&vm, live[i], PAGE, VM_NOSLEEP) == 0);
+    }
+    VtestRng rng;
+    vtest_rng_seed(&rng, 0x5ca7);
+    for (size_t left = 30000; left > 0; left--) {
+        size_t j = (size_t)vtest_rng_below(&rng, left);
+        vmem_xfree(&vm, TS_PTR(live[j]), PAGE);
+        live[j] = live[left - 1];
+    }
+    vmem_destroy(&vm);
+    size_t scattered = vmem_posix_pages_outstanding() - baseline;
+    VT_ASSERT(scattered > 500);
+
+    /* 400 segments that each keep a free neighbour: about 800 tags. */
+    VT_ASSERT(vmem_init(&vm, "after-scatter", TS_PTR(0x10000000UL), 0x1000000UL, PAGE, NULL,
+                        NULL, NULL, 0, VM_NOSLEEP) == 0);
+    for (size_t i = 0; i < 400; i++)
+        VT_ASSERT(vmem_alloc_exact(&vm, 0x10000000UL + 2 * i * PAGE, PAGE, VM_NOSLEEP) == 0);
+    vmem_release_pages();
+    /* 800 tags fill about 20 pages; one page per tag would keep hundreds. */
+    VT_ASSERT(vmem_posix_pages_outstanding() - baseline <= 40);
+    VT_CONSISTENT(&vm);
+    for (size_t i = 0; i < 400; i++)
+        vmem_xfree(&vm, TS_PTR(0x10000000UL + 2 * i * PAGE), PAGE);
+    vmem_destroy(&vm);
+    vmem_release_pages();
+    VT_ASSERT(vmem_posix_pages_outstanding() == baseline);
+}
+
 /* Quantum caches take pages for their state, slab tables, descriptors and
  * magazines (fresh descriptor pages whenever a grace period fails, as it
  * does under slot faults): destroy gives every one back. */
@@ -160,4 +203,5 @@ VTEST_SUITE(suite_pages,
             VTEST_CASE(growing_and_shrinking_hashes_never_recurse_into_the_page_source),
             VTEST_CASE(caches_of_the_page_arena_are_bypassed_by_the_page_source),
             VTEST_CASE(released_tag_pages_go_back_to_the_page_source),
+            VTEST_CASE(a_small_arena_after_a_scattered_pool_keeps_few_tag_pages),
             VTEST_CASE(a_cached_arena_gives_every_page_back_at_destroy));
