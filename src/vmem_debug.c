@@ -223,7 +223,7 @@ void vmem_dump(Vmem *vmp)
     stat_field(&f, "; tags: ", vmp->vm_nsegs, false);
     stat_field(&f, " segments, stash ", vmp->vm_stash_count, false);
     stat_field(&f, ", pool ", pool_tags, false);
-    stat_field(&f, ", tag size ", sizeof(VmemTag), false);
+    stat_field(&f, ", tag size ", sizeof(VmemTag) + sizeof(VmemTagLinks), false);
     line_end(&f);
     vmem_port_unlock(&vmp->vm_lock, state);
 }

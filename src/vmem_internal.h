@@ -39,9 +39,16 @@ typedef struct vmem_tree_link {
 } VmemTreeLink;
 
 /*
- * The external boundary tag: one per segment and one per span marker.
- * 96 bytes on LP64. Only the members a tag's type uses are live: the
- * union keeps an allocated segment (the common case) as small as a free one.
+ * The external boundary tag: one per segment and one per span marker, in
+ * two parts. The hot part (VmemTag, 64 bytes on LP64, aligned to its size)
+ * is all that allocation, free, coalescing, the freelists and the hash
+ * touch: one cache line per tag, never two. The tree links (VmemTagLinks)
+ * are only used once an arena indexes its free segments (theory statement
+ * 3 of vmem_arena.c), so they live apart, in the same page: a tag page is
+ * an array of hot parts, then the array of their links, then the pool's
+ * page header (vmem_tags.c); tag_links() finds one from the other by
+ * arithmetic. Only the members a tag's type uses are live: the union keeps
+ * an allocated segment (the common case) as small as a free one.
  */
 typedef struct vmem_tag {
     uintptr_t base;
@@ -52,7 +59,6 @@ typedef struct vmem_tag {
     uint8_t flags;                /* TAG_* */
     int8_t addr_height;           /* height in vm_free_by_addr, when free */
     int8_t size_height;           /* height in vm_free_by_size, when free */
-    uint32_t unused;
     union {
         struct vmem_tag *hash_next;   /* SEG_ALLOC: hash overflow chain */
         struct vmem_tag *pool_next;   /* unused tag: pool or stash list */
@@ -63,12 +69,38 @@ typedef struct vmem_tag {
         struct {                      /* SEG_FREE */
             struct vmem_tag *list_next;   /* size-class freelist */
             struct vmem_tag **list_pprev;
-            VmemTreeLink by_addr;
             size_t addr_max;              /* largest size in by_addr subtree */
-            VmemTreeLink by_size;
         } free;
     } u;
-} VmemTag;
+} __attribute__((aligned(8 * sizeof(void *)))) VmemTag;
+
+_Static_assert(sizeof(VmemTag) == 8 * sizeof(void *),
+               "the hot part of a tag is one 64-byte line on LP64 (32 bytes on ILP32)");
+
+/* The cold part of a free segment's tag: its links in the two trees. */
+typedef struct {
+    VmemTreeLink by_addr;
+    VmemTreeLink by_size;
+} VmemTagLinks;
+
+/* Bytes of the pool's header at the end of each tag page (vmem_tags.c
+ * checks its TagPage against this), and the tags a page holds. */
+#define VMEM_TAG_PAGE_HEADER (4 * sizeof(void *))
+#define VMEM_TAGS_PER_PAGE \
+    ((VMEM_PAGE_SIZE - VMEM_TAG_PAGE_HEADER) / (sizeof(VmemTag) + sizeof(VmemTagLinks)))
+
+/* Every tag lives in a VMEM_PAGE_SIZE-aligned page laid out as above
+ * (the static bootstrap tags too): its links are at the same index in the
+ * page's array of links. A link record is half a hot part, so the links
+ * sit VMEM_TAGS_PER_PAGE hot parts past the tag, less half its offset in
+ * the page: three instructions, on every step of a tree walk. */
+_Static_assert(sizeof(VmemTag) == 2 * sizeof(VmemTagLinks), "tag_links() relies on the 2:1 ratio");
+static inline VmemTagLinks *tag_links(const VmemTag *tag)
+{
+    uintptr_t at = (uintptr_t)tag;
+    uintptr_t offset = at & (uintptr_t)(VMEM_PAGE_SIZE - 1);
+    return (VmemTagLinks *)(at - offset / 2 + VMEM_TAGS_PER_PAGE * sizeof(VmemTag));
+}
 
 /* Last unit of a tag's range: never overflows, unlike base + size. */
 static inline uintptr_t tag_last(const VmemTag *tag) { return tag->base + (tag->size - 1); }

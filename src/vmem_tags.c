@@ -29,15 +29,15 @@
 
 static VmemLock pool_lock;
 static bool pool_ready;
-static VmemTag bootstrap_tags[VMEM_BOOTSTRAP_TAGS];
 static VmemTag *bootstrap_free;     /* the static tags in the pool */
 static struct tag_page *tag_pages;  /* pages with tags in the pool */
 static size_t pool_count;           /* tags in the pool, static ones included */
 static Vmem *storage_free;
 
 /*
- * A page of tags from the page source: TAGS_PER_PAGE tags, then this
- * header in the space left at the end of the page. The pool keeps each
+ * A page of tags: VMEM_TAGS_PER_PAGE hot parts, their links (vmem_internal.h
+ * explains the split), then this header in the space left at the end of
+ * the page. The pool keeps each
  * page's free tags on the page's own list and hands them out a page at a
  * time: consecutive tags come from one page, so an arena's tags stay close
  * together however scattered the pool became (a destroyed arena of a
@@ -51,15 +51,27 @@ typedef struct tag_page {
     size_t in_pool;         /* length of free; 0 exactly when not listed */
 } TagPage;
 
-#define TAGS_PER_PAGE ((VMEM_PAGE_SIZE - sizeof(TagPage)) / sizeof(VmemTag))
+#define TAGS_PER_PAGE VMEM_TAGS_PER_PAGE
+_Static_assert(sizeof(TagPage) <= VMEM_TAG_PAGE_HEADER, "the page header fits its reserved space");
 _Static_assert(TAGS_PER_PAGE >= 8, "a page must hold a useful number of boundary tags");
+
+/* The static tags of vmem_bootstrap(), in pages laid out like those of the
+ * page source, since tag_links() finds a tag's links by its page. */
+#define BOOTSTRAP_PAGES ((VMEM_BOOTSTRAP_TAGS + TAGS_PER_PAGE - 1) / TAGS_PER_PAGE)
+static struct {
+    unsigned char bytes[VMEM_PAGE_SIZE];
+} bootstrap_pages[BOOTSTRAP_PAGES] __attribute__((aligned(VMEM_PAGE_SIZE)));
+
+static VmemTag *bootstrap_tag(size_t i)
+{
+    return (VmemTag *)(void *)bootstrap_pages[i / TAGS_PER_PAGE].bytes + i % TAGS_PER_PAGE;
+}
 
 /* Compared as integers: a tag from a page is a different object. */
 static bool from_bootstrap(const VmemTag *tag)
 {
     uintptr_t at = (uintptr_t)tag;
-    return at >= (uintptr_t)&bootstrap_tags[0] &&
-           at < (uintptr_t)&bootstrap_tags[VMEM_BOOTSTRAP_TAGS];
+    return at >= (uintptr_t)&bootstrap_pages[0] && at < (uintptr_t)&bootstrap_pages[BOOTSTRAP_PAGES];
 }
 
 static TagPage *page_of(const VmemTag *tag)
@@ -138,7 +150,7 @@ void vmem_bootstrap(void)
     vmem_port_lock_init(&pool_lock);
     /* Pushed from the top, so that they are handed out in address order. */
     for (size_t i = VMEM_BOOTSTRAP_TAGS; i > 0; i--)
-        pool_push(&bootstrap_tags[i - 1]);
+        pool_push(bootstrap_tag(i - 1));
     __atomic_store_n(&pool_ready, true, __ATOMIC_RELEASE);
 }
 

@@ -68,12 +68,12 @@ typedef enum { BY_ADDR, BY_SIZE } TreeKind;
 
 TREE_INLINE VmemTag **kids(VmemTag *tag, TreeKind kind)
 {
-    return kind == BY_ADDR ? tag->u.free.by_addr.child : tag->u.free.by_size.child;
+    return kind == BY_ADDR ? tag_links(tag)->by_addr.child : tag_links(tag)->by_size.child;
 }
 
 TREE_INLINE VmemTag *const *ckids(const VmemTag *tag, TreeKind kind)
 {
-    return kind == BY_ADDR ? tag->u.free.by_addr.child : tag->u.free.by_size.child;
+    return kind == BY_ADDR ? tag_links(tag)->by_addr.child : tag_links(tag)->by_size.child;
 }
 
 TREE_INLINE int height(const VmemTag *tag, TreeKind kind)
@@ -96,8 +96,8 @@ static inline size_t subtree_max(const VmemTag *tag) { return tag == NULL ? 0 : 
 /* The largest size in tag's subtree, from its children's summaries. */
 static inline size_t max_below(const VmemTag *tag)
 {
-    size_t m = tag->size, l = subtree_max(tag->u.free.by_addr.child[0]),
-           r = subtree_max(tag->u.free.by_addr.child[1]);
+    size_t m = tag->size, l = subtree_max(tag_links(tag)->by_addr.child[0]),
+           r = subtree_max(tag_links(tag)->by_addr.child[1]);
     if (l > m)
         m = l;
     return r > m ? r : m;
@@ -371,7 +371,7 @@ void vmem_tree_refresh_addr(Vmem *vm, VmemTag *tag)
     tag->u.free.addr_max = now;
     VmemTag *node = vm->vm_free_by_addr;
     if (now > old) {
-        for (; node != tag; node = node->u.free.by_addr.child[tag->base > node->base]) {
+        for (; node != tag; node = tag_links(node)->by_addr.child[tag->base > node->base]) {
             if (node == NULL)
                 missing();
             if (node->u.free.addr_max < now)
@@ -381,7 +381,7 @@ void vmem_tree_refresh_addr(Vmem *vm, VmemTag *tag)
     }
     VmemTag *path[TREE_MAX_HEIGHT];
     int depth = 0;
-    for (; node != tag; node = node->u.free.by_addr.child[tag->base > node->base]) {
+    for (; node != tag; node = tag_links(node)->by_addr.child[tag->base > node->base]) {
         if (node == NULL)
             missing();
         if (node->u.free.addr_max == old) {
@@ -427,7 +427,7 @@ TREE_INLINE VmemTag *first_fit(VmemTag *root, const VmemRequest *req, size_t min
                 too_deep();
             stack[depth++] = node;
             bool near_reachable = near ? tag_last(node) < req->max_last : node->base > req->min;
-            node = near_reachable ? node->u.free.by_addr.child[near] : NULL;
+            node = near_reachable ? tag_links(node)->by_addr.child[near] : NULL;
         }
         if (depth == 0)
             return NULL;
@@ -443,7 +443,7 @@ TREE_INLINE VmemTag *first_fit(VmemTag *root, const VmemRequest *req, size_t min
             }
         }
         bool far_reachable = near ? node->base > req->min : tag_last(node) < req->max_last;
-        node = far_reachable ? node->u.free.by_addr.child[!near] : NULL;
+        node = far_reachable ? tag_links(node)->by_addr.child[!near] : NULL;
     }
 }
 
@@ -467,12 +467,12 @@ VmemTag *vmem_tree_best_fit(Vmem *vm, const VmemRequest *req, size_t min_size, s
     /* To the lower bound of min_size: everything smaller is on the left. */
     while (node != NULL) {
         if (node->size < min_size) {
-            node = node->u.free.by_size.child[1];
+            node = tag_links(node)->by_size.child[1];
         } else {
             if (depth == TREE_MAX_HEIGHT)
                 too_deep();
             stack[depth++] = node;
-            node = node->u.free.by_size.child[0];
+            node = tag_links(node)->by_size.child[0];
         }
     }
     while (depth > 0) {
@@ -485,7 +485,8 @@ VmemTag *vmem_tree_best_fit(Vmem *vm, const VmemRequest *req, size_t min_size, s
             *exhausted = true;
             return NULL;
         }
-        for (node = node->u.free.by_size.child[1]; node != NULL; node = node->u.free.by_size.child[0]) {
+        for (node = tag_links(node)->by_size.child[1]; node != NULL;
+             node = tag_links(node)->by_size.child[0]) {
             if (depth == TREE_MAX_HEIGHT)
                 too_deep();
             stack[depth++] = node;
@@ -499,9 +500,9 @@ VmemTag *vmem_tree_find_free(Vmem *vm, uintptr_t addr)
     VmemTag *node = vm->vm_free_by_addr;
     while (node != NULL) {
         if (addr < node->base)
-            node = node->u.free.by_addr.child[0];
+            node = tag_links(node)->by_addr.child[0];
         else if (addr > tag_last(node))
-            node = node->u.free.by_addr.child[1];
+            node = tag_links(node)->by_addr.child[1];
         else
             return node;
     }
