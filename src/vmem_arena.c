@@ -42,8 +42,11 @@
  *    - by address, summarised with the largest size in each subtree:
  *      first-fit, next-fit, VM_ENDALLOC and constrained requests;
  *    - by (size, address): best-fit is its lower bound.
- *    The index is built on first need (one walk of the segments; at once
- *    if vmem_init names such a policy) and kept current from then on.
+ *    Each tree is built on first need (one walk of the segments; at once
+ *    if vmem_init names a policy that needs it) and kept current from then
+ *    on; an arena that never asks for best-fit never keeps the size tree,
+ *    and one that only asks for best-fit keeps only the size tree unless a
+ *    constrained request falls back to address order.
  *    Until then instant-fit allocation and every free are O(1): they touch
  *    a freelist, the hash and the segment list, nothing else.
  *
@@ -335,40 +338,46 @@ static void freelist_remove(Vmem *vm, VmemTag *tag)
         freemap_clear(vm, c);
 }
 
-static bool indexed(const Vmem *vm) { return (vm->vm_state & VMEM_STATE_INDEXED) != 0; }
+static bool addr_indexed(const Vmem *vm) { return (vm->vm_state & VMEM_STATE_ADDR_INDEXED) != 0; }
+static bool size_indexed(const Vmem *vm) { return (vm->vm_state & VMEM_STATE_SIZE_INDEXED) != 0; }
 
 static void free_index_insert(Vmem *vm, VmemTag *tag)
 {
     tag->type = SEG_FREE;
     tag->flags = 0;
     freelist_insert(vm, tag);
-    if (indexed(vm)) {
+    if (addr_indexed(vm))
         vmem_tree_insert_addr(vm, tag);
+    if (size_indexed(vm))
         vmem_tree_insert_size(vm, tag);
-    }
 }
 
 static void free_index_remove(Vmem *vm, VmemTag *tag)
 {
     freelist_remove(vm, tag);
-    if (indexed(vm)) {
+    if (addr_indexed(vm))
         vmem_tree_remove_addr(vm, tag);
+    if (size_indexed(vm))
         vmem_tree_remove_size(vm, tag);
-    }
 }
 
-/* Builds the two trees over the free segments, once: from then on every
- * change keeps them current (theory statement, 3). Locked. */
-static void ensure_indexed(Vmem *vm)
+/* Builds one tree over the free segments, once: from then on every change
+ * keeps it current (theory statement, 3). Each tree is built only when a
+ * search first needs it, so an arena that only ever asks for addresses
+ * (first-fit, VM_ENDALLOC, next-fit) never pays for the size tree, nor a
+ * best-fit arena for the address tree. Locked. */
+static void ensure_index(Vmem *vm, unsigned which)
 {
-    if (indexed(vm))
+    if ((vm->vm_state & which) != 0)
         return;
-    vm->vm_state |= VMEM_STATE_INDEXED;
+    vm->vm_state |= which;
     for (VmemTag *tag = vm->vm_seg_first; tag != NULL; tag = tag->seg_next) {
-        if (tag->type == SEG_FREE) {
+        if (tag->type != SEG_FREE)
+            continue;
+        if (which == VMEM_STATE_ADDR_INDEXED)
             vmem_tree_insert_addr(vm, tag);
+        else
             vmem_tree_insert_size(vm, tag);
-        }
     }
 }
 
@@ -377,16 +386,16 @@ static void ensure_indexed(Vmem *vm)
 static void free_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size)
 {
     bool relist = size_class(size) != size_class(tag->size);
-    if (indexed(vm))
+    if (size_indexed(vm))
         vmem_tree_remove_size(vm, tag);
     if (relist)
         freelist_remove(vm, tag);
     tag->base = base;
     tag->size = size;
-    if (indexed(vm)) {
+    if (addr_indexed(vm))
         vmem_tree_refresh_addr(vm, tag);
+    if (size_indexed(vm))
         vmem_tree_insert_size(vm, tag);
-    }
     if (relist)
         freelist_insert(vm, tag);
 }
@@ -604,11 +613,12 @@ static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
             return vm->vm_freelist[c];
     }
     /* No class is guaranteed to fit: search the one class that may hold a
-     * fit - through the size index when the arena has one. */
-    if (indexed(vm)) {
-        bool exhausted;
+     * fit - through an index when the arena has one. */
+    bool exhausted;
+    if (size_indexed(vm))
         return vmem_tree_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
-    }
+    if (addr_indexed(vm))
+        return vmem_tree_first_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
     for (tag = vm->vm_freelist[own]; tag != NULL; tag = tag->u.free.list_next)
         if (unconstrained_fit(req, tag, addrp))
             return tag;
@@ -644,6 +654,9 @@ static VmemTag *best_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
                              &exhausted, addrp);
     if (tag != NULL)
         return tag;
+    /* Only a request no comfortable segment serves gets here: it must
+     * examine every candidate, in address order. */
+    ensure_index(vm, VMEM_STATE_ADDR_INDEXED);
     return address_order_fit(vm, req, addrp);
 }
 
@@ -694,7 +707,7 @@ static VmemTag *next_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
     }
     return NULL;
 use_index:
-    ensure_indexed(vm);
+    ensure_index(vm, VMEM_STATE_ADDR_INDEXED);
     return next_fit_indexed(vm, req, addrp);
 }
 
@@ -723,9 +736,11 @@ static VmemTag *find_placement(Vmem *vm, const VmemRequest *req, int vmflag, uin
     }
     if (vmflag & VM_NEXTFIT)
         return next_fit(vm, req, addrp);
-    ensure_indexed(vm);
-    if (vmflag & VM_BESTFIT)
+    if (vmflag & VM_BESTFIT) {
+        ensure_index(vm, VMEM_STATE_SIZE_INDEXED);
         return best_fit(vm, req, addrp);
+    }
+    ensure_index(vm, VMEM_STATE_ADDR_INDEXED);
     return address_order_fit(vm, req, addrp);
 }
 
@@ -1136,7 +1151,7 @@ int vmem_alloc_exact(Vmem *vmp, uintptr_t addr, size_t size, int vmflag)
  * reason. Locked. */
 static const char *classify_bad_free(Vmem *vm, uintptr_t addr, VmemMisuseKind *kind)
 {
-    ensure_indexed(vm); /* misuse is rare: an index pays for itself later */
+    ensure_index(vm, VMEM_STATE_ADDR_INDEXED); /* misuse is rare: an index pays for itself later */
     if (vmem_tree_find_free(vm, addr) != NULL) {
         *kind = VMEM_MISUSE_DOUBLE_FREE;
         return "the address lies in a free segment: freed twice, or never allocated";
@@ -1376,11 +1391,10 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
     vmem->vmflag = vmflag;
     vmem->stat.in_use = vmem->stat.import = vmem->stat.total = 0;
     vmem->stat.alloc = vmem->stat.free = 0;
-    /* An arena created with a policy that needs the free-segment index
-     * builds it from the start rather than on first use. */
-    vmem->vm_state = (vmflag & (VM_BESTFIT | VM_FIRSTFIT | VM_ENDALLOC))
-                         ? VMEM_STATE_INDEXED
-                         : 0;
+    /* An arena created with a policy that needs a free-segment index builds
+     * it from the start rather than on first use. */
+    vmem->vm_state = ((vmflag & VM_BESTFIT) ? VMEM_STATE_SIZE_INDEXED : 0) |
+                     ((vmflag & (VM_FIRSTFIT | VM_ENDALLOC)) ? VMEM_STATE_ADDR_INDEXED : 0);
     vmem->vm_quantum_shift = log2_floor(quantum);
     vmem->vm_seg_first = vmem->vm_seg_last = NULL;
     vmem->vm_span_first = NULL;

@@ -357,16 +357,15 @@ static bool check_indexes(const Vmem *vm, const Census *c, Problem *p)
     size_t count;
     const char *why;
     const VmemTag *bad;
-    size_t indexed = (vm->vm_state & VMEM_STATE_INDEXED) ? c->free : 0;
     bad = vmem_tree_check_addr(vm, &count, &why);
     if (why != NULL)
         return problem(p, why, bad);
-    if (count != indexed)
+    if (count != ((vm->vm_state & VMEM_STATE_ADDR_INDEXED) ? c->free : 0))
         return problem(p, "address index and free segments differ in number", NULL);
     bad = vmem_tree_check_size(vm, &count, &why);
     if (why != NULL)
         return problem(p, why, bad);
-    if (count != indexed)
+    if (count != ((vm->vm_state & VMEM_STATE_SIZE_INDEXED) ? c->free : 0))
         return problem(p, "size index and free segments differ in number", NULL);
     bad = vmem_hash_check(vm, &count, &why);
     if (why != NULL)

@@ -177,6 +177,70 @@ static void instant_fit_uses_a_fitting_segment_when_no_list_guarantees_one(void)
     VT_ASSERT(release_fragments(&vm, &frags));
 }
 
+/* An arena that has built only its address index (a first-fit request
+ * did) falls back to it, not to the size index it does not keep. */
+static void instant_fit_falls_back_to_the_address_index_when_that_is_the_one_kept(void)
+{
+    static Vmem vm;
+    struct fragments frags;
+    static const size_t sizes[] = {13, 12, 12, 12, 12, 12};
+    VT_ASSERT(build_fragments(&vm, "policy-instant-addr", sizes, 6, 0, &frags));
+    /* A first-fit request that nothing satisfies still builds the address
+     * index, and leaves the 13 below the five 12s of its class list. */
+    VT_ASSERT(vmem_alloc(&vm, 14, VM_FIRSTFIT | VM_NOSLEEP) == NULL);
+    VT_ASSERT(alloc_lands_at(&vm, 13, VM_INSTANTFIT, frags.start[0]));
+    VT_ASSERT(release_fragments(&vm, &frags));
+}
+
+/* Each free-segment index is built when a request first needs it, in
+ * whatever state the arena is, and kept exact from then on: vmem_check()
+ * counts each tree against the free segments (or against none while it is
+ * not built) after every step. */
+static void each_index_is_built_on_first_need_and_kept_exact(void)
+{
+    static const int phases[4] = { VM_INSTANTFIT, VM_FIRSTFIT, VM_BESTFIT, VM_NEXTFIT };
+    static const int initial[3] = { 0, VM_BESTFIT, VM_FIRSTFIT };
+    static uintptr_t live[64];
+    static size_t live_size[64];
+    for (size_t start = 0; start < 3; start++) {
+        static Vmem vm;
+        VtestRng rng;
+        vtest_rng_seed(&rng, 0x1dec5 + start);
+        VT_ASSERT(vmem_init(&vm, "policy-indexes", TS_PTR(0x1000), 4096, 1, NULL, NULL, NULL, 0,
+                            initial[start] | VM_NOSLEEP) == 0);
+        for (size_t i = 0; i < 64; i++)
+            live_size[i] = 0;
+        for (size_t phase = 0; phase < 4; phase++) {
+            int policy = phases[(phase + start) % 4];
+            for (size_t step = 0; step < 300; step++) {
+                size_t i = (size_t)vtest_rng_below(&rng, 64);
+                if (live_size[i] != 0) {
+                    vmem_free(&vm, TS_PTR(live[i]), live_size[i]);
+                    live_size[i] = 0;
+                } else {
+                    size_t size = 1 + (size_t)vtest_rng_below(&rng, 40);
+                    void *got = step % 7 == 0
+                                    ? vmem_xalloc(&vm, size, 8, 3, 0, NULL, NULL,
+                                                  policy | VM_NOSLEEP)
+                                    : vmem_alloc(&vm, size, policy | VM_NOSLEEP);
+                    VT_ASSERT(got != NULL);
+                    if (step % 7 == 0)
+                        VT_ASSERT((TS_ADDR(got) & 7) == 3);
+                    live[i] = TS_ADDR(got);
+                    live_size[i] = size;
+                }
+                VT_CONSISTENT(&vm);
+            }
+        }
+        for (size_t i = 0; i < 64; i++)
+            if (live_size[i] != 0)
+                vmem_free(&vm, TS_PTR(live[i]), live_size[i]);
+        VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
+        VT_CONSISTENT(&vm);
+        vmem_destroy(&vm);
+    }
+}
+
 /* ---- Best-fit ----------------------------------------------------------- */
 
 static void best_fit_picks_the_smallest_fitting_segment(void)
@@ -492,6 +556,8 @@ VTEST_SUITE(suite_policy,
             VTEST_CASE(instant_fit_of_a_power_of_two_uses_its_own_list),
             VTEST_CASE(instant_fit_takes_the_smallest_class_that_guarantees_a_fit),
             VTEST_CASE(instant_fit_uses_a_fitting_segment_when_no_list_guarantees_one),
+            VTEST_CASE(instant_fit_falls_back_to_the_address_index_when_that_is_the_one_kept),
+            VTEST_CASE(each_index_is_built_on_first_need_and_kept_exact),
             VTEST_CASE(best_fit_picks_the_smallest_fitting_segment),
             VTEST_CASE(best_fit_prefers_an_exact_fit_over_a_larger_segment),
             VTEST_CASE(best_fit_with_endalloc_takes_the_top_of_the_smallest_segment),
