@@ -1169,7 +1169,8 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
     size_t rounded = round_up(size, vm->quantum);
     Leftovers left;
     VmemIrqState state = lock_with_hash_table(vm, VM_NOSLEEP | VM_BOOTSTRAP, &left);
-    VmemTag *tag = vmem_hash_lookup(vm, addr);
+    VmemHashWhere where;
+    VmemTag *tag = vmem_hash_find(vm, addr, &where);
     const char *why = NULL;
     VmemMisuseKind kind = VMEM_MISUSE_FREE_WRONG_SIZE;
     if (tag == NULL) {
@@ -1190,7 +1191,8 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
         return;
     }
 
-    vmem_hash_remove(vm, tag);
+    /* Nothing has changed since the lookup: remove without probing again. */
+    vmem_hash_remove_at(vm, &where, tag);
     vm->stat.in_use -= tag->size;
     vm->stat.free++;
 
