@@ -486,12 +486,15 @@ typedef struct {
 
 static size_t pages_for(size_t bytes) { return (bytes + VMEM_PAGE_SIZE - 1) / VMEM_PAGE_SIZE; }
 
-static void unlock_and_release(Vmem *vm, VmemIrqState state, Leftovers *left)
+/* unlock_and_release() when there is something to hand back. */
+static __attribute__((noinline)) void unlock_releasing(Vmem *vm, VmemIrqState state,
+                                                       Leftovers *left)
 {
     left->tags = vm->vm_stash_count > VMEM_STASH_HIGH ? vmem_stash_detach(vm, false) : NULL;
     left->table = vmem_hash_take_retired(vm, &left->table_bytes);
     /* The next operation reads this without the lock, to allocate a new
-     * table before it locks; vmem_hash_install() re-decides under it. */
+     * table before it locks; vmem_hash_install() re-decides under it.
+     * Taking the retired table above may have changed it. */
     __atomic_store_n(&vm->vm_hash_hint, vmem_hash_wanted_bytes(vm), __ATOMIC_RELAXED);
     vmem_port_unlock(&vm->vm_lock, state);
     if (left->tags != NULL)
@@ -500,6 +503,34 @@ static void unlock_and_release(Vmem *vm, VmemIrqState state, Leftovers *left)
         vmem_port_page_free(left->table, pages_for(left->table_bytes));
     if (left->unused_table != NULL)
         vmem_port_page_free(left->unused_table, pages_for(left->unused_table_bytes));
+}
+
+/* Inline: every operation ends here, and almost always with nothing to
+ * hand back - then it is a store and an unlock. */
+static inline void unlock_and_release(Vmem *vm, VmemIrqState state, Leftovers *left)
+{
+    if (__builtin_expect(vm->vm_stash_count <= VMEM_STASH_HIGH && vm->vm_hash_retired == NULL &&
+                             left->unused_table == NULL,
+                         1)) {
+        __atomic_store_n(&vm->vm_hash_hint, vmem_hash_wanted_bytes(vm), __ATOMIC_RELAXED);
+        vmem_port_unlock(&vm->vm_lock, state);
+    } else {
+        unlock_releasing(vm, state, left);
+    }
+}
+
+/* lock_with_hash_table() when the arena wants a new table. */
+static __attribute__((noinline)) VmemIrqState lock_installing_table(Vmem *vm, size_t wanted,
+                                                                    int vmflag, Leftovers *left)
+{
+    void *table = vmem_port_page_alloc(pages_for(wanted),
+                                       (vmflag & (VM_SLEEP | VM_NOSLEEP)) | VM_BOOTSTRAP);
+    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    if (table != NULL && !vmem_hash_install(vm, table, wanted)) {
+        left->unused_table = table;
+        left->unused_table_bytes = wanted;
+    }
+    return state;
 }
 
 /*
@@ -511,23 +542,16 @@ static void unlock_and_release(Vmem *vm, VmemIrqState state, Leftovers *left)
  * free that allocated could recurse. Frees still carry on a migration
  * already under way, and shrink into the embedded buckets, inline.
  */
-static VmemIrqState lock_with_hash_table(Vmem *vm, int vmflag, Leftovers *left)
+static inline VmemIrqState lock_with_hash_table(Vmem *vm, int vmflag, Leftovers *left)
 {
     left->unused_table = NULL;
     left->unused_table_bytes = 0;
     size_t wanted = 0;
     if (!(vmflag & VM_BOOTSTRAP))
         wanted = __atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED);
-    void *table = NULL;
-    if (wanted != 0)
-        table = vmem_port_page_alloc(pages_for(wanted),
-                                     (vmflag & (VM_SLEEP | VM_NOSLEEP)) | VM_BOOTSTRAP);
-    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
-    if (table != NULL && !vmem_hash_install(vm, table, wanted)) {
-        left->unused_table = table;
-        left->unused_table_bytes = wanted;
-    }
-    return state;
+    if (__builtin_expect(wanted == 0, 1))
+        return vmem_port_lock(&vm->vm_lock);
+    return lock_installing_table(vm, wanted, vmflag, left);
 }
 
 /* ---- Placement ------------------------------------------------------------ */
@@ -943,17 +967,27 @@ static int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *req, int 
     return result;
 }
 
-/* arena_xalloc, but before failing (or sleeping) it drains the quantum
- * caches, whose free objects and slabs may be what the request needs. */
-static int alloc_or_drain(Vmem *vm, const char *call, const VmemRequest *req, int vmflag,
-                          uint8_t tag_flags, uintptr_t *addrp)
+/* arena_xalloc for an arena with quantum caches: before failing (or
+ * sleeping) it drains them, since their free objects and slabs may be
+ * what the request needs. */
+static __attribute__((noinline)) int alloc_draining(Vmem *vm, const char *call,
+                                                    const VmemRequest *req, int vmflag,
+                                                    uint8_t tag_flags, uintptr_t *addrp)
 {
-    if (__atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE) == NULL)
-        return arena_xalloc(vm, call, req, vmflag, tag_flags, addrp);
     if (arena_xalloc(vm, call, req, vmflag & ~VM_SLEEP, tag_flags, addrp) == 0)
         return 0;
     vmem_qcache_drain(vm, false);
     return arena_xalloc(vm, call, req, vmflag, tag_flags, addrp);
+}
+
+/* Inline, and the cached case apart: an arena without caches then goes
+ * straight to arena_xalloc, with no frame of its own to set up. */
+static inline int alloc_or_drain(Vmem *vm, const char *call, const VmemRequest *req, int vmflag,
+                                 uint8_t tag_flags, uintptr_t *addrp)
+{
+    if (__atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE) == NULL)
+        return arena_xalloc(vm, call, req, vmflag, tag_flags, addrp);
+    return alloc_draining(vm, call, req, vmflag, tag_flags, addrp);
 }
 
 int vmem_arena_alloc_slab(Vmem *vm, size_t slab_size, int vmflag, uintptr_t *addrp)
