@@ -313,9 +313,9 @@ static unsigned first_nonempty_class(const Vmem *vm, unsigned c)
     return word * FREEMAP_BITS + (unsigned)__builtin_ctzl((unsigned long)bits);
 }
 
-static void freelist_insert(Vmem *vm, VmemTag *tag)
+/* Puts tag at the head of the freelist of class c, its size's class. */
+static void freelist_insert_class(Vmem *vm, VmemTag *tag, unsigned c)
 {
-    unsigned c = size_class(tag->size);
     VmemTag **head = &vm->vm_freelist[c];
     tag->u.free.list_next = *head;
     if (*head != NULL)
@@ -325,12 +325,21 @@ static void freelist_insert(Vmem *vm, VmemTag *tag)
     freemap_set(vm, c);
 }
 
+static void freelist_insert(Vmem *vm, VmemTag *tag)
+{
+    freelist_insert_class(vm, tag, size_class(tag->size));
+}
+
 static void freelist_remove(Vmem *vm, VmemTag *tag)
 {
+    VmemTag *next = tag->u.free.list_next;
+    *tag->u.free.list_pprev = next;
+    if (next != NULL) {
+        next->u.free.list_pprev = tag->u.free.list_pprev;
+        return; /* the list keeps a member: its bit stays */
+    }
+    /* Only the last member's removal can empty the list. */
     unsigned c = size_class(tag->size);
-    *tag->u.free.list_pprev = tag->u.free.list_next;
-    if (tag->u.free.list_next != NULL)
-        tag->u.free.list_next->u.free.list_pprev = tag->u.free.list_pprev;
     if (vm->vm_freelist[c] == NULL)
         freemap_clear(vm, c);
 }
@@ -376,7 +385,8 @@ static void ensure_indexed(Vmem *vm)
  * (it shrank, or grew into space no free segment occupies). */
 static void free_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size)
 {
-    bool relist = size_class(size) != size_class(tag->size);
+    unsigned c = size_class(size);
+    bool relist = c != size_class(tag->size);
     if (indexed(vm))
         vmem_tree_remove_size(vm, tag);
     if (relist)
@@ -388,7 +398,7 @@ static void free_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size)
         vmem_tree_insert_size(vm, tag);
     }
     if (relist)
-        freelist_insert(vm, tag);
+        freelist_insert_class(vm, tag, c);
 }
 
 /* ---- Spans ------------------------------------------------------------------ */
@@ -612,17 +622,20 @@ static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
     VmemTag *tag;
     unsigned own = size_class(req->size);
+    /* fitting_class(req->size), from the class already at hand. */
+    unsigned fitting = own;
     /* A segment from the request's own class is a closer fit than any from
      * a larger class; looking at a few of them keeps constant time and
      * leaves the larger segments whole for larger requests. */
     if (class_min_size(own) != req->size) {
+        fitting = own + 1;
         int peek = INSTANT_FIT_PEEK;
         for (tag = vm->vm_freelist[own]; tag != NULL && peek-- > 0; tag = tag->u.free.list_next)
             if (unconstrained_fit(req, tag, addrp))
                 return tag;
     }
     int heads = 2;
-    for (unsigned c = first_nonempty_class(vm, fitting_class(req->size));
+    for (unsigned c = first_nonempty_class(vm, fitting);
          c < VMEM_FREELISTS && heads-- > 0; c = first_nonempty_class(vm, c + 1)) {
         if (unconstrained_fit(req, vm->vm_freelist[c], addrp))
             return vm->vm_freelist[c];
