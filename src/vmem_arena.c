@@ -519,7 +519,7 @@ static __attribute__((noinline)) void unlock_releasing(Vmem *vm, VmemIrqState st
  * hand back - then it is a store and an unlock. */
 static inline void unlock_and_release(Vmem *vm, VmemIrqState state, Leftovers *left)
 {
-    if (__builtin_expect(vm->vm_stash_count <= VMEM_STASH_HIGH && vm->vm_hash_retired == NULL &&
+    if (__builtin_expect(vm->vm_stash_count <= VMEM_STASH_HIGH && !vmem_hash_has_retired(vm) &&
                              left->unused_table == NULL,
                          1)) {
         __atomic_store_n(&vm->vm_hash_hint, vmem_hash_wanted_bytes(vm), __ATOMIC_RELAXED);

@@ -357,14 +357,15 @@ bool vmem_hash_install(Vmem *vm, void *table, size_t bytes)
     return true;
 }
 
-/* vmem_hash_take_retired() when there is a retired table. */
-void *vmem_hash_take_retired_slow(Vmem *vm, size_t *bytes)
+void *vmem_hash_take_retired(Vmem *vm, size_t *bytes)
 {
     void *table = vm->vm_hash_retired;
     *bytes = vm->vm_hash_retired_bytes;
-    vm->vm_hash_retired = NULL;
-    vm->vm_hash_retired_bytes = 0;
-    update_limits(vm);
+    if (table != NULL) {
+        vm->vm_hash_retired = NULL;
+        vm->vm_hash_retired_bytes = 0;
+        update_limits(vm);
+    }
     return table;
 }
 

@@ -400,15 +400,9 @@ void vmem_hash_init(Vmem *vm);
  * false if the caller should give the table back. Arena locked. */
 bool vmem_hash_install(Vmem *vm, void *table, size_t bytes);
 /* A table retired while locked, for the caller to free once unlocked. */
-void *vmem_hash_take_retired_slow(Vmem *vm, size_t *bytes);
-static inline void *vmem_hash_take_retired(Vmem *vm, size_t *bytes)
-{
-    if (__builtin_expect(vm->vm_hash_retired == NULL, 1)) {
-        *bytes = 0;
-        return NULL;
-    }
-    return vmem_hash_take_retired_slow(vm, bytes);
-}
+void *vmem_hash_take_retired(Vmem *vm, size_t *bytes);
+/* Is there one? A test every operation makes before unlocking. */
+static inline bool vmem_hash_has_retired(const Vmem *vm) { return vm->vm_hash_retired != NULL; }
 /* Verifies both tables and that every allocated segment is found; counts
  * entries. Returns the offending tag or NULL. The segment list must have
  * been checked first. */
