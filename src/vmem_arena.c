@@ -316,9 +316,9 @@ static unsigned first_nonempty_class(const Vmem *vm, unsigned c)
     return word * FREEMAP_BITS + (unsigned)__builtin_ctzl((unsigned long)bits);
 }
 
-static void freelist_insert(Vmem *vm, VmemTag *tag)
+/* Puts tag at the head of the freelist of class c, its size's class. */
+static void freelist_insert_class(Vmem *vm, VmemTag *tag, unsigned c)
 {
-    unsigned c = size_class(tag->size);
     VmemTag **head = &vm->vm_freelist[c];
     tag->u.free.list_next = *head;
     if (*head != NULL)
@@ -328,12 +328,21 @@ static void freelist_insert(Vmem *vm, VmemTag *tag)
     freemap_set(vm, c);
 }
 
+static void freelist_insert(Vmem *vm, VmemTag *tag)
+{
+    freelist_insert_class(vm, tag, size_class(tag->size));
+}
+
 static void freelist_remove(Vmem *vm, VmemTag *tag)
 {
+    VmemTag *next = tag->u.free.list_next;
+    *tag->u.free.list_pprev = next;
+    if (next != NULL) {
+        next->u.free.list_pprev = tag->u.free.list_pprev;
+        return; /* the list keeps a member: its bit stays */
+    }
+    /* Only the last member's removal can empty the list. */
     unsigned c = size_class(tag->size);
-    *tag->u.free.list_pprev = tag->u.free.list_next;
-    if (tag->u.free.list_next != NULL)
-        tag->u.free.list_next->u.free.list_pprev = tag->u.free.list_pprev;
     if (vm->vm_freelist[c] == NULL)
         freemap_clear(vm, c);
 }
@@ -385,7 +394,8 @@ static void ensure_index(Vmem *vm, unsigned which)
  * (it shrank, or grew into space no free segment occupies). */
 static void free_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size)
 {
-    bool relist = size_class(size) != size_class(tag->size);
+    unsigned c = size_class(size);
+    bool relist = c != size_class(tag->size);
     if (size_indexed(vm))
         vmem_tree_remove_size(vm, tag);
     if (relist)
@@ -397,7 +407,7 @@ static void free_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size)
     if (size_indexed(vm))
         vmem_tree_insert_size(vm, tag);
     if (relist)
-        freelist_insert(vm, tag);
+        freelist_insert_class(vm, tag, c);
 }
 
 /* ---- Spans ------------------------------------------------------------------ */
@@ -495,12 +505,15 @@ typedef struct {
 
 static size_t pages_for(size_t bytes) { return (bytes + VMEM_PAGE_SIZE - 1) / VMEM_PAGE_SIZE; }
 
-static void unlock_and_release(Vmem *vm, VmemIrqState state, Leftovers *left)
+/* unlock_and_release() when there is something to hand back. */
+static __attribute__((noinline)) void unlock_releasing(Vmem *vm, VmemIrqState state,
+                                                       Leftovers *left)
 {
     left->tags = vm->vm_stash_count > VMEM_STASH_HIGH ? vmem_stash_detach(vm, false) : NULL;
     left->table = vmem_hash_take_retired(vm, &left->table_bytes);
     /* The next operation reads this without the lock, to allocate a new
-     * table before it locks; vmem_hash_install() re-decides under it. */
+     * table before it locks; vmem_hash_install() re-decides under it.
+     * Taking the retired table above may have changed it. */
     __atomic_store_n(&vm->vm_hash_hint, vmem_hash_wanted_bytes(vm), __ATOMIC_RELAXED);
     vmem_port_unlock(&vm->vm_lock, state);
     if (left->tags != NULL)
@@ -509,6 +522,34 @@ static void unlock_and_release(Vmem *vm, VmemIrqState state, Leftovers *left)
         vmem_port_page_free(left->table, pages_for(left->table_bytes));
     if (left->unused_table != NULL)
         vmem_port_page_free(left->unused_table, pages_for(left->unused_table_bytes));
+}
+
+/* Inline: every operation ends here, and almost always with nothing to
+ * hand back - then it is a store and an unlock. */
+static inline void unlock_and_release(Vmem *vm, VmemIrqState state, Leftovers *left)
+{
+    if (__builtin_expect(vm->vm_stash_count <= VMEM_STASH_HIGH && !vmem_hash_has_retired(vm) &&
+                             left->unused_table == NULL,
+                         1)) {
+        __atomic_store_n(&vm->vm_hash_hint, vmem_hash_wanted_bytes(vm), __ATOMIC_RELAXED);
+        vmem_port_unlock(&vm->vm_lock, state);
+    } else {
+        unlock_releasing(vm, state, left);
+    }
+}
+
+/* lock_with_hash_table() when the arena wants a new table. */
+static __attribute__((noinline)) VmemIrqState lock_installing_table(Vmem *vm, size_t wanted,
+                                                                    int vmflag, Leftovers *left)
+{
+    void *table = vmem_port_page_alloc(pages_for(wanted),
+                                       (vmflag & (VM_SLEEP | VM_NOSLEEP)) | VM_BOOTSTRAP);
+    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    if (table != NULL && !vmem_hash_install(vm, table, wanted)) {
+        left->unused_table = table;
+        left->unused_table_bytes = wanted;
+    }
+    return state;
 }
 
 /*
@@ -520,23 +561,16 @@ static void unlock_and_release(Vmem *vm, VmemIrqState state, Leftovers *left)
  * free that allocated could recurse. Frees still carry on a migration
  * already under way, and shrink into the embedded buckets, inline.
  */
-static VmemIrqState lock_with_hash_table(Vmem *vm, int vmflag, Leftovers *left)
+static inline VmemIrqState lock_with_hash_table(Vmem *vm, int vmflag, Leftovers *left)
 {
     left->unused_table = NULL;
     left->unused_table_bytes = 0;
     size_t wanted = 0;
     if (!(vmflag & VM_BOOTSTRAP))
         wanted = __atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED);
-    void *table = NULL;
-    if (wanted != 0)
-        table = vmem_port_page_alloc(pages_for(wanted),
-                                     (vmflag & (VM_SLEEP | VM_NOSLEEP)) | VM_BOOTSTRAP);
-    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
-    if (table != NULL && !vmem_hash_install(vm, table, wanted)) {
-        left->unused_table = table;
-        left->unused_table_bytes = wanted;
-    }
-    return state;
+    if (__builtin_expect(wanted == 0, 1))
+        return vmem_port_lock(&vm->vm_lock);
+    return lock_installing_table(vm, wanted, vmflag, left);
 }
 
 /* ---- Placement ------------------------------------------------------------ */
@@ -597,17 +631,20 @@ static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
     VmemTag *tag;
     unsigned own = size_class(req->size);
+    /* fitting_class(req->size), from the class already at hand. */
+    unsigned fitting = own;
     /* A segment from the request's own class is a closer fit than any from
      * a larger class; looking at a few of them keeps constant time and
      * leaves the larger segments whole for larger requests. */
     if (class_min_size(own) != req->size) {
+        fitting = own + 1;
         int peek = INSTANT_FIT_PEEK;
         for (tag = vm->vm_freelist[own]; tag != NULL && peek-- > 0; tag = tag->u.free.list_next)
             if (unconstrained_fit(req, tag, addrp))
                 return tag;
     }
     int heads = 2;
-    for (unsigned c = first_nonempty_class(vm, fitting_class(req->size));
+    for (unsigned c = first_nonempty_class(vm, fitting);
          c < VMEM_FREELISTS && heads-- > 0; c = first_nonempty_class(vm, c + 1)) {
         if (unconstrained_fit(req, vm->vm_freelist[c], addrp))
             return vm->vm_freelist[c];
@@ -958,17 +995,27 @@ static int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *req, int 
     return result;
 }
 
-/* arena_xalloc, but before failing (or sleeping) it drains the quantum
- * caches, whose free objects and slabs may be what the request needs. */
-static int alloc_or_drain(Vmem *vm, const char *call, const VmemRequest *req, int vmflag,
-                          uint8_t tag_flags, uintptr_t *addrp)
+/* arena_xalloc for an arena with quantum caches: before failing (or
+ * sleeping) it drains them, since their free objects and slabs may be
+ * what the request needs. */
+static __attribute__((noinline)) int alloc_draining(Vmem *vm, const char *call,
+                                                    const VmemRequest *req, int vmflag,
+                                                    uint8_t tag_flags, uintptr_t *addrp)
 {
-    if (__atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE) == NULL)
-        return arena_xalloc(vm, call, req, vmflag, tag_flags, addrp);
     if (arena_xalloc(vm, call, req, vmflag & ~VM_SLEEP, tag_flags, addrp) == 0)
         return 0;
     vmem_qcache_drain(vm, false);
     return arena_xalloc(vm, call, req, vmflag, tag_flags, addrp);
+}
+
+/* Inline, and the cached case apart: an arena without caches then goes
+ * straight to arena_xalloc, with no frame of its own to set up. */
+static inline int alloc_or_drain(Vmem *vm, const char *call, const VmemRequest *req, int vmflag,
+                                 uint8_t tag_flags, uintptr_t *addrp)
+{
+    if (__atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE) == NULL)
+        return arena_xalloc(vm, call, req, vmflag, tag_flags, addrp);
+    return alloc_draining(vm, call, req, vmflag, tag_flags, addrp);
 }
 
 int vmem_arena_alloc_slab(Vmem *vm, size_t slab_size, int vmflag, uintptr_t *addrp)
@@ -1184,7 +1231,8 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
     size_t rounded = round_up(size, vm->quantum);
     Leftovers left;
     VmemIrqState state = lock_with_hash_table(vm, VM_NOSLEEP | VM_BOOTSTRAP, &left);
-    VmemTag *tag = vmem_hash_lookup(vm, addr);
+    VmemHashWhere where;
+    VmemTag *tag = vmem_hash_find(vm, addr, &where);
     const char *why = NULL;
     VmemMisuseKind kind = VMEM_MISUSE_FREE_WRONG_SIZE;
     if (tag == NULL) {
@@ -1205,7 +1253,8 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
         return;
     }
 
-    vmem_hash_remove(vm, tag);
+    /* Nothing has changed since the lookup: remove without probing again. */
+    vmem_hash_remove_at(vm, &where, tag);
     vm->stat.in_use -= tag->size;
     vm->stat.free++;
 

@@ -75,6 +75,15 @@
  *    inside the arena, so a new arena allocates nothing; shrinking back
  *    into them needs no memory and happens inline.
  *
+ * 6. Hot and cold code. What every vmem_alloc/vmem_free pair runs is
+ *    inline in vmem_internal.h: the window probe, an insert into a free
+ *    slot of the home bucket, and removal of an entry from its slot. The
+ *    lookup a free makes to check its size returns where the entry sits
+ *    (VmemHashWhere), so removing it needs no second probe; a free that
+ *    turns out to be misuse removes nothing. This file keeps the rest:
+ *    anything while a migration is under way, a spill past the home
+ *    bucket on insert, overflow chains, resizing and the checks.
+ *
  * Invariants (vmem_hash_check verifies them): a slot is empty exactly when
  * its fingerprint is 0; an entry lies in the window of its home bucket and
  * carries its own fingerprint; every passing count is exact; chained
@@ -122,121 +131,51 @@ static void set_table(Table *t, VmemHashBucket *bucket, size_t buckets)
     t->ht_window = buckets < PROBE_BUCKETS ? (unsigned)buckets : PROBE_BUCKETS;
 }
 
-static bool migrating(const Vmem *vm) { return vm->vm_hash_old.ht_bucket != NULL; }
-
-/* Addresses are multiples of the quantum: drop the zero bits, then mix
- * all 64 bits, so the top bits (the home bucket) and the low byte (the
- * fingerprint) are independent of each other and of the address pattern. */
-static uint64_t hash_of(const Vmem *vm, uintptr_t addr)
-{
-    uint64_t h = (uint64_t)(addr >> vm->vm_quantum_shift) * 0x9e3779b97f4a7c15ULL;
-    h ^= h >> 32;
-    h *= 0xd6e8feb86659fd93ULL;
-    return h ^ (h >> 32);
-}
-
-static uint8_t fingerprint_of(uint64_t h)
-{
-    uint8_t fingerprint = (uint8_t)h;
-    return fingerprint != 0 ? fingerprint : 1;
-}
-
-static size_t home_of(uint64_t h, const Table *t) { return (size_t)(h >> t->ht_shift); }
-
-static unsigned anchor_slot(uint64_t h) { return fingerprint_of(h) % SLOTS; }
-
-static unsigned passing(const VmemHashBucket *bucket)
-{
-    return bucket->hb_header[PROBE] & PASSING_MASK;
-}
-
-/*
- * The slots of bucket whose fingerprint is `fingerprint` (0: the empty
- * slots), as bit s for slot s. The header is compared eight bytes at a
- * time, with no branch per slot: x has a zero byte where the fingerprint
- * matches; the zero-byte test below is exact (no borrow between bytes);
- * the multiplication gathers bit 7 of each byte into the top byte.
- */
-#define BYTES_01 0x0101010101010101ULL
-#define BYTES_7F 0x7f7f7f7f7f7f7f7fULL
-#define GATHER 0x0102040810204080ULL
-#define SLOT_BITS (((uint32_t)1 << SLOTS) - 1)
-_Static_assert(VMEM_HASH_HEADER % 8 == 0 && SLOTS < VMEM_HASH_HEADER && SLOTS < 32,
-               "the header is whole 64-bit words, with room for the probe byte");
-
-/* Byte i of the word is p[i] on any byte order; compilers make it one
- * load where the byte order allows. */
-static inline uint64_t load_le64(const uint8_t *p)
-{
-    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
-           (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
-           (uint64_t)p[7] << 56;
-}
-
-static inline uint32_t slots_holding(const VmemHashBucket *bucket, uint8_t fingerprint)
-{
-    uint32_t slots = 0;
-    for (unsigned w = 0; w < VMEM_HASH_HEADER / 8; w++) {
-        uint64_t x = load_le64(&bucket->hb_header[8 * w]) ^ (BYTES_01 * fingerprint);
-        uint64_t zero = ~(((x & BYTES_7F) + BYTES_7F) | x | BYTES_7F);
-        slots |= (uint32_t)(((zero >> 7) * GATHER) >> 56) << (8 * w);
-    }
-    return slots & SLOT_BITS;
-}
+static unsigned anchor_slot(uint64_t h) { return vmem_hash_fingerprint(h) % SLOTS; }
 
 static unsigned lowest(uint32_t slots) { return (unsigned)__builtin_ctz(slots); }
 
 /* Buckets from home to b, going forward. */
 static size_t distance(const Table *t, size_t home, size_t b) { return (b - home) & t->ht_mask; }
 
-/* Adds delta (+1 or -1) to the passing counts of the buckets from home up
- * to, not including, b. */
-static void count_passing(const Table *t, size_t home, size_t b, int delta)
-{
-    for (size_t j = home; j != b; j = (j + 1) & t->ht_mask)
-        t->ht_bucket[j].hb_header[PROBE] = (uint8_t)(t->ht_bucket[j].hb_header[PROBE] + delta);
-}
-
 static size_t grow_limit(size_t buckets) { return buckets * SLOTS / GROW_DEN * GROW_NUM; }
 
 static size_t shrink_limit(size_t buckets) { return buckets * SLOTS / SHRINK_DIVISOR; }
 
-static inline VmemTag *find_in(const Table *t, uint64_t h, uintptr_t addr)
+/* The entry for addr in table t (old: t is vm_hash_old), in its window or
+ * in the overflow chain of its home bucket; where it is goes to *at. */
+static VmemTag *find_in(const Table *t, bool old, uint64_t h, uintptr_t addr, VmemHashWhere *at)
 {
-    uint8_t fingerprint = fingerprint_of(h);
-    size_t home = home_of(h, t), b = home;
-    for (unsigned probe = 0; probe < t->ht_window; probe++) {
-        const VmemHashBucket *bucket = &t->ht_bucket[b];
-        for (uint32_t m = slots_holding(bucket, fingerprint); m != 0; m &= m - 1)
-            if (bucket->hb_tag[lowest(m)]->base == addr)
-                return bucket->hb_tag[lowest(m)];
-        if (passing(bucket) == 0)
-            break;
-        b = (b + 1) & t->ht_mask;
-    }
-    const VmemHashBucket *bucket = &t->ht_bucket[home];
+    VmemTag *tag = vmem_hash_find_in_window(t, old, h, addr, at);
+    if (tag != NULL)
+        return tag;
+    const VmemHashBucket *bucket = &t->ht_bucket[vmem_hash_home(h, t)];
     if (!(bucket->hb_header[PROBE] & CHAINED) || bucket->hb_tag[anchor_slot(h)] == NULL)
         return NULL;
-    for (VmemTag *tag = bucket->hb_tag[anchor_slot(h)]->u.hash_next; tag != NULL;
-         tag = tag->u.hash_next)
-        if (tag->base == addr)
-            return tag;
+    for (VmemTag *prev = bucket->hb_tag[anchor_slot(h)]; prev->u.hash_next != NULL;
+         prev = prev->u.hash_next) {
+        if (prev->u.hash_next->base == addr) {
+            at->old = old;
+            at->chain_prev = prev;
+            return prev->u.hash_next;
+        }
+    }
     return NULL;
 }
 
 /* Stores tag, whose key hashes to h, in table t. Never fails. */
-static inline void place(Table *t, VmemTag *tag, uint64_t h)
+static void place(Table *t, VmemTag *tag, uint64_t h)
 {
-    uint8_t fingerprint = fingerprint_of(h);
-    size_t home = home_of(h, t), b = home;
+    uint8_t fingerprint = vmem_hash_fingerprint(h);
+    size_t home = vmem_hash_home(h, t), b = home;
     tag->u.hash_next = NULL;
     for (unsigned probe = 0; probe < t->ht_window; probe++) {
         VmemHashBucket *bucket = &t->ht_bucket[b];
-        uint32_t empty = slots_holding(bucket, 0);
+        uint32_t empty = vmem_hash_slots_holding(bucket, 0);
         if (empty != 0) {
             bucket->hb_header[lowest(empty)] = fingerprint;
             bucket->hb_tag[lowest(empty)] = tag;
-            count_passing(t, home, b, +1);
+            vmem_hash_count_passing(t, home, b, +1);
             return;
         }
         b = (b + 1) & t->ht_mask;
@@ -247,42 +186,6 @@ static inline void place(Table *t, VmemTag *tag, uint64_t h)
     tag->u.hash_next = anchor->u.hash_next;
     anchor->u.hash_next = tag;
     bucket->hb_header[PROBE] |= CHAINED;
-}
-
-/* Removes tag, whose key hashes to h, from table t if it is there. */
-static inline bool remove_from(const Vmem *vm, const Table *t, uint64_t h, VmemTag *tag)
-{
-    uint8_t fingerprint = fingerprint_of(h);
-    size_t home = home_of(h, t), b = home;
-    for (unsigned probe = 0; probe < t->ht_window; probe++) {
-        VmemHashBucket *bucket = &t->ht_bucket[b];
-        for (uint32_t m = slots_holding(bucket, fingerprint); m != 0; m &= m - 1) {
-            unsigned s = lowest(m);
-            if (bucket->hb_tag[s] != tag)
-                continue;
-            /* The chain anchored here belongs to this bucket: its head
-             * moves up into the slot, at home. */
-            VmemTag *heir = tag->u.hash_next;
-            bucket->hb_tag[s] = heir;
-            bucket->hb_header[s] = heir != NULL ? fingerprint_of(hash_of(vm, heir->base)) : 0;
-            count_passing(t, home, b, -1);
-            return true;
-        }
-        if (passing(bucket) == 0)
-            break;
-        b = (b + 1) & t->ht_mask;
-    }
-    const VmemHashBucket *bucket = &t->ht_bucket[home];
-    if (!(bucket->hb_header[PROBE] & CHAINED) || bucket->hb_tag[anchor_slot(h)] == NULL)
-        return false;
-    for (VmemTag **link = &bucket->hb_tag[anchor_slot(h)]->u.hash_next; *link != NULL;
-         link = &(*link)->u.hash_next) {
-        if (*link == tag) {
-            *link = tag->u.hash_next;
-            return true;
-        }
-    }
-    return false;
 }
 
 static void clear_buckets(VmemHashBucket *bucket, size_t buckets)
@@ -300,7 +203,7 @@ static void clear_buckets(VmemHashBucket *bucket, size_t buckets)
 static void update_limits(Vmem *vm)
 {
     size_t buckets = buckets_of(&vm->vm_hash);
-    bool busy = migrating(vm) || vm->vm_hash_retired != NULL;
+    bool busy = vmem_hash_migrating(vm) || vm->vm_hash_retired != NULL;
     vm->vm_hash_grow_at = busy || buckets >= MAX_BUCKETS ? SIZE_MAX : grow_limit(buckets);
     vm->vm_hash_shrink_at = busy || buckets <= VMEM_HASH_EMBEDDED ? 0 : shrink_limit(buckets);
 }
@@ -349,24 +252,25 @@ static unsigned migrate_bucket(Vmem *vm, unsigned budget)
     Table *old = &vm->vm_hash_old, *cur = &vm->vm_hash;
     size_t b = vm->vm_hash_migrated;
     VmemHashBucket *bucket = &old->ht_bucket[b];
-    for (uint32_t m = ~slots_holding(bucket, 0) & SLOT_BITS; m != 0 && budget > 0; m &= m - 1) {
+    uint32_t full = ~vmem_hash_slots_holding(bucket, 0) & VMEM_HASH_SLOT_BITS;
+    for (uint32_t m = full; m != 0 && budget > 0; m &= m - 1) {
         unsigned s = lowest(m);
         VmemTag *tag = bucket->hb_tag[s];
         for (; tag->u.hash_next != NULL && budget > 0; budget--) {
             VmemTag *chained = tag->u.hash_next;
             tag->u.hash_next = chained->u.hash_next;
-            place(cur, chained, hash_of(vm, chained->base));
+            place(cur, chained, vmem_hash_of(vm, chained->base));
         }
         if (budget == 0)
             break;
         bucket->hb_tag[s] = NULL;
         bucket->hb_header[s] = 0;
-        uint64_t h = hash_of(vm, tag->base);
-        count_passing(old, home_of(h, old), b, -1);
+        uint64_t h = vmem_hash_of(vm, tag->base);
+        vmem_hash_count_passing(old, vmem_hash_home(h, old), b, -1);
         place(cur, tag, h);
         budget--;
     }
-    if (slots_holding(bucket, 0) != SLOT_BITS)
+    if (vmem_hash_slots_holding(bucket, 0) != VMEM_HASH_SLOT_BITS)
         return 0;
     bucket->hb_header[PROBE] &= PASSING_MASK;
     if (++vm->vm_hash_migrated == buckets_of(old)) {
@@ -382,7 +286,8 @@ static unsigned migrate_bucket(Vmem *vm, unsigned budget)
 static void migrate_step(Vmem *vm)
 {
     unsigned budget = MIGRATE_ENTRIES;
-    for (unsigned visited = 0; migrating(vm) && budget > 0 && visited < MIGRATE_BUCKETS; visited++)
+    for (unsigned visited = 0; vmem_hash_migrating(vm) && budget > 0 && visited < MIGRATE_BUCKETS;
+         visited++)
         budget = migrate_bucket(vm, budget);
 }
 
@@ -422,10 +327,9 @@ static void maybe_shrink_inline(Vmem *vm)
         begin_migration(vm, vm->vm_hash_embedded, VMEM_HASH_EMBEDDED);
 }
 
-size_t vmem_hash_wanted_bytes(const Vmem *vm)
+/* vmem_hash_wanted_bytes() once the count is past a resize limit. */
+size_t vmem_hash_wanted_bytes_slow(const Vmem *vm)
 {
-    if (vm->vm_hash_count <= vm->vm_hash_grow_at && vm->vm_hash_count >= vm->vm_hash_shrink_at)
-        return 0;
     size_t buckets = wanted_buckets(vm);
     if (buckets <= VMEM_HASH_EMBEDDED)
         return 0;
@@ -440,7 +344,7 @@ bool vmem_hash_install(Vmem *vm, void *table, size_t bytes)
      * that may come while the larger one drains into it. */
     size_t buckets = bytes / sizeof(VmemHashBucket), count = vm->vm_hash_count;
     size_t current = buckets_of(&vm->vm_hash);
-    if (migrating(vm) || vm->vm_hash_retired != NULL || !is_pow2(buckets) ||
+    if (vmem_hash_migrating(vm) || vm->vm_hash_retired != NULL || !is_pow2(buckets) ||
         buckets < PAGE_BUCKETS || buckets > MAX_BUCKETS || buckets == current)
         return false;
     bool fits = buckets > current
@@ -465,41 +369,54 @@ void *vmem_hash_take_retired(Vmem *vm, size_t *bytes)
     return table;
 }
 
-void vmem_hash_insert(Vmem *vm, VmemTag *tag)
+/* The whole insert: a migration step first, then wherever the window or
+ * the home bucket's chains have room. */
+void vmem_hash_insert_slow(Vmem *vm, VmemTag *tag)
 {
-    if (migrating(vm))
+    if (vmem_hash_migrating(vm))
         migrate_step(vm);
-    place(&vm->vm_hash, tag, hash_of(vm, tag->base));
+    place(&vm->vm_hash, tag, vmem_hash_of(vm, tag->base));
     vm->vm_hash_count++;
 }
 
-/* While a migration is under way: the old table first, then the new. */
-static VmemTag *lookup_migrating(const Vmem *vm, uint64_t h, uintptr_t addr)
+/* While a migration is under way, the old table first, then the new; with
+ * none, the current table's window again, then its chain. */
+VmemTag *vmem_hash_find_slow(const Vmem *vm, uint64_t h, uintptr_t addr, VmemHashWhere *at)
 {
-    VmemTag *tag = find_in(&vm->vm_hash_old, h, addr);
-    return tag != NULL ? tag : find_in(&vm->vm_hash, h, addr);
-}
-
-static bool remove_migrating(const Vmem *vm, uint64_t h, VmemTag *tag)
-{
-    return remove_from(vm, &vm->vm_hash_old, h, tag) || remove_from(vm, &vm->vm_hash, h, tag);
+    if (vmem_hash_migrating(vm)) {
+        VmemTag *tag = find_in(&vm->vm_hash_old, true, h, addr, at);
+        if (tag != NULL)
+            return tag;
+    }
+    return find_in(&vm->vm_hash, false, h, addr, at);
 }
 
 VmemTag *vmem_hash_lookup(const Vmem *vm, uintptr_t addr)
 {
-    uint64_t h = hash_of(vm, addr);
-    if (migrating(vm))
-        return lookup_migrating(vm, h, addr);
-    return find_in(&vm->vm_hash, h, addr);
+    VmemHashWhere at;
+    return vmem_hash_find(vm, addr, &at);
 }
 
-void vmem_hash_remove(Vmem *vm, VmemTag *tag)
+void vmem_hash_unlink_slow(Vmem *vm, const VmemHashWhere *at, VmemTag *tag)
 {
-    uint64_t h = hash_of(vm, tag->base);
-    if (migrating(vm) ? !remove_migrating(vm, h, tag) : !remove_from(vm, &vm->vm_hash, h, tag))
-        vmem_port_panic("vmem: allocated segment missing from the hash");
-    vm->vm_hash_count--;
-    if (migrating(vm))
+    if (at->chain_prev != NULL) {
+        at->chain_prev->u.hash_next = tag->u.hash_next;
+        return;
+    }
+    /* tag anchors the chain of the bucket it sits in, which is the home
+     * of every chained entry: the chain's head moves up into the slot, at
+     * home, so only tag's own passing counts change. */
+    const Table *t = at->old ? &vm->vm_hash_old : &vm->vm_hash;
+    VmemHashBucket *bucket = &t->ht_bucket[at->bucket];
+    VmemTag *heir = tag->u.hash_next;
+    bucket->hb_tag[at->slot] = heir;
+    bucket->hb_header[at->slot] = vmem_hash_fingerprint(vmem_hash_of(vm, heir->base));
+    vmem_hash_count_passing(t, at->home, at->bucket, -1);
+}
+
+void vmem_hash_after_remove(Vmem *vm)
+{
+    if (vmem_hash_migrating(vm))
         migrate_step(vm);
     else if (vm->vm_hash_count < vm->vm_hash_shrink_at)
         maybe_shrink_inline(vm);
@@ -509,18 +426,18 @@ void vmem_hash_stats(const Vmem *vm, VmemHashStats *stats)
 {
     stats->count = vm->vm_hash_count;
     stats->buckets = buckets_of(&vm->vm_hash);
-    stats->old_buckets = migrating(vm) ? buckets_of(&vm->vm_hash_old) : 0;
+    stats->old_buckets = vmem_hash_migrating(vm) ? buckets_of(&vm->vm_hash_old) : 0;
     stats->migrated = vm->vm_hash_migrated;
     stats->displaced = 0;
     stats->chained = 0;
-    for (int which = 0; which < (migrating(vm) ? 2 : 1); which++) {
+    for (int which = 0; which < (vmem_hash_migrating(vm) ? 2 : 1); which++) {
         const Table *t = which == 0 ? &vm->vm_hash : &vm->vm_hash_old;
         for (size_t b = 0; b <= t->ht_mask; b++) {
             for (unsigned s = 0; s < SLOTS; s++) {
                 const VmemTag *tag = t->ht_bucket[b].hb_tag[s];
                 if (tag == NULL)
                     continue;
-                if (home_of(hash_of(vm, tag->base), t) != b)
+                if (vmem_hash_home(vmem_hash_of(vm, tag->base), t) != b)
                     stats->displaced++;
                 for (tag = tag->u.hash_next; tag != NULL && stats->chained < vm->vm_hash_count;
                      tag = tag->u.hash_next)
@@ -540,7 +457,9 @@ static unsigned recount_passing(const Vmem *vm, const Table *t, size_t b)
         size_t later = (b + d) & t->ht_mask;
         for (unsigned s = 0; s < SLOTS; s++) {
             const VmemTag *tag = t->ht_bucket[later].hb_tag[s];
-            if (tag != NULL && distance(t, home_of(hash_of(vm, tag->base), t), later) >= d)
+            if (tag == NULL)
+                continue;
+            if (distance(t, vmem_hash_home(vmem_hash_of(vm, tag->base), t), later) >= d)
                 passers++;
         }
     }
@@ -556,7 +475,7 @@ static const VmemTag *check_chain(const Vmem *vm, const Table *t, size_t b, unsi
         return anchor;
     }
     for (const VmemTag *tag = anchor->u.hash_next; tag != NULL; tag = tag->u.hash_next) {
-        uint64_t h = hash_of(vm, tag->base);
+        uint64_t h = vmem_hash_of(vm, tag->base);
         if (++*count > vm->vm_nsegs) {
             *why = "hash chain longer than the arena's segments (a cycle?)";
             return tag;
@@ -565,7 +484,7 @@ static const VmemTag *check_chain(const Vmem *vm, const Table *t, size_t b, unsi
             *why = "hash holds a segment that is not allocated";
             return tag;
         }
-        if (home_of(h, t) != b || anchor_slot(h) != s) {
+        if (vmem_hash_home(h, t) != b || anchor_slot(h) != s) {
             *why = "chained hash entry off its home bucket's anchor";
             return tag;
         }
@@ -579,7 +498,7 @@ static const VmemTag *check_table(const Vmem *vm, const Table *t, size_t first, 
 {
     for (size_t b = 0; b <= t->ht_mask; b++) {
         const VmemHashBucket *bucket = &t->ht_bucket[b];
-        if (recount_passing(vm, t, b) != passing(bucket)) {
+        if (recount_passing(vm, t, b) != vmem_hash_passing(bucket)) {
             *why = "hash bucket passing count wrong";
             return NULL;
         }
@@ -597,7 +516,7 @@ static const VmemTag *check_table(const Vmem *vm, const Table *t, size_t first, 
             }
             if (tag == NULL)
                 continue;
-            uint64_t h = hash_of(vm, tag->base);
+            uint64_t h = vmem_hash_of(vm, tag->base);
             if (++*count > vm->vm_nsegs) {
                 *why = "hash holds more entries than the arena has segments";
                 return tag;
@@ -610,11 +529,11 @@ static const VmemTag *check_table(const Vmem *vm, const Table *t, size_t first, 
                 *why = "hash holds a segment that is not allocated";
                 return tag;
             }
-            if (bucket->hb_header[s] != fingerprint_of(h)) {
+            if (bucket->hb_header[s] != vmem_hash_fingerprint(h)) {
                 *why = "hash fingerprint wrong";
                 return tag;
             }
-            if (distance(t, home_of(h, t), b) >= t->ht_window) {
+            if (distance(t, vmem_hash_home(h, t), b) >= t->ht_window) {
                 *why = "hash entry outside its probe window";
                 return tag;
             }
@@ -631,7 +550,7 @@ const VmemTag *vmem_hash_check(const Vmem *vm, size_t *count, const char **why)
     *count = 0;
     *why = NULL;
     const VmemTag *bad = check_table(vm, &vm->vm_hash, 0, count, why);
-    if (*why == NULL && migrating(vm))
+    if (*why == NULL && vmem_hash_migrating(vm))
         bad = check_table(vm, &vm->vm_hash_old, vm->vm_hash_migrated, count, why);
     if (*why != NULL)
         return bad;
@@ -659,7 +578,7 @@ void vmem_hash_fini(Vmem *vm, void *tables[2], size_t bytes[2])
         tables[0] = vm->vm_hash.ht_bucket;
         bytes[0] = table_bytes(&vm->vm_hash);
     }
-    if (migrating(vm) && vm->vm_hash_old.ht_bucket != vm->vm_hash_embedded) {
+    if (vmem_hash_migrating(vm) && vm->vm_hash_old.ht_bucket != vm->vm_hash_embedded) {
         tables[1] = vm->vm_hash_old.ht_bucket;
         bytes[1] = table_bytes(&vm->vm_hash_old);
     }

@@ -181,6 +181,59 @@ static void an_over_full_table_recovers_once_pages_return(void)
     vmem_destroy(&vm);
 }
 
+/* ---- Misuse in every state of the hash --------------------------------------- */
+
+/* Frees `id` with the wrong size and frees the free ID above it: both
+ * must be reported and change nothing, whether the entry sits at home,
+ * past its home, in an overflow chain or in a table being migrated. */
+static bool misused_frees_change_nothing(Vmem *vm, uintptr_t id, size_t live)
+{
+    size_t before = vtest_env_misuse_count();
+    vmem_xfree(vm, TS_PTR(id), 2);
+    vmem_xfree(vm, TS_PTR(id + 1), 1);
+    return vtest_env_misuse_count() == before + 2 && vmem_size(vm, VMEM_ALLOC) == live &&
+           vmem_check(vm, NULL) == 0;
+}
+
+static void misused_frees_leave_the_hash_unchanged_in_every_state(void)
+{
+    static Vmem vm;
+    VtestRng rng;
+    vtest_rng_seed(&rng, 0xbadf);
+    VT_ASSERT(vmem_init(&vm, "hash-misuse", TS_PTR(0x1000), HASH_IDS, 1, NULL, NULL, NULL, 0, 0) ==
+              0);
+    ts_capture_misuse();
+    /* Growing: after each insert (some start or step a migration), a
+     * misused free of a random live entry. */
+    bool ok = true;
+    for (size_t i = 0; i < HASH_LIVE && ok; i++) {
+        live_ids[i] = 0x1000 + 2 * i;
+        ok = vmem_alloc_exact(&vm, live_ids[i], 1, VM_NOSLEEP) == 0 &&
+             misused_frees_change_nothing(&vm, live_ids[vtest_rng_below(&rng, i + 1)], i + 1);
+    }
+    vtest_env_misuse_capture(false);
+    VT_ASSERT(ok);
+    VT_ASSERT(free_ids_checking(&vm, HASH_LIVE, 50, &rng));
+    vmem_destroy(&vm);
+
+    /* Over-full: no table can be had, so many entries are chained; every
+     * one of them is misused once. */
+    warm_tag_pool(0x100000, 2 * HASH_LIVE);
+    VT_ASSERT(vmem_init(&vm, "hash-misuse-full", TS_PTR(0x1000), HASH_IDS, 1, NULL, NULL, NULL,
+                        0, 0) == 0);
+    bool faults = vtest_env_page_faults(1);
+    ok = take_spread_ids(&vm, 0x1000, HASH_LIVE, &rng);
+    ts_capture_misuse();
+    for (size_t i = 0; i < HASH_LIVE && ok; i++)
+        ok = misused_frees_change_nothing(&vm, live_ids[i], HASH_LIVE);
+    vtest_env_misuse_capture(false);
+    ok = ok && free_ids_checking(&vm, HASH_LIVE, 50, &rng);
+    if (faults)
+        vtest_env_page_faults(0);
+    VT_ASSERT(ok);
+    vmem_destroy(&vm);
+}
+
 /* ---- Extreme keys --------------------------------------------------------------- */
 
 static uintptr_t extreme_ids[2 * HASH_LIVE];
@@ -246,4 +299,5 @@ VTEST_SUITE(suite_hash,
             VTEST_CASE(frees_carry_a_growth_migration_to_its_end),
             VTEST_CASE(inserts_succeed_and_are_found_when_no_table_can_be_had),
             VTEST_CASE(an_over_full_table_recovers_once_pages_return),
+            VTEST_CASE(misused_frees_leave_the_hash_unchanged_in_every_state),
             VTEST_CASE(address_zero_and_the_last_address_are_keys_like_any_other));
