@@ -124,12 +124,15 @@ typedef struct {
     struct vmem_slab *slab;
 } VmemRound;
 
+/* A magazine's count and top rounds are written by every hit of the CPU
+ * holding it: whole lines of its own, so that two CPUs' magazines, carved
+ * from one page, never share one. */
 typedef struct vmem_mag {
     struct vmem_mag *next;
     uint16_t rounds;
     uint16_t filler; /* in the depot's full list: the CPU that filled it */
     VmemRound round[MAG_ROUNDS];
-} VmemMag;
+} __attribute__((aligned(64))) VmemMag;
 
 typedef struct vmem_slab {
     /* Read by every free; written by the slab layer, under the cache lock. */
@@ -194,7 +197,8 @@ typedef struct qc_page {
     size_t npages;
 } QcPage;
 
-/* Where descriptors start in their page: the first line after its header. */
+/* Where descriptors and magazines start in their page: the first line
+ * after its header (both are carved in whole lines). */
 #define DESC_OFFSET ((sizeof(QcPage) + 63) & ~(size_t)63)
 
 struct vmem_qcache_state {
@@ -238,11 +242,6 @@ static void *qc_pages(VmemQcacheState *qs, size_t bytes, int vmflag)
     qs->pages = page;
     vmem_port_unlock(&qs->qs_lock, state);
     return page + 1;
-}
-
-static size_t carve_count(size_t object_size)
-{
-    return (VMEM_PAGE_SIZE - sizeof(QcPage)) / object_size;
 }
 
 /* ---- Slots ---------------------------------------------------------------------- */
@@ -373,11 +372,12 @@ static VmemMag *mag_get(VmemQcacheState *qs, int vmflag)
             return mag;
         }
         vmem_port_unlock(&qs->qs_lock, state);
-        VmemMag *block = qc_pages(qs, VMEM_PAGE_SIZE - sizeof(QcPage), vmflag);
-        if (block == NULL)
+        char *page = qc_pages(qs, VMEM_PAGE_SIZE - sizeof(QcPage), vmflag);
+        if (page == NULL)
             return NULL;
+        VmemMag *block = (VmemMag *)(void *)(page - sizeof(QcPage) + DESC_OFFSET);
         state = vmem_port_lock(&qs->qs_lock);
-        for (size_t i = 0; i < carve_count(sizeof(VmemMag)); i++) {
+        for (size_t i = 0; i < (VMEM_PAGE_SIZE - DESC_OFFSET) / sizeof(VmemMag); i++) {
             block[i].next = qs->mag_free;
             qs->mag_free = &block[i];
         }
