@@ -4,7 +4,8 @@
  *
  * Layers, from the hot path down:
  *   per-CPU    each cache has, per CPU, a loaded and a previous magazine
- *              (arrays of free objects) in a slot that only that CPU
+ *              (arrays of free objects), and an away one for objects
+ *              going back to other CPUs, in a slot that only that CPU
  *              normally enters: a hit touches no shared lock.
  *   depot      per cache, lists of full and empty magazines, under the
  *              cache lock; a CPU trades magazines with it when both of its
@@ -71,15 +72,21 @@
  *     the slabs) or no new slab can be had at once;
  *   - another CPU's partial slab is taken (and rehomed) only when that
  *     CPU can spare it - it has more than the one it takes from - or, in
- *     the end, when memory for a slab of its own is lacking.
- * Frees never look at homes: an object goes into the magazine of the CPU
- * that frees it, as before. Homes change where objects come from, never
- * whether a request is served: a CPU short of memory still takes any free
- * object there is, in any magazine or slab, before a request fails (the
- * arena's drain empties every magazine). What they cost while memory
- * lasts: per cache, one partly used slab per CPU that the others leave
- * alone, and fewer than DEPOT_FULL_MAX magazines left in the depot for the
- * CPU that filled them while another carves a slab.
+ *     the end, when memory for a slab of its own is lacking;
+ *   - a free of an object homed on another CPU (the thread moved, or the
+ *     object was handed on) puts it in the freeing CPU's away magazine,
+ *     which goes to the depot, full, as its home CPU's: objects go back to
+ *     their home instead of circulating where they were freed, so a mix
+ *     made while threads settled on their CPUs does not last.
+ * Homes change where objects come from and go to, never whether a free is
+ * checked (the state byte decides first) or whether a request is served:
+ * a CPU short of memory still takes any free object there is, in any
+ * magazine or slab, before a request fails (the arena's drain empties
+ * every magazine). What they cost while memory lasts: per cache, one
+ * partly used slab per CPU that the others leave alone, a third magazine
+ * per CPU (away), fewer than DEPOT_FULL_MAX magazines left in the depot
+ * for their home CPU while another carves a slab, and, while objects find
+ * their way home after threads move, slabs carved meanwhile.
  *
  * Order: slot -> cache lock -> qs_lock. None of them is ever held while
  * calling the arena, the port's page source or the misuse hook.
@@ -169,6 +176,7 @@ typedef struct {
     unsigned seq;      /* odd while someone is inside the slot */
     VmemMag *loaded;
     VmemMag *previous;
+    VmemMag *away;     /* freed here, homed elsewhere: on their way back (Homes) */
     size_t handed_out; /* objects this slot gave to callers of this cache */
     size_t taken_back;
 #if VMEM_QCACHE_SLOT_FAULT_PERIOD > 0
@@ -561,7 +569,8 @@ static VmemSlab *slab_pick(QcCache *cache, unsigned home, int reach)
         if (slab == NULL)
             continue;
         partial_remove(cache, slab);
-        slab->home = (uint16_t)home;
+        /* Atomic: frees read it outside the lock (a hint where objects go). */
+        __atomic_store_n(&slab->home, (uint16_t)home, __ATOMIC_RELAXED);
         partial_add(cache, slab);
         return slab;
     }
@@ -667,7 +676,7 @@ static int slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, unsigned home, int
     slab->base = base;
     slab->cache = (uint16_t)c;
     slab->out = 0;
-    slab->home = (uint16_t)home;
+    __atomic_store_n(&slab->home, (uint16_t)home, __ATOMIC_RELAXED);
     slab->partial = false;
     slab->in_slab = 0;
     for (size_t q = 0; q < SLAB_QUANTA_MAX; q++)
@@ -752,7 +761,7 @@ static VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
         for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
             cache->partial[i] = NULL;
             cache->cpu[i].seq = 0;
-            cache->cpu[i].loaded = cache->cpu[i].previous = NULL;
+            cache->cpu[i].loaded = cache->cpu[i].previous = cache->cpu[i].away = NULL;
             cache->cpu[i].handed_out = cache->cpu[i].taken_back = 0;
 #if VMEM_QCACHE_SLOT_FAULT_PERIOD > 0
             cache->cpu[i].acquisitions = 0;
@@ -1035,6 +1044,22 @@ static void depot_put_full(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, un
     depot_put_empty(qs, cache, oldest);
 }
 
+/* The end of a free that found no magazine for its object: the object
+ * goes back to its slab, and the slabs that became wholly free (those on
+ * `release` and perhaps its own) back to the arena. No slot held. */
+static void free_into_slab(Vmem *vm, VmemQcacheState *qs, QcCache *cache, VmemSlab *slab,
+                           uintptr_t addr, VmemSlab *release)
+{
+    VmemIrqState cstate = vmem_port_lock(&cache->lock);
+    VmemSlab *emptied = slab_put(qs, cache, slab, addr);
+    vmem_port_unlock(&cache->lock, cstate);
+    if (emptied != NULL) {
+        emptied->next = release;
+        release = emptied;
+    }
+    slabs_release(vm, qs, release);
+}
+
 /* Free when the loaded magazine is full (or missing): the object, already
  * marked as in a magazine and counted, goes into the previous one, an
  * empty one from the depot or a new one; without memory for one, or if
@@ -1085,14 +1110,55 @@ static COLD void free_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu, 
         if (!slot_enter(cpu))
             break;
     }
-    VmemIrqState cstate = vmem_port_lock(&cache->lock);
-    VmemSlab *emptied = slab_put(qs, cache, slab, addr);
-    vmem_port_unlock(&cache->lock, cstate);
-    if (emptied != NULL) {
-        emptied->next = release;
-        release = emptied;
+    free_into_slab(vm, qs, cache, slab, addr, release);
+}
+
+/* Free of an object whose slab is homed on another CPU (the caller moved,
+ * or the object was handed on): it goes into this CPU's away magazine,
+ * which, full, goes to the depot as a magazine its home CPU filled, so
+ * that objects go back to the CPU whose slab lines they share instead of
+ * circulating here for good. The first round's home names the magazine
+ * (with more than two CPUs its rounds may have several). Without an empty
+ * magazine, as in free_miss(). Entered inside the slot, with the object
+ * marked and counted; returns outside it. */
+static COLD void free_away(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu, uintptr_t addr,
+                           VmemSlab *slab)
+{
+    QcCache *cache = &qs->cache[c];
+    VmemSlab *release = NULL;
+    for (;;) {
+        VmemMag *mag = cpu->away;
+        if (mag != NULL && mag->rounds < MAG_ROUNDS) {
+            put_round(mag, addr, slab);
+            slot_exit(cpu);
+            slabs_release(vm, qs, release);
+            return;
+        }
+        VmemIrqState cstate = vmem_port_lock(&cache->lock);
+        VmemMag *empty = cache->empty;
+        if (empty != NULL) {
+            cache->empty = empty->next;
+            cache->nempty--;
+            if (mag != NULL)
+                depot_put_full(qs, cache, mag,
+                               __atomic_load_n(&mag->round[0].slab->home, __ATOMIC_RELAXED),
+                               &release);
+            cpu->away = empty;
+            vmem_port_unlock(&cache->lock, cstate);
+            continue;
+        }
+        vmem_port_unlock(&cache->lock, cstate);
+        slot_exit(cpu);
+        VmemMag *fresh = mag_get(qs, VM_NOSLEEP);
+        if (fresh == NULL)
+            break;
+        cstate = vmem_port_lock(&cache->lock);
+        depot_put_empty(qs, cache, fresh);
+        vmem_port_unlock(&cache->lock, cstate);
+        if (!slot_enter(cpu))
+            break;
     }
-    slabs_release(vm, qs, release);
+    free_into_slab(vm, qs, cache, slab, addr, release);
 }
 
 /* Why a free was refused: by the slab's cache, the alignment, or seen, the
@@ -1173,6 +1239,12 @@ int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
         return -VMEM_ERR_INVALID;
     }
     __atomic_store_n(&cpu->taken_back, cpu->taken_back + 1, __ATOMIC_RELAXED);
+    /* The slab's line is in this CPU's cache already (slab->cache). */
+    if (UNLIKELY(__atomic_load_n(&slab->home, __ATOMIC_RELAXED) !=
+                 cpu_index(&qs->cache[c], cpu))) {
+        free_away(vm, qs, c, cpu, addr, slab);
+        return 0;
+    }
     VmemMag *mag = cpu->loaded;
     if (UNLIKELY(mag == NULL || mag->rounds == MAG_ROUNDS)) {
         free_miss(vm, qs, c, cpu, addr, slab);
@@ -1220,9 +1292,9 @@ void vmem_qcache_drain(Vmem *vm, bool insist)
             if (tries == 0)
                 continue;
             VmemIrqState cstate = vmem_port_lock(&cache->lock);
-            VmemMag *mags[2] = {cpu->loaded, cpu->previous};
-            cpu->loaded = cpu->previous = NULL;
-            for (int m = 0; m < 2; m++) {
+            VmemMag *mags[3] = {cpu->loaded, cpu->previous, cpu->away};
+            cpu->loaded = cpu->previous = cpu->away = NULL;
+            for (int m = 0; m < 3; m++) {
                 if (mags[m] == NULL)
                     continue;
                 mag_flush(qs, cache, mags[m], &release);

@@ -471,6 +471,50 @@ static void a_full_depot_gives_its_surplus_to_another_cpu(void)
     with_two_cpus(second_cpu_takes_the_surplus_of_a_full_depot);
 }
 
+static bool one_of(void *object, void *const *objects, size_t count)
+{
+    for (size_t k = 0; k < count; k++)
+        if (objects[k] == object)
+            return true;
+    return false;
+}
+
+static void objects_freed_elsewhere_come_back(const struct two_cpus *t)
+{
+    static Vmem vm;
+    static void *first[20], *again[15];
+    VT_ASSERT(make_home_arena(&vm, "qc-away"));
+    VT_ASSERT(run_on(t, 0));
+    for (int k = 0; k < 20; k++)
+        VT_ASSERT((first[k] = vmem_alloc(&vm, Q, VM_NOSLEEP)) != NULL);
+    /* Freed on the other CPU: fifteen fill a magazine that goes to the
+     * depot as the first CPU's, five wait in the other CPU's. */
+    VT_ASSERT(run_on(t, 1));
+    for (int k = 0; k < 20; k++)
+        vmem_free(&vm, first[k], Q);
+    /* The first CPU gets them back, though its second slab has twelve
+     * objects never handed out. */
+    VT_ASSERT(run_on(t, 0));
+    for (int k = 0; k < 15; k++) {
+        VT_ASSERT((again[k] = vmem_alloc(&vm, Q, VM_NOSLEEP)) != NULL);
+        if (!SLOT_FAULTS)
+            VT_ASSERT(one_of(again[k], first, 20));
+    }
+    for (int k = 0; k < 15; k++)
+        vmem_free(&vm, again[k], Q);
+    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
+    VT_CONSISTENT(&vm);
+    /* Destroy's drain empties the other CPU's magazine of strays too. */
+    ts_capture_misuse();
+    vmem_destroy(&vm);
+    VT_ASSERT(vtest_env_misuse_count() == 0);
+}
+
+static void objects_freed_on_another_cpu_go_back_to_their_home_cpu(void)
+{
+    with_two_cpus(objects_freed_elsewhere_come_back);
+}
+
 VTEST_SUITE(suite_threads, VTEST_CASE(stress_2_threads_never_overlap),
             VTEST_CASE(stress_4_threads_never_overlap), VTEST_CASE(stress_8_threads_never_overlap),
             VTEST_CASE(sleeping_alloc_is_woken_by_a_free),
@@ -478,4 +522,5 @@ VTEST_SUITE(suite_threads, VTEST_CASE(stress_2_threads_never_overlap),
             VTEST_CASE(nosleep_alloc_fails_at_once_when_full),
             VTEST_CASE(cached_objects_of_two_cpus_come_from_different_slabs),
             VTEST_CASE(a_cpu_takes_another_cpus_magazines_only_from_a_full_depot),
-            VTEST_CASE(a_full_depot_gives_its_surplus_to_another_cpu));
+            VTEST_CASE(a_full_depot_gives_its_surplus_to_another_cpu),
+            VTEST_CASE(objects_freed_on_another_cpu_go_back_to_their_home_cpu));
