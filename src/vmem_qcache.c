@@ -136,8 +136,8 @@ typedef struct {
  * from one page, never share one. */
 typedef struct vmem_mag {
     struct vmem_mag *next;
-    uint16_t rounds;
-    uint16_t filler; /* in the depot's full list: the CPU that filled it */
+    uint32_t rounds;
+    uint32_t filler; /* in the depot's full list: the CPU that filled it */
     VmemRound round[MAG_ROUNDS];
 } __attribute__((aligned(64))) VmemMag;
 
@@ -174,6 +174,7 @@ typedef struct slab_table {
 /* One cache line per slot, so that CPUs never share one on a hit. */
 typedef struct {
     unsigned seq;      /* odd while someone is inside the slot */
+    uint16_t index;    /* which CPU's slot: what a free compares homes with */
     VmemMag *loaded;
     VmemMag *previous;
     VmemMag *away;     /* freed here, homed elsewhere: on their way back (Homes) */
@@ -761,6 +762,7 @@ static VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
         for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
             cache->partial[i] = NULL;
             cache->cpu[i].seq = 0;
+            cache->cpu[i].index = (uint16_t)i;
             cache->cpu[i].loaded = cache->cpu[i].previous = cache->cpu[i].away = NULL;
             cache->cpu[i].handed_out = cache->cpu[i].taken_back = 0;
 #if VMEM_QCACHE_SLOT_FAULT_PERIOD > 0
@@ -1239,9 +1241,8 @@ int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
         return -VMEM_ERR_INVALID;
     }
     __atomic_store_n(&cpu->taken_back, cpu->taken_back + 1, __ATOMIC_RELAXED);
-    /* The slab's line is in this CPU's cache already (slab->cache). */
-    if (UNLIKELY(__atomic_load_n(&slab->home, __ATOMIC_RELAXED) !=
-                 cpu_index(&qs->cache[c], cpu))) {
+    /* Both lines are in this CPU's cache already (slab->cache, the slot). */
+    if (UNLIKELY(__atomic_load_n(&slab->home, __ATOMIC_RELAXED) != cpu->index)) {
         free_away(vm, qs, c, cpu, addr, slab);
         return 0;
     }
