@@ -4,15 +4,18 @@
  *
  * Layers, from the hot path down:
  *   per-CPU    each cache has, per CPU, a loaded and a previous magazine
- *              (arrays of free objects) in a slot that only that CPU
+ *              (arrays of free objects), and an away one for objects
+ *              going back to other CPUs, in a slot that only that CPU
  *              normally enters: a hit touches no shared lock.
  *   depot      per cache, lists of full and empty magazines, under the
  *              cache lock; a CPU trades magazines with it when both of its
  *              own are exhausted (alloc) or full (free).
  *   slabs      per cache, runs of objects carved from one arena segment
  *              (a slab, the next power of two above 3 x qcache_max, aligned
- *              to its size). Allocation misses take objects straight from a
- *              slab; a slab wholly free again goes back to the arena.
+ *              to its size), each with a home CPU. Allocation misses fill a
+ *              magazine from the CPU's own slabs, or take an object
+ *              straight from one; a slab wholly free again goes back to
+ *              the arena.
  *
  * Slots. A per-CPU slot is a lock nobody ever waits for: entering it is
  * one compare-and-swap, leaving it one store. Whoever finds it taken - a
@@ -54,6 +57,36 @@
  * grace period - every slot and every cache lock entered and left once -
  * after which no reader can still see it. A grace period that a slot
  * holds up for too long fails, and fresh descriptors are used instead.
+ *
+ * Homes. A hit writes the state byte of its object, and a slab's state
+ * bytes share one cache line: if two CPUs held objects of one slab, every
+ * hit of each would take that line from the other (a transfer costs more
+ * than the rest of the hit). So each slab has a home CPU - the one that
+ * carved it - and sits on that CPU's partial list, and objects flow so
+ * that a CPU holds objects of its own slabs:
+ *   - an allocation miss takes a full magazine the same CPU put in the
+ *     depot, else fills its empty magazine from its own partial slabs,
+ *     else (when the slab layer is the way) carves a slab of its own;
+ *   - another CPU's full magazine is taken only when the depot holds
+ *     DEPOT_FULL_MAX of them (a surplus that would otherwise go back to
+ *     the slabs) or no new slab can be had at once;
+ *   - another CPU's partial slab is taken (and rehomed) only when that
+ *     CPU can spare it - it has more than the one it takes from - or, in
+ *     the end, when memory for a slab of its own is lacking;
+ *   - a free of an object homed on another CPU (the thread moved, or the
+ *     object was handed on) puts it in the freeing CPU's away magazine,
+ *     which goes to the depot, full, as its home CPU's: objects go back to
+ *     their home instead of circulating where they were freed, so a mix
+ *     made while threads settled on their CPUs does not last.
+ * Homes change where objects come from and go to, never whether a free is
+ * checked (the state byte decides first) or whether a request is served:
+ * a CPU short of memory still takes any free object there is, in any
+ * magazine or slab, before a request fails (the arena's drain empties
+ * every magazine). What they cost while memory lasts: per cache, one
+ * partly used slab per CPU that the others leave alone, a third magazine
+ * per CPU (away), fewer than DEPOT_FULL_MAX magazines left in the depot
+ * for their home CPU while another carves a slab, and, while objects find
+ * their way home after threads move, slabs carved meanwhile.
  *
  * Order: slot -> cache lock -> qs_lock. None of them is ever held while
  * calling the arena, the port's page source or the misuse hook.
@@ -98,11 +131,15 @@ typedef struct {
     struct vmem_slab *slab;
 } VmemRound;
 
+/* A magazine's count and top rounds are written by every hit of the CPU
+ * holding it: whole lines of its own, so that two CPUs' magazines, carved
+ * from one page, never share one. */
 typedef struct vmem_mag {
     struct vmem_mag *next;
-    size_t rounds;
+    uint32_t rounds;
+    uint32_t filler; /* in the depot's full list: the CPU that filled it */
     VmemRound round[MAG_ROUNDS];
-} VmemMag;
+} __attribute__((aligned(64))) VmemMag;
 
 typedef struct vmem_slab {
     /* Read by every free; written by the slab layer, under the cache lock. */
@@ -112,9 +149,11 @@ typedef struct vmem_slab {
     uint64_t in_slab;        /* bit q: the object at quantum q is free in the slab layer */
     uint16_t cache;
     uint16_t out;            /* objects not in the slab layer */
-    bool partial;            /* on the cache's partial list */
-    /* Written by every hit, on any CPU: a line apart, so that those writes
-     * do not take the fields above away from the other CPUs. */
+    uint16_t home;           /* the CPU whose partial list it is on (or goes to) */
+    bool partial;            /* on its home's partial list */
+    /* Written by every hit, by the CPU holding the object (its home, as a
+     * rule: see Homes): a line apart, so that those writes do not take the
+     * fields above away from the other CPUs. */
     uint8_t state[SLAB_QUANTA_MAX] __attribute__((aligned(64)));
 } VmemSlab;
 
@@ -135,8 +174,10 @@ typedef struct slab_table {
 /* One cache line per slot, so that CPUs never share one on a hit. */
 typedef struct {
     unsigned seq;      /* odd while someone is inside the slot */
+    uint16_t index;    /* which CPU's slot: what a free compares homes with */
     VmemMag *loaded;
     VmemMag *previous;
+    VmemMag *away;     /* freed here, homed elsewhere: on their way back (Homes) */
     size_t handed_out; /* objects this slot gave to callers of this cache */
     size_t taken_back;
 #if VMEM_QCACHE_SLOT_FAULT_PERIOD > 0
@@ -150,9 +191,12 @@ typedef struct {
     VmemMag *full;
     VmemMag *empty;
     size_t nfull, nempty;
-    VmemSlab *partial;
+    size_t npartial;      /* slabs on all the partial lists */
     size_t slab_handouts; /* objects handed to callers straight from slabs */
     size_t slab_takebacks; /* objects callers freed straight into slabs */
+    /* Partial slabs by home CPU: a CPU takes objects from its own, so
+     * that a slab's state line is written by one CPU (see Homes). */
+    VmemSlab *partial[VMEM_MAX_CPUS];
     QcCpu cpu[VMEM_MAX_CPUS];
 } QcCache;
 
@@ -162,7 +206,8 @@ typedef struct qc_page {
     size_t npages;
 } QcPage;
 
-/* Where descriptors start in their page: the first line after its header. */
+/* Where descriptors and magazines start in their page: the first line
+ * after its header (both are carved in whole lines). */
 #define DESC_OFFSET ((sizeof(QcPage) + 63) & ~(size_t)63)
 
 struct vmem_qcache_state {
@@ -206,11 +251,6 @@ static void *qc_pages(VmemQcacheState *qs, size_t bytes, int vmflag)
     qs->pages = page;
     vmem_port_unlock(&qs->qs_lock, state);
     return page + 1;
-}
-
-static size_t carve_count(size_t object_size)
-{
-    return (VMEM_PAGE_SIZE - sizeof(QcPage)) / object_size;
 }
 
 /* ---- Slots ---------------------------------------------------------------------- */
@@ -341,11 +381,12 @@ static VmemMag *mag_get(VmemQcacheState *qs, int vmflag)
             return mag;
         }
         vmem_port_unlock(&qs->qs_lock, state);
-        VmemMag *block = qc_pages(qs, VMEM_PAGE_SIZE - sizeof(QcPage), vmflag);
-        if (block == NULL)
+        char *page = qc_pages(qs, VMEM_PAGE_SIZE - sizeof(QcPage), vmflag);
+        if (page == NULL)
             return NULL;
+        VmemMag *block = (VmemMag *)(void *)(page - sizeof(QcPage) + DESC_OFFSET);
         state = vmem_port_lock(&qs->qs_lock);
-        for (size_t i = 0; i < carve_count(sizeof(VmemMag)); i++) {
+        for (size_t i = 0; i < (VMEM_PAGE_SIZE - DESC_OFFSET) / sizeof(VmemMag); i++) {
             block[i].next = qs->mag_free;
             qs->mag_free = &block[i];
         }
@@ -483,14 +524,17 @@ static bool table_reserve(VmemQcacheState *qs, int vmflag)
 
 /* ---- Slabs ----------------------------------------------------------------------- */
 
+/* Cache lock held, for these two and every partial list. */
 static void partial_add(QcCache *cache, VmemSlab *slab)
 {
+    VmemSlab **head = &cache->partial[slab->home];
     slab->partial = true;
     slab->prev = NULL;
-    slab->next = cache->partial;
-    if (cache->partial != NULL)
-        cache->partial->prev = slab;
-    cache->partial = slab;
+    slab->next = *head;
+    if (*head != NULL)
+        (*head)->prev = slab;
+    *head = slab;
+    cache->npartial++;
 }
 
 static void partial_remove(QcCache *cache, VmemSlab *slab)
@@ -499,15 +543,47 @@ static void partial_remove(QcCache *cache, VmemSlab *slab)
     if (slab->prev != NULL)
         slab->prev->next = slab->next;
     else
-        cache->partial = slab->next;
+        cache->partial[slab->home] = slab->next;
     if (slab->next != NULL)
         slab->next->prev = slab->prev;
+    cache->npartial--;
 }
 
-/* Takes one object from a partial slab. Cache lock held. */
-static bool slab_take(const VmemQcacheState *qs, QcCache *cache, uintptr_t *addrp)
+/* How far slab_pick() may reach beyond the CPU's own partial list. */
+enum { PICK_OWN, PICK_SPARE, PICK_ANY };
+
+/* A partial slab for CPU `home` to take objects from: its own first; else
+ * with PICK_SPARE one another CPU can spare - never the head of its list,
+ * which that CPU is taking from - or with PICK_ANY (no memory for a slab
+ * of its own) any partial slab. A slab taken from another list changes
+ * home. NULL if there is none. Cache lock held. */
+static VmemSlab *slab_pick(QcCache *cache, unsigned home, int reach)
 {
-    VmemSlab *slab = cache->partial;
+    VmemSlab *slab = cache->partial[home];
+    if (LIKELY(slab != NULL) || reach == PICK_OWN || cache->npartial == 0)
+        return slab;
+    for (unsigned i = 0; i < VMEM_MAX_CPUS; i++) {
+        VmemSlab *head = cache->partial[i];
+        if (head == NULL)
+            continue;
+        slab = head->next != NULL ? head->next : reach == PICK_ANY ? head : NULL;
+        if (slab == NULL)
+            continue;
+        partial_remove(cache, slab);
+        /* Atomic: frees read it outside the lock (a hint where objects go). */
+        __atomic_store_n(&slab->home, (uint16_t)home, __ATOMIC_RELAXED);
+        partial_add(cache, slab);
+        return slab;
+    }
+    return NULL;
+}
+
+/* Takes one object for a caller, from a partial slab slab_pick() gives.
+ * Cache lock held. */
+static bool slab_take(const VmemQcacheState *qs, QcCache *cache, unsigned home, int reach,
+                      uintptr_t *addrp)
+{
+    VmemSlab *slab = slab_pick(cache, home, reach);
     if (slab == NULL)
         return false;
     unsigned q = (unsigned)__builtin_ctzll(slab->in_slab);
@@ -576,10 +652,13 @@ static void mag_flush(const VmemQcacheState *qs, QcCache *cache, VmemMag *mag,
     }
 }
 
-/* Carves a new slab for cache c and takes one object from it. Returns 0
- * with *addrp set, 1 if another CPU raced for the table room (retry), or
- * -VMEM_ERR_NO_MEM. No lock held. */
-static int slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, uintptr_t *addrp)
+/* Carves a new slab for cache c, homed at CPU `home`, and takes one
+ * object from it: a slab never sits on a partial list with no object out,
+ * where nothing would ever release it. Returns 0 with *addrp set, 1 if
+ * another CPU raced for the table room (retry), or -VMEM_ERR_NO_MEM. No
+ * lock held. */
+static int slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, unsigned home, int vmflag,
+                     uintptr_t *addrp)
 {
     QcCache *cache = &qs->cache[c];
     if (!table_reserve(qs, vmflag))
@@ -598,6 +677,7 @@ static int slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, uintpt
     slab->base = base;
     slab->cache = (uint16_t)c;
     slab->out = 0;
+    __atomic_store_n(&slab->home, (uint16_t)home, __ATOMIC_RELAXED);
     slab->partial = false;
     slab->in_slab = 0;
     for (size_t q = 0; q < SLAB_QUANTA_MAX; q++)
@@ -629,7 +709,7 @@ static int slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, uintpt
     qs->slabs_created++;
     vmem_port_unlock(&qs->qs_lock, state);
     partial_add(cache, slab);
-    slab_take(qs, cache, addrp);
+    slab_take(qs, cache, home, PICK_SPARE, addrp);
     vmem_port_unlock(&cache->lock, cstate);
     return 0;
 }
@@ -677,11 +757,13 @@ static VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
         cache->objsize = (c + 1) * vm->quantum;
         cache->full = cache->empty = NULL;
         cache->nfull = cache->nempty = 0;
-        cache->partial = NULL;
+        cache->npartial = 0;
         cache->slab_handouts = cache->slab_takebacks = 0;
         for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
+            cache->partial[i] = NULL;
             cache->cpu[i].seq = 0;
-            cache->cpu[i].loaded = cache->cpu[i].previous = NULL;
+            cache->cpu[i].index = (uint16_t)i;
+            cache->cpu[i].loaded = cache->cpu[i].previous = cache->cpu[i].away = NULL;
             cache->cpu[i].handed_out = cache->cpu[i].taken_back = 0;
 #if VMEM_QCACHE_SLOT_FAULT_PERIOD > 0
             cache->cpu[i].acquisitions = 0;
@@ -726,32 +808,48 @@ static inline QcCpu *my_cpu(QcCache *cache)
     return &cache->cpu[vmem_port_cpu_id() % VMEM_MAX_CPUS];
 }
 
+static inline unsigned cpu_index(const QcCache *cache, const QcCpu *cpu)
+{
+    return (unsigned)(cpu - cache->cpu);
+}
+
 /* ---- Allocation ------------------------------------------------------------------------- */
 
-/* Allocation that bypasses the magazines: an object straight from a slab,
- * from a new slab if none has one. No lock held. */
-static COLD uintptr_t alloc_from_slabs(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag)
+/* vmflag for what is worth having only if it can be had without waiting. */
+static int at_once(int vmflag) { return (vmflag & ~VM_SLEEP) | VM_NOSLEEP; }
+
+static bool take_locked(VmemQcacheState *qs, QcCache *cache, unsigned home, int reach,
+                        uintptr_t *addrp)
+{
+    VmemIrqState cstate = vmem_port_lock(&cache->lock);
+    bool got = slab_take(qs, cache, home, reach, addrp);
+    vmem_port_unlock(&cache->lock, cstate);
+    return got;
+}
+
+/* Allocation that bypasses the magazines, for CPU `home`: an object
+ * straight from one of its slabs or one another CPU can spare; else from
+ * a new slab of its own if one can be had without waiting; else from any
+ * partial slab; else from a new slab. No lock held. */
+static COLD uintptr_t alloc_from_slabs(Vmem *vm, VmemQcacheState *qs, size_t c, unsigned home,
+                                       int vmflag)
 {
     QcCache *cache = &qs->cache[c];
     uintptr_t addr;
-    VmemIrqState cstate = vmem_port_lock(&cache->lock);
-    bool got = slab_take(qs, cache, &addr);
-    vmem_port_unlock(&cache->lock, cstate);
-    if (got)
+    if (take_locked(qs, cache, home, PICK_SPARE, &addr))
         return addr;
-    for (int attempt = 0; attempt < 4; attempt++) {
-        int result = slab_grow(vm, qs, c, vmflag, &addr);
-        if (result == 0)
+    int result = slab_grow(vm, qs, c, home, at_once(vmflag), &addr);
+    bool waited = at_once(vmflag) == vmflag; /* that try was all vmflag allows */
+    /* 1: another CPU raced for the table room; a few more tries. */
+    for (int attempt = 0; result != 0 && attempt < 4; attempt++) {
+        if (take_locked(qs, cache, home, PICK_ANY, &addr))
             return addr;
-        if (result < 0)
+        if (result < 0 && waited)
             return 0;
-        cstate = vmem_port_lock(&cache->lock);
-        got = slab_take(qs, cache, &addr);
-        vmem_port_unlock(&cache->lock, cstate);
-        if (got)
-            return addr;
+        result = slab_grow(vm, qs, c, home, vmflag, &addr);
+        waited = true;
     }
-    return 0;
+    return result == 0 ? addr : 0;
 }
 
 /* Pops the top round of a magazine that has one, marks the object
@@ -776,39 +874,125 @@ static inline void put_round(VmemMag *mag, uintptr_t addr, VmemSlab *slab)
     mag->rounds++;
 }
 
-/* Allocation when the loaded magazine is empty: the previous one, a full
- * magazine from the depot, else the slabs. Entered inside the slot;
- * returns outside it. */
+/* Fills an empty magazine for CPU `home` from its own partial slabs, or
+ * if it has none, from one another CPU can spare (never from a new slab):
+ * one lock hold for a magazine of misses. The objects count as free, in a
+ * magazine. Returns the rounds loaded. Cache lock held. */
+static size_t mag_refill(const VmemQcacheState *qs, QcCache *cache, unsigned home, VmemMag *mag)
+{
+    while (mag->rounds < MAG_ROUNDS) {
+        /* Topping up from another CPU's slab would put objects of one
+         * slab on two CPUs for the sake of a few rounds. */
+        VmemSlab *slab = slab_pick(cache, home, mag->rounds == 0 ? PICK_SPARE : PICK_OWN);
+        if (slab == NULL)
+            break;
+        /* The lowest objects, as a single take would hand them out, pushed
+         * highest first so that the pops go up through the slab. */
+        uint64_t taken = 0, left = slab->in_slab;
+        for (size_t room = MAG_ROUNDS - mag->rounds; room > 0 && left != 0; room--) {
+            taken |= left & (~left + 1);
+            left &= left - 1;
+        }
+        slab->in_slab = left;
+        while (taken != 0) {
+            unsigned q = 63u - (unsigned)__builtin_clzll(taken);
+            taken &= ~((uint64_t)1 << q);
+            slab->out++;
+            __atomic_store_n(&slab->state[q], (uint8_t)OBJ_IN_MAGAZINE, __ATOMIC_RELAXED);
+            put_round(mag, slab->base + ((uintptr_t)q << qs->hot.quantum_shift), slab);
+        }
+        if (slab->in_slab == 0)
+            partial_remove(cache, slab);
+    }
+    return mag->rounds;
+}
+
+/* Unlinks a full magazine from the depot: the latest one CPU `home`
+ * filled, else with `anyone` the latest of all, else NULL. The depot
+ * holds at most DEPOT_FULL_MAX + 1: a short walk. Cache lock held. */
+static VmemMag *depot_take_full(QcCache *cache, unsigned home, bool anyone)
+{
+    VmemMag **link = &cache->full;
+    while (*link != NULL && (*link)->filler != home)
+        link = &(*link)->next;
+    if (*link == NULL) {
+        if (!anyone || cache->full == NULL)
+            return NULL;
+        link = &cache->full;
+    }
+    VmemMag *mag = *link;
+    *link = mag->next;
+    cache->nfull--;
+    return mag;
+}
+
+/* Allocation when both magazines are empty. In order: a full magazine
+ * this CPU put in the depot; its empty magazine refilled from its own
+ * slabs (or one another CPU can spare); a full magazine another CPU put in
+ * the depot, if the depot is full (the others free more than they
+ * allocate, and their surplus would otherwise go back to the slabs only to
+ * come out here) or no new slab can be had at once; else a new slab of
+ * its own, whose first object is the caller's. With no magazine to fill,
+ * or no slab to be had, the object comes straight from the slabs. Taking
+ * other CPUs' magazines and slabs last keeps each slab's objects on one
+ * CPU, so that the state bytes a hit writes stay in that CPU's cache (see
+ * Homes). Entered inside the slot; returns outside it. */
 static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu,
                                  int vmflag)
 {
     QcCache *cache = &qs->cache[c];
+    unsigned home = cpu_index(cache, cpu);
+    bool grown = false;   /* a new slab was tried for (once is enough) */
+    bool no_slab = false; /* and could not be had at once */
     for (;;) {
         VmemMag *mag = cpu->loaded;
         if (mag != NULL && mag->rounds > 0)
             return hand_out_round(qs, cpu, mag);
-        if (cpu->previous != NULL && cpu->previous->rounds > 0) {
+        if (cpu->previous != NULL && (cpu->previous->rounds > 0 || mag == NULL)) {
             cpu->loaded = cpu->previous;
             cpu->previous = mag;
             continue;
         }
-        /* Both empty: trade the older one for a full magazine. */
         VmemIrqState cstate = vmem_port_lock(&cache->lock);
-        VmemMag *full = cache->full;
-        if (full == NULL) {
-            vmem_port_unlock(&cache->lock, cstate);
-            break;
+        VmemMag *full = depot_take_full(cache, home, false);
+        if (full == NULL && mag == NULL && cache->empty != NULL) {
+            mag = cpu->loaded = cache->empty;
+            cache->empty = mag->next;
+            cache->nempty--;
         }
-        cache->full = full->next;
-        cache->nfull--;
-        if (cpu->previous != NULL)
-            depot_put_empty(qs, cache, cpu->previous);
-        cpu->previous = cpu->loaded;
-        cpu->loaded = full;
+        if (full == NULL && mag != NULL && mag_refill(qs, cache, home, mag) > 0) {
+            vmem_port_unlock(&cache->lock, cstate);
+            continue;
+        }
+        if (full == NULL && (cache->nfull >= DEPOT_FULL_MAX || no_slab))
+            full = depot_take_full(cache, home, true);
+        if (full != NULL) {
+            /* Trade the older empty magazine for it. */
+            if (cpu->previous != NULL)
+                depot_put_empty(qs, cache, cpu->previous);
+            cpu->previous = cpu->loaded;
+            cpu->loaded = full;
+            vmem_port_unlock(&cache->lock, cstate);
+            continue;
+        }
         vmem_port_unlock(&cache->lock, cstate);
+        slot_exit(cpu);
+        if (mag == NULL || grown)
+            break;
+        /* A new slab, with no slot or lock held: its first object is the
+         * caller's, and the next miss fills the magazine from the rest.
+         * Without one, into the slot again (or around it if it was taken
+         * meanwhile) for another CPU's magazine. */
+        grown = true;
+        uintptr_t addr;
+        int result = slab_grow(vm, qs, c, home, at_once(vmflag), &addr);
+        if (result == 0)
+            return addr;
+        no_slab = result < 0;
+        if (!slot_enter(cpu))
+            break;
     }
-    slot_exit(cpu);
-    return alloc_from_slabs(vm, qs, c, vmflag);
+    return alloc_from_slabs(vm, qs, c, home, vmflag);
 }
 
 /* The first allocation of an arena with caches creates their state. */
@@ -831,7 +1015,7 @@ uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
         return 0;
     QcCpu *cpu = my_cpu(&qs->cache[c]);
     if (UNLIKELY(!slot_enter_within(cpu, SLOT_ATTEMPTS)))
-        return alloc_from_slabs(vm, qs, c, vmflag);
+        return alloc_from_slabs(vm, qs, c, cpu_index(&qs->cache[c], cpu), vmflag);
     VmemMag *mag = cpu->loaded;
     if (UNLIKELY(mag == NULL || mag->rounds == 0))
         return alloc_miss(vm, qs, c, cpu, vmflag);
@@ -843,9 +1027,10 @@ uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
 /* Hands a full magazine to the depot. Past DEPOT_FULL_MAX the oldest full
  * magazine goes back to its slabs instead, so that slabs no longer used
  * can be released. Cache lock held. */
-static void depot_put_full(VmemQcacheState *qs, QcCache *cache, VmemMag *mag,
+static void depot_put_full(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, unsigned filler,
                            VmemSlab **release)
 {
+    mag->filler = (uint16_t)filler;
     mag->next = cache->full;
     cache->full = mag;
     if (++cache->nfull <= DEPOT_FULL_MAX)
@@ -859,6 +1044,22 @@ static void depot_put_full(VmemQcacheState *qs, QcCache *cache, VmemMag *mag,
     cache->nfull--;
     mag_flush(qs, cache, oldest, release);
     depot_put_empty(qs, cache, oldest);
+}
+
+/* The end of a free that found no magazine for its object: the object
+ * goes back to its slab, and the slabs that became wholly free (those on
+ * `release` and perhaps its own) back to the arena. No slot held. */
+static void free_into_slab(Vmem *vm, VmemQcacheState *qs, QcCache *cache, VmemSlab *slab,
+                           uintptr_t addr, VmemSlab *release)
+{
+    VmemIrqState cstate = vmem_port_lock(&cache->lock);
+    VmemSlab *emptied = slab_put(qs, cache, slab, addr);
+    vmem_port_unlock(&cache->lock, cstate);
+    if (emptied != NULL) {
+        emptied->next = release;
+        release = emptied;
+    }
+    slabs_release(vm, qs, release);
 }
 
 /* Free when the loaded magazine is full (or missing): the object, already
@@ -891,7 +1092,7 @@ static COLD void free_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu, 
             cache->empty = empty->next;
             cache->nempty--;
             if (cpu->previous != NULL)
-                depot_put_full(qs, cache, cpu->previous, &release);
+                depot_put_full(qs, cache, cpu->previous, cpu_index(cache, cpu), &release);
             cpu->previous = cpu->loaded;
             cpu->loaded = empty;
             vmem_port_unlock(&cache->lock, cstate);
@@ -911,14 +1112,55 @@ static COLD void free_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu, 
         if (!slot_enter(cpu))
             break;
     }
-    VmemIrqState cstate = vmem_port_lock(&cache->lock);
-    VmemSlab *emptied = slab_put(qs, cache, slab, addr);
-    vmem_port_unlock(&cache->lock, cstate);
-    if (emptied != NULL) {
-        emptied->next = release;
-        release = emptied;
+    free_into_slab(vm, qs, cache, slab, addr, release);
+}
+
+/* Free of an object whose slab is homed on another CPU (the caller moved,
+ * or the object was handed on): it goes into this CPU's away magazine,
+ * which, full, goes to the depot as a magazine its home CPU filled, so
+ * that objects go back to the CPU whose slab lines they share instead of
+ * circulating here for good. The first round's home names the magazine
+ * (with more than two CPUs its rounds may have several). Without an empty
+ * magazine, as in free_miss(). Entered inside the slot, with the object
+ * marked and counted; returns outside it. */
+static COLD void free_away(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu, uintptr_t addr,
+                           VmemSlab *slab)
+{
+    QcCache *cache = &qs->cache[c];
+    VmemSlab *release = NULL;
+    for (;;) {
+        VmemMag *mag = cpu->away;
+        if (mag != NULL && mag->rounds < MAG_ROUNDS) {
+            put_round(mag, addr, slab);
+            slot_exit(cpu);
+            slabs_release(vm, qs, release);
+            return;
+        }
+        VmemIrqState cstate = vmem_port_lock(&cache->lock);
+        VmemMag *empty = cache->empty;
+        if (empty != NULL) {
+            cache->empty = empty->next;
+            cache->nempty--;
+            if (mag != NULL)
+                depot_put_full(qs, cache, mag,
+                               __atomic_load_n(&mag->round[0].slab->home, __ATOMIC_RELAXED),
+                               &release);
+            cpu->away = empty;
+            vmem_port_unlock(&cache->lock, cstate);
+            continue;
+        }
+        vmem_port_unlock(&cache->lock, cstate);
+        slot_exit(cpu);
+        VmemMag *fresh = mag_get(qs, VM_NOSLEEP);
+        if (fresh == NULL)
+            break;
+        cstate = vmem_port_lock(&cache->lock);
+        depot_put_empty(qs, cache, fresh);
+        vmem_port_unlock(&cache->lock, cstate);
+        if (!slot_enter(cpu))
+            break;
     }
-    slabs_release(vm, qs, release);
+    free_into_slab(vm, qs, cache, slab, addr, release);
 }
 
 /* Why a free was refused: by the slab's cache, the alignment, or seen, the
@@ -999,6 +1241,11 @@ int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
         return -VMEM_ERR_INVALID;
     }
     __atomic_store_n(&cpu->taken_back, cpu->taken_back + 1, __ATOMIC_RELAXED);
+    /* Both lines are in this CPU's cache already (slab->cache, the slot). */
+    if (UNLIKELY(__atomic_load_n(&slab->home, __ATOMIC_RELAXED) != cpu->index)) {
+        free_away(vm, qs, c, cpu, addr, slab);
+        return 0;
+    }
     VmemMag *mag = cpu->loaded;
     if (UNLIKELY(mag == NULL || mag->rounds == MAG_ROUNDS)) {
         free_miss(vm, qs, c, cpu, addr, slab);
@@ -1046,9 +1293,9 @@ void vmem_qcache_drain(Vmem *vm, bool insist)
             if (tries == 0)
                 continue;
             VmemIrqState cstate = vmem_port_lock(&cache->lock);
-            VmemMag *mags[2] = {cpu->loaded, cpu->previous};
-            cpu->loaded = cpu->previous = NULL;
-            for (int m = 0; m < 2; m++) {
+            VmemMag *mags[3] = {cpu->loaded, cpu->previous, cpu->away};
+            cpu->loaded = cpu->previous = cpu->away = NULL;
+            for (int m = 0; m < 3; m++) {
                 if (mags[m] == NULL)
                     continue;
                 mag_flush(qs, cache, mags[m], &release);

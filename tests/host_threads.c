@@ -1,8 +1,10 @@
 /*
- * host_threads.c - host-only tests that need threads: a multi-threaded
- * stress of every arena kind against a shared ownership table, and
- * VM_SLEEP / VM_NOSLEEP behaviour. Uses pthreads, so it is not part of the
- * freestanding suites the test kernel runs.
+ * host_threads.c - host-only tests that need threads or CPUs: a
+ * multi-threaded stress of every arena kind against a shared ownership
+ * table, VM_SLEEP / VM_NOSLEEP behaviour, and where the quantum caches
+ * take objects from when the caller moves between CPUs. Uses pthreads and
+ * CPU affinity, so it is not part of the freestanding suites the test
+ * kernel runs.
  *
  * The ownership table has one byte per quantum of each arena's range. A
  * thread that gets [addr, addr + size) swaps every byte to "owned" and the
@@ -10,12 +12,14 @@
  * allocations that overlap, on any arena, in any thread, fail the test.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "test_support.h"
+#include "vmem_config.h"
 
 #define Q 0x1000UL
 /* Where the arenas' ranges lie: above 4 GiB on 64-bit, below it on 32-bit,
@@ -293,8 +297,230 @@ static void nosleep_alloc_fails_at_once_when_full(void)
     vmem_destroy(&vm);
 }
 
+/* ---- Quantum caches: each CPU's objects from slabs of its own ----------------------- */
+
+/*
+ * The caches keep the objects a CPU holds in slabs that CPU carved (their
+ * state bytes then stay in its cache: see "Homes" in vmem_qcache.c). These
+ * tests move the calling thread between two CPUs with sched_setaffinity,
+ * so they pass without checking anything on a machine that offers one;
+ * and since a refused slot (check-slot-faults) sends objects back to their
+ * slabs early, which lets another CPU take a slab legitimately, they check
+ * where objects come from only when slots never refuse.
+ */
+#define SLOT_FAULTS (VMEM_QCACHE_SLOT_FAULT_PERIOD > 0)
+#define HOME_BASE 0x10000000UL
+
+struct two_cpus {
+    int cpu[2];
+    cpu_set_t saved; /* the affinity to restore */
+};
+
+/* Two CPUs this thread may run on, with different quantum-cache slots. */
+static bool two_cpus_find(struct two_cpus *t)
+{
+    if (sched_getaffinity(0, sizeof(t->saved), &t->saved) != 0)
+        return false;
+    int found = 0;
+    for (int c = 0; c < CPU_SETSIZE && found < 2; c++)
+        if (CPU_ISSET(c, &t->saved) &&
+            (found == 0 || c % VMEM_MAX_CPUS != t->cpu[0] % VMEM_MAX_CPUS))
+            t->cpu[found++] = c;
+    if (found < 2)
+        vtest_puts("  (nothing checked: this machine offers one CPU)\n");
+    return found == 2;
+}
+
+/* Moves the calling thread onto CPU `i` of t; true once it runs there. */
+static bool run_on(const struct two_cpus *t, int i)
+{
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(t->cpu[i], &one);
+    return sched_setaffinity(0, sizeof(one), &one) == 0 && sched_getcpu() == t->cpu[i];
+}
+
+/* Runs body on a machine with two CPUs, restoring the affinity after it. */
+static void with_two_cpus(void (*body)(const struct two_cpus *))
+{
+    struct two_cpus t;
+    if (!two_cpus_find(&t))
+        return;
+    body(&t);
+    sched_setaffinity(0, sizeof(t.saved), &t.saved);
+}
+
+/* The arena segment (a slab) holding addr, as an index into segs, or n. */
+static size_t slab_holding(const struct ts_segment *segs, size_t n, void *addr)
+{
+    size_t i = 0;
+    while (i < n && !(TS_ADDR(addr) >= segs[i].addr && TS_ADDR(addr) < segs[i].addr + segs[i].size))
+        i++;
+    return i;
+}
+
+/* Caches up to 4 quanta: slabs of 16 quanta, each 16 one-quantum objects. */
+static bool make_home_arena(Vmem *vm, const char *name)
+{
+    return vmem_init(vm, name, TS_PTR(HOME_BASE), 1024 * Q, Q, NULL, NULL, NULL, 4 * Q,
+                     VM_NOSLEEP) == 0;
+}
+
+static void two_cpus_allocating_use_two_slabs(const struct two_cpus *t)
+{
+    static Vmem vm;
+    VT_ASSERT(make_home_arena(&vm, "qc-homes"));
+    void *objects[2][4];
+    for (int i = 0; i < 2; i++) {
+        VT_ASSERT(run_on(t, i));
+        for (int k = 0; k < 4; k++) {
+            objects[i][k] = vmem_alloc(&vm, Q, VM_NOSLEEP);
+            VT_ASSERT(objects[i][k] != NULL);
+        }
+    }
+    /* The first CPU's slab still has 12 free objects, yet the second CPU
+     * carved a slab of its own rather than share that one. */
+    struct ts_segment segs[4];
+    size_t n = ts_collect(&vm, VMEM_ALLOC, segs, 4);
+    VT_ASSERT(n == 2);
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < 4; k++)
+            VT_ASSERT(slab_holding(segs, n, objects[i][k]) == slab_holding(segs, n, objects[i][0]));
+    VT_ASSERT(slab_holding(segs, n, objects[0][0]) != slab_holding(segs, n, objects[1][0]));
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < 4; k++)
+            vmem_free(&vm, objects[i][k], Q);
+    VT_CONSISTENT(&vm);
+    vmem_destroy(&vm);
+}
+
+static void cached_objects_of_two_cpus_come_from_different_slabs(void)
+{
+    with_two_cpus(two_cpus_allocating_use_two_slabs);
+}
+
+/* Whether any of `count` objects lies in one of the slabs in `slabs`. */
+static bool any_in(void *const *objects, size_t count, const struct ts_segment *slabs, size_t n)
+{
+    for (size_t k = 0; k < count; k++)
+        if (slab_holding(slabs, n, objects[k]) < n)
+            return true;
+    return false;
+}
+
+static void second_cpu_carves_rather_than_take_a_few_magazines(const struct two_cpus *t)
+{
+    static Vmem vm;
+    static void *first[50], *second[20];
+    VT_ASSERT(make_home_arena(&vm, "qc-own-mags"));
+    VT_ASSERT(run_on(t, 0));
+    for (int k = 0; k < 50; k++)
+        VT_ASSERT((first[k] = vmem_alloc(&vm, Q, VM_NOSLEEP)) != NULL);
+    static struct ts_segment first_slabs[8];
+    size_t n = ts_collect(&vm, VMEM_ALLOC, first_slabs, 8);
+    VT_ASSERT(n == 4);
+    /* Two magazines (of 15) stay with this CPU, two more go full to the
+     * depot: fewer than the depot keeps before it flushes one. */
+    for (int k = 0; k < 50; k++)
+        vmem_free(&vm, first[k], Q);
+    VT_ASSERT(run_on(t, 1));
+    for (int k = 0; k < 20; k++)
+        VT_ASSERT((second[k] = vmem_alloc(&vm, Q, VM_NOSLEEP)) != NULL);
+    if (!SLOT_FAULTS)
+        VT_ASSERT(!any_in(second, 20, first_slabs, n));
+    for (int k = 0; k < 20; k++)
+        vmem_free(&vm, second[k], Q);
+    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
+    VT_CONSISTENT(&vm);
+    vmem_destroy(&vm);
+}
+
+static void a_cpu_takes_another_cpus_magazines_only_from_a_full_depot(void)
+{
+    with_two_cpus(second_cpu_carves_rather_than_take_a_few_magazines);
+}
+
+static void second_cpu_takes_the_surplus_of_a_full_depot(const struct two_cpus *t)
+{
+    static Vmem vm;
+    static void *first[90], *second[15];
+    VT_ASSERT(make_home_arena(&vm, "qc-surplus"));
+    VT_ASSERT(run_on(t, 0));
+    for (int k = 0; k < 90; k++)
+        VT_ASSERT((first[k] = vmem_alloc(&vm, Q, VM_NOSLEEP)) != NULL);
+    /* Two magazines stay with this CPU and four go full to the depot:
+     * as many as it keeps (one more and it would flush one to the slabs). */
+    for (int k = 0; k < 90; k++)
+        vmem_free(&vm, first[k], Q);
+    size_t slabs = vm.stat.alloc;
+    VT_ASSERT(run_on(t, 1));
+    for (int k = 0; k < 15; k++)
+        VT_ASSERT((second[k] = vmem_alloc(&vm, Q, VM_NOSLEEP)) != NULL);
+    /* One of those magazines served them all: no slab was carved. */
+    if (!SLOT_FAULTS)
+        VT_ASSERT(vm.stat.alloc == slabs);
+    for (int k = 0; k < 15; k++)
+        vmem_free(&vm, second[k], Q);
+    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
+    VT_CONSISTENT(&vm);
+    vmem_destroy(&vm);
+}
+
+static void a_full_depot_gives_its_surplus_to_another_cpu(void)
+{
+    with_two_cpus(second_cpu_takes_the_surplus_of_a_full_depot);
+}
+
+static bool one_of(void *object, void *const *objects, size_t count)
+{
+    for (size_t k = 0; k < count; k++)
+        if (objects[k] == object)
+            return true;
+    return false;
+}
+
+static void objects_freed_elsewhere_come_back(const struct two_cpus *t)
+{
+    static Vmem vm;
+    static void *first[20], *again[15];
+    VT_ASSERT(make_home_arena(&vm, "qc-away"));
+    VT_ASSERT(run_on(t, 0));
+    for (int k = 0; k < 20; k++)
+        VT_ASSERT((first[k] = vmem_alloc(&vm, Q, VM_NOSLEEP)) != NULL);
+    /* Freed on the other CPU: fifteen fill a magazine that goes to the
+     * depot as the first CPU's, five wait in the other CPU's. */
+    VT_ASSERT(run_on(t, 1));
+    for (int k = 0; k < 20; k++)
+        vmem_free(&vm, first[k], Q);
+    /* The first CPU gets them back, though its second slab has twelve
+     * objects never handed out. */
+    VT_ASSERT(run_on(t, 0));
+    for (int k = 0; k < 15; k++) {
+        VT_ASSERT((again[k] = vmem_alloc(&vm, Q, VM_NOSLEEP)) != NULL);
+        if (!SLOT_FAULTS)
+            VT_ASSERT(one_of(again[k], first, 20));
+    }
+    for (int k = 0; k < 15; k++)
+        vmem_free(&vm, again[k], Q);
+    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
+    VT_CONSISTENT(&vm);
+    /* Destroy's drain empties the other CPU's magazine of strays too. */
+    ts_capture_misuse();
+    vmem_destroy(&vm);
+    VT_ASSERT(vtest_env_misuse_count() == 0);
+}
+
+static void objects_freed_on_another_cpu_go_back_to_their_home_cpu(void)
+{
+    with_two_cpus(objects_freed_elsewhere_come_back);
+}
+
 VTEST_SUITE(suite_threads, VTEST_CASE(stress_2_threads_never_overlap),
             VTEST_CASE(stress_4_threads_never_overlap), VTEST_CASE(stress_8_threads_never_overlap),
             VTEST_CASE(sleeping_alloc_is_woken_by_a_free),
             VTEST_CASE(sleeping_alloc_is_woken_by_vmem_add),
-            VTEST_CASE(nosleep_alloc_fails_at_once_when_full));
+            VTEST_CASE(nosleep_alloc_fails_at_once_when_full),
+            VTEST_CASE(cached_objects_of_two_cpus_come_from_different_slabs),
+            VTEST_CASE(a_cpu_takes_another_cpus_magazines_only_from_a_full_depot),
+            VTEST_CASE(a_full_depot_gives_its_surplus_to_another_cpu),
+            VTEST_CASE(objects_freed_on_another_cpu_go_back_to_their_home_cpu));
