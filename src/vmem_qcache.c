@@ -1062,6 +1062,22 @@ static void free_into_slab(Vmem *vm, VmemQcacheState *qs, QcCache *cache, VmemSl
     slabs_release(vm, qs, release);
 }
 
+/* No empty magazine anywhere: a new one goes to the depot, taken from the
+ * page source with no slot or lock held. Entered inside the slot; true when
+ * the caller is inside it again, to retry, false when it is outside (no
+ * memory, or the slot was taken meanwhile). */
+static COLD bool restock_empty_magazine(VmemQcacheState *qs, QcCache *cache, QcCpu *cpu)
+{
+    slot_exit(cpu);
+    VmemMag *fresh = mag_get(qs, VM_NOSLEEP);
+    if (fresh == NULL)
+        return false;
+    VmemIrqState cstate = vmem_port_lock(&cache->lock);
+    depot_put_empty(qs, cache, fresh);
+    vmem_port_unlock(&cache->lock, cstate);
+    return slot_enter(cpu);
+}
+
 /* Free when the loaded magazine is full (or missing): the object, already
  * marked as in a magazine and counted, goes into the previous one, an
  * empty one from the depot or a new one; without memory for one, or if
@@ -1099,17 +1115,9 @@ static COLD void free_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu, 
             continue;
         }
         vmem_port_unlock(&cache->lock, cstate);
-        /* No empty magazine anywhere: a new one comes from the page source,
-         * with no slot or lock held. The object is ours meanwhile (in no
-         * magazine yet), so its slab stays. */
-        slot_exit(cpu);
-        VmemMag *fresh = mag_get(qs, VM_NOSLEEP);
-        if (fresh == NULL)
-            break;
-        cstate = vmem_port_lock(&cache->lock);
-        depot_put_empty(qs, cache, fresh);
-        vmem_port_unlock(&cache->lock, cstate);
-        if (!slot_enter(cpu))
+        /* The object is ours meanwhile (in no magazine yet), so its slab
+         * stays. */
+        if (!restock_empty_magazine(qs, cache, cpu))
             break;
     }
     free_into_slab(vm, qs, cache, slab, addr, release);
@@ -1150,14 +1158,7 @@ static COLD void free_away(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu, 
             continue;
         }
         vmem_port_unlock(&cache->lock, cstate);
-        slot_exit(cpu);
-        VmemMag *fresh = mag_get(qs, VM_NOSLEEP);
-        if (fresh == NULL)
-            break;
-        cstate = vmem_port_lock(&cache->lock);
-        depot_put_empty(qs, cache, fresh);
-        vmem_port_unlock(&cache->lock, cstate);
-        if (!slot_enter(cpu))
+        if (!restock_empty_magazine(qs, cache, cpu))
             break;
     }
     free_into_slab(vm, qs, cache, slab, addr, release);
