@@ -73,7 +73,9 @@
  *    imports size + align - quantum (+ nocross) and gives the span straight
  *    back if it still cannot be used. At most MAX_IMPORTS per call: import
  *    never loops. A span goes back to the source as soon as it is wholly
- *    free, again with the lock dropped.
+ *    free, again with the lock dropped; so does one that an allocation
+ *    imported and then did not use (room freed by another thread while
+ *    the import ran), before that allocation returns.
  *
  * 7. Boundary tags. Before searching, an operation fills the arena's stash
  *    to VMEM_TAGS_PER_OP tags (vmem_tags.c explains the worst case), so it
@@ -988,6 +990,12 @@ static int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *req, int 
         }
         imports = 0;
     }
+    /* A span this request imported and did not use goes back now, or it
+     * would stay imported with nothing in it (only frees give spans
+     * back): while the import ran unlocked, another thread may have freed
+     * what the request then took instead, and tags may have run out. */
+    if (imported_last && (result != 0 || *addrp < span_base || *addrp - span_base >= span_size))
+        return_unused_import(vm, &state, span_base, span_size);
     unlock_and_release(vm, state, &left);
     if (cannot_sleep)
         vmem_report(vm, call, req->min, req->size, VMEM_MISUSE_CANNOT_SLEEP,

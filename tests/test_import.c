@@ -384,6 +384,48 @@ static void recording_release(Vmem *source, void *addr, size_t size)
     vmem_xfree(source, addr, size);
 }
 
+/* The segment interfering_import frees in its arena, as another CPU could
+ * while an import runs with the arena unlocked. */
+static struct {
+    Vmem *arena;
+    void *addr;
+} interference;
+
+static void *interfering_import(Vmem *source, size_t size, int flags)
+{
+    if (interference.arena != NULL) {
+        vmem_free(interference.arena, interference.addr, PAGE);
+        interference.arena = NULL;
+    }
+    return vmem_alloc(source, size, flags);
+}
+
+/* A request that imports, and then finds room a free made meanwhile: the
+ * span it imported and did not use goes back, not to stay imported with
+ * nothing in it. First-fit takes the lower, freed page. */
+static void import_left_unused_by_a_racing_free_goes_back(void)
+{
+    static Vmem source, child;
+    VT_ASSERT(init_source(&source, "import-race-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(vmem_init(&child, "import-race", TS_PTR(0x500000), PAGE, PAGE, interfering_import,
+                        vmem_free, &source, 0, 0) == 0);
+    void *own = vmem_alloc(&child, PAGE, VM_NOSLEEP);
+    VT_ASSERT(own == TS_PTR(0x500000));
+    interference.arena = &child;
+    interference.addr = own;
+    void *got = vmem_alloc(&child, PAGE, VM_FIRSTFIT | VM_NOSLEEP);
+    VT_ASSERT(interference.arena == NULL); /* the import ran, and freed */
+    VT_ASSERT(got == TS_PTR(0x500000));
+    VT_ASSERT(child.stat.import == 0);
+    VT_ASSERT(source.stat.in_use == 0);
+    VT_ASSERT(ts_stat_is(&child, PAGE, 0, PAGE, 2, 1));
+    VT_CONSISTENT(&child);
+    vmem_free(&child, got, PAGE);
+    vmem_destroy(&child);
+    VT_CONSISTENT(&source);
+    vmem_destroy(&source);
+}
+
 /* A bound on import attempts for one request: any fixed small number means
  * the arena did not retry forever. */
 #define IMPORT_ATTEMPTS_MAX 4
@@ -492,4 +534,5 @@ VTEST_SUITE(suite_import,
             VTEST_CASE(custom_import_returning_null_fails_without_looping),
             VTEST_CASE(custom_import_of_an_unsuitable_span_fails_without_looping),
             VTEST_CASE(callbacks_receive_the_source_arena),
-            VTEST_CASE(destroying_an_idle_importer_leaves_the_source_clean));
+            VTEST_CASE(destroying_an_idle_importer_leaves_the_source_clean),
+            VTEST_CASE(import_left_unused_by_a_racing_free_goes_back));
