@@ -37,12 +37,12 @@ static Vmem *storage_free;
 /*
  * A page of tags: VMEM_TAGS_PER_PAGE hot parts, their links (vmem_internal.h
  * explains the split), then this header in the space left at the end of
- * the page. The pool keeps each
- * page's free tags on the page's own list and hands them out a page at a
- * time: consecutive tags come from one page, so an arena's tags stay close
- * together however scattered the pool became (a destroyed arena of a
- * million segments returns its tags in no useful order), and a page whose
- * tags all came back is found without a walk over tags.
+ * the page. The pool keeps each page's free tags on the page's own list and
+ * hands them out a page at a time: consecutive tags come from one page, so
+ * an arena's tags stay close together however scattered the pool became (a
+ * destroyed arena of a million segments returns its tags in no useful
+ * order), and a page whose tags all came back is found without a walk over
+ * tags.
  */
 typedef struct tag_page {
     VmemTag *free;          /* this page's tags in the pool */
