@@ -10,8 +10,8 @@
  *   W5    adversarial: requests that must skip many too-small or misaligned
  *         free fragments, and how their cost grows with the fragment count
  *   W6    small sizes through an arena with qcache_max = 8 quanta, 1 and 2
- *         threads, each pinned to a CPU of its own (it measures whatever the
- *         library does for such sizes)
+ *         threads, the two each pinned to a CPU of its own (it measures
+ *         whatever the library does for such sizes)
  *
  * It uses only the public API (vmem.h, vmem_posix.h). Every random choice
  * comes from a fixed seed, so the work is identical from run to run and
@@ -852,17 +852,20 @@ typedef struct {
     uint64_t seed;
     uint64_t t0, t1;
     size_t failures;
-    int index; /* which thread of the run: pinned to the index-th CPU it may use */
+    int index; /* pinned to the index-th CPU the process may use; -1: not pinned */
 } W6Thread;
 
 /* Pins the calling thread to the index-th CPU of the process's set, when
- * there are that many: unpinned, the scheduler moves threads between the
- * CPUs (and stacks both on one for a while), and W6 would measure that.
- * Best effort: without the CPUs, the thread runs where it is put. */
+ * there are that many: unpinned, the scheduler moves the two threads
+ * between the CPUs (and stacks both on one for a while), and W6 would
+ * measure that. A lone thread is left where the scheduler puts it, as
+ * before: pinned, it would measure whichever vCPU comes first, which the
+ * host may be sharing at the time. Best effort: without the CPUs, the
+ * thread runs where it is put. */
 static void pin_to_cpu(int index)
 {
     cpu_set_t allowed;
-    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0)
+    if (index < 0 || sched_getaffinity(0, sizeof(allowed), &allowed) != 0)
         return;
     for (int cpu = 0, seen = 0; cpu < CPU_SETSIZE; cpu++) {
         if (!CPU_ISSET(cpu, &allowed) || seen++ != index)
@@ -906,7 +909,8 @@ static double w6_run(int nthreads, size_t live, size_t pairs, int run, size_t *f
     pthread_t tid[2];
     for (int i = 0; i < nthreads; i++) {
         t[i] = (W6Thread){ .vm = vm, .barrier = &barrier, .live = live, .pairs = pairs,
-                           .seed = 600 + (uint64_t)run * 16 + (uint64_t)i, .index = i };
+                           .seed = 600 + (uint64_t)run * 16 + (uint64_t)i,
+                           .index = nthreads > 1 ? i : -1 };
         if (pthread_create(&tid[i], NULL, w6_thread, &t[i]) != 0)
             die("pthread_create failed");
     }
