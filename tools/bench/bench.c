@@ -19,9 +19,10 @@
  * median (with min and max) of several runs, each run timed as a whole with
  * CLOCK_MONOTONIC after an untimed warm-up; setup and teardown are never
  * timed, and each workload's arena is destroyed and the unused tag pages
- * released before the next one starts. The per-operation harness cost is one xorshift step and an index
- * into the live array (the next slot prefetched), the same code for every
- * policy: about 5-15 ns per pair on its own.
+ * released before the next one starts. The per-operation harness cost is
+ * one xorshift step and an index into the live array (the next slot
+ * prefetched), the same code for every policy: about 5-15 ns per pair on
+ * its own.
  *
  * Output: one table on stdout and a CSV file with the columns
  * workload,policy,param,metric,median,min,max,runs (written row by row, so a
