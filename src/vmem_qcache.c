@@ -787,6 +787,17 @@ static VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
     return qs;
 }
 
+/* An empty magazine from the depot, or NULL. Cache lock held. */
+static VmemMag *depot_take_empty(QcCache *cache)
+{
+    VmemMag *mag = cache->empty;
+    if (mag != NULL) {
+        cache->empty = mag->next;
+        cache->nempty--;
+    }
+    return mag;
+}
+
 /* Hands an empty magazine to the depot; past DEPOT_EMPTY_MAX it goes to the
  * shared magazine list instead, for any cache to use. Cache lock held. */
 static void depot_put_empty(VmemQcacheState *qs, QcCache *cache, VmemMag *mag)
@@ -955,11 +966,8 @@ static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu 
         }
         VmemIrqState cstate = vmem_port_lock(&cache->lock);
         VmemMag *full = depot_take_full(cache, home, false);
-        if (full == NULL && mag == NULL && cache->empty != NULL) {
-            mag = cpu->loaded = cache->empty;
-            cache->empty = mag->next;
-            cache->nempty--;
-        }
+        if (full == NULL && mag == NULL)
+            mag = cpu->loaded = depot_take_empty(cache);
         if (full == NULL && mag != NULL && mag_refill(qs, cache, home, mag) > 0) {
             vmem_port_unlock(&cache->lock, cstate);
             continue;
@@ -1103,10 +1111,8 @@ static COLD void free_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu, 
         }
         /* Both full (or missing): trade the older one for an empty one. */
         VmemIrqState cstate = vmem_port_lock(&cache->lock);
-        VmemMag *empty = cache->empty;
+        VmemMag *empty = depot_take_empty(cache);
         if (empty != NULL) {
-            cache->empty = empty->next;
-            cache->nempty--;
             if (cpu->previous != NULL)
                 depot_put_full(qs, cache, cpu->previous, cpu_index(cache, cpu), &release);
             cpu->previous = cpu->loaded;
@@ -1145,10 +1151,8 @@ static COLD void free_away(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu, 
             return;
         }
         VmemIrqState cstate = vmem_port_lock(&cache->lock);
-        VmemMag *empty = cache->empty;
+        VmemMag *empty = depot_take_empty(cache);
         if (empty != NULL) {
-            cache->empty = empty->next;
-            cache->nempty--;
             if (mag != NULL)
                 depot_put_full(qs, cache, mag,
                                __atomic_load_n(&mag->round[0].slab->home, __ATOMIC_RELAXED),
