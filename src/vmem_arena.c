@@ -19,7 +19,10 @@
  *    span marker. Invariant: no two free segments are adjacent in the list.
  *
  * 3. Free segments sit on size-class freelists, and one bit per class in
- *    vm_freemap says whether its list is empty. The classes split each
+ *    vm_freemap says whether its list is empty - from the first request
+ *    that reads them (instant-fit, the default policy) on: an arena that
+ *    only ever asks for next-fit, first-fit or best-fit never keeps them,
+ *    so that its frees and splits touch no freelist neighbours. The classes split each
  *    power-of-two range of sizes [2^n, 2^(n+1)) in VMEM_FREELIST_SPLIT
  *    equal parts (size_class() in vmem_internal.h): the paper's
  *    power-of-two lists, each cut in four. Instant-fit first looks at a few
@@ -349,6 +352,7 @@ static void freelist_remove(Vmem *vm, VmemTag *tag)
         freemap_clear(vm, c);
 }
 
+static bool listed(const Vmem *vm) { return (vm->vm_state & VMEM_STATE_LISTED) != 0; }
 static bool addr_indexed(const Vmem *vm) { return (vm->vm_state & VMEM_STATE_ADDR_INDEXED) != 0; }
 static bool size_indexed(const Vmem *vm) { return (vm->vm_state & VMEM_STATE_SIZE_INDEXED) != 0; }
 
@@ -356,7 +360,8 @@ static void free_index_insert(Vmem *vm, VmemTag *tag)
 {
     tag->type = SEG_FREE;
     tag->flags = 0;
-    freelist_insert(vm, tag);
+    if (listed(vm))
+        freelist_insert(vm, tag);
     if (addr_indexed(vm))
         vmem_tree_insert_addr(vm, tag);
     if (size_indexed(vm))
@@ -365,31 +370,41 @@ static void free_index_insert(Vmem *vm, VmemTag *tag)
 
 static void free_index_remove(Vmem *vm, VmemTag *tag)
 {
-    freelist_remove(vm, tag);
+    if (listed(vm))
+        freelist_remove(vm, tag);
     if (addr_indexed(vm))
         vmem_tree_remove_addr(vm, tag);
     if (size_indexed(vm))
         vmem_tree_remove_size(vm, tag);
 }
 
-/* Builds one tree over the free segments, once: from then on every change
- * keeps it current (theory statement, 3). Each tree is built only when a
- * search first needs it, so an arena that only ever asks for addresses
- * (first-fit, VM_ENDALLOC, next-fit) never pays for the size tree, nor a
- * best-fit arena for the address tree. Locked. */
-static void ensure_index(Vmem *vm, unsigned which)
+/* Builds one index of the free segments - a tree, or the freelists -
+ * once: from then on every change keeps it current (theory statement, 3).
+ * Each is built only when a request first needs it, so an arena that only
+ * ever asks for addresses (first-fit, VM_ENDALLOC, next-fit) never pays
+ * for the size tree, a best-fit arena for the address tree, nor either
+ * of them for the freelists, which only instant-fit reads. The walk goes
+ * down the addresses, so that each list starts at its lowest segment, as
+ * in an arena that kept its lists from the start. Locked. */
+static __attribute__((noinline, cold)) void build_index(Vmem *vm, unsigned which)
 {
-    if ((vm->vm_state & which) != 0)
-        return;
     vm->vm_state |= which;
-    for (VmemTag *tag = vm->vm_seg_first; tag != NULL; tag = tag->seg_next) {
+    for (VmemTag *tag = vm->vm_seg_last; tag != NULL; tag = tag->seg_prev) {
         if (tag->type != SEG_FREE)
             continue;
-        if (which == VMEM_STATE_ADDR_INDEXED)
+        if (which == VMEM_STATE_LISTED)
+            freelist_insert(vm, tag);
+        else if (which == VMEM_STATE_ADDR_INDEXED)
             vmem_tree_insert_addr(vm, tag);
         else
             vmem_tree_insert_size(vm, tag);
     }
+}
+
+static inline void ensure_index(Vmem *vm, unsigned which)
+{
+    if ((vm->vm_state & which) == 0)
+        build_index(vm, which);
 }
 
 /* Gives a free segment a new range that keeps its place in address order
@@ -397,7 +412,7 @@ static void ensure_index(Vmem *vm, unsigned which)
 static void free_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size)
 {
     unsigned c = size_class(size);
-    bool relist = c != size_class(tag->size);
+    bool relist = listed(vm) && c != size_class(tag->size);
     if (size_indexed(vm))
         vmem_tree_remove_size(vm, tag);
     if (relist)
@@ -753,6 +768,7 @@ use_index:
 static VmemTag *find_placement(Vmem *vm, const VmemRequest *req, int vmflag, uintptr_t *addrp)
 {
     if (!(vmflag & (VM_BESTFIT | VM_NEXTFIT | VM_FIRSTFIT)) && !req->top_down) {
+        ensure_index(vm, VMEM_STATE_LISTED);
         if (unconstrained(vm, req))
             return instant_fit(vm, req, addrp);
         /* Constrained instant-fit: a segment of the comfortable size fits

@@ -186,7 +186,9 @@ void vmem_dump(Vmem *vmp)
     bool any_free = false;
     for (size_t w = 0; w < VMEM_FREEMAP_WORDS; w++)
         any_free |= vmp->vm_freemap[w] != 0;
-    if (!any_free)
+    if (!(vmp->vm_state & VMEM_STATE_LISTED))
+        fmt_str(&f, " not kept (no instant-fit request yet)");
+    else if (!any_free)
         fmt_str(&f, " all empty");
     /* Counted by power of two, whatever the classes within one are. */
     size_t count = 0;
@@ -332,13 +334,15 @@ static bool check_segments(const Vmem *vm, Census *c, Problem *p)
 
 static bool check_freelists(const Vmem *vm, const Census *c, Problem *p)
 {
+    /* Until instant-fit first needs them, the lists are empty. */
+    size_t expected = (vm->vm_state & VMEM_STATE_LISTED) ? c->free : 0;
     size_t members = 0;
     for (unsigned n = 0; n < VMEM_FREELISTS; n++) {
         if (freemap_has(vm, n) != (vm->vm_freelist[n] != NULL))
             return problem(p, "freelist bitmap disagrees with the lists", vm->vm_freelist[n]);
         VmemTag *const *pprev = &vm->vm_freelist[n];
         for (const VmemTag *tag = vm->vm_freelist[n]; tag != NULL; tag = tag->u.free.list_next) {
-            if (++members > c->free)
+            if (++members > expected)
                 return problem(p, "freelists hold more than the free segments", tag);
             if (tag->type != SEG_FREE || size_class(tag->size) != n)
                 return problem(p, "freelist member not free or in the wrong list", tag);
@@ -347,7 +351,7 @@ static bool check_freelists(const Vmem *vm, const Census *c, Problem *p)
             pprev = &tag->u.free.list_next;
         }
     }
-    if (members != c->free)
+    if (members != expected)
         return problem(p, "a free segment is missing from the freelists", NULL);
     return true;
 }

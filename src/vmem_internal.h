@@ -25,6 +25,7 @@
 #define VMEM_STATE_CREATED 0x1 /* storage came from vmem_create() */
 #define VMEM_STATE_ADDR_INDEXED 0x2 /* free segments are also in vm_free_by_addr */
 #define VMEM_STATE_SIZE_INDEXED 0x4 /* free segments are also in vm_free_by_size */
+#define VMEM_STATE_LISTED 0x8       /* free segments are on the size-class freelists */
 
 /* Segment types: the public VMEM_ALLOC / VMEM_FREE / VMEM_SPAN values. */
 enum { SEG_ALLOC = VMEM_ALLOC, SEG_FREE = VMEM_FREE, SEG_SPAN = VMEM_SPAN };

@@ -150,16 +150,16 @@ static void instant_fit_of_a_power_of_two_uses_its_own_list(void)
 }
 
 /* The classes split each power of two in four: a request of 16 takes the
- * 17 of [16, 20), not the 20 of [20, 24) - which heads the freelist, since
- * it was listed last, and which plain power-of-two lists would give. */
+ * 17 of [16, 20), not the 20 of [20, 24) - the lower of the two, so the
+ * head of the one list plain power-of-two lists would share. */
 static void instant_fit_takes_the_smallest_class_that_guarantees_a_fit(void)
 {
     static Vmem vm;
     struct fragments frags;
-    static const size_t sizes[] = {17, 20};
+    static const size_t sizes[] = {20, 17};
     VT_ASSERT(build_fragments(&vm, "policy-instant-class", sizes, 2, 0, &frags));
-    VT_ASSERT(alloc_lands_at(&vm, 16, VM_INSTANTFIT, frags.start[0]));
-    VT_ASSERT(alloc_lands_at(&vm, 18, VM_INSTANTFIT, frags.start[1]));
+    VT_ASSERT(alloc_lands_at(&vm, 16, VM_INSTANTFIT, frags.start[1]));
+    VT_ASSERT(alloc_lands_at(&vm, 18, VM_INSTANTFIT, frags.start[0]));
     VT_ASSERT(release_fragments(&vm, &frags));
 }
 
@@ -168,12 +168,13 @@ static void instant_fit_uses_a_fitting_segment_when_no_list_guarantees_one(void)
     static Vmem vm;
     struct fragments frags;
     /* No class above 13's own holds anything, and its own class [12, 14)
-     * lists five 12s ahead of the one 13 - more than instant-fit peeks at.
-     * The 13 still fits: the request must not fail (VM_NOSLEEP fails only
-     * when nothing fits). */
-    static const size_t sizes[] = {13, 12, 12, 12, 12, 12};
+     * lists five 12s ahead of the one 13 (lists built on the first
+     * instant-fit request run up the addresses) - more than instant-fit
+     * peeks at. The 13 still fits: the request must not fail (VM_NOSLEEP
+     * fails only when nothing fits). */
+    static const size_t sizes[] = {12, 12, 12, 12, 12, 13};
     VT_ASSERT(build_fragments(&vm, "policy-instant-fallback", sizes, 6, 0, &frags));
-    VT_ASSERT(alloc_lands_at(&vm, 13, VM_INSTANTFIT, frags.start[0]));
+    VT_ASSERT(alloc_lands_at(&vm, 13, VM_INSTANTFIT, frags.start[5]));
     VT_ASSERT(release_fragments(&vm, &frags));
 }
 
@@ -183,13 +184,69 @@ static void instant_fit_falls_back_to_the_address_index_when_that_is_the_one_kep
 {
     static Vmem vm;
     struct fragments frags;
-    static const size_t sizes[] = {13, 12, 12, 12, 12, 12};
+    static const size_t sizes[] = {12, 12, 12, 12, 12, 13};
     VT_ASSERT(build_fragments(&vm, "policy-instant-addr", sizes, 6, 0, &frags));
     /* A first-fit request that nothing satisfies still builds the address
-     * index, and leaves the 13 below the five 12s of its class list. */
+     * index; the 13 is listed below the five 12s of its class list. */
     VT_ASSERT(vmem_alloc(&vm, 14, VM_FIRSTFIT | VM_NOSLEEP) == NULL);
-    VT_ASSERT(alloc_lands_at(&vm, 13, VM_INSTANTFIT, frags.start[0]));
+    VT_ASSERT(alloc_lands_at(&vm, 13, VM_INSTANTFIT, frags.start[5]));
     VT_ASSERT(release_fragments(&vm, &frags));
+}
+
+/* The freelists are an index like the trees: an arena that has only seen
+ * next-fit keeps none (its frees and splits touch no list), and the first
+ * instant-fit request lists every free segment, each list running up the
+ * addresses, and they are kept exact from then on. */
+static bool freelists_kept(const Vmem *vm)
+{
+    for (size_t w = 0; w < VMEM_FREEMAP_WORDS; w++)
+        if (vm->vm_freemap[w] != 0)
+            return true;
+    return false;
+}
+
+static void freelists_are_kept_from_the_first_instant_fit_request_on(void)
+{
+    static Vmem vm;
+    static uintptr_t ids[40];
+    VT_ASSERT(vmem_init(&vm, "policy-lists", TS_PTR(FRAG_BASE), 40 * 8, 1, NULL, NULL, NULL, 0,
+                        VM_NOSLEEP) == 0);
+    /* Forty 8-ID blocks by next-fit; freeing blocks 2 and 3, 10 and 11
+     * leaves two free 16s, and the free tail of the arena is gone. */
+    for (size_t i = 0; i < 40; i++) {
+        void *got = vmem_alloc(&vm, 8, VM_NEXTFIT | VM_NOSLEEP);
+        VT_ASSERT(got == TS_PTR(FRAG_BASE + 8 * i));
+        ids[i] = TS_ADDR(got);
+    }
+    static const size_t freed[] = { 2, 3, 10, 11 };
+    for (size_t i = 0; i < 4; i++)
+        vmem_free(&vm, TS_PTR(ids[freed[i]]), 8);
+    VT_CONSISTENT(&vm);
+    VT_ASSERT(!freelists_kept(&vm));
+    /* Eagerly kept lists would be headed by the last freed 16 (blocks
+     * 10-11); lists built now start at the lowest (blocks 2-3). */
+    void *got = vmem_alloc(&vm, 16, VM_INSTANTFIT | VM_NOSLEEP);
+    VT_ASSERT(got == TS_PTR(ids[2]));
+    VT_ASSERT(freelists_kept(&vm));
+    VT_CONSISTENT(&vm);
+    /* Kept from then on, whatever the policy of the request. */
+    vmem_free(&vm, got, 16);
+    vmem_free(&vm, TS_PTR(ids[20]), 8);
+    VT_CONSISTENT(&vm);
+    void *four = vmem_alloc(&vm, 4, VM_NEXTFIT | VM_NOSLEEP);
+    VT_ASSERT(four != NULL);
+    VT_CONSISTENT(&vm);
+    void *eight = vmem_alloc(&vm, 8, VM_INSTANTFIT | VM_NOSLEEP);
+    VT_ASSERT(eight != NULL);
+    VT_CONSISTENT(&vm);
+    vmem_free(&vm, four, 4);
+    vmem_free(&vm, eight, 8);
+    for (size_t i = 0; i < 40; i++)
+        if (i != 2 && i != 3 && i != 10 && i != 11 && i != 20)
+            vmem_free(&vm, TS_PTR(ids[i]), 8);
+    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
+    VT_CONSISTENT(&vm);
+    vmem_destroy(&vm);
 }
 
 /* Each free-segment index is built when a request first needs it, in
@@ -558,6 +615,7 @@ VTEST_SUITE(suite_policy,
             VTEST_CASE(instant_fit_uses_a_fitting_segment_when_no_list_guarantees_one),
             VTEST_CASE(instant_fit_falls_back_to_the_address_index_when_that_is_the_one_kept),
             VTEST_CASE(each_index_is_built_on_first_need_and_kept_exact),
+            VTEST_CASE(freelists_are_kept_from_the_first_instant_fit_request_on),
             VTEST_CASE(best_fit_picks_the_smallest_fitting_segment),
             VTEST_CASE(best_fit_prefers_an_exact_fit_over_a_larger_segment),
             VTEST_CASE(best_fit_with_endalloc_takes_the_top_of_the_smallest_segment),
