@@ -736,8 +736,9 @@ static VmemTag *next_fit_indexed(Vmem *vm, const VmemRequest *req, uintptr_t *ad
  * needs no index. After NEXT_FIT_WALK segments it asks the index instead,
  * so it is never linear either. In address order from the rotor, the first
  * fit is exactly what the index would find. The rotor tag never starts
- * above the rotor address with free space between them (theory statement,
- * 3): it is the last next-fit segment, or the free segment that absorbed it.
+ * above the rotor address: it is the last next-fit segment, the free
+ * segment that absorbed it, or the piece another allocation carved from
+ * the front of that free segment (carve).
  */
 static VmemTag *next_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
@@ -817,6 +818,10 @@ static VmemTag *carve(Vmem *vm, VmemTag *free, uintptr_t addr, size_t size, uint
         if (!lead) {
             free_resize(vm, free, alloc_last + 1, seg_last - alloc_last);
             seg_insert_after(vm, free->seg_prev, alloc);
+            /* The rotor tag must not move up past the rotor: space freed
+             * between them later would be skipped by next-fit. */
+            if (vm->vm_rotor_tag == free)
+                vm->vm_rotor_tag = alloc;
         } else {
             free_resize(vm, free, seg_base, addr - seg_base);
             if (trail) {

@@ -524,6 +524,35 @@ static void next_fit_matches_a_model_as_segments_split_and_merge(void)
     vmem_destroy(&vm);
 }
 
+/* Instant-fit allocations carve the front off the free segment that
+ * absorbed the last next-fit segment, so that segment now starts above
+ * the rotor; an ID freed between the rotor and it is still the next one
+ * next-fit hands out (found by the fuzzer: next-fit skipped it). */
+static void next_fit_finds_an_id_freed_behind_a_carved_rotor_segment(void)
+{
+    static Vmem vm;
+    VT_ASSERT(vmem_init(&vm, "policy-next-carved", TS_PTR(FRAG_BASE), 100, 1, NULL, NULL, NULL, 0,
+                        VM_NOSLEEP) == 0);
+    void *first = vmem_alloc(&vm, 1, VM_NEXTFIT | VM_NOSLEEP);
+    VT_ASSERT(first == TS_PTR(FRAG_BASE));
+    vmem_free(&vm, first, 1); /* the rotor is FRAG_BASE + 1 */
+    void *ids[3];
+    for (size_t i = 0; i < 3; i++) {
+        ids[i] = vmem_alloc(&vm, 1, VM_INSTANTFIT | VM_NOSLEEP);
+        VT_ASSERT(ids[i] == TS_PTR(FRAG_BASE + i));
+    }
+    vmem_free(&vm, ids[1], 1);
+    VT_CONSISTENT(&vm);
+    void *next = vmem_alloc(&vm, 1, VM_NEXTFIT | VM_NOSLEEP);
+    VT_ASSERT(next == TS_PTR(FRAG_BASE + 1));
+    vmem_free(&vm, next, 1);
+    vmem_free(&vm, ids[0], 1);
+    vmem_free(&vm, ids[2], 1);
+    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
+    VT_CONSISTENT(&vm);
+    vmem_destroy(&vm);
+}
+
 static void endalloc_takes_the_highest_address(void)
 {
     static Vmem vm;
@@ -624,6 +653,7 @@ VTEST_SUITE(suite_policy,
             VTEST_CASE(next_fit_skips_ids_in_use),
             VTEST_CASE(next_fit_keeps_live_ids_distinct_until_exhausted),
             VTEST_CASE(next_fit_matches_a_model_as_segments_split_and_merge),
+            VTEST_CASE(next_fit_finds_an_id_freed_behind_a_carved_rotor_segment),
             VTEST_CASE(endalloc_takes_the_highest_address),
             VTEST_CASE(endalloc_prefers_a_higher_small_segment_to_a_lower_large_one),
             VTEST_CASE(conflicting_policy_flags_are_misuse),

@@ -40,6 +40,9 @@
  *     inside or outside, overlapping or wrapping add, busy destroy, a
  *     destroyed arena) is reported exactly once, with a fitting kind, and
  *     leaves every arena exactly as it was; valid calls report nothing.
+ * And after each input, once its arenas are destroyed and the unused tag
+ * pages released, the library holds no page but vmem_create() storage:
+ * no hash table, cache structure or tag page outlives its arenas.
  * Any discrepancy prints the recent operations and traps, so libFuzzer
  * records the input.
  */
@@ -52,6 +55,7 @@
 #include <string.h>
 
 #include "vmem.h"
+#include "vmem_config.h"
 #include "vmem_posix.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -97,6 +101,9 @@ typedef struct {
 } Arena;
 
 static Arena arenas[NARENAS];
+/* Arenas from vmem_create() alive now, and the most ever alive at once:
+ * what the library's storage for them has had to grow to. */
+static size_t created_live, created_peak;
 
 /* Misuse expectations: a bit per VmemMisuseKind. */
 #define K(kind) (1u << (kind))
@@ -732,6 +739,8 @@ static void arena_init(int i, Input *in)
                             a->qmax, flags);
         if (a->vm == NULL)
             fail("vmem_create(%s) failed", arena_names[i]);
+        if (++created_live > created_peak)
+            created_peak = created_live;
     } else {
         a->vm = &a->storage;
         if (vmem_init(a->vm, arena_names[i], (void *)base, size, a->q, afunc, ffunc, source,
@@ -755,6 +764,8 @@ static void arena_destroy(int i)
     vmem_destroy(a->vm);
     expect_no_misuse("destroy");
     a->live = false;
+    if (a->created)
+        created_live--;
     note("destroy %s", arena_names[i]);
 }
 
@@ -1374,6 +1385,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
+/* With every arena destroyed, the only pages the library may keep are
+ * those of vmem_create() storage, which it keeps for reuse and grows a
+ * page at a time, only when every slot is taken: exactly enough for the
+ * most arenas ever created at once. Anything else is a leak that a long
+ * fuzzing run would show only as a slowly growing process. */
+static void expect_no_pages_kept(void)
+{
+    vmem_release_pages();
+    size_t arenas_per_page = VMEM_PAGE_SIZE / sizeof(Vmem);
+    size_t storage_pages = (created_peak + arenas_per_page - 1) / arenas_per_page;
+    size_t out = vmem_posix_pages_outstanding();
+    if (out != storage_pages)
+        fail("%zu pages out with every arena destroyed; vmem_create() storage needs %zu", out,
+             storage_pages);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     Input in = {data, size};
@@ -1443,5 +1470,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < NARENAS; i++)
         if (arenas[i].live)
             arena_destroy(i);
+    expect_no_pages_kept();
     return 0;
 }
