@@ -22,21 +22,21 @@
  *    vm_freemap says whether its list is empty - from the first request
  *    that reads them (instant-fit, the default policy) on: an arena that
  *    only ever asks for next-fit, first-fit or best-fit never keeps them,
- *    so that its frees and splits touch no freelist neighbours. The classes split each
- *    power-of-two range of sizes [2^n, 2^(n+1)) in VMEM_FREELIST_SPLIT
- *    equal parts (size_class() in vmem_internal.h): the paper's
- *    power-of-two lists, each cut in four. Instant-fit first looks at a few
- *    (INSTANT_FIT_PEEK) members of the request's own class for one large
- *    enough, and otherwise takes the head of the first non-empty class
- *    whose every member is large enough: O(1) either way (a bounded peek
- *    and a find-first-set over a few bitmap words). The finer classes are
- *    what keeps instant-fit close to best-fit: a segment at most a quarter
- *    larger than the class boundary above the request, instead of up to
- *    twice its size, so large segments stay whole for large requests
- *    (W2 of the benchmarks: 90% of the arena allocated at the first
- *    failure, against 75% with plain power-of-two lists). Only when
- *    neither finds anything does it search the one class that may hold a
- *    fit.
+ *    so that its frees and splits touch no freelist neighbours. The
+ *    classes split each power-of-two range of sizes [2^n, 2^(n+1)) in
+ *    VMEM_FREELIST_SPLIT equal parts (size_class() in vmem_internal.h):
+ *    the paper's power-of-two lists, each cut in four. Instant-fit first
+ *    looks at a few (INSTANT_FIT_PEEK) members of the request's own class
+ *    for one large enough, and otherwise takes the head of the first
+ *    non-empty class whose every member is large enough: O(1) either way
+ *    (a bounded peek and a find-first-set over a few bitmap words). The
+ *    finer classes are what keeps instant-fit close to best-fit: a
+ *    segment at most a quarter larger than the class boundary above the
+ *    request, instead of up to twice its size, so large segments stay
+ *    whole for large requests (W2 of the benchmarks: 90% of the arena
+ *    allocated at the first failure, against 75% with plain power-of-two
+ *    lists). Only when neither finds anything does it search the one
+ *    class that may hold a fit.
  *    Next-fit walks the segment list from its rotor, a few segments at
  *    most (next_fit). An arena that needs more - best-fit, first-fit,
  *    VM_ENDALLOC, a constrained request the freelists cannot serve, or a
