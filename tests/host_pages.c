@@ -97,33 +97,44 @@ static size_t pages_with_no_tag_pages_kept(void)
     return vmem_posix_pages_outstanding();
 }
 
+/* Arenas over [SPARSE_BASE, + size) whose allocations are every other
+ * page: each keeps a free neighbour, so each needs tags of its own. */
+#define SPARSE_BASE 0x10000000UL
+
+static uintptr_t sparse_page(size_t i) { return SPARSE_BASE + 2 * i * PAGE; }
+
+/* Creates vm and allocates its first n sparse pages; false on a failure. */
+static bool sparse_arena(Vmem *vm, const char *name, size_t size, size_t n)
+{
+    if (vmem_init(vm, name, TS_PTR(SPARSE_BASE), size, PAGE, NULL, NULL, NULL, 0, VM_NOSLEEP) != 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (vmem_alloc_exact(vm, sparse_page(i), PAGE, VM_NOSLEEP) != 0)
+            return false;
+    return true;
+}
+
+static void sparse_free(Vmem *vm, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        vmem_xfree(vm, TS_PTR(sparse_page(i)), PAGE);
+}
+
 static void released_tag_pages_go_back_to_the_page_source(void)
 {
     static Vmem vm;
-    static uintptr_t live[30000];
     size_t baseline = pages_with_no_tag_pages_kept();
-    VT_ASSERT(vmem_init(&vm, "tag-pages", TS_PTR(0x10000000UL), 0x10000000UL, PAGE, NULL, NULL,
-                        NULL, 0, VM_NOSLEEP) == 0);
-    /* Every other page: each allocation keeps a free neighbour, so each
-     * needs tags of its own and the pool must grow by many pages. */
-    for (size_t i = 0; i < 30000; i++) {
-        VT_ASSERT(vmem_alloc_exact(&vm, 0x10000000UL + 2 * i * PAGE, PAGE, VM_NOSLEEP) == 0);
-        live[i] = 0x10000000UL + 2 * i * PAGE;
-    }
+    /* 30,000 segments with tags of their own: the pool grows by many pages. */
+    VT_ASSERT(sparse_arena(&vm, "tag-pages", 0x10000000UL, 30000));
     VT_ASSERT(vmem_posix_pages_outstanding() > baseline + 500);
-    for (size_t i = 0; i < 30000; i++)
-        vmem_xfree(&vm, TS_PTR(live[i]), PAGE);
+    sparse_free(&vm, 30000);
     vmem_destroy(&vm);
     VT_ASSERT(vmem_release_pages() > 500);
     VT_ASSERT(vmem_posix_pages_outstanding() == baseline);
     /* The allocator carries on: new tags come from new pages. */
-    VT_ASSERT(vmem_init(&vm, "tag-pages-again", TS_PTR(0x10000000UL), 0x1000000UL, PAGE, NULL,
-                        NULL, NULL, 0, VM_NOSLEEP) == 0);
-    for (size_t i = 0; i < 1000; i++)
-        VT_ASSERT(vmem_alloc_exact(&vm, 0x10000000UL + 2 * i * PAGE, PAGE, VM_NOSLEEP) == 0);
+    VT_ASSERT(sparse_arena(&vm, "tag-pages-again", 0x1000000UL, 1000));
     VT_CONSISTENT(&vm);
-    for (size_t i = 0; i < 1000; i++)
-        vmem_xfree(&vm, TS_PTR(0x10000000UL + 2 * i * PAGE), PAGE);
+    sparse_free(&vm, 1000);
     vmem_destroy(&vm);
     vmem_release_pages();
     VT_ASSERT(vmem_posix_pages_outstanding() == baseline);
@@ -137,12 +148,9 @@ static void a_small_arena_after_a_scattered_pool_keeps_few_tag_pages(void)
     static Vmem vm;
     static uintptr_t live[30000];
     size_t baseline = pages_with_no_tag_pages_kept();
-    VT_ASSERT(vmem_init(&vm, "scatter", TS_PTR(0x10000000UL), 0x10000000UL, PAGE, NULL, NULL,
-                        NULL, 0, VM_NOSLEEP) == 0);
-    for (size_t i = 0; i < 30000; i++) {
-        live[i] = 0x10000000UL + 2 * i * PAGE;
-        VT_ASSERT(vmem_alloc_exact(&vm, live[i], PAGE, VM_NOSLEEP) == 0);
-    }
+    VT_ASSERT(sparse_arena(&vm, "scatter", 0x10000000UL, 30000));
+    for (size_t i = 0; i < 30000; i++)
+        live[i] = sparse_page(i);
     VtestRng rng;
     vtest_rng_seed(&rng, 0x5ca7);
     for (size_t left = 30000; left > 0; left--) {
@@ -155,16 +163,12 @@ static void a_small_arena_after_a_scattered_pool_keeps_few_tag_pages(void)
     VT_ASSERT(scattered > 500);
 
     /* 400 segments that each keep a free neighbour: about 800 tags. */
-    VT_ASSERT(vmem_init(&vm, "after-scatter", TS_PTR(0x10000000UL), 0x1000000UL, PAGE, NULL,
-                        NULL, NULL, 0, VM_NOSLEEP) == 0);
-    for (size_t i = 0; i < 400; i++)
-        VT_ASSERT(vmem_alloc_exact(&vm, 0x10000000UL + 2 * i * PAGE, PAGE, VM_NOSLEEP) == 0);
+    VT_ASSERT(sparse_arena(&vm, "after-scatter", 0x1000000UL, 400));
     vmem_release_pages();
     /* 800 tags fill about 20 pages; one page per tag would keep hundreds. */
     VT_ASSERT(vmem_posix_pages_outstanding() - baseline <= 40);
     VT_CONSISTENT(&vm);
-    for (size_t i = 0; i < 400; i++)
-        vmem_xfree(&vm, TS_PTR(0x10000000UL + 2 * i * PAGE), PAGE);
+    sparse_free(&vm, 400);
     vmem_destroy(&vm);
     vmem_release_pages();
     VT_ASSERT(vmem_posix_pages_outstanding() == baseline);

@@ -366,6 +366,21 @@ static bool make_home_arena(Vmem *vm, const char *name)
                      VM_NOSLEEP) == 0;
 }
 
+/* Allocates `count` one-quantum objects; false if any allocation fails. */
+static bool take_quanta(Vmem *vm, void **objects, size_t count)
+{
+    for (size_t k = 0; k < count; k++)
+        if ((objects[k] = vmem_alloc(vm, Q, VM_NOSLEEP)) == NULL)
+            return false;
+    return true;
+}
+
+static void give_back_quanta(Vmem *vm, void *const *objects, size_t count)
+{
+    for (size_t k = 0; k < count; k++)
+        vmem_free(vm, objects[k], Q);
+}
+
 static void two_cpus_allocating_use_two_slabs(const struct two_cpus *t)
 {
     static Vmem vm;
@@ -373,10 +388,7 @@ static void two_cpus_allocating_use_two_slabs(const struct two_cpus *t)
     void *objects[2][4];
     for (int i = 0; i < 2; i++) {
         VT_ASSERT(run_on(t, i));
-        for (int k = 0; k < 4; k++) {
-            objects[i][k] = vmem_alloc(&vm, Q, VM_NOSLEEP);
-            VT_ASSERT(objects[i][k] != NULL);
-        }
+        VT_ASSERT(take_quanta(&vm, objects[i], 4));
     }
     /* The first CPU's slab still has 12 free objects, yet the second CPU
      * carved a slab of its own rather than share that one. */
@@ -388,8 +400,7 @@ static void two_cpus_allocating_use_two_slabs(const struct two_cpus *t)
             VT_ASSERT(slab_holding(segs, n, objects[i][k]) == slab_holding(segs, n, objects[i][0]));
     VT_ASSERT(slab_holding(segs, n, objects[0][0]) != slab_holding(segs, n, objects[1][0]));
     for (int i = 0; i < 2; i++)
-        for (int k = 0; k < 4; k++)
-            vmem_free(&vm, objects[i][k], Q);
+        give_back_quanta(&vm, objects[i], 4);
     VT_CONSISTENT(&vm);
     vmem_destroy(&vm);
 }
@@ -414,22 +425,18 @@ static void second_cpu_carves_rather_than_take_a_few_magazines(const struct two_
     static void *first[50], *second[20];
     VT_ASSERT(make_home_arena(&vm, "qc-own-mags"));
     VT_ASSERT(run_on(t, 0));
-    for (int k = 0; k < 50; k++)
-        VT_ASSERT((first[k] = vmem_alloc(&vm, Q, VM_NOSLEEP)) != NULL);
+    VT_ASSERT(take_quanta(&vm, first, 50));
     static struct ts_segment first_slabs[8];
     size_t n = ts_collect(&vm, VMEM_ALLOC, first_slabs, 8);
     VT_ASSERT(n == 4);
     /* Two magazines (of 15) stay with this CPU, two more go full to the
      * depot: fewer than the depot keeps before it flushes one. */
-    for (int k = 0; k < 50; k++)
-        vmem_free(&vm, first[k], Q);
+    give_back_quanta(&vm, first, 50);
     VT_ASSERT(run_on(t, 1));
-    for (int k = 0; k < 20; k++)
-        VT_ASSERT((second[k] = vmem_alloc(&vm, Q, VM_NOSLEEP)) != NULL);
+    VT_ASSERT(take_quanta(&vm, second, 20));
     if (!SLOT_FAULTS)
         VT_ASSERT(!any_in(second, 20, first_slabs, n));
-    for (int k = 0; k < 20; k++)
-        vmem_free(&vm, second[k], Q);
+    give_back_quanta(&vm, second, 20);
     VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
     VT_CONSISTENT(&vm);
     vmem_destroy(&vm);
@@ -446,21 +453,17 @@ static void second_cpu_takes_the_surplus_of_a_full_depot(const struct two_cpus *
     static void *first[90], *second[15];
     VT_ASSERT(make_home_arena(&vm, "qc-surplus"));
     VT_ASSERT(run_on(t, 0));
-    for (int k = 0; k < 90; k++)
-        VT_ASSERT((first[k] = vmem_alloc(&vm, Q, VM_NOSLEEP)) != NULL);
+    VT_ASSERT(take_quanta(&vm, first, 90));
     /* Two magazines stay with this CPU and four go full to the depot:
      * as many as it keeps (one more and it would flush one to the slabs). */
-    for (int k = 0; k < 90; k++)
-        vmem_free(&vm, first[k], Q);
+    give_back_quanta(&vm, first, 90);
     size_t slabs = vm.stat.alloc;
     VT_ASSERT(run_on(t, 1));
-    for (int k = 0; k < 15; k++)
-        VT_ASSERT((second[k] = vmem_alloc(&vm, Q, VM_NOSLEEP)) != NULL);
+    VT_ASSERT(take_quanta(&vm, second, 15));
     /* One of those magazines served them all: no slab was carved. */
     if (!SLOT_FAULTS)
         VT_ASSERT(vm.stat.alloc == slabs);
-    for (int k = 0; k < 15; k++)
-        vmem_free(&vm, second[k], Q);
+    give_back_quanta(&vm, second, 15);
     VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
     VT_CONSISTENT(&vm);
     vmem_destroy(&vm);
@@ -485,13 +488,11 @@ static void objects_freed_elsewhere_come_back(const struct two_cpus *t)
     static void *first[20], *again[15];
     VT_ASSERT(make_home_arena(&vm, "qc-away"));
     VT_ASSERT(run_on(t, 0));
-    for (int k = 0; k < 20; k++)
-        VT_ASSERT((first[k] = vmem_alloc(&vm, Q, VM_NOSLEEP)) != NULL);
+    VT_ASSERT(take_quanta(&vm, first, 20));
     /* Freed on the other CPU: fifteen fill a magazine that goes to the
      * depot as the first CPU's, five wait in the other CPU's. */
     VT_ASSERT(run_on(t, 1));
-    for (int k = 0; k < 20; k++)
-        vmem_free(&vm, first[k], Q);
+    give_back_quanta(&vm, first, 20);
     /* The first CPU gets them back, though its second slab has twelve
      * objects never handed out. */
     VT_ASSERT(run_on(t, 0));
@@ -500,8 +501,7 @@ static void objects_freed_elsewhere_come_back(const struct two_cpus *t)
         if (!SLOT_FAULTS)
             VT_ASSERT(one_of(again[k], first, 20));
     }
-    for (int k = 0; k < 15; k++)
-        vmem_free(&vm, again[k], Q);
+    give_back_quanta(&vm, again, 15);
     VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
     VT_CONSISTENT(&vm);
     /* Destroy's drain empties the other CPU's magazine of strays too. */
