@@ -13,7 +13,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 runner=$here/../tools/run-qemu.sh
 selftests=$here/../tools/kernel-tests/run-selftests.sh
-readonly RESULT_RE='^[0-9]+ passed, [0-9]+ failed$'
+. "$here/../tools/result-line.sh"
 # A 4 GiB boot takes about 30 s under TCG on an idle core; the timeout
 # leaves room for a loaded machine without letting a hang stall CI long.
 boot_timeout=240
@@ -77,23 +77,12 @@ for job in "${jobs[@]}"; do
     echo "=== kernel: $job"
     # The job's own count line is summed below, not repeated: tools/check.sh
     # must see only the combined line.
-    grep -Ev "$RESULT_RE" "$work/$job.out"
-    line=$(grep -E "$RESULT_RE" "$work/$job.out" | tail -n 1)
-    status=$(cat "$work/$job.status")
-    if [ -z "$line" ]; then
-        echo "=== kernel: $job printed no result line (exit status $status): 1 failure"
-        total_failed=$((total_failed + 1))
-        continue
-    fi
-    passed=${line%% passed*}
-    failed=${line#*, }
-    failed=${failed%% failed}
-    if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
-        failed=1
-    fi
-    echo "=== kernel: $job: $passed passed, $failed failed"
-    total_passed=$((total_passed + passed))
-    total_failed=$((total_failed + failed))
+    grep -Ev "$RESULT_LINE_RE" "$work/$job.out"
+    count_result "$work/$job.out" "$(cat "$work/$job.status")"
+    [ -z "$result_problem" ] || echo "=== kernel: $job: $result_problem: counted as 1 failure"
+    echo "=== kernel: $job: $result_passed passed, $result_failed failed"
+    total_passed=$((total_passed + result_passed))
+    total_failed=$((total_failed + result_failed))
 done
 echo "$total_passed passed, $total_failed failed"
 [ "$total_failed" -eq 0 ]

@@ -7,36 +7,23 @@
 # VTEST_SCALE / VTEST_RANDOM_OPS come from the caller. Ends with the summed
 # "N passed, N failed".
 set -u
+. "$(dirname "$0")/result-line.sh"
 asan=$1 tsan=$2 soak=$3
 shift 3
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 passed=0 failed=0
 
-# run LABEL COMMAND...: adds the run's result line to the totals; a run that
-# prints none, or exits non-zero with no failed test (a sanitizer report),
-# counts as one failure.
+# run LABEL COMMAND...: adds the run's result line to the totals
+# (tools/result-line.sh says how a missing line or a bad exit counts).
 run() {
     local label=$1
     shift
     "$@" 2>&1 | tee "$log"
-    local status=${PIPESTATUS[0]}
-    local line p f
-    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
-    if [ -z "$line" ]; then
-        echo "FAIL $label: no result line (exit status $status)"
-        failed=$((failed + 1))
-        return
-    fi
-    p=${line%% passed*}
-    f=${line#*, }
-    f=${f%% failed}
-    if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
-        echo "FAIL $label: exit status $status (a sanitizer report?)"
-        f=1
-    fi
-    passed=$((passed + p))
-    failed=$((failed + f))
+    count_result "$log" "${PIPESTATUS[0]}"
+    [ -z "$result_problem" ] || echo "FAIL $label: $result_problem"
+    passed=$((passed + result_passed))
+    failed=$((failed + result_failed))
 }
 
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
