@@ -346,9 +346,10 @@ static void arena_delete(Vmem *vm)
  * slot of the next pair is prefetched, so that with a million live segments
  * the harness's own array does not add a cache miss to every pair.
  */
-static __attribute__((noinline)) size_t pairs_alloc(Vmem *vm, Seg *live, size_t n, size_t pairs,
-                                                    uint64_t mask, unsigned shift, int flags,
-                                                    Rng *rng)
+static inline __attribute__((always_inline)) size_t pairs_loop(Vmem *vm, Seg *live, size_t n,
+                                                              size_t pairs, uint64_t mask,
+                                                              unsigned shift, bool xalloc,
+                                                              size_t align, int flags, Rng *rng)
 {
     size_t failures = 0;
     uint64_t r = rng_next(rng);
@@ -358,9 +359,16 @@ static __attribute__((noinline)) size_t pairs_alloc(Vmem *vm, Seg *live, size_t 
         Seg *s = &live[below((uint32_t)(r >> 32), (uint32_t)n)];
         size_t size = (size_t)((r & mask) + 1) << shift;
         r = next;
-        if (s->size != 0)
-            vmem_free(vm, (void *)s->addr, s->size);
-        void *p = vmem_alloc(vm, size, flags);
+        void *p;
+        if (xalloc) {
+            if (s->size != 0)
+                vmem_xfree(vm, (void *)s->addr, s->size);
+            p = vmem_xalloc(vm, size, align, 0, 0, NULL, NULL, flags);
+        } else {
+            if (s->size != 0)
+                vmem_free(vm, (void *)s->addr, s->size);
+            p = vmem_alloc(vm, size, flags);
+        }
         if (p == NULL) {
             failures++;
             size = 0;
@@ -371,29 +379,20 @@ static __attribute__((noinline)) size_t pairs_alloc(Vmem *vm, Seg *live, size_t 
     return failures;
 }
 
+/* The loop twice over, each with its calls fixed at compile time, so that
+ * neither pays a test per pair for the other. */
+static __attribute__((noinline)) size_t pairs_alloc(Vmem *vm, Seg *live, size_t n, size_t pairs,
+                                                    uint64_t mask, unsigned shift, int flags,
+                                                    Rng *rng)
+{
+    return pairs_loop(vm, live, n, pairs, mask, shift, false, 0, flags, rng);
+}
+
 static __attribute__((noinline)) size_t pairs_xalloc(Vmem *vm, Seg *live, size_t n, size_t pairs,
                                                      uint64_t mask, unsigned shift, size_t align,
                                                      int flags, Rng *rng)
 {
-    size_t failures = 0;
-    uint64_t r = rng_next(rng);
-    for (size_t i = 0; i < pairs; i++) {
-        uint64_t next = rng_next(rng);
-        __builtin_prefetch(&live[below((uint32_t)(next >> 32), (uint32_t)n)], 1);
-        Seg *s = &live[below((uint32_t)(r >> 32), (uint32_t)n)];
-        size_t size = (size_t)((r & mask) + 1) << shift;
-        r = next;
-        if (s->size != 0)
-            vmem_xfree(vm, (void *)s->addr, s->size);
-        void *p = vmem_xalloc(vm, size, align, 0, 0, NULL, NULL, flags);
-        if (p == NULL) {
-            failures++;
-            size = 0;
-        }
-        s->addr = (uintptr_t)p;
-        s->size = size;
-    }
-    return failures;
+    return pairs_loop(vm, live, n, pairs, mask, shift, true, align, flags, rng);
 }
 
 /* Fills n slots (untimed). align != 0: through vmem_xalloc. */
