@@ -329,6 +329,22 @@ struct live {
 };
 static struct live live[LIVE_MAX];
 
+/* The policies vmem_alloc is asked for, one of them drawn per allocation. */
+static const int alloc_policies[] = {VM_INSTANTFIT, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
+#define ALLOC_POLICIES (sizeof(alloc_policies) / sizeof(alloc_policies[0]))
+
+/* Verifies a live allocation's contents, then frees it the way it was
+ * made. False if the contents changed. */
+static bool release_live(const struct live *l)
+{
+    bool intact = check(l->generation, kmem_ptr(l->addr), l->bytes, 0, true);
+    if (l->xalloc)
+        vmem_xfree(&kmem_phys, l->addr, l->bytes);
+    else
+        vmem_free(&kmem_phys, l->addr, l->bytes);
+    return intact;
+}
+
 /* Random allocations and frees of 1 to 16 frames with every policy and
  * some aligned and top-down requests; each allocation is filled when made
  * and verified when freed. */
@@ -344,13 +360,8 @@ static void random_frames_keep_their_contents(void)
     for (size_t op = 0; op < FRAME_RANDOM_OPS; op++) {
         if (n == LIVE_MAX || (n > 0 && vtest_rng_below(&rng, 2) == 0)) {
             size_t i = (size_t)vtest_rng_below(&rng, n);
-            struct live *l = &live[i];
-            if (!check(l->generation, kmem_ptr(l->addr), l->bytes, 0, true))
+            if (!release_live(&live[i]))
                 contents_ok = false;
-            if (l->xalloc)
-                vmem_xfree(&kmem_phys, l->addr, l->bytes);
-            else
-                vmem_free(&kmem_phys, l->addr, l->bytes);
             live[i] = live[--n];
             continue;
         }
@@ -358,28 +369,16 @@ static void random_frames_keep_their_contents(void)
         size_t align = 0;
         void *p;
         bool xalloc = false;
-        switch (vtest_rng_below(&rng, 6)) {
-        case 0:
-            p = vmem_alloc(&kmem_phys, bytes, VM_INSTANTFIT | VM_NOSLEEP);
-            break;
-        case 1:
-            p = vmem_alloc(&kmem_phys, bytes, VM_BESTFIT | VM_NOSLEEP);
-            break;
-        case 2:
-            p = vmem_alloc(&kmem_phys, bytes, VM_FIRSTFIT | VM_NOSLEEP);
-            break;
-        case 3:
-            p = vmem_alloc(&kmem_phys, bytes, VM_NEXTFIT | VM_NOSLEEP);
-            break;
-        case 4:
+        size_t kind = (size_t)vtest_rng_below(&rng, ALLOC_POLICIES + 2);
+        if (kind < ALLOC_POLICIES) {
+            p = vmem_alloc(&kmem_phys, bytes, alloc_policies[kind] | VM_NOSLEEP);
+        } else if (kind == ALLOC_POLICIES) {
             align = (size_t)FRAME << (2 + vtest_rng_below(&rng, 4)); /* 16-128 KiB */
             p = vmem_xalloc(&kmem_phys, bytes, align, 0, 0, NULL, NULL, VM_NOSLEEP);
             xalloc = true;
-            break;
-        default:
+        } else {
             p = vmem_xalloc(&kmem_phys, bytes, 0, 0, 0, NULL, NULL, VM_ENDALLOC | VM_NOSLEEP);
             xalloc = true;
-            break;
         }
         if (p == NULL) {
             allocated_all = false;
@@ -391,15 +390,9 @@ static void random_frames_keep_their_contents(void)
         fill(generation, kmem_ptr(p), bytes, 0, true);
         n++;
     }
-    while (n > 0) {
-        struct live *l = &live[--n];
-        if (!check(l->generation, kmem_ptr(l->addr), l->bytes, 0, true))
+    while (n > 0)
+        if (!release_live(&live[--n]))
             contents_ok = false;
-        if (l->xalloc)
-            vmem_xfree(&kmem_phys, l->addr, l->bytes);
-        else
-            vmem_free(&kmem_phys, l->addr, l->bytes);
-    }
     KT_ASSERT(allocated_all); /* at most 8 MiB is ever live */
     KT_ASSERT(constraints_ok);
     KT_ASSERT(contents_ok);

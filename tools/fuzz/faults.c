@@ -377,11 +377,10 @@ static bool op_alloc(Arena *a)
     return true;
 }
 
-static bool op_free(Arena *a)
+/* Frees live allocation i the way it was made; frees need no new memory,
+ * so they must succeed whatever the page source does. */
+static bool free_live(Arena *a, size_t i)
 {
-    if (a->nlive == 0)
-        return true;
-    size_t i = below(a->nlive);
     if (a->alloc[i].x)
         vmem_xfree(a->vm, (void *)a->alloc[i].addr, a->alloc[i].size);
     else
@@ -389,6 +388,11 @@ static bool op_free(Arena *a)
     EXPECT(misuse_seen == 0, "%s: free reported misuse: %s", a->name, misuse_last.reason);
     model_drop(a, i);
     return true;
+}
+
+static bool op_free(Arena *a)
+{
+    return a->nlive == 0 || free_live(a, below(a->nlive));
 }
 
 static bool op_add(Arena *a)
@@ -403,19 +407,12 @@ static bool op_add(Arena *a)
     return true;
 }
 
-/* Frees every live allocation of an arena (frees need no new memory, so
- * they must succeed whatever the page source does). */
+/* Frees every live allocation of an arena, the last first. */
 static bool free_all(Arena *a)
 {
-    while (a->nlive > 0) {
-        size_t i = a->nlive - 1;
-        if (a->alloc[i].x)
-            vmem_xfree(a->vm, (void *)a->alloc[i].addr, a->alloc[i].size);
-        else
-            vmem_free(a->vm, (void *)a->alloc[i].addr, a->alloc[i].size);
-        EXPECT(misuse_seen == 0, "%s: free reported misuse: %s", a->name, misuse_last.reason);
-        model_drop(a, i);
-    }
+    while (a->nlive > 0)
+        if (!free_live(a, a->nlive - 1))
+            return false;
     return true;
 }
 
