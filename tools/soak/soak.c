@@ -113,6 +113,18 @@ typedef struct {
 static const int policies[] = {0, VM_INSTANTFIT, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT,
                                VM_ENDALLOC, VM_ENDALLOC | VM_BESTFIT};
 
+/* Frees a held allocation the way it was made, after taking it out of
+ * the shadow map. */
+static void give_back(Held h)
+{
+    Arena *a = &arenas[h.arena];
+    claim(a, h.addr, h.size, false);
+    if (h.x)
+        vmem_xfree(&a->vm, (void *)h.addr, h.size);
+    else
+        vmem_free(&a->vm, (void *)h.addr, h.size);
+}
+
 static void one_op(Worker *w)
 {
     uint64_t r = next_rand(&w->seed);
@@ -121,12 +133,7 @@ static void one_op(Worker *w)
         size_t i = (size_t)((r >> 8) % w->nheld);
         Held h = w->held[i];
         w->held[i] = w->held[--w->nheld];
-        Arena *a = &arenas[h.arena];
-        claim(a, h.addr, h.size, false);
-        if (h.x)
-            vmem_xfree(&a->vm, (void *)h.addr, h.size);
-        else
-            vmem_free(&a->vm, (void *)h.addr, h.size);
+        give_back(h);
     } else {
         int ai = (int)((r >> 8) % 4);
         if (ai == AS && ((r >> 10) & 1))
@@ -167,15 +174,8 @@ static unsigned long ops_of(Worker *w)
 
 static void release_all(Worker *w)
 {
-    while (w->nheld > 0) {
-        Held h = w->held[--w->nheld];
-        Arena *a = &arenas[h.arena];
-        claim(a, h.addr, h.size, false);
-        if (h.x)
-            vmem_xfree(&a->vm, (void *)h.addr, h.size);
-        else
-            vmem_free(&a->vm, (void *)h.addr, h.size);
-    }
+    while (w->nheld > 0)
+        give_back(w->held[--w->nheld]);
 }
 
 static bool check_all(const char *when)
