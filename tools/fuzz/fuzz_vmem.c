@@ -919,6 +919,10 @@ static const char *const call_names[] = {"vmem_alloc", "vmem_xalloc", "vmem_xall
 static void do_alloc(int i, int call, Input *in)
 {
     Arena *a = &arenas[i];
+    /* The model holds MAX_ALLOCS live allocations an arena: with that many,
+     * an allocation is skipped until the input frees some. */
+    if (a->nallocs == MAX_ALLOCS)
+        return;
     Params p;
     int flags = gen_flags(in);
     if (call == CALL_ALLOC) {
