@@ -416,11 +416,11 @@ static inline uint8_t *state_of(const VmemQcacheState *qs, VmemSlab *slab, uintp
 }
 
 /* Fibonacci hashing of the slab's number: the top bits of the product
- * depend on every bit of the number. The low bits depend only on the
- * number's own low bits, and slabs carved one after another have
- * consecutive numbers: masking them (as this did) put 142 such slabs in
- * 58 of 512 slots, and a free probed 3 to 4 slots, each a branch the CPU
- * could not predict. */
+ * depend on every bit of the number, its low bits only on the number's
+ * own low bits. Slabs carved one after another have consecutive numbers,
+ * which the low bits would crowd into a third of the slots (142 slabs in
+ * 58 of 512), making a free probe 3 to 4 slots, each a branch the CPU
+ * cannot predict; the top bits give each its own. */
 static size_t slot_of(const VmemQcacheState *qs, const SlabTable *table, uintptr_t key)
 {
     uint64_t h = (uint64_t)(key >> qs->hot.slab_shift) * 0x9e3779b97f4a7c15ULL;
