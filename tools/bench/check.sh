@@ -3,15 +3,18 @@
 #
 # Runs the quick benchmark once (results in OUTDIR/results.csv, its output in
 # OUTDIR/bench.log) and counts one test per workload: a workload passes when
-# it ran and every row it wrote is well-formed and sane - eight fields, finite
-# positive numbers with min <= median <= max, a positive run count, and no
-# "alloc_failures" row. Nothing here asserts on speed. A benchmark that exits
+# it ran, wrote the rows it must (required_W6 below), and every row it wrote
+# is well-formed and sane - eight fields, finite positive numbers with
+# min <= median <= max, a positive run count, and no "alloc_failures" row. Nothing here asserts on speed. A benchmark that exits
 # non-zero with every workload sane still counts one failure. Ends with
 # "N passed, N failed" and exits non-zero if anything failed.
 set -u
 bin=$1
 out=$2
 workloads="META W1 W2 W3 W4 W5 W6"
+# Rows a workload must write (param:metric), beyond being sane: W6's
+# scaling of one shared arena and its reference, an arena per thread.
+required_W6="2-vs-1:scaling 2-arena-each:scaling 2-arena-each:ns_per_pair"
 mkdir -p "$out"
 csv=$out/results.csv
 log=$out/bench.log
@@ -34,7 +37,8 @@ for w in $workloads; do
     if [ "$bad_header" -eq 1 ]; then
         verdict="no readable results.csv"
     else
-        verdict=$(awk -F, -v w="$w" '
+        need_var=required_$w
+        verdict=$(awk -F, -v w="$w" -v need="${!need_var:-}" '
             function num(x) { return x ~ /^[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?$/ }
             NR == 1 { next }
             NF != 8 { if ($1 == w) { bad = "row " NR ": " NF " fields, not 8" }; next }
@@ -46,8 +50,12 @@ for w in $workloads; do
                 if ($6 + 0 > ($5 + 0) * (1 + 1e-9) || $5 + 0 > ($7 + 0) * (1 + 1e-9)) { bad = "row " NR ": not min <= median <= max"; next }
                 if ($8 !~ /^[1-9][0-9]*$/) { bad = "row " NR ": runs is not a positive integer"; next }
                 if ($4 == "alloc_failures") { bad = "row " NR ": " $4 " in a timed loop (" $2 " " $3 ")"; next }
+                seen[$3 ":" $4] = 1
             }
             END {
+                n = split(need, wanted, " ")
+                for (i = 1; i <= n && bad == ""; i++)
+                    if (!(wanted[i] in seen)) bad = "no " wanted[i] " row"
                 if (bad != "") print bad
                 else if (rows == 0) print "no rows (did not run, or crashed before it)"
                 else print "ok " rows
