@@ -12,14 +12,14 @@
 BENCH_DIR    := $(BUILD)/bench
 BENCH_CFLAGS := $(COMMON_CFLAGS) -O2 -g -DNDEBUG -D_GNU_SOURCE -pthread
 BENCH_LIB_OBJS := $(addprefix $(BENCH_DIR)/obj/,$(LIB_SRCS:.c=.o) $(PORT_POSIX:.c=.o))
-BENCH_OBJ    := $(BENCH_DIR)/obj/tools/bench/bench.o
+BENCH_OBJ    := $(BENCH_DIR)/obj/tools/bench/bench.o $(BENCH_DIR)/obj/tools/bench/classic.o
 BENCH_BIN    := $(BENCH_DIR)/vmem_bench
 BENCH_ARGS   ?=
 BENCH_FLAGS   = $(if $(filter-out 0,$(BENCH_QUICK)),--quick) $(BENCH_ARGS)
 
 .PHONY: bench bench-plot check-bench
 
-$(BENCH_LIB_OBJS) $(BENCH_OBJ): $(BENCH_DIR)/obj/%.o: %.c $(HEADERS)
+$(BENCH_LIB_OBJS) $(BENCH_OBJ): $(BENCH_DIR)/obj/%.o: %.c $(HEADERS) tools/bench/classic.h
 	@mkdir -p $(dir $@)
 	$(CC) $(BENCH_CFLAGS) -c $< -o $@
 

@@ -14,6 +14,13 @@
  *         whatever the library does for such sizes); and, for reference,
  *         two threads with an arena each, which share nothing
  *
+ * Beside libvmem, W1-W4 run a classic vmem (classic.c: the paper's design
+ * as the long-standing kernel implementations build it) on the same work in
+ * the same process, and report libvmem's time as a fraction of its time
+ * ("vs_classic"): the issue states its targets against existing
+ * implementations, and this VM's noise moves two runs in one process alike
+ * far more than two processes.
+ *
  * It uses only the public API (vmem.h, vmem_posix.h). Every random choice
  * comes from a fixed seed, so the work is identical from run to run and
  * from policy to policy; only the time varies. Each timed figure is the
@@ -56,6 +63,8 @@
 
 #include "vmem.h"
 #include "vmem_posix.h"
+
+#include "classic.h"
 
 #define PAGE ((size_t)4096)
 /* Bytes in one page of the port's page source (VMEM_PAGE_SIZE, private to
@@ -303,13 +312,16 @@ static void print_table(void)
 typedef struct {
     const char *name;
     int flag;
+    int classic; /* the classic vmem's policy (classic.h), or NO_CLASSIC */
 } Policy;
 
+#define NO_CLASSIC (-1)
+
 static const Policy policies[] = {
-    { "instantfit", VM_INSTANTFIT },
-    { "bestfit", VM_BESTFIT },
-    { "firstfit", VM_FIRSTFIT },
-    { "nextfit", VM_NEXTFIT },
+    { "instantfit", VM_INSTANTFIT, CLASSIC_INSTANTFIT },
+    { "bestfit", VM_BESTFIT, CLASSIC_BESTFIT },
+    { "firstfit", VM_FIRSTFIT, NO_CLASSIC },
+    { "nextfit", VM_NEXTFIT, CLASSIC_NEXTFIT },
 };
 #define NPOLICIES (sizeof(policies) / sizeof(policies[0]))
 
@@ -340,16 +352,51 @@ static void arena_delete(Vmem *vm)
     free(vm);
 }
 
+/* What a loop runs against: a libvmem arena, or (vm NULL) the classic vmem
+ * with one of its policies. */
+typedef struct {
+    Vmem *vm;
+    ClassicArena *classic;
+    int classic_policy;
+} Target;
+
+static Target target_vmem(Vmem *vm) { return (Target){ vm, NULL, NO_CLASSIC }; }
+
+/* `classic` and `xalloc` are constants wherever the calls are timed. */
+static inline __attribute__((always_inline)) uintptr_t target_alloc(const Target *t, bool classic,
+                                                                    bool xalloc, size_t size,
+                                                                    size_t align, int flags)
+{
+    if (classic)
+        return xalloc ? classic_xalloc(t->classic, size, align, t->classic_policy)
+                      : classic_alloc(t->classic, size, t->classic_policy);
+    return (uintptr_t)(xalloc ? vmem_xalloc(t->vm, size, align, 0, 0, NULL, NULL, flags)
+                              : vmem_alloc(t->vm, size, flags));
+}
+
+static inline __attribute__((always_inline)) void target_free(const Target *t, bool classic,
+                                                             bool xalloc, uintptr_t addr,
+                                                             size_t size)
+{
+    if (classic)
+        classic_free(t->classic, addr, size);
+    else if (xalloc)
+        vmem_xfree(t->vm, (void *)addr, size);
+    else
+        vmem_free(t->vm, (void *)addr, size);
+}
+
 /*
  * The timed loops. size = ((r & mask) + 1) << shift, slot = a uniform index
  * from the high half of the same random word: one RNG step per pair. The
  * slot of the next pair is prefetched, so that with a million live segments
  * the harness's own array does not add a cache miss to every pair.
  */
-static inline __attribute__((always_inline)) size_t pairs_loop(Vmem *vm, Seg *live, size_t n,
+static inline __attribute__((always_inline)) size_t pairs_loop(const Target *t, bool classic,
+                                                              bool xalloc, Seg *live, size_t n,
                                                               size_t pairs, uint64_t mask,
-                                                              unsigned shift, bool xalloc,
-                                                              size_t align, int flags, Rng *rng)
+                                                              unsigned shift, size_t align,
+                                                              int flags, Rng *rng)
 {
     size_t failures = 0;
     uint64_t r = rng_next(rng);
@@ -359,72 +406,84 @@ static inline __attribute__((always_inline)) size_t pairs_loop(Vmem *vm, Seg *li
         Seg *s = &live[below((uint32_t)(r >> 32), (uint32_t)n)];
         size_t size = (size_t)((r & mask) + 1) << shift;
         r = next;
-        void *p;
-        if (xalloc) {
-            if (s->size != 0)
-                vmem_xfree(vm, (void *)s->addr, s->size);
-            p = vmem_xalloc(vm, size, align, 0, 0, NULL, NULL, flags);
-        } else {
-            if (s->size != 0)
-                vmem_free(vm, (void *)s->addr, s->size);
-            p = vmem_alloc(vm, size, flags);
-        }
-        if (p == NULL) {
+        if (s->size != 0)
+            target_free(t, classic, xalloc, s->addr, s->size);
+        uintptr_t p = target_alloc(t, classic, xalloc, size, align, flags);
+        if (p == 0) {
             failures++;
             size = 0;
         }
-        s->addr = (uintptr_t)p;
+        s->addr = p;
         s->size = size;
     }
     return failures;
 }
 
-/* The loop twice over, each with its calls fixed at compile time, so that
- * neither pays a test per pair for the other. */
-static __attribute__((noinline)) size_t pairs_alloc(Vmem *vm, Seg *live, size_t n, size_t pairs,
-                                                    uint64_t mask, unsigned shift, int flags,
-                                                    Rng *rng)
-{
-    return pairs_loop(vm, live, n, pairs, mask, shift, false, 0, flags, rng);
-}
+/* The loop once per kind of call, each with its calls fixed at compile
+ * time, so that none pays a test per pair for another. */
+#define PAIRS_VARIANT(name, classic, xalloc)                                                      \
+    static __attribute__((noinline)) size_t name(const Target *t, Seg *live, size_t n,          \
+                                                 size_t pairs, uint64_t mask, unsigned shift,   \
+                                                 size_t align, int flags, Rng *rng)             \
+    {                                                                                          \
+        return pairs_loop(t, classic, xalloc, live, n, pairs, mask, shift, align, flags, rng); \
+    }
+PAIRS_VARIANT(vmem_pairs_alloc, false, false)
+PAIRS_VARIANT(vmem_pairs_xalloc, false, true)
+PAIRS_VARIANT(classic_pairs_alloc, true, false)
+PAIRS_VARIANT(classic_pairs_xalloc, true, true)
 
-static __attribute__((noinline)) size_t pairs_xalloc(Vmem *vm, Seg *live, size_t n, size_t pairs,
-                                                     uint64_t mask, unsigned shift, size_t align,
-                                                     int flags, Rng *rng)
+/* n random free+alloc pairs (align != 0: aligned requests); returns the
+ * allocations that failed. */
+static size_t pairs_run(const Target *t, Seg *live, size_t n, size_t pairs, uint64_t mask,
+                        unsigned shift, size_t align, int flags, Rng *rng)
 {
-    return pairs_loop(vm, live, n, pairs, mask, shift, true, align, flags, rng);
+    if (t->vm != NULL)
+        return (align != 0 ? vmem_pairs_xalloc : vmem_pairs_alloc)(t, live, n, pairs, mask, shift,
+                                                                   align, flags, rng);
+    return (align != 0 ? classic_pairs_xalloc : classic_pairs_alloc)(t, live, n, pairs, mask,
+                                                                     shift, align, flags, rng);
 }
 
 /* Fills n slots (untimed). align != 0: through vmem_xalloc. */
-static size_t fill(Vmem *vm, Seg *live, size_t n, uint64_t mask, unsigned shift, size_t align,
-                   int flags, Rng *rng)
+static size_t fill(const Target *t, Seg *live, size_t n, uint64_t mask, unsigned shift,
+                   size_t align, int flags, Rng *rng)
 {
     size_t failures = 0;
     for (size_t i = 0; i < n; i++) {
         size_t size = (size_t)((rng_next(rng) & mask) + 1) << shift;
-        void *p = align != 0 ? vmem_xalloc(vm, size, align, 0, 0, NULL, NULL, flags)
-                             : vmem_alloc(vm, size, flags);
-        if (p == NULL) {
+        uintptr_t p = t->vm == NULL ? target_alloc(t, true, align != 0, size, align, flags)
+                                    : target_alloc(t, false, align != 0, size, align, flags);
+        if (p == 0) {
             failures++;
             size = 0;
         }
-        live[i].addr = (uintptr_t)p;
+        live[i].addr = p;
         live[i].size = size;
     }
     return failures;
 }
 
-static void drain(Vmem *vm, Seg *live, size_t n, bool xalloc)
+static void drain(const Target *t, Seg *live, size_t n, bool xalloc)
 {
     for (size_t i = 0; i < n; i++) {
         if (live[i].size == 0)
             continue;
-        if (xalloc)
-            vmem_xfree(vm, (void *)live[i].addr, live[i].size);
+        if (t->vm == NULL)
+            target_free(t, true, xalloc, live[i].addr, live[i].size);
         else
-            vmem_free(vm, (void *)live[i].addr, live[i].size);
+            target_free(t, false, xalloc, live[i].addr, live[i].size);
         live[i].size = 0;
     }
+}
+
+/* Bytes the live set holds: what the arena must report allocated. */
+static size_t live_bytes(const Seg *live, size_t n)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += live[i].size;
+    return bytes;
 }
 
 /*
@@ -448,13 +507,30 @@ typedef struct {
     uint64_t seed;
 } SteadySpec;
 
-static Summary steady(const SteadySpec *spec)
+/* Dies unless the arena holds exactly the live set's bytes: the figures
+ * of an allocator that lost or invented segments would mean nothing. */
+static void check_allocated(const Target *t, const SteadySpec *spec, const Seg *live, size_t n)
 {
-    Vmem *vm = arena_new(spec->workload, spec->base, spec->arena_size, spec->quantum, 0);
+    size_t expected = live_bytes(live, n);
+    size_t held = t->vm != NULL ? vmem_size(t->vm, VMEM_ALLOC) : classic_check(t->classic);
+    if (held != expected) {
+        fprintf(stderr, "vmem_bench: %s %s%s: the arena holds %zu bytes, the live set %zu\n",
+                spec->workload, t->vm != NULL ? "" : "classic ", spec->policy, held, expected);
+        exit(1);
+    }
+}
+
+static Summary steady(const SteadySpec *spec, int classic_policy)
+{
+    Target t = { NULL, NULL, classic_policy };
+    if (classic_policy == NO_CLASSIC)
+        t.vm = arena_new(spec->workload, spec->base, spec->arena_size, spec->quantum, 0);
+    else
+        t.classic = classic_create(spec->base, spec->arena_size, spec->quantum);
     Seg *live = xmalloc(spec->live * sizeof(Seg));
     Rng rng;
     rng_seed(&rng, spec->seed);
-    size_t failures = fill(vm, live, spec->live, spec->mask, spec->shift, spec->align,
+    size_t failures = fill(&t, live, spec->live, spec->mask, spec->shift, spec->align,
                            spec->flags, &rng);
     if (failures != 0)
         fprintf(stderr, "vmem_bench: %s %s: %zu of %zu setup allocations failed\n",
@@ -464,11 +540,8 @@ static Summary steady(const SteadySpec *spec)
     size_t timed_failures = 0;
     for (int run = -1; run < opt.runs; run++) { /* run -1 is the warm-up */
         uint64_t c0 = thread_cpu_ns(), t0 = now_ns();
-        size_t f = spec->align != 0
-                       ? pairs_xalloc(vm, live, spec->live, spec->pairs, spec->mask, spec->shift,
-                                      spec->align, spec->flags, &rng)
-                       : pairs_alloc(vm, live, spec->live, spec->pairs, spec->mask, spec->shift,
-                                     spec->flags, &rng);
+        size_t f = pairs_run(&t, live, spec->live, spec->pairs, spec->mask, spec->shift,
+                             spec->align, spec->flags, &rng);
         uint64_t t1 = now_ns(), c1 = thread_cpu_ns();
         if (run >= 0) {
             samples[run] = (double)(t1 - t0) / (double)spec->pairs;
@@ -476,13 +549,39 @@ static Summary steady(const SteadySpec *spec)
             timed_failures += f;
         }
     }
-    report_failures(spec->workload, spec->policy, spec->param, timed_failures);
-    drain(vm, live, spec->live, spec->align != 0);
+    char policy[32];
+    snprintf(policy, sizeof(policy), "%s%s", t.vm != NULL ? "" : "classic-", spec->policy);
+    report_failures(spec->workload, policy, spec->param, timed_failures);
+    check_allocated(&t, spec, live, spec->live);
+    drain(&t, live, spec->live, spec->align != 0);
+    check_allocated(&t, spec, live, spec->live);
     free(live);
-    arena_delete(vm);
+    if (t.vm != NULL)
+        arena_delete(t.vm);
+    else
+        classic_destroy(t.classic);
     Summary s = summarize(samples, opt.runs);
     s.cpu_median = summarize(cpu_samples, opt.runs).median;
     return s;
+}
+
+/* The steady state of libvmem, then, in the same process, of the classic
+ * vmem with the same policy when it has one: libvmem's row, the classic
+ * row, and libvmem's time as a fraction of the classic one, which the
+ * machine's noise moves much less than either. */
+static void steady_rows(const SteadySpec *spec, const Policy *policy, const char *target,
+                        const char *vs_target)
+{
+    Summary ours = steady(spec, NO_CLASSIC);
+    add_row(spec->workload, policy->name, spec->param, "ns_per_pair", ours, target);
+    if (policy->classic == NO_CLASSIC)
+        return;
+    Summary classic = steady(spec, policy->classic);
+    char name[32];
+    snprintf(name, sizeof(name), "classic-%s", policy->name);
+    add_row(spec->workload, name, spec->param, "ns_per_pair", classic, NULL);
+    add_row(spec->workload, policy->name, spec->param, "vs_classic", ratio(ours, classic),
+            vs_target);
 }
 
 /* ---- META: metadata bytes per live segment ---------------------------------------- */
@@ -545,9 +644,10 @@ static void bench_meta(void)
     Seg *live = xmalloc(n * sizeof(Seg));
     Rng rng;
     rng_seed(&rng, 1);
-    size_t failures = fill(vm, live, n, 15, 12, 0, VM_INSTANTFIT | VM_NOSLEEP, &rng);
+    Target t = target_vmem(vm);
+    size_t failures = fill(&t, live, n, 15, 12, 0, VM_INSTANTFIT | VM_NOSLEEP, &rng);
     size_t pages1 = vmem_posix_pages_outstanding();
-    failures += pairs_alloc(vm, live, n, pairs, 15, 12, VM_INSTANTFIT | VM_NOSLEEP, &rng);
+    failures += pairs_run(&t, live, n, pairs, 15, 12, 0, VM_INSTANTFIT | VM_NOSLEEP, &rng);
     size_t pages2 = vmem_posix_pages_outstanding();
     size_t nfree = 0;
     vmem_walk(vm, VMEM_FREE, count_walker, &nfree);
@@ -561,7 +661,7 @@ static void bench_meta(void)
               (double)(pages2 - pages0) * META_PAGE_BYTES / (double)n, "small");
     add_value("META", "instantfit", param, "free_segs_per_live", (double)nfree / (double)n,
               NULL);
-    drain(vm, live, n, false);
+    drain(&t, live, n, false);
     free(live);
     arena_delete(vm);
 }
@@ -589,24 +689,30 @@ static void bench_w1(void)
                 .live = ns[i], .pairs = pairs, .mask = 15, .shift = 12, .align = 0,
                 .flags = policies[p].flag | VM_NOSLEEP, .seed = 1000 + ns[i],
             };
-            Summary s = steady(&spec);
-            add_row("W1", policies[p].name, param, "ns_per_pair", s, target);
+            steady_rows(&spec, &policies[p], target, "<= 0.5");
         }
     }
 }
 
 /* ---- W2: fragmentation ------------------------------------------------------------------ */
 
-/* Runs the trace of `seed` until the first failure; returns the % of the
- * arena allocated at that point. */
-static double w2_trace(int flags, uint64_t seed, size_t *steps, size_t *fail_pages)
+/* Runs the trace of `seed` on libvmem with `flags`, or on the classic vmem
+ * with `classic_policy` (not NO_CLASSIC), until the first failure; returns
+ * the % of the arena allocated at that point. */
+static double w2_trace(int flags, int classic_policy, uint64_t seed, size_t *steps,
+                       size_t *fail_pages)
 {
     const size_t arena = (size_t)1 << 30;
     const size_t max_live = arena / PAGE;
-    Vmem *vm = arena_new("W2", (uintptr_t)1 << 30, arena, PAGE, 0);
+    const uintptr_t base = (uintptr_t)1 << 30;
+    Target t = { NULL, NULL, classic_policy };
+    if (classic_policy == NO_CLASSIC)
+        t.vm = arena_new("W2", base, arena, PAGE, 0);
+    else
+        t.classic = classic_create(base, arena, PAGE);
+    bool classic = t.vm == NULL;
     Seg *live = xmalloc(max_live * sizeof(Seg));
-    size_t nlive = 0;
-    double pct = 0;
+    size_t nlive = 0, allocated = 0;
     Rng rng;
     rng_seed(&rng, seed);
     *steps = 0;
@@ -618,48 +724,66 @@ static double w2_trace(int flags, uint64_t seed, size_t *steps, size_t *fail_pag
             uint32_t cls = below((uint32_t)v, 100), hi = (uint32_t)(v >> 32);
             size_t pages = cls < 70 ? 1 + below(hi, 4) : cls < 95 ? 5 + below(hi, 60)
                                                                   : 65 + below(hi, 960);
-            void *p = vmem_alloc(vm, pages * PAGE, flags | VM_NOSLEEP);
-            if (p == NULL || nlive == max_live) {
-                pct = 100.0 * (double)vmem_size(vm, VMEM_ALLOC) / (double)arena;
+            size_t bytes = pages * PAGE;
+            uintptr_t p = classic ? target_alloc(&t, true, false, bytes, 0, 0)
+                                  : target_alloc(&t, false, false, bytes, 0, flags | VM_NOSLEEP);
+            if (p == 0 || nlive == max_live) {
                 *steps = step;
                 *fail_pages = pages;
-                if (p != NULL)
-                    vmem_free(vm, p, pages * PAGE);
+                if (p != 0)
+                    target_free(&t, classic, false, p, bytes);
                 break;
             }
-            live[nlive].addr = (uintptr_t)p;
-            live[nlive].size = pages * PAGE;
+            live[nlive].addr = p;
+            live[nlive].size = bytes;
             nlive++;
+            allocated += bytes;
         } else {
             size_t idx = below((uint32_t)(u >> 32), (uint32_t)nlive);
-            vmem_free(vm, (void *)live[idx].addr, live[idx].size);
+            target_free(&t, classic, false, live[idx].addr, live[idx].size);
+            allocated -= live[idx].size;
             live[idx] = live[--nlive];
         }
     }
-    drain(vm, live, nlive, false);
+    SteadySpec spec = { .workload = "W2", .policy = "trace" };
+    check_allocated(&t, &spec, live, nlive);
+    drain(&t, live, nlive, false);
     free(live);
-    arena_delete(vm);
-    return pct;
+    if (classic)
+        classic_destroy(t.classic);
+    else
+        arena_delete(t.vm);
+    return 100.0 * (double)allocated / (double)arena;
+}
+
+static void w2_row(const char *name, int flags, int classic_policy, const char *target)
+{
+    static const uint64_t seeds[] = { 11, 22, 33 };
+    double pct[3];
+    for (int s = 0; s < 3; s++) {
+        size_t steps, fail_pages;
+        pct[s] = w2_trace(flags, classic_policy, seeds[s], &steps, &fail_pages);
+        fprintf(stderr, "    %s seed %llu: %.2f%% after %zu steps (failed: %zu pages)\n", name,
+                (unsigned long long)seeds[s], pct[s], steps, fail_pages);
+    }
+    add_row("W2", name, "1GiB", "pct_allocated", summarize(pct, 3), target);
 }
 
 static void bench_w2(void)
 {
-    static const uint64_t seeds[] = { 11, 22, 33 };
     fprintf(stderr, "W2: fragmentation, 1 GiB arena, 3 seeds\n");
     for (size_t p = 0; p < NPOLICIES; p++) {
         if (!wanted(policies[p].name))
             continue;
-        double pct[3];
-        for (int s = 0; s < 3; s++) {
-            size_t steps, fail_pages;
-            pct[s] = w2_trace(policies[p].flag, seeds[s], &steps, &fail_pages);
-            fprintf(stderr, "    %s seed %llu: %.2f%% after %zu steps (failed: %zu pages)\n",
-                    policies[p].name, (unsigned long long)seeds[s], pct[s], steps, fail_pages);
-        }
         const char *target = policies[p].flag == VM_INSTANTFIT ? ">= 80"
                              : policies[p].flag == VM_BESTFIT  ? ">= 92"
                                                                : "";
-        add_row("W2", policies[p].name, "1GiB", "pct_allocated", summarize(pct, 3), target);
+        w2_row(policies[p].name, policies[p].flag, NO_CLASSIC, target);
+        if (policies[p].classic != NO_CLASSIC) {
+            char name[32];
+            snprintf(name, sizeof(name), "classic-%s", policies[p].name);
+            w2_row(name, 0, policies[p].classic, NULL);
+        }
     }
 }
 
@@ -679,9 +803,12 @@ static void bench_w3(void)
             .live = live, .pairs = pairs, .mask = 15, .shift = 12, .align = 64 * KIB,
             .flags = policies[p].flag | VM_NOSLEEP, .seed = 3,
         };
-        Summary s = steady(&spec);
-        add_row("W3", policies[p].name, "10000", "ns_per_pair", s,
-                p == 0 ? "<= 55" : NULL);
+        /* The classic next-fit walks its rotor for unconstrained requests
+         * only; an aligned one searches the lists like best-fit. */
+        Policy policy = policies[p];
+        if (policy.flag == VM_NEXTFIT)
+            policy.classic = NO_CLASSIC;
+        steady_rows(&spec, &policy, p == 0 ? "<= 55" : NULL, p == 0 ? "<= 0.5" : NULL);
     }
 }
 
@@ -689,8 +816,8 @@ static void bench_w3(void)
 
 static void bench_w4(void)
 {
-    static const Policy w4_policies[] = { { "nextfit", VM_NEXTFIT },
-                                          { "instantfit", VM_INSTANTFIT } };
+    static const Policy w4_policies[] = { { "nextfit", VM_NEXTFIT, CLASSIC_NEXTFIT },
+                                          { "instantfit", VM_INSTANTFIT, CLASSIC_INSTANTFIT } };
     size_t pairs = pairs_or(opt.quick ? 50000 : 2000000);
     fprintf(stderr, "W4: IDs [1, 10^6], 10^5 live\n");
     for (size_t p = 0; p < 2; p++) {
@@ -702,8 +829,7 @@ static void bench_w4(void)
             .live = 100000, .pairs = pairs, .mask = 0, .shift = 0, .align = 0,
             .flags = w4_policies[p].flag | VM_NOSLEEP, .seed = 4,
         };
-        Summary s = steady(&spec);
-        add_row("W4", w4_policies[p].name, "100000", "ns_per_pair", s, "<= 90");
+        steady_rows(&spec, &w4_policies[p], "<= 90", "<= 0.5");
     }
 }
 
@@ -887,14 +1013,15 @@ static void *w6_thread(void *arg)
     Seg *live = xmalloc(t->live * sizeof(Seg));
     Rng rng;
     rng_seed(&rng, t->seed);
-    t->failures = fill(t->vm, live, t->live, 7, 12, 0, flags, &rng);
-    pairs_alloc(t->vm, live, t->live, t->pairs / 4, 7, 12, flags, &rng); /* warm-up */
+    Target target = target_vmem(t->vm);
+    t->failures = fill(&target, live, t->live, 7, 12, 0, flags, &rng);
+    pairs_run(&target, live, t->live, t->pairs / 4, 7, 12, 0, flags, &rng); /* warm-up */
     pthread_barrier_wait(t->barrier);
     t->t0 = now_ns();
-    t->failures += pairs_alloc(t->vm, live, t->live, t->pairs, 7, 12, flags, &rng);
+    t->failures += pairs_run(&target, live, t->live, t->pairs, 7, 12, 0, flags, &rng);
     t->t1 = now_ns();
     pthread_barrier_wait(t->barrier); /* nobody drains while another is timed */
-    drain(t->vm, live, t->live, false);
+    drain(&target, live, t->live, false);
     free(live);
     return NULL;
 }
