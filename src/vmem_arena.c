@@ -325,6 +325,7 @@ static unsigned first_nonempty_class(const Vmem *vm, unsigned c)
 static void freelist_insert_class(Vmem *vm, VmemTag *tag, unsigned c)
 {
     VmemTag **head = &vm->vm_freelist[c];
+    tag->list_class = (uint8_t)c;
     tag->u.free.list_next = *head;
     if (*head != NULL)
         (*head)->u.free.list_pprev = &tag->u.free.list_next;
@@ -347,7 +348,7 @@ static void freelist_remove(Vmem *vm, VmemTag *tag)
         return; /* the list keeps a member: its bit stays */
     }
     /* Only the last member's removal can empty the list. */
-    unsigned c = size_class(tag->size);
+    unsigned c = tag->list_class;
     if (vm->vm_freelist[c] == NULL)
         freemap_clear(vm, c);
 }
@@ -411,8 +412,8 @@ static inline void ensure_index(Vmem *vm, unsigned which)
  * (it shrank, or grew into space no free segment occupies). */
 static void free_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size)
 {
-    unsigned c = size_class(size);
-    bool relist = listed(vm) && c != size_class(tag->size);
+    unsigned c = 0;
+    bool relist = listed(vm) && (c = size_class(size)) != tag->list_class;
     if (size_indexed(vm))
         vmem_tree_remove_size(vm, tag);
     if (relist)
@@ -1139,9 +1140,25 @@ void *vmem_xalloc(Vmem *vmp, size_t size, size_t align, size_t phase, size_t noc
     uintptr_t addr;
     if (!usable(vmp, call, (uintptr_t)minaddr, size))
         return NULL;
-    if (!make_request(vmp, call, size, align, phase, nocross, (uintptr_t)minaddr,
-                      (uintptr_t)maxaddr, maxaddr != NULL, vmflag, &req))
+    const size_t q = vmp->quantum;
+    const int policy = vmflag & ~(VM_SLEEP | VM_NOSLEEP);
+    if (phase == 0 && nocross == 0 && minaddr == NULL && maxaddr == NULL &&
+        (policy & ~POLICY_FLAGS) == 0 && (policy & (policy - 1)) == 0 &&
+        (vmflag & (VM_SLEEP | VM_NOSLEEP)) != (VM_SLEEP | VM_NOSLEEP) &&
+        size - 1 < SIZE_MAX - (q - 1) && (align == 0 || (is_pow2(align) && (align & (q - 1)) == 0))) {
+        /* An alignment, one policy, nothing else: what make_request()
+         * accepts without a report, built without its general checks. */
+        req.size = (size + (q - 1)) & ~(q - 1);
+        req.quantum = q;
+        req.align = align != 0 ? align : q;
+        req.phase = req.nocross = 0;
+        req.min = 0;
+        req.max_last = UINTPTR_MAX;
+        req.top_down = false;
+    } else if (!make_request(vmp, call, size, align, phase, nocross, (uintptr_t)minaddr,
+                             (uintptr_t)maxaddr, maxaddr != NULL, vmflag, &req)) {
         return NULL;
+    }
     if (req.min == 0)
         req.min = 1; /* NULL means failure, so 0 is never handed out here */
     if (req.min > req.max_last)
