@@ -24,7 +24,7 @@
  *     rescale only now and then, and let chains grow meanwhile;
  *   - instant-fit takes the head of the smallest list all of whose members
  *     fit, else searches the request's own list;
- *   - best-fit takes the first fit in the lowest list that has one;
+ *   - best-fit takes the smallest fit in the lowest list that has one;
  *   - next-fit walks the segment list from the last next-fit allocation,
  *     wrapping around once;
  *   - an aligned request first tries the head of the smallest list whose
@@ -264,13 +264,25 @@ static bool fits(const CTag *tag, size_t size, size_t align, uintptr_t *addr)
     return true;
 }
 
-/* The first fit in the lists from c up. */
-static CTag *search_lists(ClassicArena *a, unsigned c, size_t size, size_t align, uintptr_t *addr)
+/* The first fit in the lists from c up, or with `best` the smallest fit
+ * in the first list that has one. */
+static CTag *search_lists(ClassicArena *a, unsigned c, size_t size, size_t align, bool best,
+                          uintptr_t *addr)
 {
-    for (c = list_at_or_above(a, c); c < LISTS; c = list_at_or_above(a, c + 1))
-        for (CTag *tag = a->freelist[c]; tag != NULL; tag = tag->k_next)
-            if (fits(tag, size, align, addr))
-                return tag;
+    for (c = list_at_or_above(a, c); c < LISTS; c = list_at_or_above(a, c + 1)) {
+        CTag *found = NULL;
+        uintptr_t at;
+        for (CTag *tag = a->freelist[c]; tag != NULL; tag = tag->k_next) {
+            if ((found == NULL || tag->size < found->size) && fits(tag, size, align, &at)) {
+                found = tag;
+                *addr = at;
+                if (!best || tag->size == size)
+                    break;
+            }
+        }
+        if (found != NULL)
+            return found;
+    }
     return NULL;
 }
 
@@ -302,12 +314,13 @@ static uintptr_t allocate(ClassicArena *a, size_t size, size_t align, int policy
         unsigned c = list_at_or_above(a, list_all_fit(size + (align - a->quantum)));
         if (c < LISTS) {
             tag = a->freelist[c];
-            fits(tag, size, align, &addr);
+            if (!fits(tag, size, align, &addr))
+                fail("a segment of the comfortable size does not fit");
         } else {
-            tag = search_lists(a, floor_log2(size), size, align, &addr);
+            tag = search_lists(a, floor_log2(size), size, align, false, &addr);
         }
     } else {
-        tag = search_lists(a, floor_log2(size), size, align, &addr);
+        tag = search_lists(a, floor_log2(size), size, align, policy == CLASSIC_BESTFIT, &addr);
     }
     if (tag != NULL) {
         CTag *alloc = carve(a, tag, addr, size);
