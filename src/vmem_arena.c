@@ -412,8 +412,8 @@ static inline void ensure_index(Vmem *vm, unsigned which)
  * (it shrank, or grew into space no free segment occupies). */
 static void free_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size)
 {
-    unsigned c = 0;
-    bool relist = listed(vm) && (c = size_class(size)) != tag->list_class;
+    unsigned c = listed(vm) ? size_class(size) : 0;
+    bool relist = listed(vm) && c != tag->list_class;
     if (size_indexed(vm))
         vmem_tree_remove_size(vm, tag);
     if (relist)
@@ -1145,7 +1145,8 @@ void *vmem_xalloc(Vmem *vmp, size_t size, size_t align, size_t phase, size_t noc
     if (phase == 0 && nocross == 0 && minaddr == NULL && maxaddr == NULL &&
         (policy & ~POLICY_FLAGS) == 0 && (policy & (policy - 1)) == 0 &&
         (vmflag & (VM_SLEEP | VM_NOSLEEP)) != (VM_SLEEP | VM_NOSLEEP) &&
-        size - 1 < SIZE_MAX - (q - 1) && (align == 0 || (is_pow2(align) && (align & (q - 1)) == 0))) {
+        size - 1 < SIZE_MAX - (q - 1) &&
+        (align == 0 || (is_pow2(align) && (align & (q - 1)) == 0))) {
         /* An alignment, one policy, nothing else: what make_request()
          * accepts without a report, built without its general checks. */
         req.size = (size + (q - 1)) & ~(q - 1);

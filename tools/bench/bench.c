@@ -655,6 +655,7 @@ static void bench_meta(void)
 
     if (tag != 0)
         add_value("META", "instantfit", param, "tag_bytes", (double)tag, NULL);
+    add_value("META", "classic", param, "tag_bytes", (double)classic_tag_size(), NULL);
     add_value("META", "instantfit", param, "bytes_per_seg_filled",
               (double)(pages1 - pages0) * META_PAGE_BYTES / (double)n, "small");
     add_value("META", "instantfit", param, "bytes_per_seg_steady",

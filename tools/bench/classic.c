@@ -461,5 +461,3 @@ size_t classic_check(ClassicArena *a)
 }
 
 size_t classic_tag_size(void) { return sizeof(CTag); }
-
-size_t classic_hash_bytes(const ClassicArena *a) { return a->hash_buckets * sizeof(CTag *); }

@@ -39,9 +39,7 @@ void classic_free(ClassicArena *arena, uintptr_t addr, size_t size);
  * allocated. For the benchmark's untimed checks. */
 size_t classic_check(ClassicArena *arena);
 
-/* Boundary tags the arena holds (in use or on its own free list), and
- * their size: its metadata, with classic_hash_bytes(). */
+/* Bytes of one boundary tag. */
 size_t classic_tag_size(void);
-size_t classic_hash_bytes(const ClassicArena *arena);
 
 #endif
