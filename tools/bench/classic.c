@@ -20,8 +20,8 @@
  *     scattered: measured, that alone moved W4 by x2);
  *   - the hash keys on the address folded with itself shifted by the
  *     table's log size twice, and doubles (a full rehash, under the lock)
- *     as soon as it holds more entries than buckets - the implementations
- *     rescale only now and then, and let chains grow meanwhile;
+ *     as soon as it holds more entries than buckets - illumos rescales
+ *     only from its periodic update, and lets chains grow meanwhile;
  *   - instant-fit takes the head of the smallest list all of whose members
  *     fit, else searches the request's own list;
  *   - best-fit takes the smallest fit in the lowest list that has one;
