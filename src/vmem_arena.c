@@ -325,7 +325,6 @@ static unsigned first_nonempty_class(const Vmem *vm, unsigned c)
 static void freelist_insert_class(Vmem *vm, VmemTag *tag, unsigned c)
 {
     VmemTag **head = &vm->vm_freelist[c];
-    tag->list_class = (uint8_t)c;
     tag->u.free.list_next = *head;
     if (*head != NULL)
         (*head)->u.free.list_pprev = &tag->u.free.list_next;
@@ -348,7 +347,7 @@ static void freelist_remove(Vmem *vm, VmemTag *tag)
         return; /* the list keeps a member: its bit stays */
     }
     /* Only the last member's removal can empty the list. */
-    unsigned c = tag->list_class;
+    unsigned c = size_class(tag->size);
     if (vm->vm_freelist[c] == NULL)
         freemap_clear(vm, c);
 }
@@ -412,8 +411,8 @@ static inline void ensure_index(Vmem *vm, unsigned which)
  * (it shrank, or grew into space no free segment occupies). */
 static void free_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size)
 {
-    unsigned c = listed(vm) ? size_class(size) : 0;
-    bool relist = listed(vm) && c != tag->list_class;
+    unsigned c = size_class(size);
+    bool relist = listed(vm) && c != size_class(tag->size);
     if (size_indexed(vm))
         vmem_tree_remove_size(vm, tag);
     if (relist)

@@ -61,7 +61,6 @@ typedef struct vmem_tag {
     uint8_t flags;                /* TAG_* */
     int8_t addr_height;           /* height in vm_free_by_addr, when free */
     int8_t size_height;           /* height in vm_free_by_size, when free */
-    uint8_t list_class;           /* freelist it is on, when free and listed */
     union {
         struct vmem_tag *hash_next;   /* SEG_ALLOC: hash overflow chain */
         struct vmem_tag *pool_next;   /* unused tag: pool or stash list */
@@ -77,7 +76,6 @@ typedef struct vmem_tag {
     } u;
 } __attribute__((aligned(8 * sizeof(void *)))) VmemTag;
 
-_Static_assert(VMEM_FREELISTS <= 256, "a tag's list_class is one byte");
 _Static_assert(sizeof(VmemTag) == 8 * sizeof(void *),
                "the hot part of a tag is one 64-byte line on LP64 (32 bytes on ILP32)");
 
