@@ -1114,6 +1114,21 @@ static bool make_request(const Vmem *vm, const char *call, size_t size, size_t a
     return true;
 }
 
+/* A request constrained by its alignment alone (a power-of-two multiple of
+ * the quantum), whose size rounds to the quantum without overflow: what
+ * make_request() would build, for the calls that check such a request
+ * themselves and skip its general checks. */
+static inline void plain_request(size_t q, size_t size, size_t align, VmemRequest *req)
+{
+    req->size = (size + (q - 1)) & ~(q - 1);
+    req->quantum = q;
+    req->align = align;
+    req->phase = req->nocross = 0;
+    req->min = 1; /* NULL means failure, so 0 is never handed out here */
+    req->max_last = UINTPTR_MAX;
+    req->top_down = false;
+}
+
 int vmem_xalloc_addr(Vmem *vmp, size_t size, size_t align, size_t phase, size_t nocross,
                      uintptr_t minaddr, uintptr_t maxaddr, int vmflag, uintptr_t *addrp)
 {
@@ -1146,15 +1161,8 @@ void *vmem_xalloc(Vmem *vmp, size_t size, size_t align, size_t phase, size_t noc
         (vmflag & (VM_SLEEP | VM_NOSLEEP)) != (VM_SLEEP | VM_NOSLEEP) &&
         size - 1 < SIZE_MAX - (q - 1) &&
         (align == 0 || (is_pow2(align) && (align & (q - 1)) == 0))) {
-        /* An alignment, one policy, nothing else: what make_request()
-         * accepts without a report, built without its general checks. */
-        req.size = (size + (q - 1)) & ~(q - 1);
-        req.quantum = q;
-        req.align = align != 0 ? align : q;
-        req.phase = req.nocross = 0;
-        req.min = 0;
-        req.max_last = UINTPTR_MAX;
-        req.top_down = false;
+        /* An alignment and one policy, nothing else. */
+        plain_request(q, size, align != 0 ? align : q, &req);
     } else if (!make_request(vmp, call, size, align, phase, nocross, (uintptr_t)minaddr,
                              (uintptr_t)maxaddr, maxaddr != NULL, vmflag, &req)) {
         return NULL;
@@ -1197,12 +1205,7 @@ void *vmem_alloc(Vmem *vmp, size_t size, int vmflag)
             if (addr != 0)
                 return (void *)addr;
         }
-        req.size = (size + (q - 1)) & ~(q - 1);
-        req.quantum = q;
-        req.align = q;
-        req.phase = req.nocross = 0;
-        req.max_last = UINTPTR_MAX;
-        req.top_down = false;
+        plain_request(q, size, q, &req);
     } else if (!make_request(vmp, call, size, 0, 0, 0, 0, 0, false, vmflag, &req)) {
         return NULL;
     } else if (uses_qcache(vmp, req.size, vmflag)) {
