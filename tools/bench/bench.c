@@ -362,6 +362,23 @@ typedef struct {
 
 static Target target_vmem(Vmem *vm) { return (Target){ vm, NULL, NO_CLASSIC }; }
 
+/* A libvmem arena (classic_policy NO_CLASSIC) or a classic one. */
+static Target target_new(const char *name, uintptr_t base, size_t size, size_t quantum,
+                         int classic_policy)
+{
+    if (classic_policy == NO_CLASSIC)
+        return target_vmem(arena_new(name, base, size, quantum, 0));
+    return (Target){ NULL, classic_create(base, size, quantum), classic_policy };
+}
+
+static void target_delete(const Target *t)
+{
+    if (t->vm != NULL)
+        arena_delete(t->vm);
+    else
+        classic_destroy(t->classic);
+}
+
 /* `classic` and `xalloc` are constants wherever the calls are timed. */
 static inline __attribute__((always_inline)) uintptr_t target_alloc(const Target *t, bool classic,
                                                                     bool xalloc, size_t size,
@@ -452,8 +469,7 @@ static size_t fill(const Target *t, Seg *live, size_t n, uint64_t mask, unsigned
     size_t failures = 0;
     for (size_t i = 0; i < n; i++) {
         size_t size = (size_t)((rng_next(rng) & mask) + 1) << shift;
-        uintptr_t p = t->vm == NULL ? target_alloc(t, true, align != 0, size, align, flags)
-                                    : target_alloc(t, false, align != 0, size, align, flags);
+        uintptr_t p = target_alloc(t, t->vm == NULL, align != 0, size, align, flags);
         if (p == 0) {
             failures++;
             size = 0;
@@ -469,10 +485,7 @@ static void drain(const Target *t, Seg *live, size_t n, bool xalloc)
     for (size_t i = 0; i < n; i++) {
         if (live[i].size == 0)
             continue;
-        if (t->vm == NULL)
-            target_free(t, true, xalloc, live[i].addr, live[i].size);
-        else
-            target_free(t, false, xalloc, live[i].addr, live[i].size);
+        target_free(t, t->vm == NULL, xalloc, live[i].addr, live[i].size);
         live[i].size = 0;
     }
 }
@@ -509,24 +522,22 @@ typedef struct {
 
 /* Dies unless the arena holds exactly the live set's bytes: the figures
  * of an allocator that lost or invented segments would mean nothing. */
-static void check_allocated(const Target *t, const SteadySpec *spec, const Seg *live, size_t n)
+static void check_allocated(const Target *t, const char *workload, const char *policy,
+                            const Seg *live, size_t n)
 {
     size_t expected = live_bytes(live, n);
     size_t held = t->vm != NULL ? vmem_size(t->vm, VMEM_ALLOC) : classic_check(t->classic);
     if (held != expected) {
         fprintf(stderr, "vmem_bench: %s %s%s: the arena holds %zu bytes, the live set %zu\n",
-                spec->workload, t->vm != NULL ? "" : "classic ", spec->policy, held, expected);
+                workload, t->vm != NULL ? "" : "classic ", policy, held, expected);
         exit(1);
     }
 }
 
 static Summary steady(const SteadySpec *spec, int classic_policy)
 {
-    Target t = { NULL, NULL, classic_policy };
-    if (classic_policy == NO_CLASSIC)
-        t.vm = arena_new(spec->workload, spec->base, spec->arena_size, spec->quantum, 0);
-    else
-        t.classic = classic_create(spec->base, spec->arena_size, spec->quantum);
+    Target t = target_new(spec->workload, spec->base, spec->arena_size, spec->quantum,
+                          classic_policy);
     Seg *live = xmalloc(spec->live * sizeof(Seg));
     Rng rng;
     rng_seed(&rng, spec->seed);
@@ -552,14 +563,11 @@ static Summary steady(const SteadySpec *spec, int classic_policy)
     char policy[32];
     snprintf(policy, sizeof(policy), "%s%s", t.vm != NULL ? "" : "classic-", spec->policy);
     report_failures(spec->workload, policy, spec->param, timed_failures);
-    check_allocated(&t, spec, live, spec->live);
+    check_allocated(&t, spec->workload, spec->policy, live, spec->live);
     drain(&t, live, spec->live, spec->align != 0);
-    check_allocated(&t, spec, live, spec->live);
+    check_allocated(&t, spec->workload, spec->policy, live, spec->live);
     free(live);
-    if (t.vm != NULL)
-        arena_delete(t.vm);
-    else
-        classic_destroy(t.classic);
+    target_delete(&t);
     Summary s = summarize(samples, opt.runs);
     s.cpu_median = summarize(cpu_samples, opt.runs).median;
     return s;
@@ -705,15 +713,10 @@ static double w2_trace(int flags, int classic_policy, uint64_t seed, size_t *ste
 {
     const size_t arena = (size_t)1 << 30;
     const size_t max_live = arena / PAGE;
-    const uintptr_t base = (uintptr_t)1 << 30;
-    Target t = { NULL, NULL, classic_policy };
-    if (classic_policy == NO_CLASSIC)
-        t.vm = arena_new("W2", base, arena, PAGE, 0);
-    else
-        t.classic = classic_create(base, arena, PAGE);
+    Target t = target_new("W2", (uintptr_t)1 << 30, arena, PAGE, classic_policy);
     bool classic = t.vm == NULL;
     Seg *live = xmalloc(max_live * sizeof(Seg));
-    size_t nlive = 0, allocated = 0;
+    size_t nlive = 0;
     Rng rng;
     rng_seed(&rng, seed);
     *steps = 0;
@@ -726,8 +729,7 @@ static double w2_trace(int flags, int classic_policy, uint64_t seed, size_t *ste
             size_t pages = cls < 70 ? 1 + below(hi, 4) : cls < 95 ? 5 + below(hi, 60)
                                                                   : 65 + below(hi, 960);
             size_t bytes = pages * PAGE;
-            uintptr_t p = classic ? target_alloc(&t, true, false, bytes, 0, 0)
-                                  : target_alloc(&t, false, false, bytes, 0, flags | VM_NOSLEEP);
+            uintptr_t p = target_alloc(&t, classic, false, bytes, 0, flags | VM_NOSLEEP);
             if (p == 0 || nlive == max_live) {
                 *steps = step;
                 *fail_pages = pages;
@@ -738,23 +740,18 @@ static double w2_trace(int flags, int classic_policy, uint64_t seed, size_t *ste
             live[nlive].addr = p;
             live[nlive].size = bytes;
             nlive++;
-            allocated += bytes;
         } else {
             size_t idx = below((uint32_t)(u >> 32), (uint32_t)nlive);
             target_free(&t, classic, false, live[idx].addr, live[idx].size);
-            allocated -= live[idx].size;
             live[idx] = live[--nlive];
         }
     }
-    SteadySpec spec = { .workload = "W2", .policy = "trace" };
-    check_allocated(&t, &spec, live, nlive);
+    check_allocated(&t, "W2", "trace", live, nlive);
+    double pct = 100.0 * (double)live_bytes(live, nlive) / (double)arena;
     drain(&t, live, nlive, false);
     free(live);
-    if (classic)
-        classic_destroy(t.classic);
-    else
-        arena_delete(t.vm);
-    return 100.0 * (double)allocated / (double)arena;
+    target_delete(&t);
+    return pct;
 }
 
 static void w2_row(const char *name, int flags, int classic_policy, const char *target)

@@ -3,9 +3,10 @@
 #
 # Runs the quick benchmark once (results in OUTDIR/results.csv, its output in
 # OUTDIR/bench.log) and counts one test per workload: a workload passes when
-# it ran, wrote the rows it must (required_W6 below), and every row it wrote
-# is well-formed and sane - eight fields, finite positive numbers with
-# min <= median <= max, a positive run count, and no "alloc_failures" row. Nothing here asserts on speed. A benchmark that exits
+# it ran, wrote the rows it must (the required_* lists below), and every row
+# it wrote is well-formed and sane - eight fields, finite positive numbers
+# with min <= median <= max, a positive run count, and no "alloc_failures"
+# row. Nothing here asserts on speed. A benchmark that exits
 # non-zero with every workload sane still counts one failure. Ends with
 # "N passed, N failed" and exits non-zero if anything failed.
 set -u
