@@ -466,8 +466,13 @@ void vmem_hash_fini(Vmem *vm, void *tables[2], size_t bytes[2]);
  * A free, a destroy or a give-back only ever releases tags.
  */
 #define VMEM_TAGS_PER_OP 4
-/* An arena keeps up to this many spare tags before handing some back. */
-#define VMEM_STASH_HIGH (4 * VMEM_TAGS_PER_OP)
+/* An arena keeps up to VMEM_STASH_HIGH spare tags; past that it hands
+ * back all but VMEM_STASH_KEEP. The gap is what matters: merges and splits
+ * move the count up and down by one, and with nothing between the mark and
+ * what stays, a count wandering around the mark paid a visit to the global
+ * pool (its lock, and then a refill) every few frees (W4: one free in five). */
+#define VMEM_STASH_HIGH (8 * VMEM_TAGS_PER_OP)
+#define VMEM_STASH_KEEP (4 * VMEM_TAGS_PER_OP)
 
 bool vmem_library_ready(void);
 /* Fills the arena's stash to at least VMEM_TAGS_PER_OP tags. Called with
@@ -493,7 +498,7 @@ static inline void vmem_stash_put(Vmem *vm, VmemTag *tag)
     vm->vm_stash = tag;
     vm->vm_stash_count++;
 }
-/* Detaches the stash beyond VMEM_STASH_HIGH (all of it when `all`), for
+/* Detaches the stash beyond VMEM_STASH_KEEP (all of it when `all`), for
  * vmem_pool_return() once the arena is unlocked. */
 VmemTag *vmem_stash_detach(Vmem *vm, bool all);
 void vmem_pool_return(VmemTag *list);

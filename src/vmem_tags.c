@@ -265,7 +265,7 @@ bool vmem_stash_fill(Vmem *vm, VmemIrqState *state, int vmflag)
 
 VmemTag *vmem_stash_detach(Vmem *vm, bool all)
 {
-    size_t keep = all ? 0 : VMEM_STASH_HIGH;
+    size_t keep = all ? 0 : VMEM_STASH_KEEP;
     VmemTag *detached = NULL;
     while (vm->vm_stash_count > keep) {
         VmemTag *tag = vmem_stash_take(vm);

@@ -3,7 +3,8 @@
  * resources: quantum-1 arenas, arenas at address 0 (the void * calls never
  * hand out 0; the status-returning calls can), spans that end exactly at
  * 2^64, one-quantum arenas, vtest_env_scale() live segments freed in random
- * order, and a failing page source for boundary tags.
+ * order, the bounds of an arena's spare tags, and a failing page source for
+ * boundary tags.
  */
 #include "test_support.h"
 
@@ -19,6 +20,36 @@ static bool single_free_segment(Vmem *vm, uintptr_t addr, size_t size)
     struct ts_segment segs[2];
     return ts_collect(vm, VMEM_ALLOC | VMEM_FREE, segs, 2) == 1 && segs[0].addr == addr &&
            segs[0].size == size && segs[0].type == VMEM_FREE;
+}
+
+/* ---- The arena's stash of spare tags ------------------------------------- */
+
+/* Merging frees release tags into the arena's stash. The stash must stay
+ * small (tags are shared by every arena), yet a trim must leave room to
+ * grow: an arena whose stash sits at its limit would hand a tag to the
+ * global pool, under the pool's lock, on nearly every merging free. */
+static void merging_frees_trim_the_stash_rarely_and_keep_it_small(void)
+{
+    static Vmem vm;
+    enum { IDS = 400, MERGING = IDS / 2 };
+    VT_ASSERT(vmem_init(&vm, "edge-stash", TS_PTR(1), IDS, 1, NULL, NULL, NULL, 0, 0) == 0);
+    for (uintptr_t id = 1; id <= IDS; id++)
+        VT_ASSERT(TS_ADDR(vmem_alloc(&vm, 1, VM_NOSLEEP)) == id);
+    for (uintptr_t id = 1; id <= IDS; id += 2) /* isolated: no merge, no tag released */
+        vmem_free(&vm, TS_PTR(id), 1);
+    size_t trims = 0;
+    for (uintptr_t id = 2; id <= IDS; id += 2) { /* each merges both neighbours */
+        size_t before = vm.vm_stash_count;
+        vmem_free(&vm, TS_PTR(id), 1);
+        VT_ASSERT(vm.vm_stash_count <= 48);
+        if (vm.vm_stash_count < before)
+            trims++;
+    }
+    VT_ASSERT(trims >= 1);
+    VT_ASSERT(trims <= MERGING / 4);
+    VT_ASSERT(single_free_segment(&vm, 1, IDS));
+    VT_CONSISTENT(&vm);
+    vmem_destroy(&vm);
 }
 
 /* ---- Quantum 1 and address 0 ---------------------------------------------- */
@@ -485,6 +516,7 @@ static void many_live_segments_freed_in_random_order_coalesce_completely(void)
 }
 
 VTEST_SUITE(suite_edges,
+            VTEST_CASE(merging_frees_trim_the_stash_rarely_and_keep_it_small),
             VTEST_CASE(quantum_one_arena_hands_out_every_id_exactly_once),
             VTEST_CASE(void_calls_never_hand_out_address_zero),
             VTEST_CASE(first_page_of_an_arena_at_zero_is_not_handed_out),
