@@ -118,6 +118,11 @@
 #define SEARCH_BUDGET 64
 
 #define POLICY_FLAGS (VM_BESTFIT | VM_INSTANTFIT | VM_NEXTFIT | VM_FIRSTFIT)
+
+/* For the few helpers every allocation and free runs: the compiler keeps
+ * them out of line for their several callers, and on these paths the
+ * call's register saves cost as much as the helper's own work. */
+#define HOT_INLINE static inline __attribute__((always_inline))
 #define KNOWN_FLAGS (POLICY_FLAGS | VM_SLEEP | VM_NOSLEEP | VM_BOOTSTRAP | VM_ENDALLOC)
 
 /* ---- Reports ------------------------------------------------------------- */
@@ -356,7 +361,7 @@ static bool listed(const Vmem *vm) { return (vm->vm_state & VMEM_STATE_LISTED) !
 static bool addr_indexed(const Vmem *vm) { return (vm->vm_state & VMEM_STATE_ADDR_INDEXED) != 0; }
 static bool size_indexed(const Vmem *vm) { return (vm->vm_state & VMEM_STATE_SIZE_INDEXED) != 0; }
 
-static void free_index_insert(Vmem *vm, VmemTag *tag)
+HOT_INLINE void free_index_insert(Vmem *vm, VmemTag *tag)
 {
     tag->type = SEG_FREE;
     tag->flags = 0;
@@ -368,7 +373,7 @@ static void free_index_insert(Vmem *vm, VmemTag *tag)
         vmem_tree_insert_size(vm, tag);
 }
 
-static void free_index_remove(Vmem *vm, VmemTag *tag)
+HOT_INLINE void free_index_remove(Vmem *vm, VmemTag *tag)
 {
     if (listed(vm))
         freelist_remove(vm, tag);
@@ -409,7 +414,7 @@ static inline void ensure_index(Vmem *vm, unsigned which)
 
 /* Gives a free segment a new range that keeps its place in address order
  * (it shrank, or grew into space no free segment occupies). */
-static void free_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size)
+HOT_INLINE void free_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size)
 {
     unsigned c = size_class(size);
     bool relist = listed(vm) && c != size_class(tag->size);
@@ -802,7 +807,7 @@ static VmemTag *find_placement(Vmem *vm, const VmemRequest *req, int vmflag, uin
 
 /* Allocates [addr, addr + size) out of free segment `free`. Locked; the
  * stash holds two tags. Returns the allocated segment's tag. */
-static VmemTag *carve(Vmem *vm, VmemTag *free, uintptr_t addr, size_t size, uint8_t flags)
+HOT_INLINE VmemTag *carve(Vmem *vm, VmemTag *free, uintptr_t addr, size_t size, uint8_t flags)
 {
     uintptr_t seg_base = free->base, seg_last = tag_last(free);
     uintptr_t alloc_last = addr + (size - 1);
@@ -1024,6 +1029,54 @@ static int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *req, int 
     return result;
 }
 
+/*
+ * vmem_alloc's everyday request - unconstrained instant-fit of `size`
+ * (already rounded), never at address 0 - when nothing unusual stands in
+ * the way: the freelists are built, the stash covers a split, no hash
+ * table is wanted, and the segment instant_fit() would choose does not
+ * start at 0. It chooses exactly that segment, by the same own-class peek
+ * and head, and carves the allocation from its base. Anything else
+ * (nothing fits, a refill, an import, sleeping) declines, returning 0, and
+ * leaves the arena unchanged for arena_xalloc() to do in full: this path
+ * exists only to skip the general one's request building, policy dispatch
+ * and bookkeeping, which cost as much as the work itself (W1, W4).
+ */
+static inline uintptr_t alloc_plain_quick(Vmem *vm, size_t size)
+{
+    if (__atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED) != 0)
+        return 0;
+    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    VmemTag *tag = NULL;
+    if (__builtin_expect(listed(vm) && vm->vm_stash_count >= VMEM_TAGS_PER_OP, 1)) {
+        unsigned own = size_class(size), fitting = own;
+        if (class_min_size(own) != size) {
+            fitting = own + 1;
+            int peek = INSTANT_FIT_PEEK;
+            for (tag = vm->vm_freelist[own]; tag != NULL && peek-- > 0; tag = tag->u.free.list_next)
+                if (tag->size >= size)
+                    break;
+            if (peek < 0)
+                tag = NULL;
+        }
+        if (tag == NULL) {
+            unsigned c = first_nonempty_class(vm, fitting);
+            if (c < VMEM_FREELISTS)
+                tag = vm->vm_freelist[c];
+        }
+    }
+    if (__builtin_expect(tag == NULL || tag->base == 0, 0)) {
+        vmem_port_unlock(&vm->vm_lock, state);
+        return 0;
+    }
+    uintptr_t addr = tag->base;
+    carve(vm, tag, addr, size, 0);
+    Leftovers left;
+    left.unused_table = NULL;
+    left.unused_table_bytes = 0;
+    unlock_and_release(vm, state, &left);
+    return addr;
+}
+
 /* arena_xalloc for an arena with quantum caches: before failing (or
  * sleeping) it drains them, since their free objects and slabs may be
  * what the request needs. */
@@ -1197,7 +1250,9 @@ void *vmem_alloc(Vmem *vmp, size_t size, int vmflag)
     if (!usable(vmp, call, 0, size))
         return NULL;
     const size_t q = vmp->quantum;
-    if ((vmflag & ~(VM_INSTANTFIT | VM_NOSLEEP)) == 0 && size - 1 < SIZE_MAX - (q - 1)) {
+    if ((vmflag & ~(VM_INSTANTFIT | VM_NOSLEEP | VM_SLEEP)) == 0 &&
+        (vmflag & (VM_SLEEP | VM_NOSLEEP)) != (VM_SLEEP | VM_NOSLEEP) &&
+        size - 1 < SIZE_MAX - (q - 1)) {
         /* The common request: nothing to validate beyond the size, and
          * a cache hit needs nothing more. */
         if (uses_qcache(vmp, size, vmflag)) {
@@ -1205,6 +1260,9 @@ void *vmem_alloc(Vmem *vmp, size_t size, int vmflag)
             if (addr != 0)
                 return (void *)addr;
         }
+        addr = alloc_plain_quick(vmp, (size + (q - 1)) & ~(q - 1));
+        if (addr != 0)
+            return (void *)addr;
         plain_request(q, size, q, &req);
     } else if (!make_request(vmp, call, size, 0, 0, 0, 0, 0, false, vmflag, &req)) {
         return NULL;
