@@ -38,13 +38,16 @@ static void merging_frees_trim_the_stash_rarely_and_keep_it_small(void)
     for (uintptr_t id = 1; id <= IDS; id += 2) /* isolated: no merge, no tag released */
         vmem_free(&vm, TS_PTR(id), 1);
     size_t trims = 0;
-    for (uintptr_t id = 2; id <= IDS; id += 2) { /* each merges both neighbours */
+    for (uintptr_t id = 2; id < IDS; id += 2) {
+        /* Merges both neighbours: two tags are released into the stash,
+         * and any fewer there afterwards went back to the pool. */
         size_t before = vm.vm_stash_count;
         vmem_free(&vm, TS_PTR(id), 1);
         VT_ASSERT(vm.vm_stash_count <= 48);
-        if (vm.vm_stash_count < before)
+        if (vm.vm_stash_count != before + 2)
             trims++;
     }
+    vmem_free(&vm, TS_PTR(IDS), 1); /* the last ID has no successor */
     VT_ASSERT(trims >= 1);
     VT_ASSERT(trims <= MERGING / 4);
     VT_ASSERT(single_free_segment(&vm, 1, IDS));
@@ -102,6 +105,37 @@ static void void_calls_never_hand_out_address_zero(void)
     for (uintptr_t id = 1; id < 16; id++)
         vmem_free(&vm, TS_PTR(id), 1);
     VT_ASSERT(single_free_segment(&vm, 0, 16));
+    VT_CONSISTENT(&vm);
+    vmem_destroy(&vm);
+}
+
+/* Instant-fit aligned requests go to the lowest aligned address of the
+ * segment chosen, never 0, and a segment at 0 too small once 0 is ruled
+ * out gives way to the next one. */
+static void aligned_instant_fit_takes_the_lowest_aligned_address_never_zero(void)
+{
+    static Vmem vm;
+    const int flags = VM_INSTANTFIT | VM_NOSLEEP;
+    VT_ASSERT(vmem_init(&vm, "edge-zero-aligned", NULL, 0, PAGE, NULL, NULL, NULL, 0, 0) == 0);
+    VT_ASSERT(vmem_add_range(&vm, 0, 16 * PAGE, VM_NOSLEEP) == 0);
+    VT_ASSERT(vmem_xalloc(&vm, PAGE, 4 * PAGE, 0, 0, NULL, NULL, flags) == TS_PTR(4 * PAGE));
+    /* [0, 4 pages) is free but holds no aligned page above 0. */
+    VT_ASSERT(vmem_xalloc(&vm, PAGE, 4 * PAGE, 0, 0, NULL, NULL, flags) == TS_PTR(8 * PAGE));
+    vmem_xfree(&vm, TS_PTR(4 * PAGE), PAGE);
+    vmem_xfree(&vm, TS_PTR(8 * PAGE), PAGE);
+    VT_ASSERT(vmem_xalloc(&vm, 2 * PAGE, 8 * PAGE, 0, 0, NULL, NULL, flags) == TS_PTR(8 * PAGE));
+    /* Left: [0, 8 pages) and [10, 16): the smaller one serves a page... */
+    VT_ASSERT(TS_ADDR(vmem_alloc(&vm, PAGE, flags)) == 10 * PAGE);
+    /* ...and no aligned placement is left, until a span brings one. */
+    VT_ASSERT(vmem_xalloc(&vm, PAGE, 8 * PAGE, 0, 0, NULL, NULL, flags) == NULL);
+    VT_ASSERT(vmem_add_range(&vm, 20 * PAGE, 12 * PAGE, VM_NOSLEEP) == 0);
+    VT_ASSERT(vmem_xalloc(&vm, PAGE, 8 * PAGE, 0, 0, NULL, NULL, flags) == TS_PTR(24 * PAGE));
+    VT_ASSERT(ts_stat_is(&vm, 4 * PAGE, 0, 28 * PAGE, 5, 2));
+    VT_CONSISTENT(&vm);
+    vmem_xfree(&vm, TS_PTR(8 * PAGE), 2 * PAGE);
+    vmem_xfree(&vm, TS_PTR(24 * PAGE), PAGE);
+    vmem_free(&vm, TS_PTR(10 * PAGE), PAGE);
+    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
     VT_CONSISTENT(&vm);
     vmem_destroy(&vm);
 }
@@ -520,6 +554,7 @@ VTEST_SUITE(suite_edges,
             VTEST_CASE(quantum_one_arena_hands_out_every_id_exactly_once),
             VTEST_CASE(void_calls_never_hand_out_address_zero),
             VTEST_CASE(first_page_of_an_arena_at_zero_is_not_handed_out),
+            VTEST_CASE(aligned_instant_fit_takes_the_lowest_aligned_address_never_zero),
             VTEST_CASE(xalloc_addr_can_hand_out_address_zero),
             VTEST_CASE(span_ending_at_two_to_the_64_is_fully_usable),
             VTEST_CASE(constraints_near_the_top_do_not_overflow),
