@@ -771,6 +771,16 @@ use_index:
     return next_fit_indexed(vm, req, addrp);
 }
 
+/* The segment size find_placement() first looks for under a constrained
+ * instant-fit request that needs `comfortable`: the next power of two (it
+ * says why). */
+static inline size_t whole_size(size_t comfortable)
+{
+    return is_pow2(comfortable) || comfortable > SIZE_MAX / 2
+               ? comfortable
+               : (size_t)1 << (log2_floor(comfortable) + 1);
+}
+
 static VmemTag *find_placement(Vmem *vm, const VmemRequest *req, int vmflag, uintptr_t *addrp)
 {
     if (!(vmflag & (VM_BESTFIT | VM_NEXTFIT | VM_FIRSTFIT)) && !req->top_down) {
@@ -786,9 +796,7 @@ static VmemTag *find_placement(Vmem *vm, const VmemRequest *req, int vmflag, uin
          * whose tags are scattered, pays for in cache misses (W3 after
          * W1 at 10^6: 560 -> 290 ns); the exact class is the fallback. */
         size_t comfortable = vmem_fit_comfortable_size(req);
-        size_t whole = is_pow2(comfortable) || comfortable > SIZE_MAX / 2
-                           ? comfortable
-                           : (size_t)1 << (log2_floor(comfortable) + 1);
+        size_t whole = whole_size(comfortable);
         VmemTag *tag = freelist_heads_fit(vm, req, whole, 4, addrp);
         if (tag == NULL && whole != comfortable)
             tag = freelist_heads_fit(vm, req, comfortable, 4, addrp);
@@ -1041,7 +1049,7 @@ static int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *req, int 
  * exists only to skip the general one's request building, policy dispatch
  * and bookkeeping, which cost as much as the work itself (W1, W4).
  */
-static inline uintptr_t alloc_plain_quick(Vmem *vm, size_t size)
+static inline uintptr_t alloc_plain_quick(Vmem *vm, size_t size, uint8_t tag_flags)
 {
     if (__atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED) != 0)
         return 0;
@@ -1069,7 +1077,96 @@ static inline uintptr_t alloc_plain_quick(Vmem *vm, size_t size)
         return 0;
     }
     uintptr_t addr = tag->base;
-    carve(vm, tag, addr, size, 0);
+    carve(vm, tag, addr, size, tag_flags);
+    Leftovers left;
+    left.unused_table = NULL;
+    left.unused_table_bytes = 0;
+    unlock_and_release(vm, state, &left);
+    return addr;
+}
+
+/*
+ * vmem_xalloc's instant-fit request constrained by an alignment alone
+ * (above the quantum; size rounded), under the same conditions as
+ * alloc_plain_quick(): it takes the segment find_placement() would, the
+ * head of the first non-empty class of whole_size(), else of the
+ * comfortable size, and places the allocation at the lowest aligned
+ * address in it. Declines (0, arena unchanged) whenever that head is not
+ * the answer - none there, or one at address 0 that cannot fit - and
+ * whenever the general path has anything more to do.
+ */
+static inline uintptr_t alloc_aligned_quick(Vmem *vm, size_t size, size_t align)
+{
+    if (size > SIZE_MAX - (align - vm->quantum) ||
+        __atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED) != 0)
+        return 0;
+    size_t comfortable = size + (align - vm->quantum);
+    size_t whole = whole_size(comfortable);
+    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    VmemTag *tag = NULL;
+    if (__builtin_expect(listed(vm) && vm->vm_stash_count >= VMEM_TAGS_PER_OP, 1)) {
+        unsigned c = first_nonempty_class(vm, fitting_class(whole));
+        if (c >= VMEM_FREELISTS && whole != comfortable)
+            c = first_nonempty_class(vm, fitting_class(comfortable));
+        if (c < VMEM_FREELISTS)
+            tag = vm->vm_freelist[c];
+    }
+    uintptr_t addr = 0;
+    if (tag != NULL) {
+        uintptr_t lowest = tag->base != 0 ? tag->base : 1; /* 0 means failure */
+        addr = (lowest + (align - 1)) & ~(uintptr_t)(align - 1);
+        if (addr < lowest || addr > tag_last(tag) || tag_last(tag) - addr < size - 1)
+            addr = 0;
+    }
+    if (__builtin_expect(addr == 0, 0)) {
+        vmem_port_unlock(&vm->vm_lock, state);
+        return 0;
+    }
+    carve(vm, tag, addr, size, TAG_XALLOC);
+    Leftovers left;
+    left.unused_table = NULL;
+    left.unused_table_bytes = 0;
+    unlock_and_release(vm, state, &left);
+    return addr;
+}
+
+/*
+ * vmem_alloc's unconstrained next-fit request (size rounded), under the
+ * conditions of alloc_plain_quick(), when next_fit()'s first walk - from
+ * the rotor tag up, NEXT_FIT_WALK segments at most - finds the segment: it
+ * makes the same walk and the same placement (the lowest address at or
+ * above the rotor, never 0), and moves the rotor as arena_xalloc() does.
+ * A wrap to the bottom, the index, a refill or an import: declines (0).
+ */
+static inline uintptr_t alloc_next_quick(Vmem *vm, size_t size)
+{
+    if (__atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED) != 0)
+        return 0;
+    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    const uintptr_t lowest = vm->vm_rotor > 1 ? vm->vm_rotor : 1, under_q = vm->quantum - 1;
+    VmemTag *tag = NULL;
+    uintptr_t addr = 0;
+    if (__builtin_expect(vm->vm_stash_count >= VMEM_TAGS_PER_OP, 1)) {
+        int budget = NEXT_FIT_WALK;
+        tag = vm->vm_rotor_tag != NULL ? vm->vm_rotor_tag : vm->vm_seg_first;
+        for (; tag != NULL && budget-- > 0; tag = tag->seg_next) {
+            if (tag->type != SEG_FREE)
+                continue;
+            uintptr_t lo = tag->base > lowest ? tag->base : lowest;
+            uintptr_t at = (lo + under_q) & ~under_q;
+            if (at >= lo && at <= tag_last(tag) && tag_last(tag) - at >= size - 1) {
+                addr = at;
+                break;
+            }
+        }
+    }
+    if (__builtin_expect(addr == 0, 0)) {
+        vmem_port_unlock(&vm->vm_lock, state);
+        return 0;
+    }
+    VmemTag *alloc = carve(vm, tag, addr, size, 0);
+    vm->vm_rotor = addr + size; /* 0 after the top: wraps */
+    vm->vm_rotor_tag = vm->vm_rotor != 0 ? alloc : NULL;
     Leftovers left;
     left.unused_table = NULL;
     left.unused_table_bytes = 0;
@@ -1215,6 +1312,13 @@ void *vmem_xalloc(Vmem *vmp, size_t size, size_t align, size_t phase, size_t noc
         size - 1 < SIZE_MAX - (q - 1) &&
         (align == 0 || (is_pow2(align) && (align & (q - 1)) == 0))) {
         /* An alignment and one policy, nothing else. */
+        if (!(policy & ~VM_INSTANTFIT)) {
+            size_t rounded = (size + (q - 1)) & ~(q - 1);
+            addr = align <= q ? alloc_plain_quick(vmp, rounded, TAG_XALLOC)
+                              : alloc_aligned_quick(vmp, rounded, align);
+            if (addr != 0)
+                return (void *)addr;
+        }
         plain_request(q, size, align != 0 ? align : q, &req);
     } else if (!make_request(vmp, call, size, align, phase, nocross, (uintptr_t)minaddr,
                              (uintptr_t)maxaddr, maxaddr != NULL, vmflag, &req)) {
@@ -1250,17 +1354,23 @@ void *vmem_alloc(Vmem *vmp, size_t size, int vmflag)
     if (!usable(vmp, call, 0, size))
         return NULL;
     const size_t q = vmp->quantum;
-    if ((vmflag & ~(VM_INSTANTFIT | VM_NOSLEEP | VM_SLEEP)) == 0 &&
+    const int policy = vmflag & ~(VM_SLEEP | VM_NOSLEEP);
+    if ((policy & ~POLICY_FLAGS) == 0 && (policy & (policy - 1)) == 0 &&
         (vmflag & (VM_SLEEP | VM_NOSLEEP)) != (VM_SLEEP | VM_NOSLEEP) &&
         size - 1 < SIZE_MAX - (q - 1)) {
-        /* The common request: nothing to validate beyond the size, and
-         * a cache hit needs nothing more. */
+        /* The common request - one policy, nothing to validate beyond the
+         * size - and a cache hit needs nothing more. */
         if (uses_qcache(vmp, size, vmflag)) {
             addr = vmem_qcache_alloc(vmp, size, vmflag);
             if (addr != 0)
                 return (void *)addr;
         }
-        addr = alloc_plain_quick(vmp, (size + (q - 1)) & ~(q - 1));
+        size_t rounded = (size + (q - 1)) & ~(q - 1);
+        addr = 0;
+        if (!(policy & ~VM_INSTANTFIT))
+            addr = alloc_plain_quick(vmp, rounded, 0);
+        else if (policy == VM_NEXTFIT)
+            addr = alloc_next_quick(vmp, rounded);
         if (addr != 0)
             return (void *)addr;
         plain_request(q, size, q, &req);

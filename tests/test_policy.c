@@ -635,6 +635,104 @@ static void endalloc_with_next_fit_or_instant_fit_is_misuse(void)
     vmem_destroy(&vm);
 }
 
+/* ---- The quick paths against the general one ------------------------------ */
+
+/*
+ * vmem_alloc's next-fit and vmem_xalloc's aligned instant-fit have quick
+ * paths for their plain requests; the same request through the general
+ * path (vmem_xalloc with no other constraint for next-fit, a maxaddr at
+ * the arena's end for the aligned one) must get the same address, step
+ * by step, on twin arenas given the same random sequence. A difference
+ * is shown and ends the run.
+ */
+#define TWIN_QUANTUM ((size_t)16)
+#define TWIN_UNITS ((size_t)4096)
+#define TWIN_LIVE 256
+
+static bool twins_agree(bool next_fit, uint64_t seed)
+{
+    static Vmem quick, general;
+    static uintptr_t live[TWIN_LIVE];
+    static size_t live_size[TWIN_LIVE];
+    const uintptr_t base = 16 * TWIN_QUANTUM, bytes = TWIN_UNITS * TWIN_QUANTUM;
+    if (vmem_init(&quick, "twin-quick", TS_PTR(base), bytes, TWIN_QUANTUM, NULL, NULL, NULL, 0,
+                  0) != 0 ||
+        vmem_init(&general, "twin-general", TS_PTR(base), bytes, TWIN_QUANTUM, NULL, NULL, NULL,
+                  0, 0) != 0)
+        return false;
+    VtestRng rng;
+    vtest_rng_seed(&rng, seed);
+    size_t count = 0;
+    bool agree = true;
+    for (size_t step = 0; step < 20000 && agree; step++) {
+        if (count == TWIN_LIVE || (count > 0 && vtest_rng_below(&rng, 100) < 48)) {
+            size_t i = (size_t)vtest_rng_below(&rng, count);
+            if (next_fit) {
+                vmem_free(&quick, TS_PTR(live[i]), live_size[i]);
+                vmem_xfree(&general, TS_PTR(live[i]), live_size[i]);
+            } else {
+                vmem_xfree(&quick, TS_PTR(live[i]), live_size[i]);
+                vmem_xfree(&general, TS_PTR(live[i]), live_size[i]);
+            }
+            live[i] = live[--count];
+            live_size[i] = live_size[count];
+            continue;
+        }
+        size_t size = TWIN_QUANTUM * (1 + (size_t)vtest_rng_below(&rng, 24));
+        void *a, *b;
+        if (next_fit) {
+            a = vmem_alloc(&quick, size, VM_NEXTFIT | VM_NOSLEEP);
+            b = vmem_xalloc(&general, size, 0, 0, 0, NULL, NULL, VM_NEXTFIT | VM_NOSLEEP);
+        } else {
+            /* Above the quantum: at the quantum, a request with a maxaddr
+             * is constrained and one without is not, and instant-fit
+             * serves the two differently by design. */
+            size_t align = TWIN_QUANTUM << (1 + vtest_rng_below(&rng, 5));
+            a = vmem_xalloc(&quick, size, align, 0, 0, NULL, NULL, VM_NOSLEEP);
+            b = vmem_xalloc(&general, size, align, 0, 0, NULL, TS_PTR(base + bytes),
+                            VM_NOSLEEP);
+        }
+        agree = a == b;
+        if (!agree) {
+            ts_note_u64("    twins differ at step", step);
+            ts_note_hex(" size", size);
+            ts_note_hex(" quick", TS_ADDR(a));
+            ts_note_hex(" general", TS_ADDR(b));
+            vtest_puts("\n");
+            if (a != NULL)
+                vmem_xfree(&quick, a, size);
+            if (b != NULL)
+                vmem_xfree(&general, b, size);
+            break;
+        }
+        if (a != NULL) {
+            live[count] = TS_ADDR(a);
+            live_size[count++] = size;
+        }
+    }
+    agree = agree && vmem_check(&quick, NULL) == 0 && vmem_check(&general, NULL) == 0;
+    while (count > 0) {
+        count--;
+        vmem_xfree(&quick, TS_PTR(live[count]), live_size[count]);
+        vmem_xfree(&general, TS_PTR(live[count]), live_size[count]);
+    }
+    vmem_destroy(&quick);
+    vmem_destroy(&general);
+    return agree;
+}
+
+static void quick_next_fit_places_as_the_general_path(void)
+{
+    for (uint64_t seed = 1; seed <= 3; seed++)
+        VT_ASSERT(twins_agree(true, seed));
+}
+
+static void quick_aligned_instant_fit_places_as_the_general_path(void)
+{
+    for (uint64_t seed = 1; seed <= 3; seed++)
+        VT_ASSERT(twins_agree(false, seed));
+}
+
 VTEST_SUITE(suite_policy,
             VTEST_CASE(instant_fit_takes_a_segment_from_a_list_that_guarantees_a_fit),
             VTEST_CASE(instant_fit_prefers_a_fitting_member_of_its_own_list),
@@ -654,6 +752,8 @@ VTEST_SUITE(suite_policy,
             VTEST_CASE(next_fit_keeps_live_ids_distinct_until_exhausted),
             VTEST_CASE(next_fit_matches_a_model_as_segments_split_and_merge),
             VTEST_CASE(next_fit_finds_an_id_freed_behind_a_carved_rotor_segment),
+            VTEST_CASE(quick_next_fit_places_as_the_general_path),
+            VTEST_CASE(quick_aligned_instant_fit_places_as_the_general_path),
             VTEST_CASE(endalloc_takes_the_highest_address),
             VTEST_CASE(endalloc_prefers_a_higher_small_segment_to_a_lower_large_one),
             VTEST_CASE(conflicting_policy_flags_are_misuse),
