@@ -1037,6 +1037,25 @@ static int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *req, int 
     return result;
 }
 
+/* The quick paths' lock: they decline before locking when the arena
+ * wants a new hash table, which only the general path may allocate. */
+static inline bool quick_lock(Vmem *vm, VmemIrqState *state)
+{
+    if (__atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED) != 0)
+        return false;
+    *state = vmem_port_lock(&vm->vm_lock);
+    return true;
+}
+
+/* ...and their unlock, with no table of theirs to hand back. */
+static inline void quick_unlock(Vmem *vm, VmemIrqState state)
+{
+    Leftovers left;
+    left.unused_table = NULL;
+    left.unused_table_bytes = 0;
+    unlock_and_release(vm, state, &left);
+}
+
 /*
  * vmem_alloc's everyday request - unconstrained instant-fit of `size`
  * (already rounded), never at address 0 - when nothing unusual stands in
@@ -1049,11 +1068,11 @@ static int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *req, int 
  * exists only to skip the general one's request building, policy dispatch
  * and bookkeeping, which cost as much as the work itself (W1, W4).
  */
-static inline uintptr_t alloc_plain_quick(Vmem *vm, size_t size, uint8_t tag_flags)
+HOT_INLINE uintptr_t alloc_plain_quick(Vmem *vm, size_t size, uint8_t tag_flags)
 {
-    if (__atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED) != 0)
+    VmemIrqState state;
+    if (!quick_lock(vm, &state))
         return 0;
-    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
     VmemTag *tag = NULL;
     if (__builtin_expect(listed(vm) && vm->vm_stash_count >= VMEM_TAGS_PER_OP, 1)) {
         unsigned own = size_class(size), fitting = own;
@@ -1078,10 +1097,7 @@ static inline uintptr_t alloc_plain_quick(Vmem *vm, size_t size, uint8_t tag_fla
     }
     uintptr_t addr = tag->base;
     carve(vm, tag, addr, size, tag_flags);
-    Leftovers left;
-    left.unused_table = NULL;
-    left.unused_table_bytes = 0;
-    unlock_and_release(vm, state, &left);
+    quick_unlock(vm, state);
     return addr;
 }
 
@@ -1097,12 +1113,13 @@ static inline uintptr_t alloc_plain_quick(Vmem *vm, size_t size, uint8_t tag_fla
  */
 static inline uintptr_t alloc_aligned_quick(Vmem *vm, size_t size, size_t align)
 {
-    if (size > SIZE_MAX - (align - vm->quantum) ||
-        __atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED) != 0)
+    VmemIrqState state;
+    if (size > SIZE_MAX - (align - vm->quantum))
         return 0;
     size_t comfortable = size + (align - vm->quantum);
     size_t whole = whole_size(comfortable);
-    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    if (!quick_lock(vm, &state))
+        return 0;
     VmemTag *tag = NULL;
     if (__builtin_expect(listed(vm) && vm->vm_stash_count >= VMEM_TAGS_PER_OP, 1)) {
         unsigned c = first_nonempty_class(vm, fitting_class(whole));
@@ -1123,10 +1140,7 @@ static inline uintptr_t alloc_aligned_quick(Vmem *vm, size_t size, size_t align)
         return 0;
     }
     carve(vm, tag, addr, size, TAG_XALLOC);
-    Leftovers left;
-    left.unused_table = NULL;
-    left.unused_table_bytes = 0;
-    unlock_and_release(vm, state, &left);
+    quick_unlock(vm, state);
     return addr;
 }
 
@@ -1140,9 +1154,9 @@ static inline uintptr_t alloc_aligned_quick(Vmem *vm, size_t size, size_t align)
  */
 static inline uintptr_t alloc_next_quick(Vmem *vm, size_t size)
 {
-    if (__atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED) != 0)
+    VmemIrqState state;
+    if (!quick_lock(vm, &state))
         return 0;
-    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
     const uintptr_t lowest = vm->vm_rotor > 1 ? vm->vm_rotor : 1, under_q = vm->quantum - 1;
     VmemTag *tag = NULL;
     uintptr_t addr = 0;
@@ -1167,10 +1181,7 @@ static inline uintptr_t alloc_next_quick(Vmem *vm, size_t size)
     VmemTag *alloc = carve(vm, tag, addr, size, 0);
     vm->vm_rotor = addr + size; /* 0 after the top: wraps */
     vm->vm_rotor_tag = vm->vm_rotor != 0 ? alloc : NULL;
-    Leftovers left;
-    left.unused_table = NULL;
-    left.unused_table_bytes = 0;
-    unlock_and_release(vm, state, &left);
+    quick_unlock(vm, state);
     return addr;
 }
 
