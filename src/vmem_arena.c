@@ -330,6 +330,7 @@ static unsigned first_nonempty_class(const Vmem *vm, unsigned c)
 static void freelist_insert_class(Vmem *vm, VmemTag *tag, unsigned c)
 {
     VmemTag **head = &vm->vm_freelist[c];
+    tag_set_class(tag, c);
     tag->u.free.list_next = *head;
     if (*head != NULL)
         (*head)->u.free.list_pprev = &tag->u.free.list_next;
@@ -352,7 +353,7 @@ static void freelist_remove(Vmem *vm, VmemTag *tag)
         return; /* the list keeps a member: its bit stays */
     }
     /* Only the last member's removal can empty the list. */
-    unsigned c = size_class(tag->size);
+    unsigned c = tag_class(tag);
     if (vm->vm_freelist[c] == NULL)
         freemap_clear(vm, c);
 }
@@ -417,7 +418,7 @@ static inline void ensure_index(Vmem *vm, unsigned which)
 HOT_INLINE void free_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size)
 {
     unsigned c = size_class(size);
-    bool relist = listed(vm) && c != size_class(tag->size);
+    bool relist = listed(vm) && c != tag_class(tag);
     if (size_indexed(vm))
         vmem_tree_remove_size(vm, tag);
     if (relist)

@@ -344,7 +344,7 @@ static bool check_freelists(const Vmem *vm, const Census *c, Problem *p)
         for (const VmemTag *tag = vm->vm_freelist[n]; tag != NULL; tag = tag->u.free.list_next) {
             if (++members > expected)
                 return problem(p, "freelists hold more than the free segments", tag);
-            if (tag->type != SEG_FREE || size_class(tag->size) != n)
+            if (tag->type != SEG_FREE || size_class(tag->size) != n || tag_class(tag) != n)
                 return problem(p, "freelist member not free or in the wrong list", tag);
             if (tag->u.free.list_pprev != pprev)
                 return problem(p, "freelist back link broken", tag);

@@ -61,6 +61,9 @@ typedef struct vmem_tag {
     uint8_t flags;                /* TAG_* */
     int8_t addr_height;           /* height in vm_free_by_addr, when free */
     int8_t size_height;           /* height in vm_free_by_size, when free */
+#if UINTPTR_MAX > 0xffffffffu
+    uint8_t list_class;           /* freelist it is on, when free and listed */
+#endif
     union {
         struct vmem_tag *hash_next;   /* SEG_ALLOC: hash overflow chain */
         struct vmem_tag *pool_next;   /* unused tag: pool or stash list */
@@ -104,6 +107,22 @@ static inline VmemTagLinks *tag_links(const VmemTag *tag)
     return (VmemTagLinks *)(at - offset / 2 + VMEM_TAGS_PER_PAGE * sizeof(VmemTag));
 }
 
+/* The freelist a listed free segment is on. LP64 keeps it in a byte the
+ * hot part has spare (every split and merge would otherwise recompute
+ * its class, twice for a resize); ILP32 has no byte to spare in 32 and
+ * recomputes it. */
+_Static_assert(VMEM_FREELISTS <= 256, "a tag's list_class is one byte");
+static inline void tag_set_class(VmemTag *tag, unsigned c)
+{
+#if UINTPTR_MAX > 0xffffffffu
+    tag->list_class = (uint8_t)c;
+#else
+    (void)tag;
+    (void)c;
+#endif
+}
+static inline unsigned tag_class(const VmemTag *tag);
+
 /* Last unit of a tag's range: never overflows, unlike base + size. */
 static inline uintptr_t tag_last(const VmemTag *tag) { return tag->base + (tag->size - 1); }
 
@@ -128,6 +147,15 @@ static inline unsigned size_class(size_t size)
     unsigned exp = log2_floor(size);
     unsigned sub = (unsigned)(size >> (exp - VMEM_FREELIST_SPLIT_SHIFT)) - VMEM_FREELIST_SPLIT;
     return (exp - VMEM_FREELIST_SPLIT_SHIFT + 1) * VMEM_FREELIST_SPLIT + sub;
+}
+
+static inline unsigned tag_class(const VmemTag *tag)
+{
+#if UINTPTR_MAX > 0xffffffffu
+    return tag->list_class;
+#else
+    return size_class(tag->size);
+#endif
 }
 
 /* The smallest size in class c: every member of class c is at least this. */
