@@ -104,6 +104,15 @@
  *    alignment turns into the first quantum). The calls that return a
  *    status (vmem_xalloc_addr, vmem_alloc_exact, vmem_add_range) use 0 like
  *    any other address.
+ *
+ * 11. Quick paths. The commonest requests - vmem_alloc's instant-fit and
+ *    next-fit, vmem_xalloc's instant-fit with an alignment alone - first
+ *    try a path that makes exactly the choice the general one would, from
+ *    the same freelist heads or rotor walk, and declines, leaving the
+ *    arena as it found it, whenever anything else is needed (a refill, a
+ *    new hash table, a search, an import, address 0). They exist because
+ *    the general path's request building and policy dispatch cost as much
+ *    as the work; twin-arena tests hold each to the general path's answer.
  */
 #include "vmem_internal.h"
 
@@ -118,12 +127,12 @@
 #define SEARCH_BUDGET 64
 
 #define POLICY_FLAGS (VM_BESTFIT | VM_INSTANTFIT | VM_NEXTFIT | VM_FIRSTFIT)
+#define KNOWN_FLAGS (POLICY_FLAGS | VM_SLEEP | VM_NOSLEEP | VM_BOOTSTRAP | VM_ENDALLOC)
 
 /* For the few helpers every allocation and free runs: the compiler keeps
  * them out of line for their several callers, and on these paths the
  * call's register saves cost as much as the helper's own work. */
 #define HOT_INLINE static inline __attribute__((always_inline))
-#define KNOWN_FLAGS (POLICY_FLAGS | VM_SLEEP | VM_NOSLEEP | VM_BOOTSTRAP | VM_ENDALLOC)
 
 /* ---- Reports ------------------------------------------------------------- */
 

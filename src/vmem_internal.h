@@ -107,22 +107,6 @@ static inline VmemTagLinks *tag_links(const VmemTag *tag)
     return (VmemTagLinks *)(at - offset / 2 + VMEM_TAGS_PER_PAGE * sizeof(VmemTag));
 }
 
-/* The freelist a listed free segment is on. LP64 keeps it in a byte the
- * hot part has spare (every split and merge would otherwise recompute
- * its class, twice for a resize); ILP32 has no byte to spare in 32 and
- * recomputes it. */
-_Static_assert(VMEM_FREELISTS <= 256, "a tag's list_class is one byte");
-static inline void tag_set_class(VmemTag *tag, unsigned c)
-{
-#if UINTPTR_MAX > 0xffffffffu
-    tag->list_class = (uint8_t)c;
-#else
-    (void)tag;
-    (void)c;
-#endif
-}
-static inline unsigned tag_class(const VmemTag *tag);
-
 /* Last unit of a tag's range: never overflows, unlike base + size. */
 static inline uintptr_t tag_last(const VmemTag *tag) { return tag->base + (tag->size - 1); }
 
@@ -147,6 +131,21 @@ static inline unsigned size_class(size_t size)
     unsigned exp = log2_floor(size);
     unsigned sub = (unsigned)(size >> (exp - VMEM_FREELIST_SPLIT_SHIFT)) - VMEM_FREELIST_SPLIT;
     return (exp - VMEM_FREELIST_SPLIT_SHIFT + 1) * VMEM_FREELIST_SPLIT + sub;
+}
+
+/* The freelist a listed free segment is on. LP64 keeps it in a byte the
+ * hot part has spare (every split and merge would otherwise recompute
+ * its class, twice for a resize); ILP32 has no byte to spare in 32 and
+ * recomputes it. */
+_Static_assert(VMEM_FREELISTS <= 256, "a tag's list_class is one byte");
+static inline void tag_set_class(VmemTag *tag, unsigned c)
+{
+#if UINTPTR_MAX > 0xffffffffu
+    tag->list_class = (uint8_t)c;
+#else
+    (void)tag;
+    (void)c;
+#endif
 }
 
 static inline unsigned tag_class(const VmemTag *tag)
