@@ -649,6 +649,15 @@ static void endalloc_with_next_fit_or_instant_fit_is_misuse(void)
 #define TWIN_UNITS ((size_t)4096)
 #define TWIN_LIVE 256
 
+/* Frees a segment of the quick twin the way it was allocated. */
+static void quick_twin_free(Vmem *vm, bool next_fit, void *addr, size_t size)
+{
+    if (next_fit)
+        vmem_free(vm, addr, size);
+    else
+        vmem_xfree(vm, addr, size);
+}
+
 static bool twins_agree(bool next_fit, uint64_t seed)
 {
     static Vmem quick, general;
@@ -667,13 +676,8 @@ static bool twins_agree(bool next_fit, uint64_t seed)
     for (size_t step = 0; step < 20000 && agree; step++) {
         if (count == TWIN_LIVE || (count > 0 && vtest_rng_below(&rng, 100) < 48)) {
             size_t i = (size_t)vtest_rng_below(&rng, count);
-            if (next_fit) {
-                vmem_free(&quick, TS_PTR(live[i]), live_size[i]);
-                vmem_xfree(&general, TS_PTR(live[i]), live_size[i]);
-            } else {
-                vmem_xfree(&quick, TS_PTR(live[i]), live_size[i]);
-                vmem_xfree(&general, TS_PTR(live[i]), live_size[i]);
-            }
+            quick_twin_free(&quick, next_fit, TS_PTR(live[i]), live_size[i]);
+            vmem_xfree(&general, TS_PTR(live[i]), live_size[i]);
             live[i] = live[--count];
             live_size[i] = live_size[count];
             continue;
@@ -700,7 +704,7 @@ static bool twins_agree(bool next_fit, uint64_t seed)
             ts_note_hex(" general", TS_ADDR(b));
             vtest_puts("\n");
             if (a != NULL)
-                vmem_xfree(&quick, a, size);
+                quick_twin_free(&quick, next_fit, a, size);
             if (b != NULL)
                 vmem_xfree(&general, b, size);
             break;
@@ -713,7 +717,7 @@ static bool twins_agree(bool next_fit, uint64_t seed)
     agree = agree && vmem_check(&quick, NULL) == 0 && vmem_check(&general, NULL) == 0;
     while (count > 0) {
         count--;
-        vmem_xfree(&quick, TS_PTR(live[count]), live_size[count]);
+        quick_twin_free(&quick, next_fit, TS_PTR(live[count]), live_size[count]);
         vmem_xfree(&general, TS_PTR(live[count]), live_size[count]);
     }
     vmem_destroy(&quick);
