@@ -638,103 +638,129 @@ static void endalloc_with_next_fit_or_instant_fit_is_misuse(void)
 /* ---- The quick paths against the general one ------------------------------ */
 
 /*
- * vmem_alloc's next-fit and vmem_xalloc's aligned instant-fit have quick
- * paths for their plain requests; the same request through the general
- * path (vmem_xalloc with no other constraint for next-fit, a maxaddr at
- * the arena's end for the aligned one) must get the same address, step
- * by step, on twin arenas given the same random sequence. A difference
- * is shown and ends the run.
+ * vmem_alloc's instant-fit and next-fit and vmem_xalloc's aligned
+ * instant-fit have quick paths for their plain requests; the same request
+ * through the general path must get the same address, step by step, on
+ * twin arenas given the same random sequence. The general twin asks with
+ * VM_BOOTSTRAP (instant-fit: a flag the quick path leaves alone, which
+ * changes no placement), through vmem_xalloc (next-fit, which has no quick
+ * path there), or with a maxaddr at the arena's end (aligned). A
+ * difference is shown and ends the run.
  */
 #define TWIN_QUANTUM ((size_t)16)
 #define TWIN_UNITS ((size_t)4096)
 #define TWIN_LIVE 256
 
-/* Frees a segment of the quick twin the way it was allocated. */
-static void quick_twin_free(Vmem *vm, bool next_fit, void *addr, size_t size)
+typedef enum { TWIN_INSTANT, TWIN_NEXT, TWIN_ALIGNED } TwinMode;
+
+/* Frees a segment of a twin the way it was allocated. */
+static void twin_free(Vmem *vm, bool general, TwinMode mode, void *addr, size_t size)
 {
-    if (next_fit)
+    if (mode == TWIN_INSTANT || (mode == TWIN_NEXT && !general))
         vmem_free(vm, addr, size);
     else
         vmem_xfree(vm, addr, size);
 }
 
-static bool twins_agree(bool next_fit, uint64_t seed)
+static void *twin_alloc(Vmem *vm, bool general, TwinMode mode, size_t size, size_t align)
 {
-    static Vmem quick, general;
+    const uintptr_t end = 16 * TWIN_QUANTUM + TWIN_UNITS * TWIN_QUANTUM;
+    switch (mode) {
+    case TWIN_INSTANT:
+        return vmem_alloc(vm, size, (general ? VM_BOOTSTRAP : 0) | VM_NOSLEEP);
+    case TWIN_NEXT:
+        return general ? vmem_xalloc(vm, size, 0, 0, 0, NULL, NULL, VM_NEXTFIT | VM_NOSLEEP)
+                       : vmem_alloc(vm, size, VM_NEXTFIT | VM_NOSLEEP);
+    default:
+        return vmem_xalloc(vm, size, align, 0, 0, NULL, general ? TS_PTR(end) : NULL,
+                           VM_NOSLEEP);
+    }
+}
+
+static bool twins_agree(TwinMode mode, uint64_t seed)
+{
+    static Vmem twin[2]; /* [0] quick, [1] general */
     static uintptr_t live[TWIN_LIVE];
     static size_t live_size[TWIN_LIVE];
     const uintptr_t base = 16 * TWIN_QUANTUM, bytes = TWIN_UNITS * TWIN_QUANTUM;
-    if (vmem_init(&quick, "twin-quick", TS_PTR(base), bytes, TWIN_QUANTUM, NULL, NULL, NULL, 0,
-                  0) != 0 ||
-        vmem_init(&general, "twin-general", TS_PTR(base), bytes, TWIN_QUANTUM, NULL, NULL, NULL,
-                  0, 0) != 0)
+    if (vmem_init(&twin[0], "twin-quick", TS_PTR(base), bytes, TWIN_QUANTUM, NULL, NULL, NULL,
+                  0, 0) != 0 ||
+        vmem_init(&twin[1], "twin-general", TS_PTR(base), bytes, TWIN_QUANTUM, NULL, NULL,
+                  NULL, 0, 0) != 0)
         return false;
+    /* VM_BOOTSTRAP requests never refill the tag pool: fill it first with
+     * as many tags as the run can hold (a segment and a gap per live). */
+    static void *warm[2 * TWIN_LIVE + 1];
+    for (size_t i = 0; i < 2 * TWIN_LIVE + 1; i++)
+        warm[i] = vmem_alloc(&twin[1], TWIN_QUANTUM, VM_NOSLEEP);
+    for (size_t i = 0; i < 2 * TWIN_LIVE + 1; i++)
+        if (warm[i] != NULL)
+            vmem_free(&twin[1], warm[i], TWIN_QUANTUM);
     VtestRng rng;
     vtest_rng_seed(&rng, seed);
     size_t count = 0;
-    bool agree = true;
+    bool agree = vmem_size(&twin[1], VMEM_ALLOC) == 0;
     for (size_t step = 0; step < 20000 && agree; step++) {
         if (count == TWIN_LIVE || (count > 0 && vtest_rng_below(&rng, 100) < 48)) {
             size_t i = (size_t)vtest_rng_below(&rng, count);
-            quick_twin_free(&quick, next_fit, TS_PTR(live[i]), live_size[i]);
-            vmem_xfree(&general, TS_PTR(live[i]), live_size[i]);
+            for (int g = 0; g < 2; g++)
+                twin_free(&twin[g], g == 1, mode, TS_PTR(live[i]), live_size[i]);
             live[i] = live[--count];
             live_size[i] = live_size[count];
             continue;
         }
         size_t size = TWIN_QUANTUM * (1 + (size_t)vtest_rng_below(&rng, 24));
-        void *a, *b;
-        if (next_fit) {
-            a = vmem_alloc(&quick, size, VM_NEXTFIT | VM_NOSLEEP);
-            b = vmem_xalloc(&general, size, 0, 0, 0, NULL, NULL, VM_NEXTFIT | VM_NOSLEEP);
-        } else {
-            /* Above the quantum: at the quantum, a request with a maxaddr
-             * is constrained and one without is not, and instant-fit
-             * serves the two differently by design. */
-            size_t align = TWIN_QUANTUM << (1 + vtest_rng_below(&rng, 5));
-            a = vmem_xalloc(&quick, size, align, 0, 0, NULL, NULL, VM_NOSLEEP);
-            b = vmem_xalloc(&general, size, align, 0, 0, NULL, TS_PTR(base + bytes),
-                            VM_NOSLEEP);
-        }
-        agree = a == b;
+        /* Above the quantum: at the quantum, a request with a maxaddr is
+         * constrained and one without is not, and instant-fit serves the
+         * two differently by design. */
+        size_t align = TWIN_QUANTUM << (1 + vtest_rng_below(&rng, 5));
+        void *got[2];
+        for (int g = 0; g < 2; g++)
+            got[g] = twin_alloc(&twin[g], g == 1, mode, size, align);
+        agree = got[0] == got[1];
         if (!agree) {
             ts_note_u64("    twins differ at step", step);
             ts_note_hex(" size", size);
-            ts_note_hex(" quick", TS_ADDR(a));
-            ts_note_hex(" general", TS_ADDR(b));
+            ts_note_hex(" quick", TS_ADDR(got[0]));
+            ts_note_hex(" general", TS_ADDR(got[1]));
             vtest_puts("\n");
-            if (a != NULL)
-                quick_twin_free(&quick, next_fit, a, size);
-            if (b != NULL)
-                vmem_xfree(&general, b, size);
+            for (int g = 0; g < 2; g++)
+                if (got[g] != NULL)
+                    twin_free(&twin[g], g == 1, mode, got[g], size);
             break;
         }
-        if (a != NULL) {
-            live[count] = TS_ADDR(a);
+        if (got[0] != NULL) {
+            live[count] = TS_ADDR(got[0]);
             live_size[count++] = size;
         }
     }
-    agree = agree && vmem_check(&quick, NULL) == 0 && vmem_check(&general, NULL) == 0;
+    agree = agree && vmem_check(&twin[0], NULL) == 0 && vmem_check(&twin[1], NULL) == 0;
     while (count > 0) {
         count--;
-        quick_twin_free(&quick, next_fit, TS_PTR(live[count]), live_size[count]);
-        vmem_xfree(&general, TS_PTR(live[count]), live_size[count]);
+        for (int g = 0; g < 2; g++)
+            twin_free(&twin[g], g == 1, mode, TS_PTR(live[count]), live_size[count]);
     }
-    vmem_destroy(&quick);
-    vmem_destroy(&general);
+    vmem_destroy(&twin[0]);
+    vmem_destroy(&twin[1]);
     return agree;
+}
+
+static void quick_instant_fit_places_as_the_general_path(void)
+{
+    for (uint64_t seed = 1; seed <= 3; seed++)
+        VT_ASSERT(twins_agree(TWIN_INSTANT, seed));
 }
 
 static void quick_next_fit_places_as_the_general_path(void)
 {
     for (uint64_t seed = 1; seed <= 3; seed++)
-        VT_ASSERT(twins_agree(true, seed));
+        VT_ASSERT(twins_agree(TWIN_NEXT, seed));
 }
 
 static void quick_aligned_instant_fit_places_as_the_general_path(void)
 {
     for (uint64_t seed = 1; seed <= 3; seed++)
-        VT_ASSERT(twins_agree(false, seed));
+        VT_ASSERT(twins_agree(TWIN_ALIGNED, seed));
 }
 
 VTEST_SUITE(suite_policy,
@@ -756,6 +782,7 @@ VTEST_SUITE(suite_policy,
             VTEST_CASE(next_fit_keeps_live_ids_distinct_until_exhausted),
             VTEST_CASE(next_fit_matches_a_model_as_segments_split_and_merge),
             VTEST_CASE(next_fit_finds_an_id_freed_behind_a_carved_rotor_segment),
+            VTEST_CASE(quick_instant_fit_places_as_the_general_path),
             VTEST_CASE(quick_next_fit_places_as_the_general_path),
             VTEST_CASE(quick_aligned_instant_fit_places_as_the_general_path),
             VTEST_CASE(endalloc_takes_the_highest_address),
