@@ -1285,13 +1285,24 @@ static bool make_request(const Vmem *vm, const char *call, size_t size, size_t a
     return true;
 }
 
-/* A request constrained by its alignment alone (a power-of-two multiple of
- * the quantum), whose size rounds to the quantum without overflow: what
- * make_request() would build, for the calls that check such a request
- * themselves and skip its general checks. */
-static inline void plain_request(size_t q, size_t size, size_t align, VmemRequest *req)
+/* Does a request need no checks beyond its alignment? True when vmflag
+ * holds at most one policy and a consistent sleep choice, nothing else,
+ * and size is not 0 and rounds to the quantum q without overflow. */
+static inline bool plain_flags_and_size(int vmflag, size_t size, size_t q)
 {
-    req->size = (size + (q - 1)) & ~(q - 1);
+    const int policy = vmflag & ~(VM_SLEEP | VM_NOSLEEP);
+    return (policy & ~POLICY_FLAGS) == 0 && (policy & (policy - 1)) == 0 &&
+           (vmflag & (VM_SLEEP | VM_NOSLEEP)) != (VM_SLEEP | VM_NOSLEEP) &&
+           size - 1 < SIZE_MAX - (q - 1);
+}
+
+/* A request constrained by its alignment alone (a power-of-two multiple of
+ * the quantum), of `rounded` (a multiple of q): what make_request() would
+ * build, for the calls that check such a request themselves with
+ * plain_flags_and_size() and skip its general checks. */
+static inline void plain_request(size_t q, size_t rounded, size_t align, VmemRequest *req)
+{
+    req->size = rounded;
     req->quantum = q;
     req->align = align;
     req->phase = req->nocross = 0;
@@ -1326,21 +1337,18 @@ void *vmem_xalloc(Vmem *vmp, size_t size, size_t align, size_t phase, size_t noc
     if (!usable(vmp, call, (uintptr_t)minaddr, size))
         return NULL;
     const size_t q = vmp->quantum;
-    const int policy = vmflag & ~(VM_SLEEP | VM_NOSLEEP);
     if (phase == 0 && nocross == 0 && minaddr == NULL && maxaddr == NULL &&
-        (policy & ~POLICY_FLAGS) == 0 && (policy & (policy - 1)) == 0 &&
-        (vmflag & (VM_SLEEP | VM_NOSLEEP)) != (VM_SLEEP | VM_NOSLEEP) &&
-        size - 1 < SIZE_MAX - (q - 1) &&
+        plain_flags_and_size(vmflag, size, q) &&
         (align == 0 || (is_pow2(align) && (align & (q - 1)) == 0))) {
         /* An alignment and one policy, nothing else. */
-        if (!(policy & ~VM_INSTANTFIT)) {
-            size_t rounded = (size + (q - 1)) & ~(q - 1);
+        size_t rounded = round_up(size, q);
+        if (!(vmflag & (VM_BESTFIT | VM_NEXTFIT | VM_FIRSTFIT))) {
             addr = align <= q ? alloc_plain_quick(vmp, rounded, TAG_XALLOC)
                               : alloc_aligned_quick(vmp, rounded, align);
             if (addr != 0)
                 return (void *)addr;
         }
-        plain_request(q, size, align != 0 ? align : q, &req);
+        plain_request(q, rounded, align != 0 ? align : q, &req);
     } else if (!make_request(vmp, call, size, align, phase, nocross, (uintptr_t)minaddr,
                              (uintptr_t)maxaddr, maxaddr != NULL, vmflag, &req)) {
         return NULL;
@@ -1375,10 +1383,7 @@ void *vmem_alloc(Vmem *vmp, size_t size, int vmflag)
     if (!usable(vmp, call, 0, size))
         return NULL;
     const size_t q = vmp->quantum;
-    const int policy = vmflag & ~(VM_SLEEP | VM_NOSLEEP);
-    if ((policy & ~POLICY_FLAGS) == 0 && (policy & (policy - 1)) == 0 &&
-        (vmflag & (VM_SLEEP | VM_NOSLEEP)) != (VM_SLEEP | VM_NOSLEEP) &&
-        size - 1 < SIZE_MAX - (q - 1)) {
+    if (plain_flags_and_size(vmflag, size, q)) {
         /* The common request - one policy, nothing to validate beyond the
          * size - and a cache hit needs nothing more. */
         if (uses_qcache(vmp, size, vmflag)) {
@@ -1386,15 +1391,15 @@ void *vmem_alloc(Vmem *vmp, size_t size, int vmflag)
             if (addr != 0)
                 return (void *)addr;
         }
-        size_t rounded = (size + (q - 1)) & ~(q - 1);
+        size_t rounded = round_up(size, q);
         addr = 0;
-        if (!(policy & ~VM_INSTANTFIT))
+        if (!(vmflag & (VM_BESTFIT | VM_NEXTFIT | VM_FIRSTFIT)))
             addr = alloc_plain_quick(vmp, rounded, 0);
-        else if (policy == VM_NEXTFIT)
+        else if (vmflag & VM_NEXTFIT)
             addr = alloc_next_quick(vmp, rounded);
         if (addr != 0)
             return (void *)addr;
-        plain_request(q, size, q, &req);
+        plain_request(q, rounded, q, &req);
     } else if (!make_request(vmp, call, size, 0, 0, 0, 0, 0, false, vmflag, &req)) {
         return NULL;
     } else if (uses_qcache(vmp, req.size, vmflag)) {
