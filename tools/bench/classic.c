@@ -343,6 +343,17 @@ uintptr_t classic_xalloc(ClassicArena *a, size_t size, size_t align, int policy)
     return allocate(a, size, align < a->quantum ? a->quantum : align, policy);
 }
 
+/* Segment `upper` joins its neighbour `lower`; its tag goes back. Neither
+ * is on a freelist. */
+static void merge_into(ClassicArena *a, CTag *lower, CTag *upper)
+{
+    lower->size += upper->size;
+    seg_unlink(a, upper);
+    if (a->rotor == upper)
+        a->rotor = lower;
+    tag_put(a, upper);
+}
+
 void classic_free(ClassicArena *a, uintptr_t addr, size_t size)
 {
     pthread_mutex_lock(&a->lock);
@@ -352,19 +363,11 @@ void classic_free(ClassicArena *a, uintptr_t addr, size_t size)
     CTag *next = tag->seg_next, *prev = tag->seg_prev;
     if (next != NULL && next->type == SEG_FREE) {
         list_remove(a, next);
-        tag->size += next->size;
-        seg_unlink(a, next);
-        if (a->rotor == next)
-            a->rotor = tag;
-        tag_put(a, next);
+        merge_into(a, tag, next);
     }
     if (prev != NULL && prev->type == SEG_FREE) {
         list_remove(a, prev);
-        prev->size += tag->size;
-        seg_unlink(a, tag);
-        if (a->rotor == tag)
-            a->rotor = prev;
-        tag_put(a, tag);
+        merge_into(a, prev, tag);
         tag = prev;
     }
     list_insert(a, tag);
