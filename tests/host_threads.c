@@ -20,6 +20,7 @@
 
 #include "test_support.h"
 #include "vmem_config.h"
+#include "vmem_port.h"
 
 #define Q 0x1000UL
 /* Where the arenas' ranges lie: above 4 GiB on 64-bit, below it on 32-bit,
@@ -297,6 +298,32 @@ static void nosleep_alloc_fails_at_once_when_full(void)
     vmem_destroy(&vm);
 }
 
+/* ---- The POSIX port's CPU id ----------------------------------------------------------- */
+
+/* The caches index their per-CPU slots by vmem_port_cpu_id(), which the
+ * POSIX port reads from the thread's restartable-sequences area when glibc
+ * registered one: pinned to each CPU in turn, it must name that CPU, as
+ * sched_getcpu() does (the same answer whichever way it was found). */
+static void port_cpu_id_names_the_cpu_the_thread_runs_on(void)
+{
+    cpu_set_t saved;
+    VT_ASSERT(sched_getaffinity(0, sizeof(saved), &saved) == 0);
+    int checked = 0;
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (!CPU_ISSET(c, &saved))
+            continue;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(c, &one);
+        VT_ASSERT(sched_setaffinity(0, sizeof(one), &one) == 0);
+        VT_ASSERT(sched_getcpu() == c);
+        VT_ASSERT(vmem_port_cpu_id() == (unsigned)c);
+        checked++;
+    }
+    VT_ASSERT(sched_setaffinity(0, sizeof(saved), &saved) == 0);
+    VT_ASSERT(checked >= 1);
+}
+
 /* ---- Quantum caches: each CPU's objects from slabs of its own ----------------------- */
 
 /*
@@ -520,6 +547,7 @@ VTEST_SUITE(suite_threads, VTEST_CASE(stress_2_threads_never_overlap),
             VTEST_CASE(sleeping_alloc_is_woken_by_a_free),
             VTEST_CASE(sleeping_alloc_is_woken_by_vmem_add),
             VTEST_CASE(nosleep_alloc_fails_at_once_when_full),
+            VTEST_CASE(port_cpu_id_names_the_cpu_the_thread_runs_on),
             VTEST_CASE(cached_objects_of_two_cpus_come_from_different_slabs),
             VTEST_CASE(a_cpu_takes_another_cpus_magazines_only_from_a_full_depot),
             VTEST_CASE(a_full_depot_gives_its_surplus_to_another_cpu),
