@@ -17,6 +17,14 @@
  *    address space, which is what makes coalescing O(1): a freed segment
  *    merges with a free predecessor and a free successor, never across a
  *    span marker. Invariant: no two free segments are adjacent in the list.
+ *    Each tag also carries whether the one before it is free
+ *    (TAG_PREV_FREE), kept exact by the list and type changes below: a
+ *    free then reads its predecessor's tag only to merge with it, not to
+ *    find out whether to. Neighbours' tags are different cache lines, so
+ *    with many live segments that is a miss saved on every free that does
+ *    not merge downwards; the price is writing the successor's tag when a
+ *    free segment is taken whole. (Cachegrind, 8 MiB last level: W1 at
+ *    10^5 -10% last-level misses, W4 instant-fit -29%, +1-2% instructions.)
  *
  * 3. Free segments sit on size-class freelists, and one bit per class in
  *    vm_freemap says whether its list is empty - from the first request
@@ -232,7 +240,25 @@ static bool valid_flags(const Vmem *vm, const char *call, int vmflag, uintptr_t 
 
 /* ---- Segment list and span list ------------------------------------------ */
 
-static void seg_insert_after(Vmem *vm, VmemTag *prev, VmemTag *tag)
+/* Sets or clears tag's TAG_PREV_FREE. */
+static inline void set_prev_free(VmemTag *tag, bool prev_free)
+{
+    tag->flags = (uint8_t)((tag->flags & ~TAG_PREV_FREE) | (prev_free ? TAG_PREV_FREE : 0));
+}
+
+static inline bool is_free(const VmemTag *tag) { return tag != NULL && tag->type == SEG_FREE; }
+
+/* Tells the tag after `tag` whether tag is free, once tag's type is set. */
+static inline void tell_successor(VmemTag *tag)
+{
+    if (tag->seg_next != NULL)
+        set_prev_free(tag->seg_next, tag->type == SEG_FREE);
+}
+
+/* Links tag in after prev (NULL: first); prev_free says whether prev is a
+ * free segment, which every caller knows without reading it. The tag after
+ * the new one learns its type from tell_successor() once it is set. */
+static void seg_insert_after(Vmem *vm, VmemTag *prev, VmemTag *tag, bool prev_free)
 {
     VmemTag *next = prev != NULL ? prev->seg_next : vm->vm_seg_first;
     tag->seg_prev = prev;
@@ -245,18 +271,21 @@ static void seg_insert_after(Vmem *vm, VmemTag *prev, VmemTag *tag)
         next->seg_prev = tag;
     else
         vm->vm_seg_last = tag;
+    set_prev_free(tag, prev_free);
 }
 
-static void seg_remove(Vmem *vm, VmemTag *tag)
+HOT_INLINE void seg_remove(Vmem *vm, VmemTag *tag)
 {
     if (tag->seg_prev != NULL)
         tag->seg_prev->seg_next = tag->seg_next;
     else
         vm->vm_seg_first = tag->seg_next;
-    if (tag->seg_next != NULL)
+    if (tag->seg_next != NULL) {
         tag->seg_next->seg_prev = tag->seg_prev;
-    else
+        set_prev_free(tag->seg_next, is_free(tag->seg_prev));
+    } else {
         vm->vm_seg_last = tag->seg_prev;
+    }
 }
 
 /* The span marker of the last span that starts below base, or NULL. */
@@ -374,7 +403,8 @@ static bool size_indexed(const Vmem *vm) { return (vm->vm_state & VMEM_STATE_SIZ
 HOT_INLINE void free_index_insert(Vmem *vm, VmemTag *tag)
 {
     tag->type = SEG_FREE;
-    tag->flags = 0;
+    tag->flags &= TAG_PREV_FREE;
+    tell_successor(tag);
     if (listed(vm))
         freelist_insert(vm, tag);
     if (addr_indexed(vm))
@@ -467,11 +497,12 @@ static VmemTag *span_add(Vmem *vm, uintptr_t base, size_t size, uint8_t flags)
         next_span->u.span.prev = marker;
 
     /* The new span's tags go right before the next span's marker. */
-    seg_insert_after(vm, next_span != NULL ? next_span->seg_prev : vm->vm_seg_last, marker);
+    VmemTag *before = next_span != NULL ? next_span->seg_prev : vm->vm_seg_last;
+    seg_insert_after(vm, before, marker, is_free(before));
     seg->base = base;
     seg->size = size;
-    seg_insert_after(vm, marker, seg);
-    free_index_insert(vm, seg);
+    seg_insert_after(vm, marker, seg, false);
+    free_index_insert(vm, seg); /* tells the next span's marker */
     vm->vm_nsegs++;
     vm->stat.total += size;
     if (flags & TAG_IMPORTED)
@@ -840,7 +871,9 @@ HOT_INLINE VmemTag *carve(Vmem *vm, VmemTag *free, uintptr_t addr, size_t size, 
         vm->vm_nsegs++;
         if (!lead) {
             free_resize(vm, free, alloc_last + 1, seg_last - alloc_last);
-            seg_insert_after(vm, free->seg_prev, alloc);
+            /* free's predecessor is now alloc's (tell_successor below
+             * clears free's mark). */
+            seg_insert_after(vm, free->seg_prev, alloc, (free->flags & TAG_PREV_FREE) != 0);
             /* The rotor tag must not move up past the rotor: space freed
              * between them later would be skipped by next-fit. */
             if (vm->vm_rotor_tag == free)
@@ -851,15 +884,16 @@ HOT_INLINE VmemTag *carve(Vmem *vm, VmemTag *free, uintptr_t addr, size_t size, 
                 VmemTag *rest = vmem_stash_take(vm);
                 rest->base = alloc_last + 1;
                 rest->size = seg_last - alloc_last;
-                seg_insert_after(vm, free, rest);
+                seg_insert_after(vm, free, rest, true);
                 free_index_insert(vm, rest);
                 vm->vm_nsegs++;
             }
-            seg_insert_after(vm, free, alloc);
+            seg_insert_after(vm, free, alloc, true);
         }
     }
     alloc->type = SEG_ALLOC;
-    alloc->flags = flags;
+    alloc->flags = (uint8_t)((alloc->flags & TAG_PREV_FREE) | flags);
+    tell_successor(alloc);
     alloc->base = addr;
     alloc->size = size;
     vmem_hash_insert(vm, alloc);
@@ -1502,7 +1536,7 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
     vm->stat.free++;
 
     /* A merged tag's place as the next-fit rotor goes to the survivor. */
-    VmemTag *next = tag->seg_next, *prev = tag->seg_prev;
+    VmemTag *next = tag->seg_next;
     if (next != NULL && next->type == SEG_FREE) {
         free_index_remove(vm, next);
         seg_remove(vm, next);
@@ -1512,7 +1546,8 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
         vmem_stash_put(vm, next);
         vm->vm_nsegs--;
     }
-    if (prev != NULL && prev->type == SEG_FREE) {
+    if (tag->flags & TAG_PREV_FREE) {
+        VmemTag *prev = tag->seg_prev;
         seg_remove(vm, tag);
         free_resize(vm, prev, prev->base, prev->size + tag->size);
         if (vm->vm_rotor_tag == tag)

@@ -4,7 +4,7 @@
  *
  * vmem_check re-derives every redundant piece of arena state from the
  * segment list and compares: span tiling, the no-adjacent-free-segments
- * rule, each freelist and the bitmap, both AVL indexes, the hash, the
+ * rule, each tag's mark of a free predecessor, each freelist and the bitmap, both AVL indexes, the hash, the
  * counters and the stats. It reports the first difference instead of
  * crashing, and bounds every walk so a corrupted list cannot loop forever.
  */
@@ -279,6 +279,8 @@ static bool check_segments(const Vmem *vm, Census *c, Problem *p)
             return problem(p, "segment list longer than the segment count (a cycle?)", tag);
         if (tag->seg_prev != prev)
             return problem(p, "segment list back link broken", tag);
+        if (((tag->flags & TAG_PREV_FREE) != 0) != (prev != NULL && prev->type == SEG_FREE))
+            return problem(p, "tag's mark of a free predecessor disagrees with the list", tag);
         if (tag->size == 0 || tag->base % vm->quantum != 0 || tag->size % vm->quantum != 0)
             return problem(p, "segment empty or not a multiple of the quantum", tag);
         if (tag->size - 1 > UINTPTR_MAX - tag->base)
