@@ -240,25 +240,27 @@ static bool valid_flags(const Vmem *vm, const char *call, int vmflag, uintptr_t 
 
 /* ---- Segment list and span list ------------------------------------------ */
 
-/* Sets or clears tag's TAG_PREV_FREE. */
+/* Sets or clears tag's TAG_PREV_FREE; callers mostly pass a constant. */
 static inline void set_prev_free(VmemTag *tag, bool prev_free)
 {
-    tag->flags = (uint8_t)((tag->flags & ~TAG_PREV_FREE) | (prev_free ? TAG_PREV_FREE : 0));
+    if (prev_free)
+        tag->flags |= TAG_PREV_FREE;
+    else
+        tag->flags &= (uint8_t)~TAG_PREV_FREE;
 }
 
 static inline bool is_free(const VmemTag *tag) { return tag != NULL && tag->type == SEG_FREE; }
 
-/* Tells the tag after `tag` whether tag is free, once tag's type is set. */
-static inline void tell_successor(VmemTag *tag)
+/* Tells the tag after `tag`, if any, whether tag is now free. */
+static inline void tell_successor(VmemTag *tag, bool tag_free)
 {
     if (tag->seg_next != NULL)
-        set_prev_free(tag->seg_next, tag->type == SEG_FREE);
+        set_prev_free(tag->seg_next, tag_free);
 }
 
-/* Links tag in after prev (NULL: first); prev_free says whether prev is a
- * free segment, which every caller knows without reading it. The tag after
- * the new one learns its type from tell_successor() once it is set. */
-static void seg_insert_after(Vmem *vm, VmemTag *prev, VmemTag *tag, bool prev_free)
+/* Links tag in after prev (NULL: first). TAG_PREV_FREE marks are the
+ * caller's: it knows them without reading the neighbours. */
+static void seg_insert_after(Vmem *vm, VmemTag *prev, VmemTag *tag)
 {
     VmemTag *next = prev != NULL ? prev->seg_next : vm->vm_seg_first;
     tag->seg_prev = prev;
@@ -271,21 +273,27 @@ static void seg_insert_after(Vmem *vm, VmemTag *prev, VmemTag *tag, bool prev_fr
         next->seg_prev = tag;
     else
         vm->vm_seg_last = tag;
-    set_prev_free(tag, prev_free);
 }
 
-HOT_INLINE void seg_remove(Vmem *vm, VmemTag *tag)
+/* Unlinks tag, leaving its successor's TAG_PREV_FREE to the caller (a
+ * free that merges knows what it will be; seg_remove() works it out). */
+HOT_INLINE void seg_unlink(Vmem *vm, VmemTag *tag)
 {
     if (tag->seg_prev != NULL)
         tag->seg_prev->seg_next = tag->seg_next;
     else
         vm->vm_seg_first = tag->seg_next;
-    if (tag->seg_next != NULL) {
+    if (tag->seg_next != NULL)
         tag->seg_next->seg_prev = tag->seg_prev;
-        set_prev_free(tag->seg_next, is_free(tag->seg_prev));
-    } else {
+    else
         vm->vm_seg_last = tag->seg_prev;
-    }
+}
+
+static void seg_remove(Vmem *vm, VmemTag *tag)
+{
+    seg_unlink(vm, tag);
+    if (tag->seg_next != NULL)
+        set_prev_free(tag->seg_next, is_free(tag->seg_prev));
 }
 
 /* The span marker of the last span that starts below base, or NULL. */
@@ -403,8 +411,7 @@ static bool size_indexed(const Vmem *vm) { return (vm->vm_state & VMEM_STATE_SIZ
 HOT_INLINE void free_index_insert(Vmem *vm, VmemTag *tag)
 {
     tag->type = SEG_FREE;
-    tag->flags &= TAG_PREV_FREE;
-    tell_successor(tag);
+    tag->flags &= TAG_PREV_FREE; /* the caller tells the successor, if it must */
     if (listed(vm))
         freelist_insert(vm, tag);
     if (addr_indexed(vm))
@@ -498,11 +505,14 @@ static VmemTag *span_add(Vmem *vm, uintptr_t base, size_t size, uint8_t flags)
 
     /* The new span's tags go right before the next span's marker. */
     VmemTag *before = next_span != NULL ? next_span->seg_prev : vm->vm_seg_last;
-    seg_insert_after(vm, before, marker, is_free(before));
+    seg_insert_after(vm, before, marker);
+    set_prev_free(marker, is_free(before));
     seg->base = base;
     seg->size = size;
-    seg_insert_after(vm, marker, seg, false);
-    free_index_insert(vm, seg); /* tells the next span's marker */
+    seg->flags = 0; /* after a span marker */
+    seg_insert_after(vm, marker, seg);
+    free_index_insert(vm, seg);
+    tell_successor(seg, true); /* the next span's marker */
     vm->vm_nsegs++;
     vm->stat.total += size;
     if (flags & TAG_IMPORTED)
@@ -861,6 +871,8 @@ HOT_INLINE VmemTag *carve(Vmem *vm, VmemTag *free, uintptr_t addr, size_t size, 
     uintptr_t seg_base = free->base, seg_last = tag_last(free);
     uintptr_t alloc_last = addr + (size - 1);
     bool lead = addr > seg_base, trail = alloc_last < seg_last;
+    /* What precedes the allocation: free's lead, or what preceded free. */
+    bool after_free = lead || (free->flags & TAG_PREV_FREE) != 0;
     VmemTag *alloc;
 
     if (!lead && !trail) {
@@ -871,9 +883,7 @@ HOT_INLINE VmemTag *carve(Vmem *vm, VmemTag *free, uintptr_t addr, size_t size, 
         vm->vm_nsegs++;
         if (!lead) {
             free_resize(vm, free, alloc_last + 1, seg_last - alloc_last);
-            /* free's predecessor is now alloc's (tell_successor below
-             * clears free's mark). */
-            seg_insert_after(vm, free->seg_prev, alloc, (free->flags & TAG_PREV_FREE) != 0);
+            seg_insert_after(vm, free->seg_prev, alloc);
             /* The rotor tag must not move up past the rotor: space freed
              * between them later would be skipped by next-fit. */
             if (vm->vm_rotor_tag == free)
@@ -884,16 +894,18 @@ HOT_INLINE VmemTag *carve(Vmem *vm, VmemTag *free, uintptr_t addr, size_t size, 
                 VmemTag *rest = vmem_stash_take(vm);
                 rest->base = alloc_last + 1;
                 rest->size = seg_last - alloc_last;
-                seg_insert_after(vm, free, rest, true);
+                /* rest's successor followed free, so its mark is right;
+                 * rest's own is set below, alloc coming before it. */
+                seg_insert_after(vm, free, rest);
                 free_index_insert(vm, rest);
                 vm->vm_nsegs++;
             }
-            seg_insert_after(vm, free, alloc, true);
+            seg_insert_after(vm, free, alloc);
         }
     }
     alloc->type = SEG_ALLOC;
-    alloc->flags = (uint8_t)((alloc->flags & TAG_PREV_FREE) | flags);
-    tell_successor(alloc);
+    alloc->flags = (uint8_t)(flags | (after_free ? TAG_PREV_FREE : 0));
+    tell_successor(alloc, false);
     alloc->base = addr;
     alloc->size = size;
     vmem_hash_insert(vm, alloc);
@@ -1539,7 +1551,7 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
     VmemTag *next = tag->seg_next;
     if (next != NULL && next->type == SEG_FREE) {
         free_index_remove(vm, next);
-        seg_remove(vm, next);
+        seg_unlink(vm, next); /* its successor's mark is set below */
         tag->size += next->size;
         if (vm->vm_rotor_tag == next)
             vm->vm_rotor_tag = tag;
@@ -1548,7 +1560,8 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
     }
     if (tag->flags & TAG_PREV_FREE) {
         VmemTag *prev = tag->seg_prev;
-        seg_remove(vm, tag);
+        seg_unlink(vm, tag);
+        tell_successor(tag, true); /* prev, now */
         free_resize(vm, prev, prev->base, prev->size + tag->size);
         if (vm->vm_rotor_tag == tag)
             vm->vm_rotor_tag = prev;
@@ -1557,6 +1570,7 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
         tag = prev;
     } else {
         free_index_insert(vm, tag);
+        tell_successor(tag, true);
     }
 
     GiveBack give;
