@@ -24,7 +24,7 @@
  *    with many live segments that is a miss saved on every free that does
  *    not merge downwards; the price is writing the successor's tag when a
  *    free segment is taken whole. (Cachegrind, 8 MiB last level: W1 at
- *    10^5 -10% last-level misses, W4 instant-fit -29%, +1-2% instructions.)
+ *    10^5 -10% last-level misses, W4 instant-fit -29%; +1% instructions.)
  *
  * 3. Free segments sit on size-class freelists, and one bit per class in
  *    vm_freemap says whether its list is empty - from the first request
