@@ -1551,7 +1551,7 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
     VmemTag *next = tag->seg_next;
     if (next != NULL && next->type == SEG_FREE) {
         free_index_remove(vm, next);
-        seg_unlink(vm, next); /* its successor's mark is set below */
+        seg_unlink(vm, next); /* its successor stays marked: tag or prev is free */
         tag->size += next->size;
         if (vm->vm_rotor_tag == next)
             vm->vm_rotor_tag = tag;
@@ -1561,7 +1561,7 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
     if (tag->flags & TAG_PREV_FREE) {
         VmemTag *prev = tag->seg_prev;
         seg_unlink(vm, tag);
-        tell_successor(tag, true); /* prev, now */
+        tell_successor(tag, true); /* which now follows prev */
         free_resize(vm, prev, prev->base, prev->size + tag->size);
         if (vm->vm_rotor_tag == tag)
             vm->vm_rotor_tag = prev;

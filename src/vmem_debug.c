@@ -4,9 +4,10 @@
  *
  * vmem_check re-derives every redundant piece of arena state from the
  * segment list and compares: span tiling, the no-adjacent-free-segments
- * rule, each tag's mark of a free predecessor, each freelist and the bitmap, both AVL indexes, the hash, the
- * counters and the stats. It reports the first difference instead of
- * crashing, and bounds every walk so a corrupted list cannot loop forever.
+ * rule, each tag's mark of a free predecessor, each freelist and the
+ * bitmap, both AVL indexes, the hash, the counters and the stats. It
+ * reports the first difference instead of crashing, and bounds every walk
+ * so a corrupted list cannot loop forever.
  */
 #include "vmem_internal.h"
 
