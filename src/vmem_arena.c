@@ -251,11 +251,12 @@ static inline void set_prev_free(VmemTag *tag, bool prev_free)
 
 static inline bool is_free(const VmemTag *tag) { return tag != NULL && tag->type == SEG_FREE; }
 
-/* Tells the tag after `tag`, if any, whether tag is now free. */
-static inline void tell_successor(VmemTag *tag, bool tag_free)
+/* Marks the tag after `tag`, if any (its old successor, once tag is
+ * unlinked): whether what now precedes it is free. */
+static inline void tell_successor(VmemTag *tag, bool prev_free)
 {
     if (tag->seg_next != NULL)
-        set_prev_free(tag->seg_next, tag_free);
+        set_prev_free(tag->seg_next, prev_free);
 }
 
 /* Links tag in after prev (NULL: first). TAG_PREV_FREE marks are the
@@ -292,8 +293,7 @@ HOT_INLINE void seg_unlink(Vmem *vm, VmemTag *tag)
 static void seg_remove(Vmem *vm, VmemTag *tag)
 {
     seg_unlink(vm, tag);
-    if (tag->seg_next != NULL)
-        set_prev_free(tag->seg_next, is_free(tag->seg_prev));
+    tell_successor(tag, is_free(tag->seg_prev));
 }
 
 /* The span marker of the last span that starts below base, or NULL. */
@@ -1549,7 +1549,7 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
 
     /* A merged tag's place as the next-fit rotor goes to the survivor. */
     VmemTag *next = tag->seg_next;
-    if (next != NULL && next->type == SEG_FREE) {
+    if (is_free(next)) {
         free_index_remove(vm, next);
         seg_unlink(vm, next); /* its successor stays marked: tag or prev is free */
         tag->size += next->size;
