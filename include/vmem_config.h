@@ -44,6 +44,20 @@
 #define VMEM_PORT_CAN_SLEEP 1
 #endif
 
+/* 1: the port provides vmem_port_cpu_claim() and vmem_port_cpu_fence()
+ * (vmem_port.h), with which a quantum-cache hit takes its CPU's slot
+ * without an atomic instruction. 0: the library never calls them and
+ * enters slots by compare-and-swap. The default is 1 in a hosted build,
+ * whose port is src/port/posix.c, and 0 in a freestanding one, so that a
+ * kernel port written before the hooks existed builds unchanged. */
+#ifndef VMEM_PORT_CPU_CLAIMS
+#if defined(__STDC_HOSTED__) && __STDC_HOSTED__ == 1
+#define VMEM_PORT_CPU_CLAIMS 1
+#else
+#define VMEM_PORT_CPU_CLAIMS 0
+#endif
+#endif
+
 /* Per-CPU magazine slots in each quantum cache. CPU ids from
  * vmem_port_cpu_id() are taken modulo this; a larger id only shares. */
 #ifndef VMEM_MAX_CPUS
@@ -84,5 +98,7 @@ _Static_assert(VMEM_QCACHE_SLOT_FAULT_PERIOD >= 0,
                "VMEM_QCACHE_SLOT_FAULT_PERIOD is 0 (off) or a period N > 0");
 _Static_assert(VMEM_PORT_CAN_SLEEP == 0 || VMEM_PORT_CAN_SLEEP == 1,
                "VMEM_PORT_CAN_SLEEP is 0 or 1");
+_Static_assert(VMEM_PORT_CPU_CLAIMS == 0 || VMEM_PORT_CPU_CLAIMS == 1,
+               "VMEM_PORT_CPU_CLAIMS is 0 or 1");
 
 #endif /* VMEM_CONFIG_H */

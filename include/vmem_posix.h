@@ -35,6 +35,14 @@ void vmem_posix_use_arena_pages(Vmem *arena);
 /* Pages currently handed out by the page source and not yet given back. */
 size_t vmem_posix_pages_outstanding(void);
 
+/* Whether this process enters quantum-cache slots by per-CPU claims
+ * (vmem_port_cpu_claim: restartable sequences) rather than by
+ * compare-and-swap. Decided once, at the first claim or fence (this call
+ * decides if none has yet): on only on x86_64 Linux with an rseq area
+ * registered by glibc, the membarrier command, and no more CPUs than
+ * VMEM_MAX_CPUS; off under valgrind and the thread sanitizer. */
+bool vmem_posix_cpu_claims(void);
+
 #ifdef __cplusplus
 }
 #endif

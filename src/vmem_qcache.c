@@ -18,19 +18,35 @@
  *              the arena.
  *
  * Slots. A per-CPU slot is a lock nobody ever waits for: entering it is
- * one compare-and-swap, leaving it one store. Whoever finds it taken - a
- * thread preempted inside it, an interrupt handler that interrupted its
- * owner, a thread that migrated - uses the slab layer under the cache
- * lock instead (the unbuffered paths), and whoever needs every slot (a
- * drain, a grace period) tries each for a bounded time and otherwise does
- * without it. So a hit pays one atomic instruction instead of a call to
- * the port's lock and one to its unlock (an atomic instruction each in the
- * hosted port, an interrupt mask as well in a kernel's), and no path can
- * deadlock on a slot, not even an interrupt handler on the CPU whose slot
- * it interrupted. The slot word counts: odd while someone is inside, and
- * every entry and exit changes it. Since a busy slot is rare and depends
- * on timing, VMEM_QCACHE_SLOT_FAULT_PERIOD (vmem_config.h) makes slots
- * refuse regularly in a test build, so that every path without one runs.
+ * one claim or one compare-and-swap, leaving it one store. Whoever finds
+ * it taken - a thread preempted inside it, an interrupt handler that
+ * interrupted its owner, a thread that migrated - uses the slab layer
+ * under the cache lock instead (the unbuffered paths), and whoever needs
+ * every slot (a drain) tries each for a bounded time and otherwise does
+ * without it. No path can deadlock on a slot, not even an interrupt
+ * handler on the CPU whose slot it interrupted. The slot word is odd while
+ * someone is inside, and every exit adds to a count in its upper bits.
+ * Since a busy slot is rare and depends on timing,
+ * VMEM_QCACHE_SLOT_FAULT_PERIOD (vmem_config.h) makes slots refuse
+ * regularly in a test build, so that every path without one runs.
+ *
+ * Claims and swaps. A hit enters the slot of the CPU it runs on; where
+ * the port has per-CPU claims (VMEM_PORT_CPU_CLAIMS, vmem_port.h: in the
+ * POSIX port a restartable sequence) it does so with a plain load and
+ * store that nothing else on that CPU can come between, and a hit then
+ * pays one atomic instruction in all (the checked free's), instead of a
+ * compare-and-swap on each side. Everyone else - a drain, which enters
+ * other CPUs' slots, and every entry where the port has no claims - swaps
+ * in by compare-and-swap, marking the word as swapped. A claim is atomic
+ * only on its own CPU, so a swap from another CPU can land between its
+ * load and its store and be overwritten: a swapper that claims may race
+ * with calls the port's fence after its swap, which lets every claim
+ * under way finish or fail, and counts as inside only if the word still
+ * holds what it wrote (slot_swap_held: the exit count keeps that value
+ * from coming back); otherwise the claim won and is inside. A drain swaps
+ * into all of a cache's slots and fences once for them. A grace period
+ * enters nothing: after a fence it only watches each word until it is
+ * even or has changed.
  *
  * The hits. vmem_qcache_alloc() and vmem_qcache_free() are the whole cost
  * of a cached vmem_alloc()/vmem_free() when the loaded magazine can serve
@@ -256,18 +272,44 @@ static void *qc_pages(VmemQcacheState *qs, size_t bytes, int vmflag)
 
 /* ---- Slots ---------------------------------------------------------------------- */
 
-/* One attempt at the slot: fails at once if someone is inside. Acquire:
- * what the last one inside did is visible here. */
-static inline bool slot_try(QcCpu *cpu)
+/* The slot word (QcCpu.seq): SLOT_INSIDE while someone is inside, with
+ * SLOT_SWAPPED when that someone came in by compare-and-swap rather than
+ * by the port's claim; the bits above count exits, so that a value is
+ * never seen twice. */
+#define SLOT_INSIDE 1u
+#define SLOT_SWAPPED 2u
+#define SLOT_EXIT 4u
+
+static inline QcCpu *my_cpu(QcCache *cache)
+{
+    return &cache->cpu[vmem_port_cpu_id() % VMEM_MAX_CPUS];
+}
+
+static inline unsigned cpu_index(const QcCache *cache, const QcCpu *cpu)
+{
+    return (unsigned)(cpu - cache->cpu);
+}
+
+/* One compare-and-swap attempt at the slot: fails at once if someone is
+ * inside. Returns the value it wrote (never 0), or 0. Acquire: what the
+ * last one inside did is visible here. */
+static inline unsigned slot_swap(QcCpu *cpu)
 {
     unsigned seq = __atomic_load_n(&cpu->seq, __ATOMIC_RELAXED);
-    return (seq & 1) == 0 && __atomic_compare_exchange_n(&cpu->seq, &seq, seq + 1, false,
-                                                         __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+    unsigned inside = seq | SLOT_INSIDE | SLOT_SWAPPED;
+    return (seq & SLOT_INSIDE) == 0 &&
+                   __atomic_compare_exchange_n(&cpu->seq, &seq, inside, false, __ATOMIC_ACQUIRE,
+                                               __ATOMIC_RELAXED)
+               ? inside
+               : 0;
 }
+
+static inline bool slot_try(QcCpu *cpu) { return slot_swap(cpu) != 0; }
 
 static inline void slot_exit(QcCpu *cpu)
 {
-    __atomic_store_n(&cpu->seq, __atomic_load_n(&cpu->seq, __ATOMIC_RELAXED) + 1,
+    unsigned seq = __atomic_load_n(&cpu->seq, __ATOMIC_RELAXED);
+    __atomic_store_n(&cpu->seq, (seq & ~(SLOT_INSIDE | SLOT_SWAPPED)) + SLOT_EXIT,
                      __ATOMIC_RELEASE);
 }
 
@@ -280,6 +322,45 @@ static COLD bool slot_retry(QcCpu *cpu, unsigned attempts)
             return true;
     return false;
 }
+
+/* The first attempt and up to `attempts` more; the value written, or 0. */
+static unsigned slot_swap_within(QcCpu *cpu, unsigned attempts)
+{
+    for (unsigned attempt = 0; attempt <= attempts; attempt++) {
+        unsigned inside = slot_swap(cpu);
+        if (inside != 0)
+            return inside;
+    }
+    return 0;
+}
+
+#if VMEM_PORT_CPU_CLAIMS
+/* A claim reads the slot word and writes it back as two plain accesses
+ * (vmem_port_cpu_claim), atomic only against what runs on its own CPU: a
+ * swap from another CPU can land between them and be overwritten. Once the
+ * port's fence has returned, no claim that began before the swap is still
+ * under way, and the word tells who got in: the swapper if it still holds
+ * what the swap wrote (exits count, so that value does not come back). */
+static inline bool slot_swap_held(QcCpu *cpu, unsigned inside)
+{
+    return __atomic_load_n(&cpu->seq, __ATOMIC_ACQUIRE) == inside;
+}
+
+/* A swap into a slot that claims may also enter: the swap, the fence, the
+ * check, retried while claims win. */
+static COLD bool slot_swap_fenced(QcCpu *cpu, unsigned attempts)
+{
+    for (unsigned attempt = 0; attempt <= attempts; attempt++) {
+        unsigned inside = slot_swap(cpu);
+        if (inside == 0)
+            continue;
+        vmem_port_cpu_fence();
+        if (slot_swap_held(cpu, inside))
+            return true;
+    }
+    return false;
+}
+#endif
 
 /* The fault knob (vmem_config.h): every Nth acquisition of a slot fails
  * as a whole, as if the slot had stayed busy through every retry, so that
@@ -298,28 +379,103 @@ static inline bool slot_refused(QcCpu *cpu)
 #endif
 }
 
-/* One try: for a caller that can as well do without the slot. */
-static inline bool slot_enter(QcCpu *cpu)
-{
-    return !slot_refused(cpu) && slot_try(cpu);
-}
-
-/* A first try inline, the rest (busy slots are rare) out of line. */
+/* A first try inline, the rest (busy slots are rare) out of line. By
+ * compare-and-swap alone: for a port without claims. */
 static inline bool slot_enter_within(QcCpu *cpu, unsigned attempts)
 {
     return !slot_refused(cpu) && (LIKELY(slot_try(cpu)) || slot_retry(cpu, attempts));
 }
 
-/* Passes a grace period: once every slot and every cache lock has been
- * entered and left, no reader can still hold a pointer it found before.
- * False if a slot stayed busy too long. */
+#if VMEM_PORT_CPU_CLAIMS
+/* Claim failed: claim again while the slot is busy or the claim was cut
+ * short, up to `attempts` times; a thread that cannot claim swaps (fenced,
+ * if other threads claim). */
+static COLD QcCpu *slot_enter_mine_again(QcCache *cache, unsigned attempts, long claimed)
+{
+    for (unsigned attempt = 0;; attempt++) {
+        if (claimed >= 0) {
+            QcCpu *cpu = &cache->cpu[claimed];
+            if (!slot_refused(cpu))
+                return cpu;
+            slot_exit(cpu);
+            return NULL;
+        }
+        if (claimed == VMEM_CLAIM_UNSUPPORTED) {
+            QcCpu *cpu = my_cpu(cache);
+            return slot_enter_within(cpu, attempts) ? cpu : NULL;
+        }
+        if (claimed == VMEM_CLAIM_UNAVAILABLE) {
+            QcCpu *cpu = my_cpu(cache);
+            return !slot_refused(cpu) && slot_swap_fenced(cpu, attempts) ? cpu : NULL;
+        }
+        if (attempt == attempts)
+            return NULL;
+        claimed = vmem_port_cpu_claim(&cache->cpu[0].seq, sizeof(QcCpu), VMEM_MAX_CPUS);
+    }
+}
+#endif
+
+/* Enters the slot of the CPU the caller runs on: by a claim where the port
+ * has them (no atomic instruction), else by compare-and-swap; retried up
+ * to `attempts` times while busy. NULL if it stayed busy or the fault knob
+ * refused it; the caller then does without a slot. */
+static inline QcCpu *slot_enter_mine(QcCache *cache, unsigned attempts)
+{
+#if VMEM_PORT_CPU_CLAIMS
+    long claimed = vmem_port_cpu_claim(&cache->cpu[0].seq, sizeof(QcCpu), VMEM_MAX_CPUS);
+    if (UNLIKELY(claimed < 0))
+        return slot_enter_mine_again(cache, attempts, claimed);
+    QcCpu *cpu = &cache->cpu[claimed];
+    if (UNLIKELY(slot_refused(cpu))) {
+        slot_exit(cpu);
+        return NULL;
+    }
+    return cpu;
+#else
+    QcCpu *cpu = my_cpu(cache);
+    return slot_enter_within(cpu, attempts) ? cpu : NULL;
+#endif
+}
+
+/* Back into the slot a slow path left (one try): false if it is taken,
+ * or if the caller now runs on another CPU, whose slot it leaves alone -
+ * the slow path then goes on without a slot, as if it had been taken. */
+static bool slot_reenter(QcCache *cache, QcCpu *left)
+{
+    QcCpu *cpu = slot_enter_mine(cache, 0);
+    if (cpu == left)
+        return true;
+    if (cpu != NULL)
+        slot_exit(cpu);
+    return false;
+}
+
+/*
+ * Passes a grace period: once every slot has been seen empty, or seen to
+ * change since the period began, and every cache lock has been entered and
+ * left, no reader can still hold a pointer it found before the period.
+ * The caller unlinked those pointers first; the fence orders that before
+ * the slot words are read (and, with claims, lets every claim under way
+ * finish), so that whoever enters a slot afterwards finds them unlinked.
+ * False if a slot stayed occupied too long.
+ */
 static bool grace_period(VmemQcacheState *qs)
 {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#if VMEM_PORT_CPU_CLAIMS
+    vmem_port_cpu_fence();
+#endif
     for (size_t c = 0; c < qs->hot.ncaches; c++) {
         for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
-            if (!slot_enter_within(&qs->cache[c].cpu[i], SLOT_PATIENCE))
+            QcCpu *cpu = &qs->cache[c].cpu[i];
+            if (slot_refused(cpu))
                 return false;
-            slot_exit(&qs->cache[c].cpu[i]);
+            unsigned seq = __atomic_load_n(&cpu->seq, __ATOMIC_ACQUIRE);
+            for (unsigned waited = 0;
+                 (seq & SLOT_INSIDE) != 0 && __atomic_load_n(&cpu->seq, __ATOMIC_ACQUIRE) == seq;
+                 waited++)
+                if (waited == SLOT_PATIENCE)
+                    return false;
         }
         VmemIrqState state = vmem_port_lock(&qs->cache[c].lock);
         vmem_port_unlock(&qs->cache[c].lock, state);
@@ -822,16 +978,6 @@ static void depot_put_empty(VmemQcacheState *qs, QcCache *cache, VmemMag *mag)
     vmem_port_unlock(&qs->qs_lock, state);
 }
 
-static inline QcCpu *my_cpu(QcCache *cache)
-{
-    return &cache->cpu[vmem_port_cpu_id() % VMEM_MAX_CPUS];
-}
-
-static inline unsigned cpu_index(const QcCache *cache, const QcCpu *cpu)
-{
-    return (unsigned)(cpu - cache->cpu);
-}
-
 /* ---- Allocation ------------------------------------------------------------------------- */
 
 /* vmflag for what is worth having only if it can be had without waiting. */
@@ -1005,7 +1151,7 @@ static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu 
         if (result == 0)
             return addr;
         no_slab = result < 0;
-        if (!slot_enter(cpu))
+        if (!slot_reenter(cache, cpu))
             break;
     }
     return alloc_from_slabs(vm, qs, c, home, vmflag);
@@ -1029,9 +1175,10 @@ uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
     size_t c = (size - 1) >> qs->hot.quantum_shift;
     if (c >= qs->hot.ncaches)
         return 0;
-    QcCpu *cpu = my_cpu(&qs->cache[c]);
-    if (UNLIKELY(!slot_enter_within(cpu, SLOT_ATTEMPTS)))
-        return alloc_from_slabs(vm, qs, c, cpu_index(&qs->cache[c], cpu), vmflag);
+    QcCpu *cpu = slot_enter_mine(&qs->cache[c], SLOT_ATTEMPTS);
+    if (UNLIKELY(cpu == NULL))
+        return alloc_from_slabs(vm, qs, c, cpu_index(&qs->cache[c], my_cpu(&qs->cache[c])),
+                                vmflag);
     VmemMag *mag = cpu->loaded;
     if (UNLIKELY(mag == NULL || mag->rounds == 0))
         return alloc_miss(vm, qs, c, cpu, vmflag);
@@ -1091,7 +1238,7 @@ static COLD bool restock_empty_magazine(VmemQcacheState *qs, QcCache *cache, QcC
     VmemIrqState cstate = vmem_port_lock(&cache->lock);
     depot_put_empty(qs, cache, fresh);
     vmem_port_unlock(&cache->lock, cstate);
-    return slot_enter(cpu);
+    return slot_reenter(cache, cpu);
 }
 
 /* Free when the loaded magazine is full (or missing): the object, already
@@ -1234,8 +1381,8 @@ int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
     size_t c = (size - 1) >> qs->hot.quantum_shift;
     if (c >= qs->hot.ncaches)
         return 1;
-    QcCpu *cpu = my_cpu(&qs->cache[c]);
-    if (UNLIKELY(!slot_enter_within(cpu, SLOT_ATTEMPTS)))
+    QcCpu *cpu = slot_enter_mine(&qs->cache[c], SLOT_ATTEMPTS);
+    if (UNLIKELY(cpu == NULL))
         return free_to_slab(vm, qs, c, call, addr, size);
     VmemSlab *slab = slab_of(qs, addr);
     if (slab == NULL) {
@@ -1291,32 +1438,53 @@ void vmem_qcache_drain(Vmem *vm, bool insist)
         QcCache *cache = &qs->cache[c];
         VmemSlab *release = NULL;
         VmemMag *spent = NULL;
-        for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
-            QcCpu *cpu = &cache->cpu[i];
-            /* A slot busy all along is in use right now: its magazines
-             * stay, as they would have a moment later anyway. Destroy
-             * cannot leave them (their slabs would count as live
-             * segments), and nobody may use an arena being destroyed, so
-             * it tries again: only a caller stuck inside, which is misuse,
-             * outlasts SLOT_INSIST patient tries, and destroy then reports
-             * the arena busy. */
-            unsigned tries = insist ? SLOT_INSIST : 1;
-            while (tries > 0 && !slot_enter_within(cpu, SLOT_PATIENCE))
-                tries--;
-            if (tries == 0)
-                continue;
-            VmemIrqState cstate = vmem_port_lock(&cache->lock);
-            VmemMag *mags[3] = {cpu->loaded, cpu->previous, cpu->away};
-            cpu->loaded = cpu->previous = cpu->away = NULL;
-            for (int m = 0; m < 3; m++) {
-                if (mags[m] == NULL)
-                    continue;
-                mag_flush(qs, cache, mags[m], &release);
-                mags[m]->next = spent;
-                spent = mags[m];
+        /* The slots are other CPUs', so they are swapped into, and a swap
+         * counts only after the port's fence (Slots): all of a cache's
+         * slots first, then one fence for them, then their magazines.
+         * A slot busy all along is in use right now: its magazines stay,
+         * as they would have a moment later anyway. Destroy cannot leave
+         * them (their slabs would count as live segments), and nobody may
+         * use an arena being destroyed, so it tries again: only a caller
+         * stuck inside, which is misuse, outlasts SLOT_INSIST patient
+         * tries, and destroy then reports the arena busy. */
+        unsigned held[VMEM_MAX_CPUS]; /* what the swap wrote; 0: not in */
+        bool emptied[VMEM_MAX_CPUS];
+        for (size_t i = 0; i < VMEM_MAX_CPUS; i++)
+            emptied[i] = false;
+        for (unsigned round = 0; round < (insist ? SLOT_INSIST : 1u); round++) {
+            bool any = false;
+            for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
+                QcCpu *cpu = &cache->cpu[i];
+                held[i] = emptied[i] || slot_refused(cpu) ? 0 : slot_swap_within(cpu, SLOT_PATIENCE);
+                any |= held[i] != 0;
             }
-            vmem_port_unlock(&cache->lock, cstate);
-            slot_exit(cpu);
+            if (!any)
+                continue;
+#if VMEM_PORT_CPU_CLAIMS
+            vmem_port_cpu_fence();
+#endif
+            for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
+                QcCpu *cpu = &cache->cpu[i];
+                if (held[i] == 0)
+                    continue;
+#if VMEM_PORT_CPU_CLAIMS
+                if (!slot_swap_held(cpu, held[i]))
+                    continue; /* a claim got in first, and is inside */
+#endif
+                VmemIrqState cstate = vmem_port_lock(&cache->lock);
+                VmemMag *mags[3] = {cpu->loaded, cpu->previous, cpu->away};
+                cpu->loaded = cpu->previous = cpu->away = NULL;
+                for (int m = 0; m < 3; m++) {
+                    if (mags[m] == NULL)
+                        continue;
+                    mag_flush(qs, cache, mags[m], &release);
+                    mags[m]->next = spent;
+                    spent = mags[m];
+                }
+                vmem_port_unlock(&cache->lock, cstate);
+                slot_exit(cpu);
+                emptied[i] = true;
+            }
         }
         VmemIrqState cstate = vmem_port_lock(&cache->lock);
         while (cache->full != NULL) {

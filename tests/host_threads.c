@@ -15,12 +15,30 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "test_support.h"
 #include "vmem_config.h"
 #include "vmem_port.h"
+#include "vmem_posix.h"
+
+#if defined(__x86_64__) && defined(__linux__) && defined(__has_include)
+#if __has_include(<sys/rseq.h>) && __has_include(<linux/membarrier.h>)
+#include <linux/membarrier.h>
+#include <sys/rseq.h>
+#include <sys/syscall.h>
+#define CLAIMS_BUILT 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#undef CLAIMS_BUILT
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#undef CLAIMS_BUILT
+#endif
+#endif
 
 #define Q 0x1000UL
 /* Where the arenas' ranges lie: above 4 GiB on 64-bit, below it on 32-bit,
@@ -544,12 +562,199 @@ static void objects_freed_on_another_cpu_go_back_to_their_home_cpu(void)
     with_two_cpus(objects_freed_elsewhere_come_back);
 }
 
+/* ---- The POSIX port's per-CPU claims ----------------------------------------------- */
+
+/* Whether this machine and build have what the port's claims rest on (the
+ * port decides the same way; vmem_posix_cpu_claims() says what it
+ * decided): x86_64 Linux outside the thread sanitizer, an rseq area glibc
+ * registered (not under valgrind), membarrier's rseq fence, and no more
+ * CPUs than the caches have slots. */
+static bool claims_expected(void)
+{
+#ifdef CLAIMS_BUILT
+    long fences = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    long cpus = sysconf(_SC_NPROCESSORS_CONF);
+    return __rseq_size != 0 && fences > 0 && (fences & MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) &&
+           cpus > 0 && cpus <= VMEM_MAX_CPUS;
+#else
+    return false;
+#endif
+}
+
+/* A claim that is cut short (preempted, migrated) leaves nothing: try again. */
+static long claim_until_done(unsigned *words, size_t stride, unsigned count)
+{
+    long got;
+    do
+        got = vmem_port_cpu_claim(words, stride, count);
+    while (got == VMEM_CLAIM_AGAIN);
+    return got;
+}
+
+/*
+ * The quantum caches' hits enter their CPU's slot by a claim where the
+ * port has them. Pinned to each CPU in turn, a claim must take exactly
+ * that CPU's word (odd afterwards, every other word untouched), refuse it
+ * while it is odd, and refuse a CPU past `count` as unavailable, writing
+ * nothing; where claims are off it must say unsupported, always. A cached
+ * allocation first, so that the library's own use made the decision.
+ */
+static void port_claim_takes_the_word_of_the_cpu_it_runs_on(void)
+{
+    static Vmem vm;
+    VT_ASSERT(vmem_init(&vm, "claims", TS_PTR(CACHED_BASE), 64 * Q, Q, NULL, NULL, NULL, 2 * Q,
+                        VM_NOSLEEP) == 0);
+    void *object = vmem_alloc(&vm, Q, VM_NOSLEEP);
+    VT_ASSERT(object != NULL);
+    vmem_free(&vm, object, Q);
+    vmem_destroy(&vm);
+    bool on = vmem_posix_cpu_claims();
+    VT_ASSERT(on == claims_expected());
+
+    enum { STRIDE = 3 }; /* words apart, as slots are */
+    unsigned words[VMEM_MAX_CPUS * STRIDE];
+    cpu_set_t saved;
+    VT_ASSERT(sched_getaffinity(0, sizeof(saved), &saved) == 0);
+    int checked = 0, wrong = -1;
+    for (int c = 0; c < CPU_SETSIZE && c < VMEM_MAX_CPUS && wrong < 0; c++) {
+        if (!CPU_ISSET(c, &saved))
+            continue;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(c, &one);
+        if (sched_setaffinity(0, sizeof(one), &one) != 0 || sched_getcpu() != c) {
+            wrong = c;
+            break;
+        }
+        for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+            words[i] = 4; /* even: free, an exit already counted */
+        size_t stride = STRIDE * sizeof(unsigned);
+        long first = claim_until_done(words, stride, VMEM_MAX_CPUS);
+        long second = claim_until_done(words, stride, VMEM_MAX_CPUS);
+        long beyond = claim_until_done(words, stride, (unsigned)c);
+        bool others_untouched = true;
+        for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+            if (i != (size_t)c * STRIDE && words[i] != 4)
+                others_untouched = false;
+        if (on ? first != c || words[c * STRIDE] != 5 || second != VMEM_CLAIM_BUSY ||
+                     words[c * STRIDE] != 5 || beyond != VMEM_CLAIM_UNAVAILABLE ||
+                     !others_untouched
+               : first != VMEM_CLAIM_UNSUPPORTED || second != VMEM_CLAIM_UNSUPPORTED ||
+                     beyond != VMEM_CLAIM_UNSUPPORTED || words[c * STRIDE] != 4 ||
+                     !others_untouched)
+            wrong = c;
+        checked++;
+    }
+    VT_ASSERT(sched_setaffinity(0, sizeof(saved), &saved) == 0);
+    VT_ASSERT(wrong < 0);
+    VT_ASSERT(checked >= 1);
+}
+
+/*
+ * Claims and compare-and-swap from another CPU share one word, as a hit
+ * and a drain share a slot: the swapper writes a value of its own, fences
+ * (vmem_port_cpu_fence) and counts as inside only if its value is still
+ * there. One thread claims CPU A's word from CPU A while another swaps it
+ * from CPU B, each doing an unprotected read-pause-write of a counter
+ * while inside: every entry must have been alone (the counter equals the
+ * entries), and both sides must have got in.
+ */
+struct exclusion {
+    unsigned words[VMEM_MAX_CPUS]; /* only CPU A's is used */
+    unsigned *word;                /* that one */
+    unsigned long counter; /* updated only inside: no atomics on purpose */
+    unsigned long claimed, swapped;
+    atomic_bool done;
+    int cpu[2];
+};
+
+static void bump_inside(unsigned long *counter)
+{
+    unsigned long seen = *(volatile unsigned long *)counter;
+    for (volatile int pause = 0; pause < 50; pause++) {
+    }
+    *(volatile unsigned long *)counter = seen + 1;
+}
+
+static void leave(unsigned *word)
+{
+    unsigned seen = __atomic_load_n(word, __ATOMIC_RELAXED);
+    __atomic_store_n(word, (seen & ~3u) + 4, __ATOMIC_RELEASE);
+}
+
+static bool pin(int cpu)
+{
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return pthread_setaffinity_np(pthread_self(), sizeof(one), &one) == 0;
+}
+
+static void *claimer(void *arg)
+{
+    struct exclusion *x = arg;
+    if (!pin(x->cpu[0]))
+        return NULL;
+    while (!atomic_load(&x->done)) {
+        if (vmem_port_cpu_claim(x->words, sizeof(unsigned), VMEM_MAX_CPUS) != x->cpu[0])
+            continue;
+        bump_inside(&x->counter);
+        x->claimed++;
+        leave(x->word);
+    }
+    return NULL;
+}
+
+static void port_claims_and_fenced_swaps_exclude_each_other(const struct two_cpus *t)
+{
+    if (!vmem_posix_cpu_claims() || t->cpu[0] >= VMEM_MAX_CPUS) {
+        vtest_puts("  (nothing checked: claims are off here)\n");
+        return;
+    }
+    struct exclusion *x = calloc(1, sizeof(*x));
+    VT_ASSERT(x != NULL);
+    x->cpu[0] = t->cpu[0];
+    x->cpu[1] = t->cpu[1];
+    x->word = &x->words[t->cpu[0]];
+    pthread_t thread;
+    VT_ASSERT(pthread_create(&thread, NULL, claimer, x) == 0);
+    VT_ASSERT(run_on(t, 1));
+    /* Each successful swap pays a fence (an IPI to the claimer's CPU). */
+    for (long round = 0; round < 1000000 && (x->swapped < 2000 || x->claimed == 0); round++) {
+        unsigned seen = __atomic_load_n(x->word, __ATOMIC_RELAXED);
+        unsigned inside = seen | 3;
+        if ((seen & 1) != 0 || !__atomic_compare_exchange_n(x->word, &seen, inside, false,
+                                                            __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            continue;
+        vmem_port_cpu_fence();
+        if (__atomic_load_n(x->word, __ATOMIC_ACQUIRE) != inside)
+            continue; /* a claim got in between: it is inside, not this thread */
+        bump_inside(&x->counter);
+        x->swapped++;
+        leave(x->word);
+    }
+    atomic_store(&x->done, true);
+    VT_ASSERT(pthread_join(thread, NULL) == 0);
+    VT_ASSERT(x->claimed > 0);
+    VT_ASSERT(x->swapped > 0);
+    VT_ASSERT(x->counter == x->claimed + x->swapped);
+    VT_ASSERT((*x->word & 1) == 0);
+    free(x);
+}
+
+static void claims_and_fenced_swaps_exclude_each_other(void)
+{
+    with_two_cpus(port_claims_and_fenced_swaps_exclude_each_other);
+}
+
 VTEST_SUITE(suite_threads, VTEST_CASE(stress_2_threads_never_overlap),
             VTEST_CASE(stress_4_threads_never_overlap), VTEST_CASE(stress_8_threads_never_overlap),
             VTEST_CASE(sleeping_alloc_is_woken_by_a_free),
             VTEST_CASE(sleeping_alloc_is_woken_by_vmem_add),
             VTEST_CASE(nosleep_alloc_fails_at_once_when_full),
             VTEST_CASE(port_cpu_id_names_the_cpu_the_thread_runs_on),
+            VTEST_CASE(port_claim_takes_the_word_of_the_cpu_it_runs_on),
+            VTEST_CASE(claims_and_fenced_swaps_exclude_each_other),
             VTEST_CASE(cached_objects_of_two_cpus_come_from_different_slabs),
             VTEST_CASE(a_cpu_takes_another_cpus_magazines_only_from_a_full_depot),
             VTEST_CASE(a_full_depot_gives_its_surplus_to_another_cpu),

@@ -5,7 +5,9 @@
  * Used by every host test and usable by any user-space program (link
  * build/host/libvmem.a with -lpthread). It also offers fault injection and
  * page accounting (vmem_posix.h) so tests can prove that a failing page
- * source is handled cleanly and that nothing leaks.
+ * source is handled cleanly and that nothing leaks. On x86_64 Linux it
+ * provides per-CPU claims (vmem_port_cpu_claim, below) as a restartable
+ * sequence.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -201,6 +203,156 @@ unsigned vmem_port_cpu_id(void)
 #endif
     int cpu = sched_getcpu();
     return cpu < 0 ? 0 : (unsigned)cpu;
+}
+
+/*
+ * Per-CPU claims (vmem_port.h), as a restartable sequence. A thread
+ * registered with the kernel's rseq (glibc registers every thread) names a
+ * critical section in its rseq area before entering it; should the kernel
+ * preempt, migrate or signal the thread after the section's first
+ * instruction and before its single committing store, the thread resumes
+ * at the section's abort handler instead, the store never made. So the
+ * claim reads the CPU id, finds that CPU's word, tests it and stores it
+ * incremented, and either all of that ran on one CPU with nothing in
+ * between or nothing was written.
+ *
+ * Across CPUs a claim is not atomic: a compare-and-swap from another CPU
+ * (a drain) can land between its read and its store. The swapper therefore
+ * calls vmem_port_cpu_fence(), membarrier(PRIVATE_EXPEDITED_RSEQ), which
+ * restarts every section running in this process and orders memory on
+ * every CPU running one of its threads, and then checks that its value is
+ * still there (vmem_qcache.c, Slots).
+ *
+ * Claims are switched on once per process, at the first claim or fence,
+ * when everything they rest on is there: x86_64 (the section is written in
+ * its assembly), a registered rseq area, the membarrier command (Linux
+ * 5.10), and no more CPUs than VMEM_MAX_CPUS (a CPU past them could not
+ * claim, and would pay a fence on every slot it entered). Never under the
+ * thread sanitizer, which cannot see the section's accesses and would take
+ * the slot's users for racing ones.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#if defined(HAVE_RSEQ_AREA) && defined(__x86_64__) && defined(__linux__) && !defined(UNDER_TSAN)
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define HAVE_CPU_CLAIMS 1
+#endif
+
+enum { CLAIMS_UNDECIDED = 0, CLAIMS_ON = 1, CLAIMS_OFF = -1 };
+static atomic_int claims_state;
+
+/* Whether this process claims: decided once, by whoever asks first. */
+static int claims_decide(void)
+{
+    int decided = CLAIMS_OFF;
+#ifdef HAVE_CPU_CLAIMS
+    long cpus = sysconf(_SC_NPROCESSORS_CONF);
+    if (__rseq_size != 0 && cpus > 0 && cpus <= VMEM_MAX_CPUS &&
+        syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0)
+        decided = CLAIMS_ON;
+#endif
+    int expected = CLAIMS_UNDECIDED;
+    if (!atomic_compare_exchange_strong(&claims_state, &expected, decided))
+        decided = expected;
+    return decided;
+}
+
+long vmem_port_cpu_claim(unsigned *words, size_t stride, unsigned count)
+{
+    int state = atomic_load_explicit(&claims_state, memory_order_relaxed);
+    if (__builtin_expect(state != CLAIMS_ON, 0) &&
+        (state == CLAIMS_OFF || claims_decide() != CLAIMS_ON))
+        return VMEM_CLAIM_UNSUPPORTED;
+#ifdef HAVE_CPU_CLAIMS
+    struct rseq *area =
+        (struct rseq *)(void *)((char *)__builtin_thread_pointer() + __rseq_offset);
+    long result;
+    /* The descriptor (version, flags, start, length, abort) goes in
+     * __rseq_cs; the abort handler, after the signature glibc registered
+     * (RSEQ_SIG, in the operand of a ud1 so that disassemblers stay in
+     * step), in __rseq_failure, out of the way of the straight line. An
+     * unregistered thread's cpu_id is negative, so not below count. */
+    __asm__ volatile(".pushsection __rseq_cs, \"aw\"\n\t"
+                     ".balign 32\n"
+                     "3:\n\t"
+                     ".long 0, 0\n\t"
+                     ".quad 1f, 2f - 1f, 4f\n\t"
+                     ".popsection\n\t"
+                     "leaq 3b(%%rip), %%rax\n\t"
+                     "movq %%rax, %[cs]\n"
+                     "1:\n\t"
+                     "movl %[cpu_id], %%ecx\n\t"
+                     "cmpl %[count], %%ecx\n\t"
+                     "jae 5f\n\t"
+                     "movq %%rcx, %%rax\n\t"
+                     "imulq %[stride], %%rax\n\t"
+                     "addq %[words], %%rax\n\t"
+                     "movl (%%rax), %%edx\n\t"
+                     "testl $1, %%edx\n\t"
+                     "jnz 6f\n\t"
+                     "addl $1, %%edx\n\t"
+                     "movl %%edx, (%%rax)\n"
+                     "2:\n\t"
+                     "movq %%rcx, %[result]\n\t"
+                     "jmp 7f\n"
+                     "5:\n\t"
+                     "movq %[unavailable], %[result]\n\t"
+                     "jmp 7f\n"
+                     "6:\n\t"
+                     "movq %[busy], %[result]\n\t"
+                     "jmp 7f\n\t"
+                     ".pushsection __rseq_failure, \"ax\"\n\t"
+                     ".byte 0x0f, 0xb9, 0x3d\n\t"
+                     ".long %c[sig]\n"
+                     "4:\n\t"
+                     "movq %[again], %[result]\n\t"
+                     "jmp 7f\n\t"
+                     ".popsection\n"
+                     "7:\n\t"
+                     : [result] "=&r"(result), [cs] "=m"(area->rseq_cs)
+                     : [cpu_id] "m"(area->cpu_id), [count] "r"(count), [stride] "r"(stride),
+                       [words] "r"(words), [sig] "i"(RSEQ_SIG),
+                       [busy] "i"(VMEM_CLAIM_BUSY), [again] "i"(VMEM_CLAIM_AGAIN),
+                       [unavailable] "i"(VMEM_CLAIM_UNAVAILABLE)
+                     : "rax", "rcx", "rdx", "memory", "cc");
+    return result;
+#else
+    (void)words;
+    (void)stride;
+    (void)count;
+    return VMEM_CLAIM_UNSUPPORTED; /* claims_decide() said off: not reached */
+#endif
+}
+
+bool vmem_posix_cpu_claims(void)
+{
+    int state = atomic_load(&claims_state);
+    return (state == CLAIMS_UNDECIDED ? claims_decide() : state) == CLAIMS_ON;
+}
+
+void vmem_port_cpu_fence(void)
+{
+    int state = atomic_load(&claims_state);
+    if (state == CLAIMS_UNDECIDED)
+        state = claims_decide();
+    if (state != CLAIMS_ON)
+        return;
+#ifdef HAVE_CPU_CLAIMS
+    if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0)
+        return;
+    /* The child of a fork() starts unregistered. */
+    if (syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0 &&
+        syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0)
+        return;
+    vmem_port_panic("vmem: membarrier failed: per-CPU claims cannot be fenced");
+#endif
 }
 
 void vmem_port_puts(const char *text) { fputs(text, stdout); }
