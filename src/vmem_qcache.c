@@ -43,10 +43,9 @@
  * with calls the port's fence after its swap, which lets every claim
  * under way finish or fail, and counts as inside only if the word still
  * holds what it wrote (slot_swap_held: the exit count keeps that value
- * from coming back); otherwise the claim won and is inside. A drain swaps
- * into all of a cache's slots and fences once for them. A grace period
- * enters nothing: after a fence it only watches each word until it is
- * even or has changed.
+ * from coming back); otherwise the claim won and is inside. A drain or a
+ * grace period swaps into all of a cache's slots and fences once for them
+ * (slots_swap_all).
  *
  * The hits. vmem_qcache_alloc() and vmem_qcache_free() are the whole cost
  * of a cached vmem_alloc()/vmem_free() when the loaded magazine can serve
@@ -114,7 +113,7 @@
  */
 #include "vmem_internal.h"
 
-#define MAG_ROUNDS 15
+#define MAG_ROUNDS VMEM_QCACHE_MAG_ROUNDS
 /* Full magazines a depot keeps before it flushes one back to its slabs. */
 #define DEPOT_FULL_MAX 4
 #define DEPOT_EMPTY_MAX 4
@@ -226,6 +225,8 @@ typedef struct qc_page {
 /* Where descriptors and magazines start in their page: the first line
  * after its header (both are carved in whole lines). */
 #define DESC_OFFSET ((sizeof(QcPage) + 63) & ~(size_t)63)
+_Static_assert(sizeof(VmemMag) <= VMEM_PAGE_SIZE - DESC_OFFSET,
+               "a magazine must fit in a page: lower VMEM_QCACHE_MAG_ROUNDS");
 
 struct vmem_qcache_state {
     /* Read by every hit, written (table) only when the slab table grows:
@@ -451,32 +452,52 @@ static bool slot_reenter(QcCache *cache, QcCpu *left)
 }
 
 /*
- * Passes a grace period: once every slot has been seen empty, or seen to
- * change since the period began, and every cache lock has been entered and
- * left, no reader can still hold a pointer it found before the period.
- * The caller unlinked those pointers first; the fence orders that before
- * the slot words are read (and, with claims, lets every claim under way
- * finish), so that whoever enters a slot afterwards finds them unlinked.
- * False if a slot stayed occupied too long.
+ * Enters every slot of a cache that it can, from whatever CPU (a drain, a
+ * grace period), except those `skip` marks: each swapped into within
+ * `patience` further tries, then, where claims exist, one fence for them
+ * all and a check of each swap (Claims and swaps). held[i] is left with
+ * what the swap wrote into a slot now entered, 0 for one not entered.
+ * Returns whether any was entered.
  */
+static bool slots_swap_all(QcCache *cache, const bool *skip, unsigned patience, unsigned *held)
+{
+    bool any = false;
+    for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
+        QcCpu *cpu = &cache->cpu[i];
+        held[i] = (skip != NULL && skip[i]) || slot_refused(cpu) ? 0 : slot_swap_within(cpu, patience);
+        any |= held[i] != 0;
+    }
+#if VMEM_PORT_CPU_CLAIMS
+    if (!any)
+        return false;
+    vmem_port_cpu_fence();
+    any = false;
+    for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
+        if (held[i] != 0 && !slot_swap_held(&cache->cpu[i], held[i]))
+            held[i] = 0; /* a claim got in first, and is inside */
+        any |= held[i] != 0;
+    }
+#endif
+    return any;
+}
+
+/* Passes a grace period: once every slot and every cache lock has been
+ * entered and left, no reader can still hold a pointer it found before.
+ * False if a slot stayed busy too long. */
 static bool grace_period(VmemQcacheState *qs)
 {
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-#if VMEM_PORT_CPU_CLAIMS
-    vmem_port_cpu_fence();
-#endif
     for (size_t c = 0; c < qs->hot.ncaches; c++) {
+        unsigned held[VMEM_MAX_CPUS];
+        slots_swap_all(&qs->cache[c], NULL, SLOT_PATIENCE, held);
+        bool all = true;
         for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
-            QcCpu *cpu = &qs->cache[c].cpu[i];
-            if (slot_refused(cpu))
-                return false;
-            unsigned seq = __atomic_load_n(&cpu->seq, __ATOMIC_ACQUIRE);
-            for (unsigned waited = 0;
-                 (seq & SLOT_INSIDE) != 0 && __atomic_load_n(&cpu->seq, __ATOMIC_ACQUIRE) == seq;
-                 waited++)
-                if (waited == SLOT_PATIENCE)
-                    return false;
+            if (held[i] != 0)
+                slot_exit(&qs->cache[c].cpu[i]);
+            else
+                all = false;
         }
+        if (!all)
+            return false;
         VmemIrqState state = vmem_port_lock(&qs->cache[c].lock);
         vmem_port_unlock(&qs->cache[c].lock, state);
     }
@@ -1438,39 +1459,23 @@ void vmem_qcache_drain(Vmem *vm, bool insist)
         QcCache *cache = &qs->cache[c];
         VmemSlab *release = NULL;
         VmemMag *spent = NULL;
-        /* The slots are other CPUs', so they are swapped into, and a swap
-         * counts only after the port's fence (Slots): all of a cache's
-         * slots first, then one fence for them, then their magazines.
-         * A slot busy all along is in use right now: its magazines stay,
+        /* A slot busy all along is in use right now: its magazines stay,
          * as they would have a moment later anyway. Destroy cannot leave
          * them (their slabs would count as live segments), and nobody may
          * use an arena being destroyed, so it tries again: only a caller
          * stuck inside, which is misuse, outlasts SLOT_INSIST patient
          * tries, and destroy then reports the arena busy. */
-        unsigned held[VMEM_MAX_CPUS]; /* what the swap wrote; 0: not in */
+        unsigned held[VMEM_MAX_CPUS];
         bool emptied[VMEM_MAX_CPUS];
         for (size_t i = 0; i < VMEM_MAX_CPUS; i++)
             emptied[i] = false;
         for (unsigned round = 0; round < (insist ? SLOT_INSIST : 1u); round++) {
-            bool any = false;
-            for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
-                QcCpu *cpu = &cache->cpu[i];
-                held[i] = emptied[i] || slot_refused(cpu) ? 0 : slot_swap_within(cpu, SLOT_PATIENCE);
-                any |= held[i] != 0;
-            }
-            if (!any)
+            if (!slots_swap_all(cache, emptied, SLOT_PATIENCE, held))
                 continue;
-#if VMEM_PORT_CPU_CLAIMS
-            vmem_port_cpu_fence();
-#endif
             for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
                 QcCpu *cpu = &cache->cpu[i];
                 if (held[i] == 0)
                     continue;
-#if VMEM_PORT_CPU_CLAIMS
-                if (!slot_swap_held(cpu, held[i]))
-                    continue; /* a claim got in first, and is inside */
-#endif
                 VmemIrqState cstate = vmem_port_lock(&cache->lock);
                 VmemMag *mags[3] = {cpu->loaded, cpu->previous, cpu->away};
                 cpu->loaded = cpu->previous = cpu->away = NULL;

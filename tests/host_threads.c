@@ -466,24 +466,29 @@ static bool any_in(void *const *objects, size_t count, const struct ts_segment *
     return false;
 }
 
+/* Rounds in a magazine, and the one-quantum objects of a slab here. */
+#define ROUNDS VMEM_QCACHE_MAG_ROUNDS
+#define SLAB_OBJECTS 16
+
 static void second_cpu_carves_rather_than_take_a_few_magazines(const struct two_cpus *t)
 {
+    enum { FIRST = 3 * ROUNDS + 5, SECOND = ROUNDS + 5 };
     static Vmem vm;
-    static void *first[50], *second[20];
+    static void *first[FIRST], *second[SECOND];
     VT_ASSERT(make_home_arena(&vm, "qc-own-mags"));
     VT_ASSERT(run_on(t, 0));
-    VT_ASSERT(take_quanta(&vm, first, 50));
-    static struct ts_segment first_slabs[8];
-    size_t n = ts_collect(&vm, VMEM_ALLOC, first_slabs, 8);
-    VT_ASSERT(n == 4);
-    /* Two magazines (of 15) stay with this CPU, two more go full to the
-     * depot: fewer than the depot keeps before it flushes one. */
-    give_back_quanta(&vm, first, 50);
+    VT_ASSERT(take_quanta(&vm, first, FIRST));
+    static struct ts_segment first_slabs[FIRST / SLAB_OBJECTS + 2];
+    size_t n = ts_collect(&vm, VMEM_ALLOC, first_slabs, FIRST / SLAB_OBJECTS + 2);
+    VT_ASSERT(n == (FIRST + SLAB_OBJECTS - 1) / SLAB_OBJECTS);
+    /* Two magazines stay with this CPU, two more go full to the depot:
+     * fewer than the depot keeps before it flushes one. */
+    give_back_quanta(&vm, first, FIRST);
     VT_ASSERT(run_on(t, 1));
-    VT_ASSERT(take_quanta(&vm, second, 20));
+    VT_ASSERT(take_quanta(&vm, second, SECOND));
     if (!SLOT_FAULTS)
-        VT_ASSERT(!any_in(second, 20, first_slabs, n));
-    give_back_quanta(&vm, second, 20);
+        VT_ASSERT(!any_in(second, SECOND, first_slabs, n));
+    give_back_quanta(&vm, second, SECOND);
     VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
     VT_CONSISTENT(&vm);
     vmem_destroy(&vm);
@@ -497,20 +502,20 @@ static void a_cpu_takes_another_cpus_magazines_only_from_a_full_depot(void)
 static void second_cpu_takes_the_surplus_of_a_full_depot(const struct two_cpus *t)
 {
     static Vmem vm;
-    static void *first[90], *second[15];
+    static void *first[6 * ROUNDS], *second[ROUNDS];
     VT_ASSERT(make_home_arena(&vm, "qc-surplus"));
     VT_ASSERT(run_on(t, 0));
-    VT_ASSERT(take_quanta(&vm, first, 90));
+    VT_ASSERT(take_quanta(&vm, first, 6 * ROUNDS));
     /* Two magazines stay with this CPU and four go full to the depot:
      * as many as it keeps (one more and it would flush one to the slabs). */
-    give_back_quanta(&vm, first, 90);
+    give_back_quanta(&vm, first, 6 * ROUNDS);
     size_t slabs = vm.stat.alloc;
     VT_ASSERT(run_on(t, 1));
-    VT_ASSERT(take_quanta(&vm, second, 15));
+    VT_ASSERT(take_quanta(&vm, second, ROUNDS));
     /* One of those magazines served them all: no slab was carved. */
     if (!SLOT_FAULTS)
         VT_ASSERT(vm.stat.alloc == slabs);
-    give_back_quanta(&vm, second, 15);
+    give_back_quanta(&vm, second, ROUNDS);
     VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
     VT_CONSISTENT(&vm);
     vmem_destroy(&vm);
@@ -531,24 +536,25 @@ static bool one_of(void *object, void *const *objects, size_t count)
 
 static void objects_freed_elsewhere_come_back(const struct two_cpus *t)
 {
+    enum { FIRST = ROUNDS + 5 };
     static Vmem vm;
-    static void *first[20], *again[15];
+    static void *first[FIRST], *again[ROUNDS];
     VT_ASSERT(make_home_arena(&vm, "qc-away"));
     VT_ASSERT(run_on(t, 0));
-    VT_ASSERT(take_quanta(&vm, first, 20));
-    /* Freed on the other CPU: fifteen fill a magazine that goes to the
-     * depot as the first CPU's, five wait in the other CPU's. */
+    VT_ASSERT(take_quanta(&vm, first, FIRST));
+    /* Freed on the other CPU: a magazine's worth fill one that goes to
+     * the depot as the first CPU's, five wait in the other CPU's. */
     VT_ASSERT(run_on(t, 1));
-    give_back_quanta(&vm, first, 20);
-    /* The first CPU gets them back, though its second slab has twelve
-     * objects never handed out. */
+    give_back_quanta(&vm, first, FIRST);
+    /* The first CPU gets them back, though its last slab has objects
+     * never handed out. */
     VT_ASSERT(run_on(t, 0));
-    for (int k = 0; k < 15; k++) {
+    for (int k = 0; k < ROUNDS; k++) {
         VT_ASSERT((again[k] = vmem_alloc(&vm, Q, VM_NOSLEEP)) != NULL);
         if (!SLOT_FAULTS)
-            VT_ASSERT(one_of(again[k], first, 20));
+            VT_ASSERT(one_of(again[k], first, FIRST));
     }
-    give_back_quanta(&vm, again, 15);
+    give_back_quanta(&vm, again, ROUNDS);
     VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
     VT_CONSISTENT(&vm);
     /* Destroy's drain empties the other CPU's magazine of strays too. */
