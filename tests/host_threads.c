@@ -209,6 +209,56 @@ static void stress_2_threads_never_overlap(void) { run_stress(2); }
 static void stress_4_threads_never_overlap(void) { run_stress(4); }
 static void stress_8_threads_never_overlap(void) { run_stress(8); }
 
+/* A reap enters every CPU's slot of every cache from the reaping thread's
+ * CPU, swapping in where the owners claim (vmem_qcache.c, Claims and
+ * swaps): one that got in beside a hit would flush the magazine the hit
+ * pops from, and hand an object out twice. Workers use the cached arena
+ * while another thread reaps it again and again. */
+static atomic_bool workers_done;
+
+static void *reaper(void *arg)
+{
+    Vmem *vm = arg;
+    unsigned long reaps = 0;
+    while (!atomic_load(&workers_done) || reaps == 0) {
+        vmem_reap(vm);
+        reaps++;
+    }
+    return (void *)(uintptr_t)reaps;
+}
+
+static void reaps_beside_cache_hits_never_hand_out_an_object_twice(void)
+{
+    static struct worker workers[3];
+    struct target targets[] = {{&cached, &cached_range, true}};
+    atomic_store(&overlaps, 0);
+    atomic_store(&escapes, 0);
+    atomic_store(&workers_done, false);
+    VT_ASSERT(setup_arenas());
+    pthread_t reaping;
+    VT_ASSERT(pthread_create(&reaping, NULL, reaper, &cached) == 0);
+    for (size_t round = 0; round < 6; round++) {
+        for (size_t i = 0; i < 3; i++) {
+            workers[i] = (struct worker){
+                .seed = 0x5eedeaf0 + round * 16 + i, .targets = targets, .ntargets = 1};
+            VT_ASSERT(pthread_create(&workers[i].thread, NULL, stress_worker, &workers[i]) == 0);
+        }
+        for (size_t i = 0; i < 3; i++)
+            pthread_join(workers[i].thread, NULL);
+    }
+    atomic_store(&workers_done, true);
+    void *reaps;
+    pthread_join(reaping, &reaps);
+    VT_ASSERT((uintptr_t)reaps > 0);
+    VT_ASSERT(atomic_load(&overlaps) == 0);
+    VT_ASSERT(atomic_load(&escapes) == 0);
+    VT_CONSISTENT(&cached);
+    VT_ASSERT(vmem_size(&cached, VMEM_ALLOC) == 0);
+    Vmem *arenas[] = {&child, &plain, &cached, &source};
+    for (size_t i = 0; i < 4; i++)
+        vmem_destroy(arenas[i]);
+}
+
 /* ---- VM_SLEEP ------------------------------------------------------------------ */
 
 struct sleeper {
@@ -755,6 +805,7 @@ static void claims_and_fenced_swaps_exclude_each_other(void)
 
 VTEST_SUITE(suite_threads, VTEST_CASE(stress_2_threads_never_overlap),
             VTEST_CASE(stress_4_threads_never_overlap), VTEST_CASE(stress_8_threads_never_overlap),
+            VTEST_CASE(reaps_beside_cache_hits_never_hand_out_an_object_twice),
             VTEST_CASE(sleeping_alloc_is_woken_by_a_free),
             VTEST_CASE(sleeping_alloc_is_woken_by_vmem_add),
             VTEST_CASE(nosleep_alloc_fails_at_once_when_full),

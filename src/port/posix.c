@@ -347,7 +347,7 @@ void vmem_port_cpu_fence(void)
 #ifdef HAVE_CPU_CLAIMS
     if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0)
         return;
-    /* The child of a fork() starts unregistered. */
+    /* A child of fork() may start unregistered: register, then try again. */
     if (syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0 &&
         syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0)
         return;
