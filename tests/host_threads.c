@@ -255,8 +255,10 @@ static void reaps_beside_cache_hits_never_hand_out_an_object_twice(void)
     VT_CONSISTENT(&cached);
     VT_ASSERT(vmem_size(&cached, VMEM_ALLOC) == 0);
     Vmem *arenas[] = {&child, &plain, &cached, &source};
+    ts_capture_misuse();
     for (size_t i = 0; i < 4; i++)
         vmem_destroy(arenas[i]);
+    VT_ASSERT(vtest_env_misuse_count() == 0);
 }
 
 /* ---- VM_SLEEP ------------------------------------------------------------------ */
