@@ -314,17 +314,9 @@ static inline void slot_exit(QcCpu *cpu)
                      __ATOMIC_RELEASE);
 }
 
-/* Up to `attempts` more tries, after a first one failed: whoever is inside
- * may be the code this caller interrupted, so it never waits for good. */
-static COLD bool slot_retry(QcCpu *cpu, unsigned attempts)
-{
-    for (unsigned attempt = 0; attempt < attempts; attempt++)
-        if (slot_try(cpu))
-            return true;
-    return false;
-}
-
-/* The first attempt and up to `attempts` more; the value written, or 0. */
+/* The first attempt and up to `attempts` more; the value written, or 0.
+ * Whoever is inside may be the code this caller interrupted, so it never
+ * waits for good. */
 static unsigned slot_swap_within(QcCpu *cpu, unsigned attempts)
 {
     for (unsigned attempt = 0; attempt <= attempts; attempt++) {
@@ -333,6 +325,13 @@ static unsigned slot_swap_within(QcCpu *cpu, unsigned attempts)
             return inside;
     }
     return 0;
+}
+
+/* Up to `attempts` more tries, after a first one failed: out of line,
+ * since busy slots are rare. */
+static COLD bool slot_retry(QcCpu *cpu, unsigned attempts)
+{
+    return attempts > 0 && slot_swap_within(cpu, attempts - 1) != 0;
 }
 
 #if VMEM_PORT_CPU_CLAIMS

@@ -374,6 +374,15 @@ static void nosleep_alloc_fails_at_once_when_full(void)
  * POSIX port reads from the thread's restartable-sequences area when glibc
  * registered one: pinned to each CPU in turn, it must name that CPU, as
  * sched_getcpu() does (the same answer whichever way it was found). */
+/* Moves the calling thread onto `cpu` alone; true once it runs there. */
+static bool pin_to(int cpu)
+{
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return sched_setaffinity(0, sizeof(one), &one) == 0 && sched_getcpu() == cpu;
+}
+
 static void port_cpu_id_names_the_cpu_the_thread_runs_on(void)
 {
     cpu_set_t saved;
@@ -382,11 +391,7 @@ static void port_cpu_id_names_the_cpu_the_thread_runs_on(void)
     for (int c = 0; c < CPU_SETSIZE && wrong < 0; c++) {
         if (!CPU_ISSET(c, &saved))
             continue;
-        cpu_set_t one;
-        CPU_ZERO(&one);
-        CPU_SET(c, &one);
-        if (sched_setaffinity(0, sizeof(one), &one) != 0 || sched_getcpu() != c ||
-            vmem_port_cpu_id() != (unsigned)c)
+        if (!pin_to(c) || vmem_port_cpu_id() != (unsigned)c)
             wrong = c;
         checked++;
     }
@@ -431,13 +436,7 @@ static bool two_cpus_find(struct two_cpus *t)
 }
 
 /* Moves the calling thread onto CPU `i` of t; true once it runs there. */
-static bool run_on(const struct two_cpus *t, int i)
-{
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(t->cpu[i], &one);
-    return sched_setaffinity(0, sizeof(one), &one) == 0 && sched_getcpu() == t->cpu[i];
-}
+static bool run_on(const struct two_cpus *t, int i) { return pin_to(t->cpu[i]); }
 
 /* Runs body on a machine with two CPUs, restoring the affinity after it. */
 static void with_two_cpus(void (*body)(const struct two_cpus *))
@@ -677,10 +676,7 @@ static void port_claim_takes_the_word_of_the_cpu_it_runs_on(void)
     for (int c = 0; c < CPU_SETSIZE && c < VMEM_MAX_CPUS && wrong < 0; c++) {
         if (!CPU_ISSET(c, &saved))
             continue;
-        cpu_set_t one;
-        CPU_ZERO(&one);
-        CPU_SET(c, &one);
-        if (sched_setaffinity(0, sizeof(one), &one) != 0 || sched_getcpu() != c) {
+        if (!pin_to(c)) {
             wrong = c;
             break;
         }
@@ -740,18 +736,10 @@ static void leave(unsigned *word)
     __atomic_store_n(word, (seen & ~3u) + 4, __ATOMIC_RELEASE);
 }
 
-static bool pin(int cpu)
-{
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    return pthread_setaffinity_np(pthread_self(), sizeof(one), &one) == 0;
-}
-
 static void *claimer(void *arg)
 {
     struct exclusion *x = arg;
-    if (!pin(x->cpu[0]))
+    if (!pin_to(x->cpu[0]))
         return NULL;
     while (!atomic_load(&x->done)) {
         if (vmem_port_cpu_claim(x->words, sizeof(unsigned), VMEM_MAX_CPUS) != x->cpu[0])

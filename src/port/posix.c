@@ -248,8 +248,9 @@ unsigned vmem_port_cpu_id(void)
 enum { CLAIMS_UNDECIDED = 0, CLAIMS_ON = 1, CLAIMS_OFF = -1 };
 static atomic_int claims_state;
 
-/* Whether this process claims: decided once, by whoever asks first. */
-static int claims_decide(void)
+/* Whether this process claims: decided once, by whoever asks first. Out of
+ * line, so that the check every claim makes stays a load and a branch. */
+static __attribute__((noinline, cold)) int claims_decide(void)
 {
     int decided = CLAIMS_OFF;
 #ifdef HAVE_CPU_CLAIMS
@@ -264,11 +265,18 @@ static int claims_decide(void)
     return decided;
 }
 
+/* Whether this process claims, deciding it if nobody has yet. */
+static inline bool claims_on(void)
+{
+    int state = atomic_load(&claims_state);
+    if (__builtin_expect(state == CLAIMS_UNDECIDED, 0))
+        state = claims_decide();
+    return state == CLAIMS_ON;
+}
+
 long vmem_port_cpu_claim(unsigned *words, size_t stride, unsigned count)
 {
-    int state = atomic_load_explicit(&claims_state, memory_order_relaxed);
-    if (__builtin_expect(state != CLAIMS_ON, 0) &&
-        (state == CLAIMS_OFF || claims_decide() != CLAIMS_ON))
+    if (__builtin_expect(!claims_on(), 0))
         return VMEM_CLAIM_UNSUPPORTED;
 #ifdef HAVE_CPU_CLAIMS
     struct rseq *area =
@@ -331,18 +339,11 @@ long vmem_port_cpu_claim(unsigned *words, size_t stride, unsigned count)
 #endif
 }
 
-bool vmem_posix_cpu_claims(void)
-{
-    int state = atomic_load(&claims_state);
-    return (state == CLAIMS_UNDECIDED ? claims_decide() : state) == CLAIMS_ON;
-}
+bool vmem_posix_cpu_claims(void) { return claims_on(); }
 
 void vmem_port_cpu_fence(void)
 {
-    int state = atomic_load(&claims_state);
-    if (state == CLAIMS_UNDECIDED)
-        state = claims_decide();
-    if (state != CLAIMS_ON)
+    if (!claims_on())
         return;
 #ifdef HAVE_CPU_CLAIMS
     if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0)
