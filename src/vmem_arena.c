@@ -584,10 +584,6 @@ static __attribute__((noinline)) void unlock_releasing(Vmem *vm, VmemIrqState st
 {
     left->tags = vm->vm_stash_count > VMEM_STASH_HIGH ? vmem_stash_detach(vm, false) : NULL;
     left->table = vmem_hash_take_retired(vm, &left->table_bytes);
-    /* The next operation reads this without the lock, to allocate a new
-     * table before it locks; vmem_hash_install() re-decides under it.
-     * Taking the retired table above may have changed it. */
-    __atomic_store_n(&vm->vm_hash_hint, vmem_hash_wanted_bytes(vm), __ATOMIC_RELAXED);
     vmem_port_unlock(&vm->vm_lock, state);
     if (left->tags != NULL)
         vmem_pool_return(left->tags);
@@ -598,13 +594,12 @@ static __attribute__((noinline)) void unlock_releasing(Vmem *vm, VmemIrqState st
 }
 
 /* Inline: every operation ends here, and almost always with nothing to
- * hand back - then it is a store and an unlock. */
+ * hand back - then it is an unlock. */
 static inline void unlock_and_release(Vmem *vm, VmemIrqState state, Leftovers *left)
 {
     if (__builtin_expect(vm->vm_stash_count <= VMEM_STASH_HIGH && !vmem_hash_has_retired(vm) &&
                              left->unused_table == NULL,
                          1)) {
-        __atomic_store_n(&vm->vm_hash_hint, vmem_hash_wanted_bytes(vm), __ATOMIC_RELAXED);
         vmem_port_unlock(&vm->vm_lock, state);
     } else {
         unlock_releasing(vm, state, left);
@@ -709,7 +704,7 @@ static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
     /* A segment from the request's own class is a closer fit than any from
      * a larger class; looking at a few of them keeps constant time and
      * leaves the larger segments whole for larger requests. */
-    if (class_min_size(own) != req->size) {
+    if (!size_class_exact(req->size)) {
         fitting = own + 1;
         int peek = INSTANT_FIT_PEEK;
         for (tag = vm->vm_freelist[own]; tag != NULL && peek-- > 0; tag = tag->u.free.list_next)
@@ -1132,7 +1127,7 @@ HOT_INLINE uintptr_t alloc_plain_quick(Vmem *vm, size_t size, uint8_t tag_flags)
     VmemTag *tag = NULL;
     if (__builtin_expect(listed(vm) && vm->vm_stash_count >= VMEM_TAGS_PER_OP, 1)) {
         unsigned own = size_class(size), fitting = own;
-        if (class_min_size(own) != size) {
+        if (!size_class_exact(size)) {
             fitting = own + 1;
             int peek = INSTANT_FIT_PEEK;
             for (tag = vm->vm_freelist[own]; tag != NULL && peek-- > 0; tag = tag->u.free.list_next)

@@ -13,10 +13,11 @@
  *    slots - 7 on LP64, 12 on ILP32 - each a tag pointer and, in the
  *    header at the front of the line, a one-byte fingerprint of the slot's
  *    key: eight bits of its hash, never 0, since 0 marks an empty slot (so
- *    address 0 is a key like any other). The header's last byte is the
- *    bucket's probe state (PROBE). A lookup reads the home bucket and looks
- *    only at tags whose fingerprint matches; one that is not the key costs
- *    a miss about once per 255 occupied slots compared.
+ *    address 0 is a key like any other), nor 1, which lets the lookup use
+ *    a shorter byte comparison (vmem_hash_candidates). The header's last
+ *    byte is the bucket's probe state (PROBE). A lookup reads the home
+ *    bucket and looks only at tags whose fingerprint matches; one that is
+ *    not the key costs a miss about once per 254 occupied slots compared.
  *
  *    The table's footprint decides its speed as much as the misses it
  *    saves: at 10^5 segments a table that is twice as large as it need be
@@ -66,10 +67,11 @@
  *    for a while is replaced by one sized for its count at once.
  *
  * 5. Memory. Tables come from the port's page source, which may not be
- *    called under the arena lock: each operation records, as it unlocks,
- *    the table size the arena would like (vm_hash_hint); the next
- *    allocation allocates that before locking and installs it under the
- *    lock (vmem_hash_install), which decides again with the lock held.
+ *    called under the arena lock: when the count passes a resize limit,
+ *    or the limits move, the arena records the table size it would like
+ *    (vm_hash_hint); the next allocation allocates that before locking and
+ *    installs it under the lock (vmem_hash_install), which decides again
+ *    with the lock held. Operations inside the limits never touch the hint.
  *    Retired tables are handed back the same way, after unlocking. Frees
  *    never allocate a table. The first VMEM_HASH_EMBEDDED buckets live
  *    inside the arena, so a new arena allocates nothing; shrinking back
@@ -171,10 +173,11 @@ static void place(Table *t, VmemTag *tag, uint64_t h)
     tag->u.hash_next = NULL;
     for (unsigned probe = 0; probe < t->ht_window; probe++) {
         VmemHashBucket *bucket = &t->ht_bucket[b];
-        uint32_t empty = vmem_hash_slots_holding(bucket, 0);
+        VmemHashCandidates empty = vmem_hash_candidates(bucket, 0);
         if (empty != 0) {
-            bucket->hb_header[lowest(empty)] = fingerprint;
-            bucket->hb_tag[lowest(empty)] = tag;
+            unsigned s = vmem_hash_candidate_slot(empty);
+            bucket->hb_header[s] = fingerprint;
+            bucket->hb_tag[s] = tag;
             vmem_hash_count_passing(t, home, b, +1);
             return;
         }
@@ -206,6 +209,7 @@ static void update_limits(Vmem *vm)
     bool busy = vmem_hash_migrating(vm) || vm->vm_hash_retired != NULL;
     vm->vm_hash_grow_at = busy || buckets >= MAX_BUCKETS ? SIZE_MAX : grow_limit(buckets);
     vm->vm_hash_shrink_at = busy || buckets <= VMEM_HASH_EMBEDDED ? 0 : shrink_limit(buckets);
+    vmem_hash_refresh_hint(vm);
 }
 
 static void forget_old_table(Vmem *vm)
@@ -327,13 +331,11 @@ static void maybe_shrink_inline(Vmem *vm)
         begin_migration(vm, vm->vm_hash_embedded, VMEM_HASH_EMBEDDED);
 }
 
-/* vmem_hash_wanted_bytes() once the count is past a resize limit. */
-size_t vmem_hash_wanted_bytes_slow(const Vmem *vm)
+void vmem_hash_refresh_hint(Vmem *vm)
 {
     size_t buckets = wanted_buckets(vm);
-    if (buckets <= VMEM_HASH_EMBEDDED)
-        return 0;
-    return buckets * sizeof(VmemHashBucket);
+    size_t bytes = buckets <= VMEM_HASH_EMBEDDED ? 0 : buckets * sizeof(VmemHashBucket);
+    __atomic_store_n(&vm->vm_hash_hint, bytes, __ATOMIC_RELAXED);
 }
 
 bool vmem_hash_install(Vmem *vm, void *table, size_t bytes)
@@ -344,15 +346,18 @@ bool vmem_hash_install(Vmem *vm, void *table, size_t bytes)
      * that may come while the larger one drains into it. */
     size_t buckets = bytes / sizeof(VmemHashBucket), count = vm->vm_hash_count;
     size_t current = buckets_of(&vm->vm_hash);
-    if (vmem_hash_migrating(vm) || vm->vm_hash_retired != NULL || !is_pow2(buckets) ||
-        buckets < PAGE_BUCKETS || buckets > MAX_BUCKETS || buckets == current)
+    bool fits = !vmem_hash_migrating(vm) && vm->vm_hash_retired == NULL && is_pow2(buckets) &&
+                buckets >= PAGE_BUCKETS && buckets <= MAX_BUCKETS && buckets != current &&
+                (buckets > current
+                     ? count <= grow_limit(buckets) &&
+                           (buckets == PAGE_BUCKETS || count >= shrink_limit(buckets) / 2)
+                     : count <= grow_limit(buckets) / 2);
+    if (!fits) {
+        /* The hint that asked for it was set when the count passed a
+         * limit; it may have come back since. */
+        vmem_hash_refresh_hint(vm);
         return false;
-    bool fits = buckets > current
-                    ? count <= grow_limit(buckets) &&
-                          (buckets == PAGE_BUCKETS || count >= shrink_limit(buckets) / 2)
-                    : count <= grow_limit(buckets) / 2;
-    if (!fits)
-        return false;
+    }
     begin_migration(vm, (VmemHashBucket *)table, buckets);
     return true;
 }
@@ -376,7 +381,8 @@ void vmem_hash_insert_slow(Vmem *vm, VmemTag *tag)
     if (vmem_hash_migrating(vm))
         migrate_step(vm);
     place(&vm->vm_hash, tag, vmem_hash_of(vm, tag->base));
-    vm->vm_hash_count++;
+    if (++vm->vm_hash_count > vm->vm_hash_grow_at)
+        vmem_hash_refresh_hint(vm);
 }
 
 /* While a migration is under way, the old table first, then the new; with
@@ -420,6 +426,8 @@ void vmem_hash_after_remove(Vmem *vm)
         migrate_step(vm);
     else if (vm->vm_hash_count < vm->vm_hash_shrink_at)
         maybe_shrink_inline(vm);
+    if (vm->vm_hash_count < vm->vm_hash_shrink_at)
+        vmem_hash_refresh_hint(vm); /* a smaller table from the page source */
 }
 
 void vmem_hash_stats(const Vmem *vm, VmemHashStats *stats)

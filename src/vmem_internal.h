@@ -126,15 +126,29 @@ static inline unsigned log2_floor(uintptr_t x)
  * s >= SPLIT is 1.m x 2^e in binary; its class is picked by e and by the
  * SPLIT_SHIFT bits of m under the leading one, so the classes of one power
  * of two are consecutive and the classes grow with the size. Sizes below
- * SPLIT are their own class.
+ * 2 * SPLIT are their own class.
+ *
+ * Every free, split and merge computes a class, so the arithmetic has no
+ * branch: a class ignores the low size_class_shift() bits of its sizes, and
+ * with that shift w the class is w * SPLIT + (s >> w), which for w = 0 is
+ * the size itself.
  */
+static inline unsigned size_class_shift(size_t size)
+{
+    unsigned exp = log2_floor(size);
+    return exp > VMEM_FREELIST_SPLIT_SHIFT ? exp - VMEM_FREELIST_SPLIT_SHIFT : 0;
+}
+
 static inline unsigned size_class(size_t size)
 {
-    if (size < VMEM_FREELIST_SPLIT)
-        return (unsigned)size;
-    unsigned exp = log2_floor(size);
-    unsigned sub = (unsigned)(size >> (exp - VMEM_FREELIST_SPLIT_SHIFT)) - VMEM_FREELIST_SPLIT;
-    return (exp - VMEM_FREELIST_SPLIT_SHIFT + 1) * VMEM_FREELIST_SPLIT + sub;
+    unsigned ignored = size_class_shift(size);
+    return (ignored << VMEM_FREELIST_SPLIT_SHIFT) + (unsigned)(size >> ignored);
+}
+
+/* Is size the smallest size of its class (so every member of the class fits it)? */
+static inline bool size_class_exact(size_t size)
+{
+    return (size & (((size_t)1 << size_class_shift(size)) - 1)) == 0;
 }
 
 /* The freelist a listed free segment is on. LP64 keeps it in a byte the
@@ -174,8 +188,7 @@ static inline size_t class_min_size(unsigned c)
  * VMEM_FREELISTS when no class is (sizes near SIZE_MAX). */
 static inline unsigned fitting_class(size_t size)
 {
-    unsigned c = size_class(size);
-    return class_min_size(c) == size ? c : c + 1;
+    return size_class(size) + !size_class_exact(size);
 }
 
 /* Bits per word of Vmem.vm_freemap, and whether class c's bit is set. */
@@ -273,11 +286,12 @@ static inline uint64_t vmem_hash_of(const Vmem *vm, uintptr_t addr)
     return h ^ (h >> 32);
 }
 
-/* Eight bits of the hash, never 0: 0 marks an empty slot. */
+/* Eight bits of the hash, never 0 (an empty slot) nor 1 (see
+ * vmem_hash_candidates()). */
 static inline uint8_t vmem_hash_fingerprint(uint64_t h)
 {
     uint8_t fingerprint = (uint8_t)h;
-    return fingerprint != 0 ? fingerprint : 1;
+    return fingerprint > 1 ? fingerprint : (uint8_t)(fingerprint + 2);
 }
 
 static inline size_t vmem_hash_home(uint64_t h, const VmemHashTable *t)
@@ -323,6 +337,44 @@ static inline uint32_t vmem_hash_slots_holding(const VmemHashBucket *bucket, uin
     return slots & VMEM_HASH_SLOT_BITS;
 }
 
+/*
+ * The slots of bucket that may hold `fingerprint`, for a lookup, which
+ * compares each candidate's key anyway. On LP64 the header is one word and
+ * the test is the short zero-byte one, (x - 1s) & ~x: its lowest match is
+ * exact, and a higher one is false only if a lower byte matched and the
+ * borrow turned a byte of 01 into a match - never an empty slot (0), since
+ * no fingerprint is 1, so every candidate has a tag. Candidates are bit 7
+ * of their slot's byte; with 0 as the fingerprint the lowest is the first
+ * empty slot. ILP32 uses the exact mask above.
+ */
+#if UINTPTR_MAX > 0xffffffffu
+typedef uint64_t VmemHashCandidates;
+_Static_assert(VMEM_HASH_HEADER == 8 && VMEM_HASH_SLOTS == 7,
+               "an LP64 bucket header is 7 fingerprints and the probe byte");
+static inline VmemHashCandidates vmem_hash_candidates(const VmemHashBucket *bucket,
+                                                      uint8_t fingerprint)
+{
+    const uint64_t bytes_01 = 0x0101010101010101ULL, slot_tops = 0x0080808080808080ULL;
+    uint64_t x = vmem_load_le64(bucket->hb_header) ^ (bytes_01 * fingerprint);
+    return (x - bytes_01) & ~x & slot_tops;
+}
+static inline unsigned vmem_hash_candidate_slot(VmemHashCandidates c)
+{
+    return (unsigned)__builtin_ctzll(c) / 8;
+}
+#else
+typedef uint32_t VmemHashCandidates;
+static inline VmemHashCandidates vmem_hash_candidates(const VmemHashBucket *bucket,
+                                                      uint8_t fingerprint)
+{
+    return vmem_hash_slots_holding(bucket, fingerprint);
+}
+static inline unsigned vmem_hash_candidate_slot(VmemHashCandidates c)
+{
+    return (unsigned)__builtin_ctz(c);
+}
+#endif
+
 /* Adds delta (+1 or -1) to the passing counts of the buckets from home up
  * to, not including, b. */
 static inline void vmem_hash_count_passing(const VmemHashTable *t, size_t home, size_t b,
@@ -355,8 +407,9 @@ static inline VmemTag *vmem_hash_find_in_window(const VmemHashTable *t, bool old
     size_t home = vmem_hash_home(h, t), b = home;
     for (unsigned probe = 0; probe < t->ht_window; probe++) {
         const VmemHashBucket *bucket = &t->ht_bucket[b];
-        for (uint32_t m = vmem_hash_slots_holding(bucket, fingerprint); m != 0; m &= m - 1) {
-            unsigned s = (unsigned)__builtin_ctz(m);
+        for (VmemHashCandidates m = vmem_hash_candidates(bucket, fingerprint); m != 0;
+             m &= m - 1) {
+            unsigned s = vmem_hash_candidate_slot(m);
             VmemTag *tag = bucket->hb_tag[s];
             if (tag->base == addr) {
                 at->old = old;
@@ -425,6 +478,13 @@ static inline void vmem_hash_remove_at(Vmem *vm, const VmemHashWhere *at, VmemTa
         vmem_hash_after_remove(vm);
 }
 
+/* Sets vm_hash_hint, the bytes of a new table the arena would like (0:
+ * none), read without the lock by the next operation; vmem_hash_install()
+ * decides again under it. Called only when the count passes a resize
+ * limit or the limits move, so an operation inside the limits never pays
+ * for it. Arena locked. */
+void vmem_hash_refresh_hint(Vmem *vm);
+
 /* vmem_hash_insert() past the common case: a migration under way, or a
  * full home bucket. */
 void vmem_hash_insert_slow(Vmem *vm, VmemTag *tag);
@@ -436,29 +496,21 @@ static inline void vmem_hash_insert(Vmem *vm, VmemTag *tag)
         const VmemHashTable *t = &vm->vm_hash;
         uint64_t h = vmem_hash_of(vm, tag->base);
         VmemHashBucket *bucket = &t->ht_bucket[vmem_hash_home(h, t)];
-        uint32_t empty = vmem_hash_slots_holding(bucket, 0);
+        VmemHashCandidates empty = vmem_hash_candidates(bucket, 0);
         if (__builtin_expect(empty != 0, 1)) {
             /* A slot at home: no bucket is passed. */
-            unsigned s = (unsigned)__builtin_ctz(empty);
+            unsigned s = vmem_hash_candidate_slot(empty);
             bucket->hb_header[s] = vmem_hash_fingerprint(h);
             bucket->hb_tag[s] = tag;
             tag->u.hash_next = NULL;
-            vm->vm_hash_count++;
+            if (__builtin_expect(++vm->vm_hash_count > vm->vm_hash_grow_at, 0))
+                vmem_hash_refresh_hint(vm);
             return;
         }
     }
     vmem_hash_insert_slow(vm, tag);
 }
 
-/* Bytes of a new table the arena would like, or 0. A hint read without
- * the lock; vmem_hash_install() decides under it. */
-size_t vmem_hash_wanted_bytes_slow(const Vmem *vm);
-static inline size_t vmem_hash_wanted_bytes(const Vmem *vm)
-{
-    if (vm->vm_hash_count <= vm->vm_hash_grow_at && vm->vm_hash_count >= vm->vm_hash_shrink_at)
-        return 0;
-    return vmem_hash_wanted_bytes_slow(vm);
-}
 
 void vmem_hash_init(Vmem *vm);
 /* Starts migrating to `table` (of `bytes`) if it is still wanted; returns
