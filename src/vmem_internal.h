@@ -560,7 +560,8 @@ void vmem_hash_fini(Vmem *vm, void *tables[2], size_t bytes[2]);
 #define VMEM_STASH_KEEP (4 * VMEM_TAGS_PER_OP)
 
 bool vmem_library_ready(void);
-/* Fills the arena's stash to at least VMEM_TAGS_PER_OP tags. Called with
+/* Fills the arena's stash, which holds fewer than VMEM_TAGS_PER_OP tags,
+ * to VMEM_STASH_KEEP (at least VMEM_TAGS_PER_OP when short). Called with
  * the arena locked; may unlock and relock it around the pool (*state is
  * updated), so the caller must not rely on anything it saw before. Returns
  * false when the tags cannot be had under vmflag. */
