@@ -1280,6 +1280,11 @@ void vmem_arena_free_slab(Vmem *vm, uintptr_t base, size_t slab_size)
     arena_free(vm, "vmem_free", base, slab_size, true);
 }
 
+void vmem_arena_free_segment(Vmem *vm, const char *call, uintptr_t addr, size_t size)
+{
+    arena_free(vm, call, addr, size, false);
+}
+
 /* Validates and builds a request; reports misuse and returns false. */
 static bool make_request(const Vmem *vm, const char *call, size_t size, size_t align,
                          size_t phase, size_t nocross, uintptr_t min, uintptr_t max,
@@ -1495,14 +1500,21 @@ static const char *classify_bad_free(Vmem *vm, uintptr_t addr, VmemMisuseKind *k
     return "the address is in no span of this arena (another arena's?)";
 }
 
+/* Out of line, so that the report's frame is not every free's. */
+static __attribute__((noinline, cold)) void report_free_size(Vmem *vm, const char *call,
+                                                             uintptr_t addr, size_t size)
+{
+    vmem_report(vm, call, addr, size, VMEM_MISUSE_FREE_WRONG_SIZE,
+                size == 0 ? "size is zero" : "size overflows when rounded to the quantum");
+}
+
 /* Checks a free's arguments before anything else; reports misuse. */
-static bool valid_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
+static inline bool valid_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
 {
     if (!usable(vm, call, addr, size))
         return false;
-    if (size == 0 || size > SIZE_MAX - (vm->quantum - 1)) {
-        vmem_report(vm, call, addr, size, VMEM_MISUSE_FREE_WRONG_SIZE,
-                    size == 0 ? "size is zero" : "size overflows when rounded to the quantum");
+    if (__builtin_expect(size == 0 || size > SIZE_MAX - (vm->quantum - 1), 0)) {
+        report_free_size(vm, call, addr, size);
         return false;
     }
     return true;
@@ -1581,9 +1593,11 @@ void vmem_free(Vmem *vmp, void *addr, size_t size)
     static const char call[] = "vmem_free";
     if (!valid_free(vmp, call, (uintptr_t)addr, size))
         return;
-    if (uses_qcache(vmp, size, 0) && vmem_qcache_free(vmp, call, (uintptr_t)addr, size) != 1)
-        return;
-    arena_free(vmp, call, (uintptr_t)addr, size, false);
+    /* Either way a tail call: this function needs no frame. */
+    if (uses_qcache(vmp, size, 0))
+        vmem_qcache_free(vmp, call, (uintptr_t)addr, size);
+    else
+        arena_free(vmp, call, (uintptr_t)addr, size, false);
 }
 
 /* Constrained allocations bypass the caches, so their frees do too. */

@@ -613,9 +613,11 @@ size_t vmem_qcache_count(const Vmem *vm);
  * 0 when the caches do not serve this size or have nothing to give (use
  * the arena: a slab is never at 0). vmflag is valid. No lock held. */
 uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag);
-/* 0: freed; 1: not a cached object (use the arena); negative: misuse,
- * already reported. size is 1 or more, not yet rounded. No lock held. */
-int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size);
+/* vmem_free() of a size the caches serve: returns a cached object to them,
+ * and hands anything else to vmem_arena_free_segment() (a tail call, so
+ * vmem_free needs no frame of its own). Misuse is reported. size is 1 or
+ * more, not yet rounded. No lock held. */
+void vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size);
 /* Does addr lie in one of the caches' slabs? */
 bool vmem_qcache_owns(Vmem *vm, uintptr_t addr);
 /* Returns every cached object to its slab and every free slab to the
@@ -629,6 +631,9 @@ void vmem_qcache_fini(Vmem *vm);
 /* Arena-level calls the caches make, bypassing them. No lock held. */
 int vmem_arena_alloc_slab(Vmem *vm, size_t slab_size, int vmflag, uintptr_t *addrp);
 void vmem_arena_free_slab(Vmem *vm, uintptr_t base, size_t slab_size);
+/* Frees an ordinary segment allocated with vmem_alloc (not a slab) from
+ * the arena itself; the arguments are valid, misuse is reported. */
+void vmem_arena_free_segment(Vmem *vm, const char *call, uintptr_t addr, size_t size);
 
 /* ---- vmem_arena.c ------------------------------------------------------- */
 

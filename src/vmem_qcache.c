@@ -1363,15 +1363,16 @@ static COLD const char *free_refusal(const VmemQcacheState *qs, uintptr_t addr,
 
 /* Free that bypasses the magazines, when the slot is busy: the object
  * goes straight back to its slab, under the cache lock. */
-static COLD int free_to_slab(Vmem *vm, VmemQcacheState *qs, size_t c, const char *call,
-                             uintptr_t addr, size_t size)
+static COLD void free_to_slab(Vmem *vm, VmemQcacheState *qs, size_t c, const char *call,
+                              uintptr_t addr, size_t size)
 {
     QcCache *cache = &qs->cache[c];
     VmemIrqState cstate = vmem_port_lock(&cache->lock);
     VmemSlab *slab = slab_of(qs, addr);
     if (slab == NULL) {
         vmem_port_unlock(&cache->lock, cstate);
-        return 1;
+        vmem_arena_free_segment(vm, call, addr, size);
+        return;
     }
     uint8_t seen = OBJ_ALLOCATED;
     if (slab->cache != c || (addr & qs->hot.quantum_mask) != 0 ||
@@ -1381,7 +1382,7 @@ static COLD int free_to_slab(Vmem *vm, VmemQcacheState *qs, size_t c, const char
         const char *why = free_refusal(qs, addr, slab, c, seen, &kind);
         vmem_port_unlock(&cache->lock, cstate);
         vmem_report(vm, call, addr, size, kind, why);
-        return -VMEM_ERR_INVALID;
+        return;
     }
     cache->slab_takebacks++;
     VmemSlab *emptied = slab_put(qs, cache, slab, addr);
@@ -1390,24 +1391,27 @@ static COLD int free_to_slab(Vmem *vm, VmemQcacheState *qs, size_t c, const char
         emptied->next = NULL;
         slabs_release(vm, qs, emptied);
     }
-    return 0;
 }
 
-int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
+void vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
 {
     VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
-    if (qs == NULL)
-        return 1;
-    size_t c = (size - 1) >> qs->hot.quantum_shift;
-    if (c >= qs->hot.ncaches)
-        return 1;
+    size_t c;
+    if (qs == NULL || (c = (size - 1) >> qs->hot.quantum_shift) >= qs->hot.ncaches) {
+        vmem_arena_free_segment(vm, call, addr, size);
+        return;
+    }
     QcCpu *cpu = slot_enter_mine(&qs->cache[c], SLOT_ATTEMPTS);
-    if (UNLIKELY(cpu == NULL))
-        return free_to_slab(vm, qs, c, call, addr, size);
+    if (UNLIKELY(cpu == NULL)) {
+        free_to_slab(vm, qs, c, call, addr, size);
+        return;
+    }
     VmemSlab *slab = slab_of(qs, addr);
     if (slab == NULL) {
         slot_exit(cpu);
-        return 1; /* not from a cache: an arena segment (or misuse the arena reports) */
+        /* Not from a cache: an arena segment (or misuse the arena reports). */
+        vmem_arena_free_segment(vm, call, addr, size);
+        return;
     }
     uint8_t seen = OBJ_ALLOCATED;
     if (UNLIKELY(slab->cache != c || (addr & qs->hot.quantum_mask) != 0 ||
@@ -1418,22 +1422,21 @@ int vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
         const char *why = free_refusal(qs, addr, slab, c, seen, &kind);
         slot_exit(cpu);
         vmem_report(vm, call, addr, size, kind, why);
-        return -VMEM_ERR_INVALID;
+        return;
     }
     __atomic_store_n(&cpu->taken_back, cpu->taken_back + 1, __ATOMIC_RELAXED);
     /* Both lines are in this CPU's cache already (slab->cache, the slot). */
     if (UNLIKELY(__atomic_load_n(&slab->home, __ATOMIC_RELAXED) != cpu->index)) {
         free_away(vm, qs, c, cpu, addr, slab);
-        return 0;
+        return;
     }
     VmemMag *mag = cpu->loaded;
     if (UNLIKELY(mag == NULL || mag->rounds == MAG_ROUNDS)) {
         free_miss(vm, qs, c, cpu, addr, slab);
-        return 0;
+        return;
     }
     put_round(mag, addr, slab);
     slot_exit(cpu);
-    return 0;
 }
 
 bool vmem_qcache_owns(Vmem *vm, uintptr_t addr)
