@@ -26,7 +26,8 @@
 #endif
 
 /* Frames for the page source. Never destroyed: tag pages taken from it
- * stay in the library's pool for the life of the process. */
+ * stay in the library's pool for the life of the process, most of them
+ * pinned there by its own tags (see hold_spare_tags). */
 static Vmem frames;
 static bool frames_ready;
 
@@ -45,10 +46,26 @@ static bool use_frame_pages(void)
     return true;
 }
 
+/* Pages the POSIX port has out once the library gave back every tag page
+ * it could: what the tests below return to. A page given back to the frame
+ * arena frees that arena's tags, which can leave other pages wholly unused,
+ * so one pass is not always enough. */
+static size_t pages_with_no_tag_pages_kept(void)
+{
+    vmem_posix_use_arena_pages(NULL);
+    while (vmem_release_pages() != 0)
+        continue;
+    return vmem_posix_pages_outstanding();
+}
+
 static void growing_and_shrinking_hashes_never_recurse_into_the_page_source(void)
 {
     static Vmem work;
     static uintptr_t live[200000];
+    /* Spare tags left by earlier tests (a million after a full-scale run)
+     * would serve every tag this test needs: no refill would come from the
+     * frame arena. */
+    pages_with_no_tag_pages_kept();
     VT_ASSERT(use_frame_pages());
     VT_ASSERT(vmem_init(&work, "work", TS_PTR(WORK_BASE), WORK_BYTES, PAGE, NULL, NULL, NULL, 0,
                         VM_NOSLEEP) == 0);
@@ -88,15 +105,6 @@ static void caches_of_the_page_arena_are_bypassed_by_the_page_source(void)
     VT_CONSISTENT(&frames);
 }
 
-/* Pages the POSIX port has out once the library gave back every tag page
- * it could: what the tests below return to. */
-static size_t pages_with_no_tag_pages_kept(void)
-{
-    vmem_posix_use_arena_pages(NULL);
-    vmem_release_pages();
-    return vmem_posix_pages_outstanding();
-}
-
 /* Arenas over [SPARSE_BASE, + size) whose allocations are every other
  * page: each keeps a free neighbour, so each needs tags of its own. */
 #define SPARSE_BASE 0x10000000UL
@@ -120,10 +128,39 @@ static void sparse_free(Vmem *vm, size_t n)
         vmem_xfree(vm, TS_PTR(sparse_page(i)), PAGE);
 }
 
+/*
+ * The pool hands out the tags it has before it takes a page, and some pages
+ * never go back: the frame arena, never destroyed, keeps a tag for each page
+ * it lent the pool and one for each gap between them, on most of those pages
+ * (after the first test, thousands of pages with over a hundred thousand
+ * spare tags). A test whose arena must take new pages first takes every
+ * spare tag into `hold`, sized from the pages out: a tag is at least its
+ * 8-word hot part, and each sparse page after the first costs two tags.
+ */
+#define TAGS_PER_PAGE_MAX (PAGE / (8 * sizeof(void *)))
+
+static bool hold_spare_tags(Vmem *hold, size_t pages_out, size_t *held)
+{
+    *held = pages_out * TAGS_PER_PAGE_MAX / 2 + 1;
+    if (*held > (UINTPTR_MAX - SPARSE_BASE) / (2 * PAGE))
+        return false;
+    return sparse_arena(hold, "spare-tags", 2 * *held * PAGE, *held);
+}
+
+/* Returns the pages out once the held tags and their pages are back. */
+static size_t let_go_of_spare_tags(Vmem *hold, size_t held)
+{
+    sparse_free(hold, held);
+    vmem_destroy(hold);
+    return pages_with_no_tag_pages_kept();
+}
+
 static void released_tag_pages_go_back_to_the_page_source(void)
 {
-    static Vmem vm;
-    size_t baseline = pages_with_no_tag_pages_kept();
+    static Vmem vm, hold;
+    size_t before = pages_with_no_tag_pages_kept(), held;
+    VT_ASSERT(hold_spare_tags(&hold, before, &held));
+    size_t baseline = vmem_posix_pages_outstanding();
     /* 30,000 segments with tags of their own: the pool grows by many pages. */
     VT_ASSERT(sparse_arena(&vm, "tag-pages", 0x10000000UL, 30000));
     VT_ASSERT(vmem_posix_pages_outstanding() > baseline + 500);
@@ -138,6 +175,7 @@ static void released_tag_pages_go_back_to_the_page_source(void)
     vmem_destroy(&vm);
     vmem_release_pages();
     VT_ASSERT(vmem_posix_pages_outstanding() == baseline);
+    VT_ASSERT(let_go_of_spare_tags(&hold, held) == before);
 }
 
 /* A destroyed arena gives its tags back in no useful order (here: freed
@@ -145,9 +183,11 @@ static void released_tag_pages_go_back_to_the_page_source(void)
  * that a small arena keeps only a few pages busy, not one per tag. */
 static void a_small_arena_after_a_scattered_pool_keeps_few_tag_pages(void)
 {
-    static Vmem vm;
+    static Vmem vm, hold;
     static uintptr_t live[30000];
-    size_t baseline = pages_with_no_tag_pages_kept();
+    size_t before = pages_with_no_tag_pages_kept(), held;
+    VT_ASSERT(hold_spare_tags(&hold, before, &held));
+    size_t baseline = vmem_posix_pages_outstanding();
     VT_ASSERT(sparse_arena(&vm, "scatter", 0x10000000UL, 30000));
     for (size_t i = 0; i < 30000; i++)
         live[i] = sparse_page(i);
@@ -172,6 +212,7 @@ static void a_small_arena_after_a_scattered_pool_keeps_few_tag_pages(void)
     vmem_destroy(&vm);
     vmem_release_pages();
     VT_ASSERT(vmem_posix_pages_outstanding() == baseline);
+    VT_ASSERT(let_go_of_spare_tags(&hold, held) == before);
 }
 
 /* Quantum caches take pages for their state, slab tables, descriptors and

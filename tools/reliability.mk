@@ -151,9 +151,7 @@ check-faults: $(FAULTS)
 # the refusals rotate over allocations and frees, which alternate on a
 # slot; small, so that drains and grace periods meet one often. Tests that need a magazine assert the bypass instead
 # (tests/test_qcache.c). The suite runs under ASan + UBSan at check-tsan's
-# scale (below it, released_tag_pages_go_back_to_the_page_source finds
-# the tag pool already big enough and fails, with or without slot faults),
-# then the threaded tests and a 5 s threaded soak under TSan.
+# scale, then the threaded tests and a 5 s threaded soak under TSan.
 SLOT_FAULT_PERIOD ?= 3
 SLOT_FAULT_SCALE ?= 200000
 SLOT_FAULT_RANDOM_OPS ?= 50000
