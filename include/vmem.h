@@ -331,9 +331,11 @@ int vmem_stat(Vmem *vmp, VmemStat *stat);
 void vmem_reap(Vmem *vmp);
 
 /* Hands every boundary-tag page that no arena is using back to the port's
- * page source, and returns how many. The allocator keeps tag pages when
- * tags are freed (the next operation will likely want them); call this
- * after destroying arenas, or when memory is short. Safe at any time. */
+ * page source, and returns how many - including pages that only became
+ * unused because a page it gave back to an arena freed that arena's tags.
+ * The allocator keeps tag pages when tags are freed (the next operation
+ * will likely want them); call this after destroying arenas, or when
+ * memory is short. Safe at any time. */
 size_t vmem_release_pages(void);
 
 /* What vmem_check() found wrong, if anything. */

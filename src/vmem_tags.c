@@ -201,10 +201,9 @@ static bool pool_take(size_t n, int vmflag, VmemTag **list)
     return true;
 }
 
-size_t vmem_release_pages(void)
+/* One pass of vmem_release_pages(): every page wholly unused right now. */
+static size_t release_unused_pages(void)
 {
-    if (!vmem_library_ready())
-        return 0;
     /* Pages whose every tag is in the pool leave the list under the lock
      * (nothing can reach them after that) and go back without it. */
     TagPage *leaving = NULL;
@@ -226,6 +225,20 @@ size_t vmem_release_pages(void)
         released++;
         leaving = next;
     }
+    return released;
+}
+
+size_t vmem_release_pages(void)
+{
+    if (!vmem_library_ready())
+        return 0;
+    /* A page given back to a page source that is an arena is a free in
+     * that arena, which may give tags back to the pool and so leave more
+     * pages wholly unused: go on until a pass finds none. Each pass but the
+     * last gives back a page, so this ends. */
+    size_t released = 0;
+    for (size_t pass = release_unused_pages(); pass != 0; pass = release_unused_pages())
+        released += pass;
     return released;
 }
 
