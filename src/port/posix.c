@@ -40,12 +40,15 @@ void vmem_port_lock_init(VmemLock *lock)
 void vmem_port_lock_fini(VmemLock *lock) { pthread_mutex_destroy(as_mutex(lock)); }
 
 /* Every vmem_alloc and vmem_free takes and drops a lock, so these two are
- * a jump into pthreads and nothing more. The mutexes are of the default
+ * a call into pthreads and nothing more. The mutexes are of the default
  * kind, whose lock and unlock report nothing for a valid mutex (deadlock
  * and ownership errors are the error-checking kind's); the library never
  * relocks or unlocks out of turn (vmem_port.h), and an arena's magic is
  * checked before its lock is touched. The state is pthreads' 0. */
-VmemIrqState vmem_port_lock(VmemLock *lock) { return (VmemIrqState)pthread_mutex_lock(as_mutex(lock)); }
+VmemIrqState vmem_port_lock(VmemLock *lock)
+{
+    return (VmemIrqState)pthread_mutex_lock(as_mutex(lock));
+}
 
 void vmem_port_unlock(VmemLock *lock, VmemIrqState state)
 {
