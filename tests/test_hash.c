@@ -5,7 +5,8 @@
  * because the page source cannot give it a bigger table, or holding
  * address 0 and the last address of the space as keys. vmem_check()
  * verifies the hash's own structure (probe windows, passing counts,
- * overflow chains) after each step.
+ * overflow chains) after each step, and the arena's own storage shows
+ * that the table really grows and comes back to the embedded buckets.
  */
 #include "test_support.h"
 
@@ -83,6 +84,10 @@ static void every_segment_is_found_while_the_table_grows_and_shrinks(void)
         VT_ASSERT(vmem_alloc_exact(&vm, live_ids[i], 1, VM_NOSLEEP) == 0);
         VT_ASSERT(vmem_check(&vm, NULL) == 0);
     }
+    /* The arena's storage is the caller's, so its table is in sight: one
+     * from the page source, with a slot for every entry. */
+    VT_ASSERT(vm.vm_hash.ht_bucket != vm.vm_hash_embedded);
+    VT_ASSERT((vm.vm_hash.ht_mask + 1) * VMEM_HASH_SLOTS >= HASH_LIVE);
     /* Shrinking: frees step the migrations; the allocation in every third
      * step is what may install a smaller table. */
     size_t live = HASH_LIVE;
@@ -103,6 +108,8 @@ static void every_segment_is_found_while_the_table_grows_and_shrinks(void)
         }
     }
     VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
+    /* Back in the buckets embedded in the arena. */
+    VT_ASSERT(vm.vm_hash.ht_bucket == vm.vm_hash_embedded);
     VT_CONSISTENT(&vm);
     vmem_destroy(&vm);
 }
