@@ -5,6 +5,8 @@
 #   BENCH_QUICK=1 make bench    reduced sizes, well under 30 seconds
 #   make bench BENCH_ARGS='--only W1,W5 --runs 9'   any vmem_bench options
 #   make bench-plot             build/bench/w1.svg and w5.svg (needs gnuplot)
+#   make bench-w5-work          W5's instructions per request (cachegrind):
+#                               its growth without the memory's or the VM's
 #
 # The library is compiled again here, optimised and without assertions, so
 # the figures do not depend on how build/host/ was configured.
@@ -17,7 +19,7 @@ BENCH_BIN    := $(BENCH_DIR)/vmem_bench
 BENCH_ARGS   ?=
 BENCH_FLAGS   = $(if $(filter-out 0,$(BENCH_QUICK)),--quick) $(BENCH_ARGS)
 
-.PHONY: bench bench-plot check-bench
+.PHONY: bench bench-plot bench-w5-work check-bench
 
 $(BENCH_LIB_OBJS) $(BENCH_OBJ): $(BENCH_DIR)/obj/%.o: %.c $(HEADERS) tools/bench/classic.h
 	@mkdir -p $(dir $@)
@@ -32,6 +34,9 @@ bench: $(BENCH_BIN)
 bench-plot:
 	@test -f $(BENCH_DIR)/results.csv || $(MAKE) --no-print-directory bench
 	tools/bench/plot.sh $(BENCH_DIR)/results.csv $(BENCH_DIR)
+
+bench-w5-work: $(BENCH_BIN)
+	tools/bench/w5-work.sh $(BENCH_BIN)
 
 # Layer: the quick benchmark once; a workload passes when it ran and its
 # figures are sane (no timing assertions). Writes build/bench/check/.

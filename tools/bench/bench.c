@@ -86,11 +86,13 @@ static struct {
     int runs;
     unsigned only;
     const char *csv_path;
-    size_t w1_n[3];      /* W1 sizes from --n (0: the defaults) */
+    size_t w1_n[3];      /* W1 sizes from --n (w1_count 0: the defaults) */
     size_t w1_count;
+    size_t w5_frags[3];  /* W5 fragment counts from --frags (w5_count 0: the defaults) */
+    size_t w5_count;
     const char *policy;  /* --policy: only this policy / W5 kind (profiling) */
-    size_t pairs;        /* --pairs: timed pairs per run in W1, W3, W4 (0: default) */
-} opt = { 0, 5, WL_ALL, "build/bench/results.csv", { 0, 0, 0 }, 0, NULL, 0 };
+    size_t pairs;        /* --pairs: timed pairs (W1, W3, W4) or requests (W5) per run */
+} opt = { 0, 5, WL_ALL, "build/bench/results.csv", { 0, 0, 0 }, 0, { 0, 0, 0 }, 0, NULL, 0 };
 
 /* The number of timed pairs per run: --pairs, else the workload's own. */
 static size_t pairs_or(size_t dflt) { return opt.pairs != 0 ? opt.pairs : dflt; }
@@ -101,17 +103,43 @@ static void usage(FILE *to)
 {
     fprintf(to,
             "usage: vmem_bench [--quick] [--runs N] [--only W1,W5,META,...] [--csv FILE]\n"
-            "                  [--n N1,N2,N3] [--policy P] [--pairs N]\n"
+            "                  [--n N1,N2,N3] [--frags F1,F2,F3] [--policy P] [--pairs N]\n"
             "  --quick    reduced sizes (also when BENCH_QUICK is set and not 0)\n"
             "  --runs N   timed runs per figure (default 5, at most %d)\n"
             "  --only L   comma-separated workloads: META W1 W2 W3 W4 W5 W6\n"
             "  --csv F    results file (default build/bench/results.csv)\n"
             "  --n L      W1 live-segment counts, comma-separated, at most 3\n"
             "             (default 1000,100000,1000000; quick 1000,10000,100000)\n"
+            "  --frags L  W5 fragment counts, comma-separated, at most 3\n"
+            "             (default 1000,10000,100000; quick 1000,10000)\n"
             "  --policy P run only policy P (instantfit, bestfit, firstfit, nextfit,\n"
             "             or a W5 kind such as xalloc-nextfit): for profiling\n"
-            "  --pairs N  timed pairs per run in W1, W3 and W4 (for profiling)\n",
+            "  --pairs N  timed pairs per run in W1, W3 and W4, requests in W5\n"
+            "             (for profiling; tools/bench/w5-work.sh counts with it)\n",
             MAX_RUNS);
+}
+
+/* Up to 3 comma-separated counts between 16 and 4,000,000 into `counts`. */
+static size_t parse_counts(const char *list, size_t counts[3], const char *option)
+{
+    size_t n = 0;
+    char *end = (char *)list;
+    while (*end != '\0') {
+        unsigned long long v = strtoull(end, &end, 10);
+        if (n == 3 || v < 16 || v > 4000000 || (*end != ',' && *end != '\0')) {
+            fprintf(stderr, "vmem_bench: %s takes up to 3 counts between 16 and 4000000\n",
+                    option);
+            exit(2);
+        }
+        counts[n++] = (size_t)v;
+        if (*end == ',')
+            end++;
+    }
+    if (n == 0) {
+        fprintf(stderr, "vmem_bench: %s needs at least one count\n", option);
+        exit(2);
+    }
+    return n;
 }
 
 static unsigned parse_only(const char *list)
@@ -279,6 +307,21 @@ static Summary ratio(Summary num, Summary den)
     s.max = num.max / den.min;
     s.n = num.n < den.n ? num.n : den.n;
     s.cpu_median = num.cpu_median / den.cpu_median;
+    return s;
+}
+
+/* The growth from `low` to `high`, `factor` times as many of something,
+ * spread over the decades between them; min and max are the extreme pairs
+ * of runs. Unlike every other figure, it may be negative (no growth). */
+static Summary per_decade(Summary high, Summary low, double factor)
+{
+    double decades = log10(factor);
+    Summary s;
+    s.median = (high.median - low.median) / decades;
+    s.min = (high.min - low.max) / decades;
+    s.max = (high.max - low.min) / decades;
+    s.n = high.n < low.n ? high.n : low.n;
+    s.cpu_median = (high.cpu_median - low.cpu_median) / decades;
     return s;
 }
 
@@ -941,29 +984,39 @@ static void bench_w5(void)
 {
     static const size_t full_frags[] = { 1000, 10000, 100000 };
     static const size_t quick_frags[] = { 1000, 10000 };
-    const size_t *frags = opt.quick ? quick_frags : full_frags;
-    size_t nfrags = opt.quick ? 2 : 3;
-    size_t requests = opt.quick ? 10000 : 200000;
+    const size_t *frags = opt.w5_count != 0 ? opt.w5_frags : opt.quick ? quick_frags : full_frags;
+    size_t nfrags = opt.w5_count != 0 ? opt.w5_count : opt.quick ? 2 : 3;
+    size_t requests = pairs_or(opt.quick ? 10000 : 200000);
     fprintf(stderr, "W5: adversarial fragments, %zu requests per run\n", requests);
     for (size_t k = 0; k < W5_KINDS; k++) {
         if (!wanted(w5_kinds[k].name))
             continue;
-        Summary first = { 0, 0, 0, 0, NAN }, last = first;
+        Summary at[sizeof(opt.w5_frags) / sizeof(opt.w5_frags[0])];
         for (size_t f = 0; f < nfrags; f++) {
             char param[24];
             snprintf(param, sizeof(param), "%zu", frags[f]);
-            Summary s = w5_one(&w5_kinds[k], frags[f], requests);
-            add_row("W5", w5_kinds[k].name, param, "ns_per_request", s, NULL);
-            if (f == 0)
-                first = s;
-            last = s;
+            at[f] = w5_one(&w5_kinds[k], frags[f], requests);
+            add_row("W5", w5_kinds[k].name, param, "ns_per_request", at[f], NULL);
         }
+        if (nfrags < 2)
+            continue;
         char param[24];
         snprintf(param, sizeof(param), "%zu-%zu", frags[0], frags[nfrags - 1]);
         char target[24];
         snprintf(target, sizeof(target), "log: %.2f",
                  log((double)frags[nfrags - 1]) / log((double)frags[0]));
-        add_row("W5", w5_kinds[k].name, param, "growth_ratio", ratio(last, first), target);
+        add_row("W5", w5_kinds[k].name, param, "growth_ratio", ratio(at[nfrags - 1], at[0]),
+                target);
+        /* The ratio alone misjudges a cost a + b log n whose constant a is
+         * small or negative (cache misses that start between the counts):
+         * what says "logarithmic" is that each tenfold step in fragments
+         * adds no more than the one before it. */
+        for (size_t f = 1; f < nfrags; f++) {
+            snprintf(param, sizeof(param), "%zu-%zu", frags[f - 1], frags[f]);
+            add_row("W5", w5_kinds[k].name, param, "ns_per_decade",
+                    per_decade(at[f], at[f - 1], (double)frags[f] / (double)frags[f - 1]),
+                    f == 1 ? NULL : "log: <= decade before");
+        }
     }
 }
 
@@ -1112,16 +1165,9 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             opt.only = parse_only(argv[++i]);
         } else if (strcmp(argv[i], "--n") == 0 && i + 1 < argc) {
-            char *end = argv[++i];
-            opt.w1_count = 0;
-            while (*end != '\0' && opt.w1_count < 3) {
-                unsigned long long v = strtoull(end, &end, 10);
-                if (v < 16 || v > 4000000 || (*end != ',' && *end != '\0'))
-                    die("--n takes up to 3 counts between 16 and 4000000");
-                opt.w1_n[opt.w1_count++] = (size_t)v;
-                if (*end == ',')
-                    end++;
-            }
+            opt.w1_count = parse_counts(argv[++i], opt.w1_n, "--n");
+        } else if (strcmp(argv[i], "--frags") == 0 && i + 1 < argc) {
+            opt.w5_count = parse_counts(argv[++i], opt.w5_frags, "--frags");
         } else if (strcmp(argv[i], "--pairs") == 0 && i + 1 < argc) {
             opt.pairs = strtoull(argv[++i], NULL, 10);
             if (opt.pairs == 0)

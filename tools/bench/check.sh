@@ -5,9 +5,10 @@
 # OUTDIR/bench.log) and counts one test per workload: a workload passes when
 # it ran, wrote the rows it must (the required_* lists below), and every row
 # it wrote is well-formed and sane - eight fields, finite positive numbers
-# with min <= median <= max, a positive run count, and no "alloc_failures"
-# row. Nothing here asserts on speed. A benchmark that exits
-# non-zero with every workload sane still counts one failure. Ends with
+# (W5's growth per decade may be negative) with min <= median <= max, a
+# positive run count, and no "alloc_failures" row. Nothing here asserts on
+# speed. A benchmark that exits non-zero with every workload sane still
+# counts one failure. Ends with
 # "N passed, N failed" and exits non-zero if anything failed.
 set -u
 bin=$1
@@ -15,12 +16,14 @@ out=$2
 workloads="META W1 W2 W3 W4 W5 W6"
 # Rows a workload must write (param:metric, or policy:param:metric),
 # beyond being sane: the classic vmem's figures and libvmem's ratio to
-# them, which the issue's targets are stated against; W6's scaling of one
+# them, which the issue's targets are stated against; W5's growth, as a
+# ratio and per tenfold step in fragments; W6's scaling of one
 # shared arena and its reference, an arena per thread.
 required_W1="classic-instantfit:1000:ns_per_pair instantfit:1000:vs_classic instantfit:100000:vs_classic nextfit:100000:vs_classic bestfit:100000:vs_classic"
 required_W2="classic-instantfit:1GiB:pct_allocated classic-bestfit:1GiB:pct_allocated"
 required_W3="classic-instantfit:10000:ns_per_pair instantfit:10000:vs_classic"
 required_W4="classic-nextfit:100000:ns_per_pair nextfit:100000:vs_classic instantfit:100000:vs_classic"
+required_W5="bestfit:1000-10000:growth_ratio bestfit:1000-10000:ns_per_decade xalloc-instantfit:1000-10000:ns_per_decade"
 required_W6="2-vs-1:scaling 2-arena-each:scaling 2-arena-each:ns_per_pair"
 mkdir -p "$out"
 csv=$out/results.csv
@@ -47,14 +50,24 @@ for w in $workloads; do
         need_var=required_$w
         verdict=$(awk -F, -v w="$w" -v need="${!need_var:-}" '
             function num(x) { return x ~ /^[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?$/ }
+            function signed_num(x) { return x ~ /^-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?$/ }
+            function abs(x) { return x < 0 ? -x : x }
+            function at_most(a, b) { return a + 0 <= b + 1e-9 * (abs(a) + abs(b)) }
             NR == 1 { next }
             NF != 8 { if ($1 == w) { bad = "row " NR ": " NF " fields, not 8" }; next }
             $1 != w { next }
             {
                 rows++
-                if (!num($5) || !num($6) || !num($7)) { bad = "row " NR ": a figure is not a finite number"; next }
-                if ($5 + 0 <= 0 || $6 + 0 <= 0 || $7 + 0 <= 0) { bad = "row " NR ": a figure is not positive"; next }
-                if ($6 + 0 > ($5 + 0) * (1 + 1e-9) || $5 + 0 > ($7 + 0) * (1 + 1e-9)) { bad = "row " NR ": not min <= median <= max"; next }
+                # A growth (W5 per decade) may be negative; every other figure is a
+                # time, a ratio, a percentage or a size, which cannot be.
+                growth = $4 == "ns_per_decade"
+                if (growth) {
+                    if (!signed_num($5) || !signed_num($6) || !signed_num($7)) { bad = "row " NR ": a figure is not a finite number"; next }
+                } else {
+                    if (!num($5) || !num($6) || !num($7)) { bad = "row " NR ": a figure is not a finite number"; next }
+                    if ($5 + 0 <= 0 || $6 + 0 <= 0 || $7 + 0 <= 0) { bad = "row " NR ": a figure is not positive"; next }
+                }
+                if (!at_most($6, $5) || !at_most($5, $7)) { bad = "row " NR ": not min <= median <= max"; next }
                 if ($8 !~ /^[1-9][0-9]*$/) { bad = "row " NR ": runs is not a positive integer"; next }
                 if ($4 == "alloc_failures") { bad = "row " NR ": " $4 " in a timed loop (" $2 " " $3 ")"; next }
                 seen[$3 ":" $4] = 1
