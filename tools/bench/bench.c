@@ -1168,6 +1168,13 @@ int main(int argc, char **argv)
             opt.w1_count = parse_counts(argv[++i], opt.w1_n, "--n");
         } else if (strcmp(argv[i], "--frags") == 0 && i + 1 < argc) {
             opt.w5_count = parse_counts(argv[++i], opt.w5_frags, "--frags");
+            for (size_t f = 1; f < opt.w5_count; f++) {
+                if (opt.w5_frags[f] <= opt.w5_frags[f - 1]) {
+                    /* W5 reports growth from each count to the next. */
+                    fprintf(stderr, "vmem_bench: --frags counts must increase\n");
+                    return 2;
+                }
+            }
         } else if (strcmp(argv[i], "--pairs") == 0 && i + 1 < argc) {
             opt.pairs = strtoull(argv[++i], NULL, 10);
             if (opt.pairs == 0)
