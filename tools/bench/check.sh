@@ -2,7 +2,8 @@
 # tools/bench/check.sh BENCH_BIN OUTDIR - the check-bench layer of `make check`.
 #
 # Runs the quick benchmark once (results in OUTDIR/results.csv, its output in
-# OUTDIR/bench.log) and counts one test per workload: a workload passes when
+# OUTDIR/bench.log) and counts one test per workload (and one for bad
+# options, refused before anything runs): a workload passes when
 # it ran, wrote the rows it must (the required_* lists below), and every row
 # it wrote is well-formed and sane - eight fields, finite positive numbers
 # (W5's growth per decade may be negative) with min <= median <= max, a
@@ -93,6 +94,32 @@ for w in $workloads; do
         ;;
     esac
 done
+
+# One more test: bad options. Each must be refused with a message on stderr
+# and a non-zero status, before anything is measured or a results file is
+# written. The options before the bad one keep a run short in case it is
+# wrongly accepted (the last --runs or --only given wins).
+refused_wrongly=""
+for bad_option in "--runs 0" "--runs 65" "--only W9" "--n 5" "--n 1000,2000,3000,4000" \
+    "--n 1000,x" "--frags 1000,1000" "--frags 10000,1000" "--pairs 0" "--no-such-option"; do
+    rm -f "$out/refused.csv"
+    # shellcheck disable=SC2086  # each option and its value are two words
+    "$bin" --quick --only META --runs 1 $bad_option --csv "$out/refused.csv" \
+        >/dev/null 2>"$out/refused.err"
+    rc=$?
+    if [ "$rc" -eq 0 ] || [ -e "$out/refused.csv" ] ||
+        ! grep -q -E '^(vmem_bench: |usage: )' "$out/refused.err"; then
+        refused_wrongly="$refused_wrongly '$bad_option'"
+    fi
+done
+rm -f "$out/refused.csv" "$out/refused.err"
+if [ -z "$refused_wrongly" ]; then
+    echo "PASS options (bad ones refused with a message, nothing written)"
+    passed=$((passed + 1))
+else
+    echo "FAIL options: not refused cleanly:$refused_wrongly"
+    failed=$((failed + 1))
+fi
 
 if [ "$status" -ne 0 ]; then
     echo "FAIL vmem_bench exited with status $status; the end of $log:"
