@@ -5,8 +5,8 @@
 #   BENCH_QUICK=1 make bench    reduced sizes, well under 30 seconds
 #   make bench BENCH_ARGS='--only W1,W5 --runs 9'   any vmem_bench options
 #   make bench-plot             build/bench/w1.svg and w5.svg (needs gnuplot)
-#   make bench-w5-work          W5's instructions per request (cachegrind):
-#                               its growth without the memory's or the VM's
+#   make bench-w5-work          W5's instructions per request (cachegrind): its
+#                               growth free of cache misses and this VM's noise
 #
 # The library is compiled again here, optimised and without assertions, so
 # the figures do not depend on how build/host/ was configured.

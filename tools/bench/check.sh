@@ -2,15 +2,15 @@
 # tools/bench/check.sh BENCH_BIN OUTDIR - the check-bench layer of `make check`.
 #
 # Runs the quick benchmark once (results in OUTDIR/results.csv, its output in
-# OUTDIR/bench.log) and counts one test per workload (and one for bad
-# options, refused before anything runs): a workload passes when
-# it ran, wrote the rows it must (the required_* lists below), and every row
-# it wrote is well-formed and sane - eight fields, finite positive numbers
+# OUTDIR/bench.log) and counts one test per workload, and one for bad
+# options (refused before anything runs). A workload passes when it ran,
+# wrote the rows it must (the required_* lists below), and every row it
+# wrote is well-formed and sane - eight fields, finite positive numbers
 # (W5's growth per decade may be negative) with min <= median <= max, a
 # positive run count, and no "alloc_failures" row. Nothing here asserts on
 # speed. A benchmark that exits non-zero with every workload sane still
-# counts one failure. Ends with
-# "N passed, N failed" and exits non-zero if anything failed.
+# counts one failure. Ends with "N passed, N failed" and exits non-zero if
+# anything failed.
 set -u
 bin=$1
 out=$2
