@@ -312,11 +312,12 @@ bool ts_policy_choice_ok(const struct ts_request *req, int policy, uintptr_t got
     bool got_at_edge = false;
     for (size_t i = 0; i < count; i++) {
         uintptr_t low, high;
-        /* A range with a lowest placement has a highest one; asking both
-         * keeps `high` from ever being read unset if that broke. */
-        if (!ts_lowest_placement(req, start[i], len[i], &low) ||
-            !ts_highest_placement(req, start[i], len[i], &high))
+        if (!ts_lowest_placement(req, start[i], len[i], &low))
             continue;
+        /* A range with a lowest placement has a highest one; if the two
+         * helpers ever disagree, the check fails rather than guess. */
+        if (!ts_highest_placement(req, start[i], len[i], &high))
+            return false;
         lowest = low < lowest ? low : lowest;
         highest = high > highest ? high : highest;
         smallest = len[i] < smallest ? len[i] : smallest;
