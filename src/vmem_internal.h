@@ -513,7 +513,6 @@ static inline void vmem_hash_insert(Vmem *vm, VmemTag *tag)
     vmem_hash_insert_slow(vm, tag);
 }
 
-
 void vmem_hash_init(Vmem *vm);
 /* Starts migrating to `table` (of `bytes`) if it is still wanted; returns
  * false if the caller should give the table back. Arena locked. */

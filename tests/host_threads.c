@@ -370,10 +370,6 @@ static void nosleep_alloc_fails_at_once_when_full(void)
 
 /* ---- The POSIX port's CPU id ----------------------------------------------------------- */
 
-/* The caches index their per-CPU slots by vmem_port_cpu_id(), which the
- * POSIX port reads from the thread's restartable-sequences area when glibc
- * registered one: pinned to each CPU in turn, it must name that CPU, as
- * sched_getcpu() does (the same answer whichever way it was found). */
 /* Moves the calling thread onto `cpu` alone; true once it runs there. */
 static bool pin_to(int cpu)
 {
@@ -383,6 +379,10 @@ static bool pin_to(int cpu)
     return sched_setaffinity(0, sizeof(one), &one) == 0 && sched_getcpu() == cpu;
 }
 
+/* The caches index their per-CPU slots by vmem_port_cpu_id(), which the
+ * POSIX port reads from the thread's restartable-sequences area when glibc
+ * registered one: pinned to each CPU in turn, it must name that CPU, as
+ * sched_getcpu() does (the same answer whichever way it was found). */
 static void port_cpu_id_names_the_cpu_the_thread_runs_on(void)
 {
     cpu_set_t saved;

@@ -11,9 +11,9 @@
 # executes in two runs of vmem_bench that differ only in the number of
 # requests (R and 2R); the difference, divided by the extra requests, is
 # the work of one request, setup and the warm-up excluded. Prints one line
-# per kind: instructions per request at each count, what each tenfold step
-# in fragments added, and the growth from the first count to the last next
-# to the logarithm's.
+# per kind: instructions per request at each count, what each step to the
+# next count added (a tenfold one by default), and the growth from the
+# first count to the last next to the logarithm's.
 set -eu
 bin=$1
 frags=${W5_WORK_FRAGS:-1000 10000 100000}
@@ -37,16 +37,15 @@ own_instructions() {
 
 # A run makes requests / 10 + 1 warm-up requests and the probe beside its
 # timed ones, so R and 2R differ by R + R / 10 requests (integer division).
-extra=$((requests + (2 * requests / 10 + 1) - (requests / 10 + 1)))
+extra=$((requests + 2 * requests / 10 - requests / 10))
 printf '%-18s' "kind"
 for f in $frags; do printf ' %9s' "F=$f"; done
-printf '   per tenfold step    growth (log)\n'
+printf '   added per step      growth (log)\n'
 for kind in $kinds; do
     line=$(printf '%-18s' "$kind")
     previous=
     steps=
     first=
-    last=
     for f in $frags; do
         one=$(own_instructions "$kind" "$f" "$requests")
         two=$(own_instructions "$kind" "$f" $((2 * requests)))
@@ -54,10 +53,9 @@ for kind in $kinds; do
         line+=$(printf ' %9d' "$per")
         [ -n "$previous" ] && steps+=$(printf ' %+6d' $((per - previous)))
         [ -z "$first" ] && first=$per
-        last=$per
         previous=$per
     done
-    growth=$(awk -v a="$first" -v b="$last" -v f="$frags" 'BEGIN {
+    growth=$(awk -v a="$first" -v b="$previous" -v f="$frags" 'BEGIN {
         n = split(f, c, " "); printf "%.2f (%.2f)", b / a, log(c[n]) / log(c[1]) }')
     printf '%s  %s   %s\n' "$line" "$steps" "$growth"
 done
