@@ -2,6 +2,7 @@
 #
 #   make            build/libvmem.a (freestanding x86_64) and build/host/libvmem.a
 #   make check      every test layer; ends with one line "N passed, N failed"
+#   make check-quick  the host suite and one boot, for the edit-compile-test loop
 #   make run        boot the test kernel under QEMU and show its serial log
 #
 # Warnings are errors under gcc and clang alike (CC=clang make check).
@@ -44,7 +45,7 @@ HOST_TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/host/obj/%.o) $(HOST_ONLY_TEST_SRCS:%
 
 HEADERS := $(wildcard include/*.h src/*.h tests/*.h)
 
-.PHONY: all check check-host check-lib clean
+.PHONY: all check check-host check-lib check-quick check-boot clean
 all: $(LIB) $(HOST_LIB)
 
 $(BUILD)/obj/%.o: %.c $(HEADERS)
@@ -84,6 +85,13 @@ CHECK_LAYERS := check-lib check-host
 # Every layer, then the aggregate line CI reads.
 check: all
 	@MAKE="$(MAKE)" tools/check.sh $(CHECK_LAYERS)
+
+# The edit-compile-test loop: the host suite and one quiet boot at 64 MiB.
+check-quick: all
+	@MAKE="$(MAKE)" tools/check.sh check-host check-boot
+
+check-boot: $(KERNEL)
+	@tools/run-qemu.sh --quiet --memory 64M --log $(KERNEL_DIR)/logs/quick-64M.log $(KERNEL)
 
 clean:
 	rm -rf $(BUILD)
