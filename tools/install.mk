@@ -13,11 +13,16 @@
 #                                       for a kernel that supplies the port
 #   $(LIBDIR)/libvmem-posix.a           the hosted library with the POSIX
 #                                       port, for user space (-lpthread)
+#   $(LIBDIR)/libvmem-<arch>.a          every other architecture's
+#                                       freestanding library that was built
+#                                       (`make cross`: build/cross/<arch>/)
 #   $(PKGCONFIGDIR)/vmem-posix.pc       pkg-config for the hosted library
-# The two libraries have different names on purpose: `-lvmem` on a user
+#   $(PKGCONFIGDIR)/vmem.pc, vmem-<arch>.pc  pkg-config for each freestanding
+#                                       one: the include path, the options it
+#                                       was built with, -lvmem[-<arch>]
+# The libraries have different names on purpose: `-lvmem` on a user
 # program would otherwise pick the kernel-model archive and fail to link
-# (or link a port-less library). The freestanding one has no .pc file: a
-# kernel names it on its own link line.
+# (or link a port-less library).
 
 PREFIX       ?= /usr/local
 DESTDIR      ?=
@@ -30,11 +35,25 @@ VMEM_VERSION ?= 0.1.0
 
 .PHONY: install uninstall check-install
 
+# install_pc(name, description, libs, cflags): writes one pkg-config file.
+install_pc = printf '%s\n' 'prefix=$(PREFIX)' 'includedir=$(INCLUDEDIR)' 'libdir=$(LIBDIR)' '' \
+    'Name: $(1)' 'Description: $(2)' 'Version: $(VMEM_VERSION)' \
+    'Cflags: -I$${includedir} $(strip $(4))' 'Libs: -L$${libdir} $(3)' \
+    >$(DESTDIR)$(PKGCONFIGDIR)/$(1).pc && chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/$(1).pc
+
+# The other architectures' archives that exist when install runs.
+INSTALL_CROSS_ARCHS = $(filter-out x86_64,$(patsubst $(BUILD)/cross/%/libvmem.a,%,\
+                        $(wildcard $(BUILD)/cross/*/libvmem.a)))
+
 install: $(LIB) $(HOST_LIB)
 	$(INSTALL) -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	$(INSTALL) -m 644 $(INSTALL_HEADERS) $(DESTDIR)$(INCLUDEDIR)/
 	$(INSTALL) -m 644 $(LIB) $(DESTDIR)$(LIBDIR)/libvmem.a
 	$(INSTALL) -m 644 $(HOST_LIB) $(DESTDIR)$(LIBDIR)/libvmem-posix.a
+	$(call install_pc,vmem,vmem resource allocator for an x86_64 kernel (bring your own port),-lvmem,$(FREESTANDING_CONFIG))
+	$(foreach arch,$(INSTALL_CROSS_ARCHS),\
+	    $(INSTALL) -m 644 $(BUILD)/cross/$(arch)/libvmem.a $(DESTDIR)$(LIBDIR)/libvmem-$(arch).a && \
+	    $(call install_pc,vmem-$(arch),vmem resource allocator for a $(arch) kernel (bring your own port),-lvmem-$(arch),$(FREESTANDING_CONFIG)) &&) true
 	printf '%s\n' \
 	    'prefix=$(PREFIX)' \
 	    'includedir=$(INCLUDEDIR)' \
@@ -51,7 +70,9 @@ install: $(LIB) $(HOST_LIB)
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(notdir $(INSTALL_HEADERS))) \
 	      $(DESTDIR)$(LIBDIR)/libvmem.a $(DESTDIR)$(LIBDIR)/libvmem-posix.a \
-	      $(DESTDIR)$(PKGCONFIGDIR)/vmem-posix.pc
+	      $(DESTDIR)$(PKGCONFIGDIR)/vmem-posix.pc $(DESTDIR)$(PKGCONFIGDIR)/vmem.pc \
+	      $(foreach arch,$(CROSS_ARCHS),$(DESTDIR)$(LIBDIR)/libvmem-$(arch).a \
+	          $(DESTDIR)$(PKGCONFIGDIR)/vmem-$(arch).pc)
 
 # A user-space program using the installed hosted library: an ID arena and a
 # page-granular arena, with the misuse hook replaced, checking its results.
@@ -96,7 +117,8 @@ export INSTALL_PROBE_C
 # the installed libvmem-posix.a, and runs correctly; the same through
 # pkg-config; the installed freestanding libvmem.a links a kernel (the
 # example port) with the installed headers only.
-check-install: $(LIB) $(HOST_LIB)
+export $(foreach arch,$(CROSS_ARCHS),CROSS_TARGET_$(arch) CROSS_FLAGS_$(arch) EXAMPLE_LDFLAGS_$(arch))
+check-install: $(LIB) $(HOST_LIB) $(CROSS_LIBS)
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	stage=$$tmp/stage; root=$$stage$(PREFIX); passed=0; failed=0; \
 	result() { if [ "$$2" -eq 0 ]; then echo "ok   install.$$1"; passed=$$((passed + 1)); \
@@ -106,7 +128,9 @@ check-install: $(LIB) $(HOST_LIB)
 	result installs $$? "$$(tail -n 5 $$tmp/log)"; \
 	missing=""; \
 	for f in include/vmem.h include/vmem_port.h include/vmem_config.h include/vmem_posix.h \
-	         lib/libvmem.a lib/libvmem-posix.a lib/pkgconfig/vmem-posix.pc; do \
+	         lib/libvmem.a lib/libvmem-posix.a lib/pkgconfig/vmem-posix.pc lib/pkgconfig/vmem.pc \
+	         $(foreach arch,$(filter-out x86_64,$(CROSS_ARCHS)),lib/libvmem-$(arch).a \
+	             lib/pkgconfig/vmem-$(arch).pc); do \
 	    [ -f $$root/$$f ] || missing="$$missing $$f"; done; \
 	result every_file_in_place "$$([ -z "$$missing" ]; echo $$?)" "missing:$$missing"; \
 	echo "$$INSTALL_PROBE_C" >$$tmp/probe.c; \
@@ -132,6 +156,23 @@ check-install: $(LIB) $(HOST_LIB)
 	        $(EXAMPLE_LDFLAGS_x86_64) -o $$tmp/kernel.elf $$tmp/vmem_port_example.o \
 	        $$tmp/kernel_vmem.o $$tmp/kernel_stubs.o -L$$root/lib -lvmem >>$$tmp/log 2>&1; \
 	    result freestanding_kernel_links $$? "$$(tail -n 5 $$tmp/log)"; \
+	    for arch in $(CROSS_ARCHS); do \
+	        pc=vmem-$$arch; [ $$arch = x86_64 ] && pc=vmem; ok=0; \
+	        flags=$$(PKG_CONFIG_PATH=$$root/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$$stage \
+	                 pkg-config --cflags --libs $$pc 2>>$$tmp/log) || ok=1; \
+	        cflags=$$(echo "$$flags" | tr ' ' '\n' | grep -v '^-[lL]' | tr '\n' ' '); \
+	        libs=$$(echo "$$flags" | tr ' ' '\n' | grep '^-[lL]' | tr '\n' ' '); \
+	        for src in vmem_port_example kernel_vmem kernel_stubs; do \
+	            [ $$ok -eq 0 ] && $(CROSS_CC) --target=$$(eval echo \$$CROSS_TARGET_$$arch) \
+	                $$(eval echo \$$CROSS_FLAGS_$$arch) -std=c11 -Wall -Wextra -Werror -O2 \
+	                -ffreestanding -fno-stack-protector -fno-pic -nostdinc \
+	                -isystem $$($(CROSS_CC) -print-resource-dir)/include $$cflags \
+	                -c $(EXAMPLE_DIR)/$$src.c -o $$tmp/$$arch-$$src.o >>$$tmp/log 2>&1 || ok=1; done; \
+	        [ $$ok -eq 0 ] && $(EXAMPLE_LD) -static -nostdlib --no-undefined -e kernel_entry \
+	            $$(eval echo \$$EXAMPLE_LDFLAGS_$$arch) -o $$tmp/$$arch.elf $$tmp/$$arch-vmem_port_example.o \
+	            $$tmp/$$arch-kernel_vmem.o $$tmp/$$arch-kernel_stubs.o $$libs >>$$tmp/log 2>&1 || ok=1; \
+	        result $${arch}_kernel_links_through_pkg_config $$ok "$$(tail -n 5 $$tmp/log)"; \
+	    done; \
 	else \
 	    result freestanding_kernel_links 1 "$(CROSS_CC) or $(EXAMPLE_LD) not found"; \
 	fi; \
