@@ -1483,21 +1483,36 @@ int vmem_alloc_exact(Vmem *vmp, uintptr_t addr, size_t size, int vmflag)
 
 /* ---- Free ------------------------------------------------------------------- */
 
+/* Is addr inside a free segment of span? The address index answers when
+ * the arena keeps one; otherwise the span's segments are walked. Never
+ * builds an index: one built here would change where later instant-fit
+ * requests are placed, and misuse must change nothing. Locked. */
+static bool in_free_segment(Vmem *vm, const VmemTag *span, uintptr_t addr)
+{
+    if (addr_indexed(vm))
+        return vmem_tree_find_free(vm, addr) != NULL;
+    for (const VmemTag *tag = span->seg_next; tag != NULL && tag->type != SEG_SPAN;
+         tag = tag->seg_next)
+        if (addr >= tag->base && addr <= tag_last(tag))
+            return tag->type == SEG_FREE;
+    return false;
+}
+
 /* Why addr is not an allocated segment of vm: sets *kind, returns the
- * reason. Locked. */
+ * reason. Locked; changes nothing. */
 static const char *classify_bad_free(Vmem *vm, uintptr_t addr, VmemMisuseKind *kind)
 {
-    ensure_index(vm, VMEM_STATE_ADDR_INDEXED); /* misuse is rare: an index pays for itself later */
-    if (vmem_tree_find_free(vm, addr) != NULL) {
+    const VmemTag *span = span_containing(vm, addr, 1);
+    if (span == NULL) {
+        *kind = VMEM_MISUSE_FREE_UNKNOWN;
+        return "the address is in no span of this arena (another arena's?)";
+    }
+    if (in_free_segment(vm, span, addr)) {
         *kind = VMEM_MISUSE_DOUBLE_FREE;
         return "the address lies in a free segment: freed twice, or never allocated";
     }
-    if (span_containing(vm, addr, 1) != NULL) {
-        *kind = VMEM_MISUSE_FREE_INSIDE;
-        return "the address lies inside an allocated segment, not at its start";
-    }
-    *kind = VMEM_MISUSE_FREE_UNKNOWN;
-    return "the address is in no span of this arena (another arena's?)";
+    *kind = VMEM_MISUSE_FREE_INSIDE;
+    return "the address lies inside an allocated segment, not at its start";
 }
 
 /* Out of line, so that the report's frame is not every free's. */
