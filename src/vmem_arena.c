@@ -1658,7 +1658,12 @@ static int arena_add(Vmem *vm, const char *call, uintptr_t base, size_t size, in
     Leftovers left;
     VmemIrqState state = lock_with_hash_table(vm, vmflag, &left);
     int result = 0;
-    if (!vmem_stash_fill(vm, &state, vmflag)) {
+    /* The overlap is looked for before the stash is filled, so that the
+     * misuse takes no tag (and is reported as what it is when none can be
+     * had), and again after: the fill may drop the lock. */
+    if (span_overlaps(vm, base, base + (size - 1))) {
+        result = -VMEM_ERR_INVALID;
+    } else if (!vmem_stash_fill(vm, &state, vmflag)) {
         result = -VMEM_ERR_NO_MEM;
     } else if (span_overlaps(vm, base, base + (size - 1))) {
         result = -VMEM_ERR_INVALID;

@@ -257,6 +257,42 @@ static void overlapping_add_is_misuse(void)
     VT_ASSERT(teardown_victim(&vm, &v));
 }
 
+/* An overlapping vmem_add is misuse even when no boundary tag can be had:
+ * the overlap is found before a tag is asked for, so it is reported as
+ * such (not as out of memory) and the tag pool is not touched. */
+#define TAGLESS_IDS ((size_t)1 << 22)
+
+static void overlapping_add_is_reported_even_when_no_tag_can_be_had(void)
+{
+    static Vmem vm;
+    VT_ASSERT(vmem_init(&vm, "tagless", TS_PTR(1), TAGLESS_IDS, 1, NULL, NULL, NULL, 0, 0) == 0);
+    if (!vtest_env_page_faults(1)) { /* this runner cannot inject faults */
+        vmem_destroy(&vm);
+        return;
+    }
+    ts_capture_misuse();
+    /* Instant-fit takes IDs from the bottom, one tag each, until the tags
+     * in hand run out and the page source refuses more. */
+    size_t taken = 0;
+    bool in_order = true;
+    for (void *id; taken < TAGLESS_IDS - 1 && (id = vmem_alloc(&vm, 1, VM_NOSLEEP)) != NULL;)
+        in_order &= TS_ADDR(id) == ++taken;
+    bool ran_out = taken < TAGLESS_IDS - 1;
+    bool quiet = vtest_env_misuse_count() == 0;
+    int added = vmem_add_range(&vm, TAGLESS_IDS - 8, 16, VM_NOSLEEP);
+    bool reported = ts_misuse_once(VMEM_MISUSE_SPAN_OVERLAP, "vmem_add_range", "tagless");
+    vtest_env_page_faults(0);
+    vtest_env_misuse_capture(false);
+    for (size_t id = 1; id <= taken; id++)
+        vmem_free(&vm, TS_PTR(id), 1);
+    VT_ASSERT(ran_out && in_order && quiet);
+    VT_ASSERT(added == -VMEM_ERR_INVALID);
+    VT_ASSERT(reported);
+    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
+    VT_CONSISTENT(&vm);
+    vmem_destroy(&vm);
+}
+
 static void wrapping_add_is_misuse(void)
 {
     static Vmem vm;
@@ -389,6 +425,7 @@ VTEST_SUITE(suite_misuse,
             VTEST_CASE(size_that_overflows_when_rounded_is_misuse),
             VTEST_CASE(null_arena_is_misuse),
             VTEST_CASE(overlapping_add_is_misuse),
+            VTEST_CASE(overlapping_add_is_reported_even_when_no_tag_can_be_had),
             VTEST_CASE(wrapping_add_is_misuse),
             VTEST_CASE(misaligned_or_empty_add_is_misuse),
             VTEST_CASE(destroy_with_live_segments_is_misuse),
