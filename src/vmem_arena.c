@@ -105,7 +105,11 @@
  * 9. Misuse. Every argument is validated before anything changes, and
  *    every free is checked against the hash. A problem is reported once,
  *    through vmem_port_misuse() with the lock released, and the call then
- *    fails with the arena unchanged.
+ *    fails with the arena unchanged - in everything a later call can see:
+ *    finding out what kind of misuse it was builds no index and takes no
+ *    tag, since an index built then would change later placements. A
+ *    source counts the arenas importing from it (vm_importers, under its
+ *    lock) and may not be destroyed before them.
  *
  * 10. Address 0. The void * calls use NULL for failure, so they never place
  *    an allocation at 0 (their lowest acceptable address is 1, which
@@ -218,6 +222,11 @@ static inline bool usable(const Vmem *vm, const char *call, uintptr_t addr, size
     if (__builtin_expect(vm != NULL && vm->vm_magic == VMEM_MAGIC, 1))
         return true;
     return report_unusable(vm, call, addr, size);
+}
+
+bool vmem_arena_usable(const Vmem *vm, const char *call, uintptr_t addr, size_t size)
+{
+    return usable(vm, call, addr, size);
 }
 
 static bool valid_flags(const Vmem *vm, const char *call, int vmflag, uintptr_t addr, size_t size)
@@ -1783,6 +1792,7 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
     vmem->vm_qcache_pages = 0;
     vmem->vm_hash_hint = 0;
     vmem->vm_waiters = 0;
+    vmem->vm_importers = 0;
     vmem_hash_init(vmem);
     vmem_port_lock_init(&vmem->vm_lock);
 #if VMEM_PORT_CAN_SLEEP
@@ -1801,6 +1811,12 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
             arena_locks_fini(vmem);
             return result;
         }
+    }
+    if (source != NULL) {
+        /* The source may not be destroyed while this arena lives. */
+        VmemIrqState state = vmem_port_lock(&source->vm_lock);
+        source->vm_importers++;
+        vmem_port_unlock(&source->vm_lock, state);
     }
     return 0;
 }
@@ -1824,6 +1840,18 @@ Vmem *vmem_create(const char *name, void *base, size_t size, size_t quantum, Vme
     return vm;
 }
 
+/* Why vmem_destroy() refuses vmp, or NULL: arenas still importing from it
+ * (their next import would call into a destroyed arena), or segments still
+ * allocated (busy). Locked. */
+static const char *destroy_problem(const Vmem *vmp, bool busy)
+{
+    if (vmp->vm_importers != 0)
+        return "the arena is the source of an arena that still exists: destroy that one first";
+    if (busy)
+        return "the arena still has allocated segments";
+    return NULL;
+}
+
 void vmem_destroy(Vmem *vmp)
 {
     static const char call[] = "vmem_destroy";
@@ -1833,18 +1861,20 @@ void vmem_destroy(Vmem *vmp)
      * busy arena keeps its caches as they are. */
     VmemStat user;
     user_stat(vmp, &user);
-    if (user.in_use != 0) {
-        vmem_report(vmp, call, 0, user.in_use, VMEM_MISUSE_DESTROY_BUSY,
-                    "the arena still has allocated segments");
+    VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
+    const char *why = destroy_problem(vmp, user.in_use != 0);
+    vmem_port_unlock(&vmp->vm_lock, state);
+    if (why != NULL) {
+        vmem_report(vmp, call, 0, user.in_use, VMEM_MISUSE_DESTROY_BUSY, why);
         return;
     }
     vmem_qcache_drain(vmp, true);
-    VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
-    if (vmp->stat.in_use != 0 || vmp->vm_hash_count != 0) {
+    state = vmem_port_lock(&vmp->vm_lock);
+    why = destroy_problem(vmp, vmp->stat.in_use != 0 || vmp->vm_hash_count != 0);
+    if (why != NULL) {
         size_t in_use = vmp->stat.in_use;
         vmem_port_unlock(&vmp->vm_lock, state);
-        vmem_report(vmp, call, 0, in_use, VMEM_MISUSE_DESTROY_BUSY,
-                    "the arena still has allocated segments");
+        vmem_report(vmp, call, 0, in_use, VMEM_MISUSE_DESTROY_BUSY, why);
         return;
     }
     /* Imported spans go home one at a time, each with the lock dropped. */
@@ -1873,6 +1903,11 @@ void vmem_destroy(Vmem *vmp)
     vmem_port_unlock(&vmp->vm_lock, state);
 
     arena_locks_fini(vmp);
+    if (vmp->source != NULL) {
+        state = vmem_port_lock(&vmp->source->vm_lock);
+        vmp->source->vm_importers--;
+        vmem_port_unlock(&vmp->source->vm_lock, state);
+    }
     vmem_qcache_fini(vmp);
     vmem_pool_return(tags);
     for (int i = 0; i < 2; i++)

@@ -123,7 +123,10 @@ static bool build_history(struct twin_arena *t, const char *name, size_t qcache_
         release(vm, &odd, i);
     }
     if (t->child != NULL) {
-        /* A child that imported from vm and gave its span back. */
+        /* Nothing left allocated, and a child that imported from vm and
+         * gave its span back. */
+        while (t->history.count > 0)
+            release(vm, &t->history, t->history.count - 1);
         if (vmem_init(t->child, "twin-child", NULL, 0, TQ, vmem_alloc, vmem_free, vm, 0, 0) != 0)
             return false;
         void *got = vmem_alloc(t->child, 8 * TQ, VM_NOSLEEP);
@@ -282,9 +285,18 @@ static void twins_stay_identical(Misuse *misuse, bool cached, bool with_child)
     VT_ASSERT(build_history(&control, "control", qcache_max));
     VT_ASSERT(same_walk(victim.vm, control.vm));
     VT_ASSERT(misuse(&victim));
-    vtest_env_misuse_capture(false);
+    ts_capture_misuse();
     run_sequence(&victim);
     run_sequence(&control);
+    VT_ASSERT(vtest_env_misuse_count() == 0);
+    if (with_child) {
+        /* The children import the same way from either source. */
+        void *a = vmem_alloc(victim.child, 40 * TQ, VM_NOSLEEP);
+        void *b = vmem_alloc(control.child, 40 * TQ, VM_NOSLEEP);
+        VT_ASSERT(a != NULL && a == b && vtest_env_misuse_count() == 0);
+        vmem_free(victim.child, a, 40 * TQ);
+        vmem_free(control.child, b, 40 * TQ);
+    }
     VT_ASSERT(same_results(&victim, &control));
     VT_ASSERT(same_stat(victim.vm, control.vm));
     VT_ASSERT(same_walk(victim.vm, control.vm));
@@ -581,6 +593,13 @@ static bool bad_init_naming_it_as_source(struct twin_arena *t)
            ts_misuse_once(VMEM_MISUSE_BAD_ARGUMENT, "vmem_init", NULL);
 }
 
+static bool destroy_of_a_source(struct twin_arena *t)
+{
+    ts_capture_misuse();
+    vmem_destroy(t->vm);
+    return ts_misuse_once(VMEM_MISUSE_DESTROY_BUSY, "vmem_destroy", "victim");
+}
+
 /* Misuse that touches no arena at all leaves the twins alike trivially;
  * these are the rows that name one. */
 static void free_of_an_unknown_address_leaves_later_placements_unchanged(void)
@@ -663,6 +682,11 @@ static void destroy_of_a_busy_arena_leaves_later_placements_unchanged(void)
     twins_stay_identical(destroy_busy, false, false);
     twins_stay_identical(destroy_busy, true, false);
 }
+static void destroy_of_a_source_leaves_later_placements_unchanged(void)
+{
+    twins_stay_identical(destroy_of_a_source, false, true);
+    twins_stay_identical(destroy_of_a_source, true, true);
+}
 static void null_out_pointers_leave_later_placements_unchanged(void)
 {
     twins_stay_identical(null_out_pointers, false, false);
@@ -692,5 +716,6 @@ VTEST_SUITE(suite_misuse_twins,
             VTEST_CASE(wrapping_add_leaves_later_placements_unchanged),
             VTEST_CASE(empty_or_misaligned_add_leaves_later_placements_unchanged),
             VTEST_CASE(destroy_of_a_busy_arena_leaves_later_placements_unchanged),
+            VTEST_CASE(destroy_of_a_source_leaves_later_placements_unchanged),
             VTEST_CASE(null_out_pointers_leave_later_placements_unchanged),
             VTEST_CASE(bad_init_naming_an_arena_as_source_leaves_it_unchanged));
