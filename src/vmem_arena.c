@@ -1664,26 +1664,33 @@ static int arena_add(Vmem *vm, const char *call, uintptr_t base, size_t size, in
         return -VMEM_ERR_INVALID;
     }
 
-    Leftovers left;
-    VmemIrqState state = lock_with_hash_table(vm, vmflag, &left);
+    /* An overlap is looked for before anything else, so that the misuse
+     * takes no tag and installs no hash table the arena was waiting for
+     * (and is reported as what it is when no tag can be had); and again
+     * once the stash is full, as the fill may drop the lock. */
+    uintptr_t last = base + (size - 1);
+    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    bool overlaps = span_overlaps(vm, base, last);
+    vmem_port_unlock(&vm->vm_lock, state);
     int result = 0;
-    /* The overlap is looked for before the stash is filled, so that the
-     * misuse takes no tag (and is reported as what it is when none can be
-     * had), and again after: the fill may drop the lock. */
-    if (span_overlaps(vm, base, base + (size - 1))) {
-        result = -VMEM_ERR_INVALID;
-    } else if (!vmem_stash_fill(vm, &state, vmflag)) {
-        result = -VMEM_ERR_NO_MEM;
-    } else if (span_overlaps(vm, base, base + (size - 1))) {
-        result = -VMEM_ERR_INVALID;
-    } else {
-        span_add(vm, base, size, 0);
-        wake_waiters(vm);
+    if (!overlaps) {
+        Leftovers left;
+        state = lock_with_hash_table(vm, vmflag, &left);
+        if (!vmem_stash_fill(vm, &state, vmflag)) {
+            result = -VMEM_ERR_NO_MEM;
+        } else if (span_overlaps(vm, base, last)) {
+            overlaps = true;
+        } else {
+            span_add(vm, base, size, 0);
+            wake_waiters(vm);
+        }
+        unlock_and_release(vm, state, &left);
     }
-    unlock_and_release(vm, state, &left);
-    if (result == -VMEM_ERR_INVALID)
+    if (overlaps) {
         vmem_report(vm, call, base, size, VMEM_MISUSE_SPAN_OVERLAP,
                     "the span overlaps a span already in the arena");
+        return -VMEM_ERR_INVALID;
+    }
     return result;
 }
 
