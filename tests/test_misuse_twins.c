@@ -15,6 +15,7 @@
  * the free segments has been built: an index built by a misuse shows.
  */
 #include "test_support.h"
+#include "vmem_config.h"
 
 #define TQ ((size_t)16)
 #define TBASE ((uintptr_t)0x100000)
@@ -264,15 +265,20 @@ static bool same_results(const struct twin_arena *a, const struct twin_arena *b)
 }
 
 /* Commits one misuse on the victim; true when it was reported once, as
- * expected. */
+ * expected. (A counterpart: true when the correct call behaved as
+ * expected.) */
 typedef bool Misuse(struct twin_arena *victim);
 
 /*
- * The twin check: history on both, the misuse on one (nothing reported on
- * the other), the same sequence on both, then identical addresses, stats
- * and walks. Cached: both arenas have quantum caches.
+ * The twin check: history on both, the misuse on one, the same sequence on
+ * both, then identical addresses, stats and walks. A misuse that is found
+ * only once the call has done what a correct call would (VM_SLEEP on a
+ * port that cannot sleep) has a counterpart, that correct call, which the
+ * other arena makes, reporting nothing. Cached: both arenas have quantum
+ * caches; with_child: both are empty sources of a child arena.
  */
-static void twins_stay_identical(Misuse *misuse, bool cached, bool with_child)
+static void twins_stay_identical(Misuse *misuse, Misuse *counterpart, bool cached,
+                                 bool with_child)
 {
     static Vmem victim_vm, control_vm, victim_child, control_child;
     static struct twin_arena victim, control;
@@ -286,6 +292,8 @@ static void twins_stay_identical(Misuse *misuse, bool cached, bool with_child)
     VT_ASSERT(same_walk(victim.vm, control.vm));
     VT_ASSERT(misuse(&victim));
     ts_capture_misuse();
+    if (counterpart != NULL)
+        VT_ASSERT(counterpart(&control) && vtest_env_misuse_count() == 0);
     run_sequence(&victim);
     run_sequence(&control);
     VT_ASSERT(vtest_env_misuse_count() == 0);
@@ -600,100 +608,129 @@ static bool destroy_of_a_source(struct twin_arena *t)
     return ts_misuse_once(VMEM_MISUSE_DESTROY_BUSY, "vmem_destroy", "victim");
 }
 
+#if !VMEM_PORT_CAN_SLEEP
+/* A request the full arena cannot serve: with VM_SLEEP it would have to
+ * wait, which this port cannot (reported); the same with VM_NOSLEEP is
+ * its correct counterpart, failing quietly. */
+static bool request_that_must_wait(struct twin_arena *t, int sleep)
+{
+    ts_capture_misuse();
+    bool failed =
+        vmem_xalloc(t->vm, TQUANTA / 2 * TQ, 0, 0, 0, NULL, NULL, sleep | VM_BESTFIT) == NULL;
+    return failed && (sleep == VM_NOSLEEP ||
+                      ts_misuse_once(VMEM_MISUSE_CANNOT_SLEEP, "vmem_xalloc", "victim"));
+}
+static bool sleep_that_must_wait(struct twin_arena *t)
+{
+    return request_that_must_wait(t, VM_SLEEP);
+}
+static bool nosleep_that_fails(struct twin_arena *t)
+{
+    return request_that_must_wait(t, VM_NOSLEEP);
+}
+#endif
+
 /* Misuse that touches no arena at all leaves the twins alike trivially;
  * these are the rows that name one. */
 static void free_of_an_unknown_address_leaves_later_placements_unchanged(void)
 {
-    twins_stay_identical(free_unknown, false, false);
+    twins_stay_identical(free_unknown, NULL, false, false);
 }
 static void double_free_leaves_later_placements_unchanged(void)
 {
-    twins_stay_identical(double_free, false, false);
+    twins_stay_identical(double_free, NULL, false, false);
 }
 static void free_inside_a_segment_leaves_later_placements_unchanged(void)
 {
-    twins_stay_identical(free_inside, false, false);
+    twins_stay_identical(free_inside, NULL, false, false);
 }
 static void free_with_the_wrong_size_leaves_later_placements_unchanged(void)
 {
-    twins_stay_identical(free_wrong_size, false, false);
+    twins_stay_identical(free_wrong_size, NULL, false, false);
 }
 static void free_of_size_zero_or_overflowing_leaves_later_placements_unchanged(void)
 {
-    twins_stay_identical(free_zero_or_overflowing_size, false, false);
+    twins_stay_identical(free_zero_or_overflowing_size, NULL, false, false);
 }
 static void uncached_frees_misused_on_a_cached_arena_leave_later_placements_unchanged(void)
 {
-    twins_stay_identical(double_free, true, false);
-    twins_stay_identical(free_inside, true, false);
-    twins_stay_identical(free_unknown, true, false);
+    twins_stay_identical(double_free, NULL, true, false);
+    twins_stay_identical(free_inside, NULL, true, false);
+    twins_stay_identical(free_unknown, NULL, true, false);
 }
 static void cached_double_free_leaves_later_placements_unchanged(void)
 {
-    twins_stay_identical(cached_double_free, true, false);
+    twins_stay_identical(cached_double_free, NULL, true, false);
 }
 static void cached_free_with_another_cached_size_leaves_later_placements_unchanged(void)
 {
-    twins_stay_identical(cached_wrong_size, true, false);
+    twins_stay_identical(cached_wrong_size, NULL, true, false);
 }
 static void cached_free_inside_an_object_leaves_later_placements_unchanged(void)
 {
-    twins_stay_identical(cached_free_inside, true, false);
+    twins_stay_identical(cached_free_inside, NULL, true, false);
 }
 static void xfree_of_a_cached_object_leaves_later_placements_unchanged(void)
 {
-    twins_stay_identical(xfree_of_a_cached_object, true, false);
+    twins_stay_identical(xfree_of_a_cached_object, NULL, true, false);
 }
 static void zero_size_allocation_leaves_later_placements_unchanged(void)
 {
-    twins_stay_identical(zero_size_allocation, false, false);
+    twins_stay_identical(zero_size_allocation, NULL, false, false);
 }
 static void size_overflow_leaves_later_placements_unchanged(void)
 {
-    twins_stay_identical(size_overflow, false, false);
+    twins_stay_identical(size_overflow, NULL, false, false);
 }
 static void exact_range_past_the_top_leaves_later_placements_unchanged(void)
 {
-    twins_stay_identical(exact_range_past_the_top, false, false);
+    twins_stay_identical(exact_range_past_the_top, NULL, false, false);
 }
 static void bad_constraints_leave_later_placements_unchanged(void)
 {
-    twins_stay_identical(bad_constraints, false, false);
+    twins_stay_identical(bad_constraints, NULL, false, false);
 }
 static void bad_flags_leave_later_placements_unchanged(void)
 {
-    twins_stay_identical(bad_flags, false, false);
-    twins_stay_identical(bad_flags, true, false);
+    twins_stay_identical(bad_flags, NULL, false, false);
+    twins_stay_identical(bad_flags, NULL, true, false);
 }
 static void overlapping_add_leaves_later_placements_unchanged(void)
 {
-    twins_stay_identical(overlapping_add, false, false);
+    twins_stay_identical(overlapping_add, NULL, false, false);
 }
 static void wrapping_add_leaves_later_placements_unchanged(void)
 {
-    twins_stay_identical(wrapping_add, false, false);
+    twins_stay_identical(wrapping_add, NULL, false, false);
 }
 static void empty_or_misaligned_add_leaves_later_placements_unchanged(void)
 {
-    twins_stay_identical(empty_or_misaligned_span, false, false);
+    twins_stay_identical(empty_or_misaligned_span, NULL, false, false);
 }
 static void destroy_of_a_busy_arena_leaves_later_placements_unchanged(void)
 {
-    twins_stay_identical(destroy_busy, false, false);
-    twins_stay_identical(destroy_busy, true, false);
+    twins_stay_identical(destroy_busy, NULL, false, false);
+    twins_stay_identical(destroy_busy, NULL, true, false);
 }
 static void destroy_of_a_source_leaves_later_placements_unchanged(void)
 {
-    twins_stay_identical(destroy_of_a_source, false, true);
-    twins_stay_identical(destroy_of_a_source, true, true);
+    twins_stay_identical(destroy_of_a_source, NULL, false, true);
+    twins_stay_identical(destroy_of_a_source, NULL, true, true);
 }
+#if !VMEM_PORT_CAN_SLEEP
+static void sleep_on_a_port_that_cannot_leaves_later_placements_unchanged(void)
+{
+    twins_stay_identical(sleep_that_must_wait, nosleep_that_fails, false, false);
+    twins_stay_identical(sleep_that_must_wait, nosleep_that_fails, true, false);
+}
+#endif
 static void null_out_pointers_leave_later_placements_unchanged(void)
 {
-    twins_stay_identical(null_out_pointers, false, false);
+    twins_stay_identical(null_out_pointers, NULL, false, false);
 }
 static void bad_init_naming_an_arena_as_source_leaves_it_unchanged(void)
 {
-    twins_stay_identical(bad_init_naming_it_as_source, false, false);
+    twins_stay_identical(bad_init_naming_it_as_source, NULL, false, false);
 }
 
 VTEST_SUITE(suite_misuse_twins,
@@ -717,5 +754,8 @@ VTEST_SUITE(suite_misuse_twins,
             VTEST_CASE(empty_or_misaligned_add_leaves_later_placements_unchanged),
             VTEST_CASE(destroy_of_a_busy_arena_leaves_later_placements_unchanged),
             VTEST_CASE(destroy_of_a_source_leaves_later_placements_unchanged),
+#if !VMEM_PORT_CAN_SLEEP
+            VTEST_CASE(sleep_on_a_port_that_cannot_leaves_later_placements_unchanged),
+#endif
             VTEST_CASE(null_out_pointers_leave_later_placements_unchanged),
             VTEST_CASE(bad_init_naming_an_arena_as_source_leaves_it_unchanged));
