@@ -1722,14 +1722,13 @@ static void arena_locks_fini(Vmem *vm)
     vmem_port_lock_fini(&vm->vm_lock);
 }
 
-/* What is wrong with vmem_init's arguments, or NULL; sets *kind. */
+/* What is wrong with the arguments of vmem_init (or of vmem_create, whose
+ * storage does not exist yet: vmem NULL), or NULL; sets *kind. */
 static const char *init_problem(const Vmem *vmem, uintptr_t base, size_t size, size_t quantum,
                                 VmemAlloc *afunc, VmemFree *ffunc, const Vmem *source,
                                 int vmflag, VmemMisuseKind *kind)
 {
     *kind = VMEM_MISUSE_BAD_ARGUMENT;
-    if (vmem == NULL)
-        return "the arena storage is NULL";
     if (!is_pow2(quantum))
         return "quantum is not a power of two";
     /* An empty initial span is allowed: the spans may all come later. */
@@ -1740,7 +1739,7 @@ static const char *init_problem(const Vmem *vmem, uintptr_t base, size_t size, s
         return "an import function needs a source arena, and a source an import function";
     if (ffunc != NULL && afunc == NULL)
         return "a give-back function without an import function";
-    if (source == vmem)
+    if (source != NULL && source == vmem)
         return "an arena cannot import from itself";
     if (source != NULL && source->vm_magic != VMEM_MAGIC) {
         *kind = VMEM_MISUSE_NOT_ARENA;
@@ -1759,8 +1758,10 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
                     "vmem_bootstrap() has not been called");
         return -VMEM_ERR_INVALID;
     }
-    VmemMisuseKind kind;
-    const char *why = init_problem(vmem, b, size, quantum, afunc, ffunc, source, vmflag, &kind);
+    VmemMisuseKind kind = VMEM_MISUSE_BAD_ARGUMENT;
+    const char *why = vmem == NULL ? "the arena storage is NULL"
+                                   : init_problem(vmem, b, size, quantum, afunc, ffunc, source,
+                                                  vmflag, &kind);
     if (why != NULL) {
         vmem_report(NULL, call, b, size, kind, why);
         return -VMEM_ERR_INVALID;
@@ -1834,6 +1835,14 @@ Vmem *vmem_create(const char *name, void *base, size_t size, size_t quantum, Vme
     if (!vmem_library_ready()) {
         vmem_report(NULL, "vmem_create", (uintptr_t)base, size, VMEM_MISUSE_NOT_BOOTSTRAPPED,
                     "vmem_bootstrap() has not been called");
+        return NULL;
+    }
+    /* Checked before storage is taken, so that misuse takes nothing. */
+    VmemMisuseKind kind;
+    const char *why = init_problem(NULL, (uintptr_t)base, size, quantum, afunc, ffunc, source,
+                                   vmflag, &kind);
+    if (why != NULL) {
+        vmem_report(NULL, "vmem_create", (uintptr_t)base, size, kind, why);
         return NULL;
     }
     Vmem *vm = vmem_storage_alloc(vmflag);

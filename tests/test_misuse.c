@@ -425,7 +425,9 @@ static bool every_call_is_refused_as_not_an_arena(Vmem *vm)
               REFUSED("vmem_reap", (vmem_reap(vm), true)) &&
               REFUSED("vmem_destroy", (vmem_destroy(vm), true)) &&
               REFUSED("vmem_init", vmem_init(&child, "orphan", NULL, 0, PAGE, vmem_alloc,
-                                             vmem_free, vm, 0, 0) == -VMEM_ERR_INVALID);
+                                             vmem_free, vm, 0, 0) == -VMEM_ERR_INVALID) &&
+              REFUSED("vmem_create", vmem_create("orphan", NULL, 0, PAGE, vmem_alloc, vmem_free,
+                                                 vm, 0, 0) == NULL);
 #undef REFUSED
     vtest_env_misuse_capture(false);
     return ok && bytes_equal(&copy, vm, sizeof(copy));
