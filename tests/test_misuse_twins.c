@@ -70,9 +70,10 @@ static void release(Vmem *vm, struct holding *h, size_t i)
 
 /*
  * The shared history: the arena filled with segments of 32-39 quanta (one
- * size class), from vmem_alloc and from aligned vmem_xalloc, and with
- * cached objects when the arena has caches; then every other segment
- * freed, in a random order, so that no two holes merge.
+ * size class), from vmem_alloc and from vmem_xalloc, and with cached
+ * objects when the arena has caches; then every other segment freed, in a
+ * random order, so that the holes stay apart (segments follow each other
+ * in address order, slabs aside).
  */
 static bool build_history(struct twin_arena *t, const char *name, size_t qcache_max)
 {
@@ -106,7 +107,8 @@ static bool build_history(struct twin_arena *t, const char *name, size_t qcache_
             return false;
     }
     /* Free every other one (cached objects too), in a random order. */
-    struct holding odd = {{0}, {0}, {0}, 0};
+    static struct holding odd;
+    odd.count = 0;
     for (size_t i = t->history.count; i-- > 0;) {
         if (i % 2 == 1) {
             hold(&odd, t->history.addr[i], t->history.size[i], t->history.xalloc[i]);
