@@ -216,6 +216,7 @@ typedef struct vmem {
     size_t vm_hash_retired_bytes;
     VmemHashBucket vm_hash_embedded[VMEM_HASH_EMBEDDED];
     struct vmem *vm_next_created;   /* vmem_create() storage free list */
+    size_t vm_importers;            /* live arenas importing from this one */
     struct vmem_qcache_state *vm_qcache; /* quantum caches, made on first use */
     size_t vm_qcache_pages;
 } Vmem;
@@ -239,8 +240,9 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
               int vmflag);
 
 /* Destroys an arena with no allocated segment: gives imported spans back to
- * the source and returns every boundary tag. With live segments this is
- * misuse: reported, and the arena stays usable and unchanged. */
+ * the source and returns every boundary tag. With live segments, or while
+ * another arena imports from it (destroy that one first), this is misuse:
+ * reported, and the arena stays usable and unchanged. */
 void vmem_destroy(Vmem *vmp);
 
 /* Allocates size units (rounded to the quantum) with the policy in vmflag
@@ -348,7 +350,8 @@ typedef struct {
 /* Full consistency check, O(segments): spans, segment order and coverage,
  * freelists and bitmap, both free-segment indexes, the hash and the stats.
  * Returns 0 when consistent, else -VMEM_ERR_NOT_FOUND with *report (if
- * given) describing the first problem. Never crashes on a sane arena. */
+ * given) describing the first problem; -VMEM_ERR_INVALID after reporting
+ * misuse when vmp is not an arena. Never crashes on a sane arena. */
 int vmem_check(Vmem *vmp, VmemCheckReport *report);
 
 /* ---- Misuse reports ----------------------------------------------------- */

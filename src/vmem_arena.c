@@ -105,7 +105,11 @@
  * 9. Misuse. Every argument is validated before anything changes, and
  *    every free is checked against the hash. A problem is reported once,
  *    through vmem_port_misuse() with the lock released, and the call then
- *    fails with the arena unchanged.
+ *    fails with the arena unchanged - in everything a later call can see:
+ *    finding out what kind of misuse it was builds no index and takes no
+ *    tag, since an index built then would change later placements. A
+ *    source counts the arenas importing from it (vm_importers, under its
+ *    lock) and may not be destroyed before them.
  *
  * 10. Address 0. The void * calls use NULL for failure, so they never place
  *    an allocation at 0 (their lowest acceptable address is 1, which
@@ -218,6 +222,11 @@ static inline bool usable(const Vmem *vm, const char *call, uintptr_t addr, size
     if (__builtin_expect(vm != NULL && vm->vm_magic == VMEM_MAGIC, 1))
         return true;
     return report_unusable(vm, call, addr, size);
+}
+
+bool vmem_arena_usable(const Vmem *vm, const char *call, uintptr_t addr, size_t size)
+{
+    return usable(vm, call, addr, size);
 }
 
 static bool valid_flags(const Vmem *vm, const char *call, int vmflag, uintptr_t addr, size_t size)
@@ -1483,21 +1492,36 @@ int vmem_alloc_exact(Vmem *vmp, uintptr_t addr, size_t size, int vmflag)
 
 /* ---- Free ------------------------------------------------------------------- */
 
+/* Is addr inside a free segment of span? The address index answers when
+ * the arena keeps one; otherwise the span's segments are walked. Never
+ * builds an index: one built here would change where later instant-fit
+ * requests are placed, and misuse must change nothing. Locked. */
+static bool in_free_segment(Vmem *vm, const VmemTag *span, uintptr_t addr)
+{
+    if (addr_indexed(vm))
+        return vmem_tree_find_free(vm, addr) != NULL;
+    for (const VmemTag *tag = span->seg_next; tag != NULL && tag->type != SEG_SPAN;
+         tag = tag->seg_next)
+        if (addr >= tag->base && addr <= tag_last(tag))
+            return tag->type == SEG_FREE;
+    return false;
+}
+
 /* Why addr is not an allocated segment of vm: sets *kind, returns the
- * reason. Locked. */
+ * reason. Locked; changes nothing. */
 static const char *classify_bad_free(Vmem *vm, uintptr_t addr, VmemMisuseKind *kind)
 {
-    ensure_index(vm, VMEM_STATE_ADDR_INDEXED); /* misuse is rare: an index pays for itself later */
-    if (vmem_tree_find_free(vm, addr) != NULL) {
+    const VmemTag *span = span_containing(vm, addr, 1);
+    if (span == NULL) {
+        *kind = VMEM_MISUSE_FREE_UNKNOWN;
+        return "the address is in no span of this arena (another arena's?)";
+    }
+    if (in_free_segment(vm, span, addr)) {
         *kind = VMEM_MISUSE_DOUBLE_FREE;
         return "the address lies in a free segment: freed twice, or never allocated";
     }
-    if (span_containing(vm, addr, 1) != NULL) {
-        *kind = VMEM_MISUSE_FREE_INSIDE;
-        return "the address lies inside an allocated segment, not at its start";
-    }
-    *kind = VMEM_MISUSE_FREE_UNKNOWN;
-    return "the address is in no span of this arena (another arena's?)";
+    *kind = VMEM_MISUSE_FREE_INSIDE;
+    return "the address lies inside an allocated segment, not at its start";
 }
 
 /* Out of line, so that the report's frame is not every free's. */
@@ -1640,21 +1664,33 @@ static int arena_add(Vmem *vm, const char *call, uintptr_t base, size_t size, in
         return -VMEM_ERR_INVALID;
     }
 
-    Leftovers left;
-    VmemIrqState state = lock_with_hash_table(vm, vmflag, &left);
+    /* An overlap is looked for before anything else, so that the misuse
+     * takes no tag and installs no hash table the arena was waiting for
+     * (and is reported as what it is when no tag can be had); and again
+     * once the stash is full, as the fill may drop the lock. */
+    uintptr_t last = base + (size - 1);
+    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    bool overlaps = span_overlaps(vm, base, last);
+    vmem_port_unlock(&vm->vm_lock, state);
     int result = 0;
-    if (!vmem_stash_fill(vm, &state, vmflag)) {
-        result = -VMEM_ERR_NO_MEM;
-    } else if (span_overlaps(vm, base, base + (size - 1))) {
-        result = -VMEM_ERR_INVALID;
-    } else {
-        span_add(vm, base, size, 0);
-        wake_waiters(vm);
+    if (!overlaps) {
+        Leftovers left;
+        state = lock_with_hash_table(vm, vmflag, &left);
+        if (!vmem_stash_fill(vm, &state, vmflag)) {
+            result = -VMEM_ERR_NO_MEM;
+        } else if (span_overlaps(vm, base, last)) {
+            overlaps = true;
+        } else {
+            span_add(vm, base, size, 0);
+            wake_waiters(vm);
+        }
+        unlock_and_release(vm, state, &left);
     }
-    unlock_and_release(vm, state, &left);
-    if (result == -VMEM_ERR_INVALID)
+    if (overlaps) {
         vmem_report(vm, call, base, size, VMEM_MISUSE_SPAN_OVERLAP,
                     "the span overlaps a span already in the arena");
+        return -VMEM_ERR_INVALID;
+    }
     return result;
 }
 
@@ -1686,14 +1722,13 @@ static void arena_locks_fini(Vmem *vm)
     vmem_port_lock_fini(&vm->vm_lock);
 }
 
-/* What is wrong with vmem_init's arguments, or NULL; sets *kind. */
+/* What is wrong with the arguments of vmem_init (or of vmem_create, whose
+ * storage does not exist yet: vmem NULL), or NULL; sets *kind. */
 static const char *init_problem(const Vmem *vmem, uintptr_t base, size_t size, size_t quantum,
                                 VmemAlloc *afunc, VmemFree *ffunc, const Vmem *source,
                                 int vmflag, VmemMisuseKind *kind)
 {
     *kind = VMEM_MISUSE_BAD_ARGUMENT;
-    if (vmem == NULL)
-        return "the arena storage is NULL";
     if (!is_pow2(quantum))
         return "quantum is not a power of two";
     /* An empty initial span is allowed: the spans may all come later. */
@@ -1704,7 +1739,7 @@ static const char *init_problem(const Vmem *vmem, uintptr_t base, size_t size, s
         return "an import function needs a source arena, and a source an import function";
     if (ffunc != NULL && afunc == NULL)
         return "a give-back function without an import function";
-    if (source == vmem)
+    if (source != NULL && source == vmem)
         return "an arena cannot import from itself";
     if (source != NULL && source->vm_magic != VMEM_MAGIC) {
         *kind = VMEM_MISUSE_NOT_ARENA;
@@ -1723,8 +1758,10 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
                     "vmem_bootstrap() has not been called");
         return -VMEM_ERR_INVALID;
     }
-    VmemMisuseKind kind;
-    const char *why = init_problem(vmem, b, size, quantum, afunc, ffunc, source, vmflag, &kind);
+    VmemMisuseKind kind = VMEM_MISUSE_BAD_ARGUMENT;
+    const char *why = vmem == NULL ? "the arena storage is NULL"
+                                   : init_problem(vmem, b, size, quantum, afunc, ffunc, source,
+                                                  vmflag, &kind);
     if (why != NULL) {
         vmem_report(NULL, call, b, size, kind, why);
         return -VMEM_ERR_INVALID;
@@ -1763,6 +1800,7 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
     vmem->vm_qcache_pages = 0;
     vmem->vm_hash_hint = 0;
     vmem->vm_waiters = 0;
+    vmem->vm_importers = 0;
     vmem_hash_init(vmem);
     vmem_port_lock_init(&vmem->vm_lock);
 #if VMEM_PORT_CAN_SLEEP
@@ -1782,6 +1820,12 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
             return result;
         }
     }
+    if (source != NULL) {
+        /* The source may not be destroyed while this arena lives. */
+        VmemIrqState state = vmem_port_lock(&source->vm_lock);
+        source->vm_importers++;
+        vmem_port_unlock(&source->vm_lock, state);
+    }
     return 0;
 }
 
@@ -1791,6 +1835,14 @@ Vmem *vmem_create(const char *name, void *base, size_t size, size_t quantum, Vme
     if (!vmem_library_ready()) {
         vmem_report(NULL, "vmem_create", (uintptr_t)base, size, VMEM_MISUSE_NOT_BOOTSTRAPPED,
                     "vmem_bootstrap() has not been called");
+        return NULL;
+    }
+    /* Checked before storage is taken, so that misuse takes nothing. */
+    VmemMisuseKind kind;
+    const char *why = init_problem(NULL, (uintptr_t)base, size, quantum, afunc, ffunc, source,
+                                   vmflag, &kind);
+    if (why != NULL) {
+        vmem_report(NULL, "vmem_create", (uintptr_t)base, size, kind, why);
         return NULL;
     }
     Vmem *vm = vmem_storage_alloc(vmflag);
@@ -1804,6 +1856,18 @@ Vmem *vmem_create(const char *name, void *base, size_t size, size_t quantum, Vme
     return vm;
 }
 
+/* Why vmem_destroy() refuses vmp, or NULL: arenas still importing from it
+ * (their next import would call into a destroyed arena), or segments still
+ * allocated (busy). Locked. */
+static const char *destroy_problem(const Vmem *vmp, bool busy)
+{
+    if (vmp->vm_importers != 0)
+        return "the arena is the source of an arena that still exists: destroy that one first";
+    if (busy)
+        return "the arena still has allocated segments";
+    return NULL;
+}
+
 void vmem_destroy(Vmem *vmp)
 {
     static const char call[] = "vmem_destroy";
@@ -1813,18 +1877,20 @@ void vmem_destroy(Vmem *vmp)
      * busy arena keeps its caches as they are. */
     VmemStat user;
     user_stat(vmp, &user);
-    if (user.in_use != 0) {
-        vmem_report(vmp, call, 0, user.in_use, VMEM_MISUSE_DESTROY_BUSY,
-                    "the arena still has allocated segments");
+    VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
+    const char *why = destroy_problem(vmp, user.in_use != 0);
+    vmem_port_unlock(&vmp->vm_lock, state);
+    if (why != NULL) {
+        vmem_report(vmp, call, 0, user.in_use, VMEM_MISUSE_DESTROY_BUSY, why);
         return;
     }
     vmem_qcache_drain(vmp, true);
-    VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
-    if (vmp->stat.in_use != 0 || vmp->vm_hash_count != 0) {
+    state = vmem_port_lock(&vmp->vm_lock);
+    why = destroy_problem(vmp, vmp->stat.in_use != 0 || vmp->vm_hash_count != 0);
+    if (why != NULL) {
         size_t in_use = vmp->stat.in_use;
         vmem_port_unlock(&vmp->vm_lock, state);
-        vmem_report(vmp, call, 0, in_use, VMEM_MISUSE_DESTROY_BUSY,
-                    "the arena still has allocated segments");
+        vmem_report(vmp, call, 0, in_use, VMEM_MISUSE_DESTROY_BUSY, why);
         return;
     }
     /* Imported spans go home one at a time, each with the lock dropped. */
@@ -1853,6 +1919,11 @@ void vmem_destroy(Vmem *vmp)
     vmem_port_unlock(&vmp->vm_lock, state);
 
     arena_locks_fini(vmp);
+    if (vmp->source != NULL) {
+        state = vmem_port_lock(&vmp->source->vm_lock);
+        vmp->source->vm_importers--;
+        vmem_port_unlock(&vmp->source->vm_lock, state);
+    }
     vmem_qcache_fini(vmp);
     vmem_pool_return(tags);
     for (int i = 0; i < 2; i++)

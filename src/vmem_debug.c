@@ -120,12 +120,9 @@ void vmem_dump(Vmem *vmp)
 {
     char buf[LINE_MAX];
     Fmt f;
-    line_start(&f, buf);
-    if (!vmem_library_ready() || vmp == NULL || vmp->vm_magic != VMEM_MAGIC) {
-        fmt_str(&f, "vmem: dump of something that is not an arena");
-        line_end(&f);
+    if (!vmem_arena_usable(vmp, "vmem_dump", 0, 0))
         return;
-    }
+    line_start(&f, buf);
     size_t pool_tags = vmem_pool_free_tags();
     VmemStat user;
     VmemQcacheUsage cached;
@@ -235,9 +232,10 @@ void vmem_dump(Vmem *vmp)
 
 void vmem_walk(Vmem *vmp, int typemask, VmemWalker *func, void *arg)
 {
-    if (!vmem_library_ready() || vmp == NULL || vmp->vm_magic != VMEM_MAGIC || func == NULL) {
-        vmem_report(vmp, "vmem_walk", 0, 0, VMEM_MISUSE_BAD_ARGUMENT,
-                    "vmem_walk needs an initialised arena and a function");
+    if (!vmem_arena_usable(vmp, "vmem_walk", 0, 0))
+        return;
+    if (func == NULL) {
+        vmem_report(vmp, "vmem_walk", 0, 0, VMEM_MISUSE_BAD_ARGUMENT, "func is NULL");
         return;
     }
     VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
@@ -404,8 +402,10 @@ static bool check_counters(const Vmem *vm, const Census *c, Problem *p)
 int vmem_check(Vmem *vmp, VmemCheckReport *report)
 {
     Problem p = {NULL, NULL};
-    if (!vmem_library_ready() || vmp == NULL || vmp->vm_magic != VMEM_MAGIC) {
+    int result = -VMEM_ERR_NOT_FOUND;
+    if (!vmem_arena_usable(vmp, "vmem_check", 0, 0)) {
         p.reason = "not an initialised arena";
+        result = -VMEM_ERR_INVALID;
     } else {
         Census c = {0, 0, 0, 0, 0, 0};
         VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
@@ -419,5 +419,5 @@ int vmem_check(Vmem *vmp, VmemCheckReport *report)
         report->addr = p.tag != NULL ? p.tag->base : 0;
         report->size = p.tag != NULL ? p.tag->size : 0;
     }
-    return p.reason == NULL ? 0 : -VMEM_ERR_NOT_FOUND;
+    return p.reason == NULL ? 0 : result;
 }

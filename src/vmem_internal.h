@@ -641,4 +641,8 @@ void vmem_arena_free_segment(Vmem *vm, const char *call, uintptr_t addr, size_t 
 void vmem_report(const Vmem *vm, const char *call, uintptr_t addr, size_t size,
                  VmemMisuseKind kind, const char *reason);
 
+/* Is vm an arena that may be used? If not, reports why (not bootstrapped,
+ * NULL, not an arena) as misuse of `call` and returns false. No lock held. */
+bool vmem_arena_usable(const Vmem *vm, const char *call, uintptr_t addr, size_t size);
+
 #endif /* VMEM_INTERNAL_H */

@@ -10,6 +10,7 @@ extern const struct vtest_suite suite_policy;
 extern const struct vtest_suite suite_constraints;
 extern const struct vtest_suite suite_import;
 extern const struct vtest_suite suite_misuse;
+extern const struct vtest_suite suite_misuse_twins;
 extern const struct vtest_suite suite_edges;
 extern const struct vtest_suite suite_hash;
 extern const struct vtest_suite suite_qcache;
@@ -18,6 +19,6 @@ extern const struct vtest_suite suite_model;
 
 const struct vtest_suite *const vtest_suites[] = {
     &suite_api, &suite_policy, &suite_constraints, &suite_import,
-    &suite_misuse, &suite_edges, &suite_hash, &suite_qcache, &suite_sleep, &suite_model,
+    &suite_misuse, &suite_misuse_twins, &suite_edges, &suite_hash, &suite_qcache, &suite_sleep, &suite_model,
 };
 const size_t vtest_suite_count = sizeof(vtest_suites) / sizeof(vtest_suites[0]);
