@@ -1,98 +1,83 @@
 /*
  * vmem_qcache.c - quantum caches: the paper's per-CPU magazine layer in
  * front of an arena, one cache per multiple of the quantum up to
- * qcache_max. It owns the caches' state (per-CPU magazines, depots, slabs,
- * the slab table, object states, counters) and keeps the invariants below.
+ * qcache_max. It owns per-CPU magazines, depots, slabs, the slab table,
+ * object states and counters, and keeps the invariants below.
  *
- * 1. Layers. A cache has, from the hot path down:
- *    per CPU  a loaded and a previous magazine (stacks of free objects);
- *             an allocation pops from the loaded one, a free pushes onto
- *             it, and when it runs empty (or full) the two are swapped;
- *    depot    lists of full and empty magazines, under the cache's lock;
- *             a CPU whose two magazines are both empty (or full) trades
- *             one of them there;
- *    slabs    runs of objects carved from one arena segment (the next power
- *             of two above 3 x qcache_max, aligned to its size); empty
- *             magazines are filled from partly used slabs, and a slab
- *             wholly free again goes back to the arena.
+ * 1. Layers, from the hot path down. Per CPU, a loaded and a previous
+ *    magazine (stacks of free objects): an allocation pops the loaded one,
+ *    a free pushes onto it, and when it is empty (full) the two swap. The
+ *    depot, under the cache's lock, keeps full and empty magazines, traded
+ *    for a CPU's when both of its own are empty (full). The slabs are runs
+ *    of objects carved from one arena segment (the next power of two above
+ *    3 x qcache_max, aligned to its size): empty magazines are filled from
+ *    partly used slabs, and a slab wholly free again goes back to the arena.
  *
  * 2. CPU sections. A CPU's magazines are touched only inside that CPU's
  *    section, which the port provides (vmem_port_cpu_enter/leave: a kernel
- *    disables interrupts, the POSIX port takes a lock per CPU slot). Inside
- *    one the library pops or pushes a round, swaps its two magazines,
- *    installs or removes a magazine, bumps that CPU's counters and reads
- *    the slab table - nothing else: it takes no lock, calls no other port
- *    hook and never waits. Every exchange with the depot, the slabs, the
- *    arena or the page source happens outside: the section hands a
- *    magazine out, the exchange runs on it privately, and a second section
- *    installs the result (whatever it displaces is handed back). A section
- *    protects only its own CPU, so nobody can empty another CPU's
- *    magazines while the arena is in use; only destroy, when nobody may
- *    use the arena, empties them all.
+ *    disables interrupts, the POSIX port takes a lock per CPU index).
+ *    Inside, the library pops or pushes a round, swaps, installs or removes
+ *    a magazine, bumps that CPU's counters - and nothing else: no lock, no
+ *    other hook, no waiting. Every trade with the depot, the slabs, the
+ *    arena or the page source happens outside: a section hands a magazine
+ *    out, the trade runs on it privately, and a second section installs
+ *    the result (handing back whatever that displaces). A section protects
+ *    its own CPU only, so no one can empty another CPU's magazines while
+ *    the arena is in use; only destroy, when no one may, empties them all.
  *
  * 3. What stays cached. vmem_reap(), a request that drains before it fails
- *    or sleeps, and a free that finds someone waiting empty the depot and
- *    the calling CPU's magazines. Another CPU keeps at most its two
+ *    or sleeps, and a free that finds a sleeper (point 4) empty the depot
+ *    and the calling CPU's magazines. Every other CPU keeps at most its two
  *    magazines per cache (2 x VMEM_QCACHE_MAG_ROUNDS objects) until it next
  *    frees into that cache while a VM_SLEEP request waits, reaps, or the
  *    arena is destroyed.
  *
- * 4. Waking sleepers. A VM_SLEEP request that must wait first counts
- *    itself in vm_qcache_waiters, then drains what it can reach, then
- *    sleeps in the arena. A free pushes its object and then reads that
- *    count (sequentially consistent, as the count's update): seeing a
- *    waiter, it drains its own CPU's magazines and the depot, so slabs
- *    that become wholly free go back to the arena, whose free wakes the
- *    sleeper. A free that read zero came before the waiter counted itself,
- *    and is among what point 3 bounds.
+ * 4. Waking sleepers. A VM_SLEEP request that must wait counts itself in
+ *    vm_qcache_waiters, then drains, then sleeps in the arena. A free pushes
+ *    its object, then reads that count (both sequentially consistent):
+ *    seeing a waiter, it drains its CPU's magazines and the depot, so that
+ *    slabs wholly free go back to the arena, whose free wakes the sleeper.
+ *    A free that read zero came before the count, and is among point 3's.
  *
  * 5. Checked frees. Objects are integers, so nothing is written inside
- *    them: each slab has an external descriptor with a state per quantum
- *    (not an object start / in its slab / allocated / in a magazine). A
- *    free finds the descriptor in the slab table (open addressing, keyed
- *    by the slab's aligned base; writers under qs_lock publish entries
- *    with release stores, and a replaced table is kept until destroy) and
- *    moves the state from "allocated" to "in a magazine" with one
- *    compare-and-swap, before entering any section: a double free (also
- *    two racing on two CPUs), an address inside an object, or one never
- *    handed out fails it, is reported through the misuse hook, and changes
- *    nothing. Descriptors are reused as soon as a slab goes back, so each
- *    state also carries the slab's generation, which changes whenever a
- *    slab is carved or released: a free that looked a slab up just before
- *    it was released and its descriptor carved again expects the old
- *    generation, and fails instead of freeing an object of the new slab.
+ *    them: each slab's external descriptor holds a state per quantum (no
+ *    object start / in its slab / allocated / in a magazine). A free finds
+ *    the descriptor in the slab table (open addressing by the slab's base;
+ *    written under qs_lock with release stores, read by anyone; a replaced
+ *    table is kept until destroy) and, before entering any section, moves
+ *    the state from "allocated" to "in a magazine" with one compare-and-
+ *    swap: a double free (also two racing on two CPUs), an address inside
+ *    an object or one never handed out fails it, is reported, and changes
+ *    nothing. A descriptor is reused as soon as its slab goes back, so each
+ *    state also carries a generation, changed whenever the slab is carved
+ *    or released: a free that found a descriptor just before it was
+ *    released and carved again expects the old one, and fails.
  *
- * 6. Exact statistics. Every object handed to a caller is counted once in
- *    an allocation counter, every object taken back once in a free
- *    counter: per CPU for those that pass through a section (written only
- *    inside it), per cache for those that bypass the magazines (written
- *    under its lock). Counters only grow and are published with release
- *    stores. A reader sums the free counters, then the allocation
- *    counters, then the free counters again (acquire loads): an object's
- *    allocation is counted before it reaches any caller who could free it,
- *    so allocations read after frees are never fewer, and when the two
- *    sums of frees agree no free happened in between, so the difference
- *    lies between what was outstanding when the reading began and when it
- *    ended. The arena (vmem_arena.c) brackets this with two views of its
- *    own counters, which count slabs apart from other segments, and
- *    accepts a read only when both views agree too; failing that a few
- *    times, it clamps the cached bytes to the slab bytes, so that every
- *    answer has 0 <= in_use <= total and free <= alloc.
+ * 6. Exact statistics. Every object handed out is counted once in an
+ *    allocation counter and every object taken back once in a free counter:
+ *    per CPU when it passes through a section (written only inside), per
+ *    cache when it bypasses the magazines (under the cache lock). Counters
+ *    only grow, with release stores. A reader sums the frees, then the
+ *    allocations, then the frees again (acquire loads). An allocation is
+ *    counted before its object reaches anyone who could free it, so
+ *    allocations read after frees are never fewer; and when both sums of
+ *    frees agree, no free was counted in between, so the difference lies
+ *    between what was outstanding when the read began and when it ended.
+ *    The arena (user_stat) brackets this read with two views of its own
+ *    counters, which count slabs apart, and accepts it when those agree
+ *    too; failing a few times, it clamps the cached bytes to the slab
+ *    bytes. Every answer has 0 <= in_use <= total and free <= alloc.
  *
- * 7. Lock order: cache lock -> qs_lock. Neither is ever held while calling
- *    the arena, the page source or the misuse hook, nor inside a section.
+ * 7. Lock order: cache lock -> qs_lock. Neither is held inside a section,
+ *    nor while calling the arena, the page source or the misuse hook.
  */
 #include "vmem_internal.h"
 
 #define MAG_ROUNDS VMEM_QCACHE_MAG_ROUNDS
-/* Full (empty) magazines a depot keeps before it gives one back to the
- * slabs (the shared magazine list). */
-#define DEPOT_FULL_MAX 4
-#define DEPOT_EMPTY_MAX 4
+/* Full (empty) magazines a depot keeps before it empties one into its
+ * slabs (gives one to the shared list). */
+#define DEPOT_MAX 4
 #define SLAB_QUANTA_MAX VMEM_QCACHE_SLAB_OBJS
-/* Attempts at a consistent statistics read before the clamped answer. */
-#define COUNT_ATTEMPTS 4
-
 #define COLD __attribute__((noinline, cold))
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
@@ -104,30 +89,26 @@ enum { OBJ_NONE = 0, OBJ_IN_SLAB, OBJ_ALLOCATED, OBJ_IN_MAGAZINE };
 
 typedef struct vmem_slab VmemSlab;
 
-/* A cached object and its slab (saves a table lookup on every allocation). */
 typedef struct {
     uintptr_t addr;
-    VmemSlab *slab;
+    VmemSlab *slab; /* spares the allocation a table lookup */
 } VmemRound;
 
 /* Whole lines, so that two CPUs' magazines never share one. */
 typedef struct vmem_mag {
-    struct vmem_mag *next;
+    struct vmem_mag *next; /* first, as in every item of a free list */
     size_t rounds;
     VmemRound round[MAG_ROUNDS];
 } __attribute__((aligned(64))) VmemMag;
 
 struct vmem_slab {
-    VmemSlab *next;   /* partial list, or the descriptor free list (first) */
+    VmemSlab *next; /* the partial list, or the descriptor free list */
     VmemSlab *prev;
-    uintptr_t base;   /* atomic: read by frees outside any lock */
-    uint64_t in_slab; /* bit q: the object at quantum q is free in the slab */
-    uint16_t cache;   /* atomic, like base */
-    uint16_t gen;     /* atomic: the generation in every state (point 5) */
-    uint16_t out;     /* objects not in the slab layer */
-    bool partial;     /* on its cache's partial list */
-    /* Written by hits: a line apart from the fields above. */
-    uint16_t state[SLAB_QUANTA_MAX] __attribute__((aligned(64)));
+    uintptr_t base;   /* base, cache, gen: atomic, read by frees unlocked */
+    uint64_t in_slab; /* bit q: the object at quantum q is in the slab */
+    uint16_t cache, gen, out; /* out: objects not in the slab */
+    bool partial;
+    uint16_t state[SLAB_QUANTA_MAX] __attribute__((aligned(64))); /* written by hits */
 };
 
 typedef struct {
@@ -136,63 +117,56 @@ typedef struct {
 } SlabSlot;
 
 typedef struct {
-    size_t mask;
-    unsigned shift; /* 64 - log2(slots): slot_of() keeps the hash's top bits */
-    size_t used;    /* live + tombstones */
-    size_t live;
+    size_t mask, used, live; /* used: live + tombstones */
+    unsigned shift;          /* 64 - log2(slots): slot_of() keeps the top bits */
     SlabSlot slot[];
 } SlabTable;
 
 #define TOMBSTONE ((VmemSlab *)1)
 
-/* A CPU's magazines and counters: one line, touched only in its section. */
+/* A CPU's magazines and counters: a line touched only in its section. */
 typedef struct {
-    VmemMag *loaded;
-    VmemMag *previous;
-    size_t allocs, frees; /* objects handed out / taken back in this section */
+    VmemMag *loaded, *previous;
+    size_t allocs, frees;
 } __attribute__((aligned(64))) QcCpu;
 
 typedef struct {
-    VmemLock lock; /* the depot, the partial list, the counters below */
+    VmemLock lock; /* the depot, the partial list, allocs and frees */
     size_t objsize;
     VmemMag *full, *empty;
     size_t nfull, nempty;
     VmemSlab *partial;
-    size_t allocs, frees; /* objects handed out / taken back straight from slabs */
+    size_t allocs, frees; /* objects that bypassed the magazines */
     QcCpu cpu[VMEM_MAX_CPUS];
 } QcCache;
 
-/* Pages this state owns, for vmem_qcache_fini. */
 typedef struct qc_page {
     struct qc_page *next;
     size_t npages;
 } QcPage;
 
-/* Descriptors and magazines start at the first line after a page's header. */
+/* Items carved from a page start at its first line after the header. */
 #define BLOCK_OFFSET ((sizeof(QcPage) + 63) & ~(size_t)63)
 _Static_assert(sizeof(VmemMag) <= VMEM_PAGE_SIZE - BLOCK_OFFSET,
                "a magazine must fit in a page: lower VMEM_QCACHE_MAG_ROUNDS");
 
 struct vmem_qcache_state {
-    size_t ncaches;
+    size_t ncaches, slab_size;
     unsigned quantum_shift, slab_shift;
     uintptr_t quantum_mask, slab_mask; /* slab_mask: a slab's base from an address */
-    size_t slab_size;
     SlabTable *table;
     VmemLock qs_lock __attribute__((aligned(64))); /* table writes, free lists, pages */
     VmemSlab *desc_free;
     VmemMag *mag_free;
-    QcPage *pages;
+    QcPage *pages; /* everything taken from the page source, for destroy */
     QcCache cache[];
 };
-
-static size_t pages_for(size_t bytes) { return (bytes + VMEM_PAGE_SIZE - 1) / VMEM_PAGE_SIZE; }
 
 static inline QcCpu *cpu_enter(QcCache *cache, VmemIrqState *irq)
 {
     unsigned cpu = vmem_port_cpu_enter(irq);
     if (UNLIKELY(cpu >= VMEM_MAX_CPUS))
-        vmem_port_panic("vmem_port_cpu_enter returned a CPU index >= VMEM_MAX_CPUS");
+        vmem_port_panic("vmem_port_cpu_enter returned an index >= VMEM_MAX_CPUS");
     return &cache->cpu[cpu];
 }
 
@@ -201,16 +175,17 @@ static inline void cpu_leave(QcCache *cache, QcCpu *cpu, VmemIrqState irq)
     vmem_port_cpu_leave((unsigned)(cpu - cache->cpu), irq);
 }
 
-/* Counters have one writer at a time: a plain increment, stored atomically
- * with release for the readers (point 6). */
+/* One writer at a time: a plain increment, published for readers. */
 static inline void count(size_t *counter)
 {
     __atomic_store_n(counter, *counter + 1, __ATOMIC_RELEASE);
 }
 
-/* ---- Memory for the caches' own structures ------------------------------- */
+/* ---- Memory for the caches' own structures -------------------------------------- */
 
-/* A page run for qs, kept until destroy. No lock held. */
+static size_t pages_for(size_t bytes) { return (bytes + VMEM_PAGE_SIZE - 1) / VMEM_PAGE_SIZE; }
+
+/* Pages for qs, kept until destroy. No lock held. */
 static void *qc_pages(VmemQcacheState *qs, size_t bytes, int vmflag)
 {
     size_t npages = pages_for(bytes + BLOCK_OFFSET);
@@ -225,29 +200,37 @@ static void *qc_pages(VmemQcacheState *qs, size_t bytes, int vmflag)
     return (char *)page + BLOCK_OFFSET;
 }
 
-/* An item from a free list under qs_lock, refilled a page at a time from
- * the page source. No lock held. */
+/* Pushes an item (its first word links) onto a free list. qs_lock held. */
+static void list_put(void **list, void *item)
+{
+    *(void **)item = *list;
+    *list = item;
+}
+
+/* An item from a free list, refilled a page at a time. No lock held. */
 static void *list_get(VmemQcacheState *qs, void **list, size_t item_size, int vmflag)
 {
     for (;;) {
         VmemIrqState state = vmem_port_lock(&qs->qs_lock);
         void **item = *list;
         if (item != NULL)
-            *list = *item; /* both kinds of item start with their next pointer */
+            *list = *item;
         vmem_port_unlock(&qs->qs_lock, state);
-        if (item != NULL)
+        char *block;
+        if (item != NULL || (block = qc_pages(qs, VMEM_PAGE_SIZE - BLOCK_OFFSET, vmflag)) == NULL)
             return item;
-        char *block = qc_pages(qs, VMEM_PAGE_SIZE - BLOCK_OFFSET, vmflag);
-        if (block == NULL)
-            return NULL;
         state = vmem_port_lock(&qs->qs_lock);
-        for (size_t i = 0; i < (VMEM_PAGE_SIZE - BLOCK_OFFSET) / item_size; i++) {
-            void **fresh = (void **)(void *)(block + i * item_size);
-            *fresh = *list;
-            *list = fresh;
-        }
+        for (size_t i = 0; i < (VMEM_PAGE_SIZE - BLOCK_OFFSET) / item_size; i++)
+            list_put(list, block + i * item_size);
         vmem_port_unlock(&qs->qs_lock, state);
     }
+}
+
+static void list_put_locked(VmemQcacheState *qs, void **list, void *item)
+{
+    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
+    list_put(list, item);
+    vmem_port_unlock(&qs->qs_lock, state);
 }
 
 static VmemMag *mag_get(VmemQcacheState *qs)
@@ -258,20 +241,14 @@ static VmemMag *mag_get(VmemQcacheState *qs)
     return mag;
 }
 
-/* qs_lock held. */
-static void mag_free_locked(VmemQcacheState *qs, VmemMag *mag)
-{
-    mag->next = qs->mag_free;
-    qs->mag_free = mag;
-}
-
-/* ---- The slab table and object states ------------------------------------ */
+/* ---- The slab table and object states ----------------------------------------- */
 
 static inline uint16_t *state_of(const VmemQcacheState *qs, VmemSlab *slab, uintptr_t addr)
 {
     return &slab->state[(addr & ~qs->slab_mask) >> qs->quantum_shift];
 }
 
+/* By its holder only (a magazine's, or the cache lock's), keeping the generation. */
 static inline void state_set(uint16_t *state, unsigned kind)
 {
     uint16_t old = __atomic_load_n(state, __ATOMIC_RELAXED);
@@ -282,29 +259,27 @@ static inline void state_set(uint16_t *state, unsigned kind)
  * the top bits of the product instead of crowding its low ones. */
 static size_t slot_of(const VmemQcacheState *qs, const SlabTable *table, uintptr_t key)
 {
-    uint64_t h = (uint64_t)(key >> qs->slab_shift) * 0x9e3779b97f4a7c15ULL;
-    return (size_t)(h >> table->shift);
+    return (size_t)(((uint64_t)(key >> qs->slab_shift) * 0x9e3779b97f4a7c15ULL) >> table->shift);
 }
 
-/* The descriptor last published for the slab holding addr, or NULL. Any
- * thread, no lock: descriptors and tables live until destroy. */
+/* The descriptor last published for the slab holding addr, or NULL. */
 static inline VmemSlab *slab_of(const VmemQcacheState *qs, uintptr_t addr)
 {
     SlabTable *table = __atomic_load_n(&qs->table, __ATOMIC_ACQUIRE);
-    if (table == NULL)
-        return NULL;
     uintptr_t key = addr & qs->slab_mask;
-    /* A table is never more than 3/4 used, so an empty slot ends the probe. */
-    for (size_t i = slot_of(qs, table, key);; i = (i + 1) & table->mask) {
+    /* A table is never more than 3/4 used: an empty slot ends the probe. */
+    for (size_t i = table != NULL ? slot_of(qs, table, key) : 0; table != NULL;
+         i = (i + 1) & table->mask) {
         VmemSlab *slab = __atomic_load_n(&table->slot[i].slab, __ATOMIC_ACQUIRE);
         if (slab == NULL)
-            return NULL;
+            break;
         if (slab != TOMBSTONE && __atomic_load_n(&table->slot[i].key, __ATOMIC_RELAXED) == key)
             return slab;
     }
+    return NULL;
 }
 
-/* qs_lock held, for these two. */
+/* qs_lock held, for the two below. */
 static void table_put(VmemQcacheState *qs, SlabTable *table, uintptr_t key, VmemSlab *slab)
 {
     size_t i = slot_of(qs, table, key);
@@ -316,22 +291,7 @@ static void table_put(VmemQcacheState *qs, SlabTable *table, uintptr_t key, Vmem
     __atomic_store_n(&table->slot[i].slab, slab, __ATOMIC_RELEASE);
 }
 
-static void table_delete(VmemQcacheState *qs, uintptr_t key)
-{
-    SlabTable *table = qs->table;
-    for (size_t i = slot_of(qs, table, key);; i = (i + 1) & table->mask) {
-        VmemSlab *slab = table->slot[i].slab;
-        if (slab == NULL)
-            vmem_port_panic("vmem: quantum-cache slab missing from its table");
-        if (slab != TOMBSTONE && table->slot[i].key == key) {
-            __atomic_store_n(&table->slot[i].slab, TOMBSTONE, __ATOMIC_RELEASE);
-            table->live--;
-            return;
-        }
-    }
-}
-
-/* Slots a table needs to take one more slab, or 0 if it has room. qs_lock. */
+/* Slots a table needs to take one more slab, or 0 if it has room. */
 static size_t table_wanted_slots(const VmemQcacheState *qs)
 {
     const SlabTable *table = qs->table;
@@ -372,9 +332,8 @@ static bool table_room(VmemQcacheState *qs, int vmflag)
     }
 }
 
-/* ---- Slabs ------------------------------------------------------------------ */
+/* ---- Slabs (cache lock held unless said otherwise) ------------------------------ */
 
-/* Cache lock held, for the slab functions below unless they say otherwise. */
 static void partial_add(QcCache *cache, VmemSlab *slab)
 {
     slab->partial = true;
@@ -388,17 +347,13 @@ static void partial_add(QcCache *cache, VmemSlab *slab)
 static void partial_remove(QcCache *cache, VmemSlab *slab)
 {
     slab->partial = false;
-    if (slab->prev != NULL)
-        slab->prev->next = slab->next;
-    else
-        cache->partial = slab->next;
+    *(slab->prev != NULL ? &slab->prev->next : &cache->partial) = slab->next;
     if (slab->next != NULL)
         slab->next->prev = slab->prev;
 }
 
 /* Takes the lowest free object of the first partial slab, in state `kind`. */
-static bool slab_take(const VmemQcacheState *qs, QcCache *cache, unsigned kind,
-                      VmemRound *round)
+static bool slab_take(const VmemQcacheState *qs, QcCache *cache, unsigned kind, VmemRound *round)
 {
     VmemSlab *slab = cache->partial;
     if (slab == NULL)
@@ -409,15 +364,13 @@ static bool slab_take(const VmemQcacheState *qs, QcCache *cache, unsigned kind,
     state_set(&slab->state[q], kind);
     if (slab->in_slab == 0)
         partial_remove(cache, slab);
-    round->addr = slab->base + ((uintptr_t)q << qs->quantum_shift);
-    round->slab = slab;
+    *round = (VmemRound){slab->base + ((uintptr_t)q << qs->quantum_shift), slab};
     return true;
 }
 
 /* Puts an object back in its slab; a slab wholly free again goes onto
  * *release, detached from everything but the table. */
-static void slab_put(const VmemQcacheState *qs, QcCache *cache, VmemRound round,
-                     VmemSlab **release)
+static void slab_put(const VmemQcacheState *qs, QcCache *cache, VmemRound round, VmemSlab **release)
 {
     VmemSlab *slab = round.slab;
     unsigned q = (unsigned)((round.addr - slab->base) >> qs->quantum_shift);
@@ -433,9 +386,7 @@ static void slab_put(const VmemQcacheState *qs, QcCache *cache, VmemRound round,
     }
 }
 
-/* Returns a magazine's rounds to their slabs. */
-static void mag_flush(const VmemQcacheState *qs, QcCache *cache, VmemMag *mag,
-                      VmemSlab **release)
+static void mag_flush(const VmemQcacheState *qs, QcCache *cache, VmemMag *mag, VmemSlab **release)
 {
     while (mag->rounds > 0)
         slab_put(qs, cache, mag->round[--mag->rounds], release);
@@ -444,31 +395,25 @@ static void mag_flush(const VmemQcacheState *qs, QcCache *cache, VmemMag *mag,
 /* Gives wholly free slabs back to the arena. No lock held. */
 static void slabs_release(Vmem *vm, VmemQcacheState *qs, VmemSlab *list)
 {
-    while (list != NULL) {
-        VmemSlab *next = list->next;
+    for (VmemSlab *next; list != NULL; list = next) {
+        next = list->next;
         uintptr_t base = list->base;
         VmemIrqState state = vmem_port_lock(&qs->qs_lock);
-        table_delete(qs, base);
-        /* A free still holding this descriptor now expects a dead generation. */
+        SlabTable *table = qs->table;
+        size_t i = slot_of(qs, table, base);
+        while (table->slot[i].slab != list)
+            i = (i + 1) & table->mask;
+        __atomic_store_n(&table->slot[i].slab, TOMBSTONE, __ATOMIC_RELEASE);
+        table->live--;
+        /* A free still holding the descriptor now expects a dead generation. */
         __atomic_store_n(&list->gen, (uint16_t)((list->gen + 1) & GEN_MASK), __ATOMIC_RELEASE);
-        list->next = qs->desc_free;
-        qs->desc_free = list;
+        list_put((void **)&qs->desc_free, list);
         vmem_port_unlock(&qs->qs_lock, state);
         vmem_arena_free_slab(vm, base, qs->slab_size);
-        list = next;
     }
 }
 
-/* Returns a descriptor never published (or no longer) to the free list. */
-static void desc_unused(VmemQcacheState *qs, VmemSlab *slab)
-{
-    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
-    slab->next = qs->desc_free;
-    qs->desc_free = slab;
-    vmem_port_unlock(&qs->qs_lock, state);
-}
-
-/* Carves a new slab for cache c onto its partial list. No lock held. */
+/* Carves a new slab onto cache c's partial list. No lock held. */
 static bool slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag)
 {
     VmemSlab *slab = list_get(qs, (void **)&qs->desc_free, sizeof(VmemSlab), vmflag);
@@ -476,7 +421,7 @@ static bool slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag)
     if (slab == NULL)
         return false;
     if (!table_room(qs, vmflag) || vmem_arena_alloc_slab(vm, qs->slab_size, vmflag, &base) != 0) {
-        desc_unused(qs, slab);
+        list_put_locked(qs, (void **)&qs->desc_free, slab);
         return false;
     }
     uint16_t gen = (uint16_t)((slab->gen + 1) & GEN_MASK);
@@ -493,28 +438,23 @@ static bool slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag)
     }
     __atomic_store_n(&slab->gen, gen, __ATOMIC_RELEASE);
     QcCache *cache = &qs->cache[c];
-    for (;;) {
-        VmemIrqState cstate = vmem_port_lock(&cache->lock);
-        VmemIrqState state = vmem_port_lock(&qs->qs_lock);
-        bool room = table_wanted_slots(qs) == 0;
-        if (room)
-            table_put(qs, qs->table, base, slab);
-        vmem_port_unlock(&qs->qs_lock, state);
-        if (room)
-            partial_add(cache, slab);
-        vmem_port_unlock(&cache->lock, cstate);
-        if (room)
-            return true;
-        /* Others took the room meanwhile; without more, the slab goes back. */
-        if (!table_room(qs, VM_NOSLEEP)) {
-            vmem_arena_free_slab(vm, base, qs->slab_size);
-            desc_unused(qs, slab);
-            return false;
-        }
+    VmemIrqState cstate = vmem_port_lock(&cache->lock);
+    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
+    bool room = table_wanted_slots(qs) == 0; /* others may have used it meanwhile */
+    if (room)
+        table_put(qs, qs->table, base, slab);
+    vmem_port_unlock(&qs->qs_lock, state);
+    if (room)
+        partial_add(cache, slab);
+    vmem_port_unlock(&cache->lock, cstate);
+    if (!room) {
+        vmem_arena_free_slab(vm, base, qs->slab_size);
+        list_put_locked(qs, (void **)&qs->desc_free, slab);
     }
+    return room;
 }
 
-/* ---- Creation ---------------------------------------------------------------- */
+/* ---- Creation --------------------------------------------------------------------- */
 
 size_t vmem_qcache_count(const Vmem *vm)
 {
@@ -535,11 +475,11 @@ static VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
         return NULL;
     vmem_port_lock_init(&qs->qs_lock);
     qs->ncaches = n;
-    qs->quantum_shift = vm->vm_quantum_shift;
-    qs->quantum_mask = vm->quantum - 1;
     /* The paper's slab size: the next power of two above 3 x qcache_max. */
     qs->slab_size = (size_t)1 << (log2_floor(3 * n * vm->quantum) + 1);
+    qs->quantum_shift = vm->vm_quantum_shift;
     qs->slab_shift = log2_floor(qs->slab_size);
+    qs->quantum_mask = vm->quantum - 1;
     qs->slab_mask = ~(uintptr_t)(qs->slab_size - 1);
     qs->table = NULL;
     qs->desc_free = NULL;
@@ -550,9 +490,8 @@ static VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
         vmem_port_lock_init(&cache->lock);
         cache->objsize = (c + 1) * vm->quantum;
         cache->full = cache->empty = NULL;
-        cache->nfull = cache->nempty = 0;
+        cache->nfull = cache->nempty = cache->allocs = cache->frees = 0;
         cache->partial = NULL;
-        cache->allocs = cache->frees = 0;
         for (size_t i = 0; i < VMEM_MAX_CPUS; i++)
             cache->cpu[i] = (QcCpu){NULL, NULL, 0, 0};
     }
@@ -572,7 +511,7 @@ static VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
     return existing;
 }
 
-/* ---- The depot (cache lock held) ------------------------------------------------ */
+/* ---- The depot (cache lock held) ---------------------------------------------------- */
 
 static VmemMag *depot_take(VmemMag **list, size_t *n)
 {
@@ -584,29 +523,16 @@ static VmemMag *depot_take(VmemMag **list, size_t *n)
     return mag;
 }
 
-/* Past DEPOT_EMPTY_MAX an empty magazine goes to the shared list. */
-static void depot_put_empty(VmemQcacheState *qs, QcCache *cache, VmemMag *mag)
-{
-    if (cache->nempty < DEPOT_EMPTY_MAX) {
-        mag->next = cache->empty;
-        cache->empty = mag;
-        cache->nempty++;
-        return;
-    }
-    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
-    mag_free_locked(qs, mag);
-    vmem_port_unlock(&qs->qs_lock, state);
-}
-
-/* Takes back a magazine a CPU handed out: full ones join the depot (past
- * DEPOT_FULL_MAX the oldest goes back to its slabs, so that unused slabs
- * can be released), others are emptied into their slabs. */
+/* Takes a magazine back: a full one joins the depot (past DEPOT_MAX the
+ * oldest goes back to its slabs, so that unused slabs can be released);
+ * any other is emptied into its slabs and kept empty, or past DEPOT_MAX
+ * given to the shared list. */
 static void depot_put(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, VmemSlab **release)
 {
     if (mag->rounds == MAG_ROUNDS) {
         mag->next = cache->full;
         cache->full = mag;
-        if (++cache->nfull <= DEPOT_FULL_MAX)
+        if (++cache->nfull <= DEPOT_MAX)
             return;
         VmemMag **link = &cache->full;
         while ((*link)->next != NULL)
@@ -616,18 +542,16 @@ static void depot_put(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, VmemSla
         cache->nfull--;
     }
     mag_flush(qs, cache, mag, release);
-    depot_put_empty(qs, cache, mag);
+    if (cache->nempty < DEPOT_MAX) {
+        mag->next = cache->empty;
+        cache->empty = mag;
+        cache->nempty++;
+    } else {
+        list_put_locked(qs, (void **)&qs->mag_free, mag);
+    }
 }
 
-/* Fills an empty magazine from the partial slabs; returns its rounds. */
-static size_t mag_fill(const VmemQcacheState *qs, QcCache *cache, VmemMag *mag)
-{
-    while (mag->rounds < MAG_ROUNDS && slab_take(qs, cache, OBJ_IN_MAGAZINE, &mag->round[mag->rounds]))
-        mag->rounds++;
-    return mag->rounds;
-}
-
-/* As depot_put, taking the lock, then gives back freed slabs. No lock held. */
+/* depot_put() from outside, then the freed slabs back. No lock held. */
 static void mag_return(Vmem *vm, VmemQcacheState *qs, QcCache *cache, VmemMag *mag)
 {
     VmemSlab *release = NULL;
@@ -637,9 +561,9 @@ static void mag_return(Vmem *vm, VmemQcacheState *qs, QcCache *cache, VmemMag *m
     slabs_release(vm, qs, release);
 }
 
-/* Installs a magazine a CPU's section handed out, as its loaded one; the
- * loaded one becomes the previous. Returns the previous one it displaced
- * (NULL unless something ran on that CPU meanwhile). Inside the section. */
+/* Installs a magazine handed out earlier as the loaded one (the loaded one
+ * becomes the previous); returns the previous one it displaces, NULL
+ * unless something ran on this CPU meanwhile. Inside the section. */
 static inline VmemMag *mag_install(QcCpu *cpu, VmemMag *mag)
 {
     VmemMag *displaced = cpu->previous;
@@ -648,47 +572,27 @@ static inline VmemMag *mag_install(QcCpu *cpu, VmemMag *mag)
     return displaced;
 }
 
-/* ---- Allocation ----------------------------------------------------------------- */
+/* ---- Allocation --------------------------------------------------------------------- */
 
 static int at_once(int vmflag) { return (vmflag & ~VM_SLEEP) | VM_NOSLEEP; }
 
-/* Pops the loaded magazine's top round for the caller and leaves. */
 static inline uintptr_t pop_and_leave(const VmemQcacheState *qs, QcCache *cache, QcCpu *cpu,
                                       VmemMag *mag, VmemIrqState irq)
 {
-    VmemRound *round = &mag->round[--mag->rounds];
-    uintptr_t addr = round->addr;
-    state_set(state_of(qs, round->slab, addr), OBJ_ALLOCATED);
+    VmemRound round = mag->round[--mag->rounds];
+    state_set(state_of(qs, round.slab, round.addr), OBJ_ALLOCATED);
     count(&cpu->allocs);
     cpu_leave(cache, cpu, irq);
-    return addr;
-}
-
-/* An object straight from the slabs, bypassing the magazines (no memory
- * for one). 0 if the slab layer has none to give. No lock held. */
-static COLD uintptr_t alloc_from_slabs(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag)
-{
-    QcCache *cache = &qs->cache[c];
-    for (int attempt = 0; attempt < 2; attempt++) {
-        VmemRound round;
-        VmemIrqState cstate = vmem_port_lock(&cache->lock);
-        bool got = slab_take(qs, cache, OBJ_ALLOCATED, &round);
-        if (got)
-            count(&cache->allocs);
-        vmem_port_unlock(&cache->lock, cstate);
-        if (got)
-            return round.addr;
-        if (attempt == 0 && !slab_grow(vm, qs, c, at_once(vmflag)))
-            break;
-    }
-    return 0;
+    return round.addr;
 }
 
 /* Both magazines empty: the section hands out the previous one, which is
- * traded for a full one from the depot, or filled from the slabs (a new
- * slab if need be, or a new magazine from the page source); the result is
- * installed in a second section, which pops the caller's object. Entered
- * inside the section; returns outside it. */
+ * traded for a full one from the depot or filled from the slabs (from a
+ * new slab if need be); a second section installs it and pops the
+ * caller's object. Without a magazine (only frees take new ones from the
+ * page source), the object comes straight from a slab. 0 if the slab
+ * layer has nothing to give.
+ * Entered inside the section; returns outside it. */
 static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu,
                                  VmemIrqState irq, int vmflag)
 {
@@ -696,18 +600,26 @@ static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu 
     VmemMag *mag = cpu->previous;
     cpu->previous = NULL;
     cpu_leave(cache, cpu, irq);
-    for (int step = 0; step < 4; step++) {
+    VmemRound round;
+    for (int step = 0;; step++) {
         VmemIrqState cstate = vmem_port_lock(&cache->lock);
         VmemMag *full = depot_take(&cache->full, &cache->nfull);
-        if (full != NULL && mag != NULL)
-            depot_put_empty(qs, cache, mag);
-        if (full != NULL)
-            mag = full;
-        else if (mag == NULL)
-            mag = depot_take(&cache->empty, &cache->nempty);
-        bool loaded = mag != NULL && (full != NULL || mag_fill(qs, cache, mag) > 0);
+        if (full != NULL && mag != NULL) {
+            mag->next = cache->empty; /* an empty magazine for a full one */
+            cache->empty = mag;
+            cache->nempty++;
+        }
+        mag = full != NULL ? full : mag != NULL ? mag : depot_take(&cache->empty, &cache->nempty);
+        while (full == NULL && mag != NULL && mag->rounds < MAG_ROUNDS &&
+               slab_take(qs, cache, OBJ_IN_MAGAZINE, &mag->round[mag->rounds]))
+            mag->rounds++;
+        bool got = mag == NULL && slab_take(qs, cache, OBJ_ALLOCATED, &round);
+        if (got)
+            count(&cache->allocs);
         vmem_port_unlock(&cache->lock, cstate);
-        if (loaded) {
+        if (got)
+            return round.addr;
+        if (mag != NULL && mag->rounds > 0) {
             cpu = cpu_enter(cache, &irq);
             VmemMag *displaced = mag_install(cpu, mag);
             uintptr_t addr = pop_and_leave(qs, cache, cpu, mag, irq);
@@ -715,12 +627,12 @@ static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu 
                 mag_return(vm, qs, cache, displaced);
             return addr;
         }
-        if (mag == NULL ? (mag = mag_get(qs)) == NULL : !slab_grow(vm, qs, c, at_once(vmflag)))
+        if (step == 1 || !slab_grow(vm, qs, c, at_once(vmflag)))
             break;
     }
     if (mag != NULL)
         mag_return(vm, qs, cache, mag);
-    return alloc_from_slabs(vm, qs, c, vmflag);
+    return 0;
 }
 
 /* The first allocation of an arena with caches creates their state. */
@@ -754,29 +666,27 @@ uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
     return pop_and_leave(qs, &qs->cache[c], cpu, mag, irq);
 }
 
-/* ---- Free ---------------------------------------------------------------------- */
+/* ---- Free ----------------------------------------------------------------------------- */
 
-/* Why a free was refused, from the state it found. */
 static COLD void free_refused(Vmem *vm, const VmemQcacheState *qs, const char *call,
                               uintptr_t addr, size_t size, bool other_cache, unsigned seen)
 {
-    VmemMisuseKind kind = VMEM_MISUSE_DOUBLE_FREE;
-    const char *why = "the cached object is already free";
-    if (other_cache) {
-        kind = VMEM_MISUSE_FREE_WRONG_SIZE;
-        why = "the address belongs to the quantum cache of another size";
-    } else if ((addr & qs->quantum_mask) != 0 || (seen & KIND_MASK) == OBJ_NONE) {
-        kind = VMEM_MISUSE_FREE_INSIDE;
-        why = "the address is not the start of a cached object";
-    }
-    vmem_report(vm, call, addr, size, kind, why);
+    if (other_cache)
+        vmem_report(vm, call, addr, size, VMEM_MISUSE_FREE_WRONG_SIZE,
+                    "the address belongs to the quantum cache of another size");
+    else if ((addr & qs->quantum_mask) != 0 || (seen & KIND_MASK) == OBJ_NONE)
+        vmem_report(vm, call, addr, size, VMEM_MISUSE_FREE_INSIDE,
+                    "the address is not the start of a cached object");
+    else
+        vmem_report(vm, call, addr, size, VMEM_MISUSE_DOUBLE_FREE,
+                    "the cached object is already free");
 }
 
-/* Both magazines full: the section hands out the previous one for an empty
- * one from the depot (or the page source), which takes the object and is
- * installed in a second section; without one, the object goes back to its
- * slab. Entered inside the section, the object already "in a magazine";
- * returns outside it. */
+/* Both magazines full: the section hands out the previous one, traded for
+ * an empty one from the depot (or the page source), which takes the object
+ * and is installed by a second section; without one, the object goes back
+ * to its slab. Entered inside the section with the object marked "in a
+ * magazine"; returns outside it. */
 static COLD void free_miss(Vmem *vm, VmemQcacheState *qs, QcCache *cache, QcCpu *cpu,
                            VmemIrqState irq, VmemRound round)
 {
@@ -821,10 +731,10 @@ void vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
         vmem_arena_free_segment(vm, call, addr, size); /* not a cached object */
         return;
     }
-    /* Point 5: the generation first, then what it guards. */
+    /* The generation first, then what it guards (point 5). */
     unsigned gen = __atomic_load_n(&slab->gen, __ATOMIC_ACQUIRE);
     if (UNLIKELY(__atomic_load_n(&slab->base, __ATOMIC_RELAXED) != (addr & qs->slab_mask))) {
-        vmem_arena_free_segment(vm, call, addr, size); /* released meanwhile */
+        vmem_arena_free_segment(vm, call, addr, size); /* the slab went back meanwhile */
         return;
     }
     uint16_t seen = (uint16_t)(gen << GEN_SHIFT | OBJ_ALLOCATED);
@@ -843,21 +753,18 @@ void vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
     if (UNLIKELY(mag == NULL || mag->rounds == MAG_ROUNDS)) {
         if (cpu->previous == NULL || cpu->previous->rounds != 0) {
             free_miss(vm, qs, cache, cpu, irq, (VmemRound){addr, slab});
-            goto freed;
+            goto pushed;
         }
         cpu->loaded = cpu->previous;
         cpu->previous = mag;
         mag = cpu->loaded;
     }
-    mag->round[mag->rounds].addr = addr;
-    mag->round[mag->rounds].slab = slab;
-    mag->rounds++;
+    mag->round[mag->rounds++] = (VmemRound){addr, slab};
     count(&cpu->frees);
     cpu_leave(cache, cpu, irq);
-freed:
-    /* Point 4: after the push, as the waiter counts itself before draining. */
+pushed:
     if (UNLIKELY(__atomic_load_n(&vm->vm_qcache_waiters, __ATOMIC_SEQ_CST) != 0))
-        drain_cache(vm, qs, cache, false);
+        drain_cache(vm, qs, cache, false); /* point 4 */
 }
 
 bool vmem_qcache_owns(Vmem *vm, uintptr_t addr)
@@ -866,16 +773,16 @@ bool vmem_qcache_owns(Vmem *vm, uintptr_t addr)
     return qs != NULL && slab_of(qs, addr) != NULL;
 }
 
-/* ---- Draining, counting, teardown ------------------------------------------- */
+/* ---- Draining, counting, teardown ------------------------------------------------- */
 
-/* Empties the depot and the calling CPU's magazines into the slabs, or
- * with all_cpus (destroy: nobody uses the arena) every CPU's, and gives
+/* Empties the depot and the calling CPU's magazines, or with all_cpus
+ * (destroy: nobody uses the arena) every CPU's, into the slabs, and gives
  * wholly free slabs back to the arena. No lock held. */
 static void drain_cache(Vmem *vm, VmemQcacheState *qs, QcCache *cache, bool all_cpus)
 {
     VmemMag *mags[2 * VMEM_MAX_CPUS];
     size_t n = 0;
-    for (size_t i = 0; i < VMEM_MAX_CPUS && (all_cpus || i == 0); i++) {
+    for (size_t i = 0; i < (all_cpus ? VMEM_MAX_CPUS : 1); i++) {
         VmemIrqState irq = 0;
         QcCpu *cpu = all_cpus ? &cache->cpu[i] : cpu_enter(cache, &irq);
         mags[n++] = cpu->loaded;
@@ -886,16 +793,13 @@ static void drain_cache(Vmem *vm, VmemQcacheState *qs, QcCache *cache, bool all_
     }
     VmemSlab *release = NULL;
     VmemIrqState cstate = vmem_port_lock(&cache->lock);
-    for (size_t i = 0; i < n; i++)
-        if (mags[i] != NULL) {
-            mag_flush(qs, cache, mags[i], &release);
-            depot_put_empty(qs, cache, mags[i]);
-        }
-    for (VmemMag *mag; (mag = depot_take(&cache->full, &cache->nfull)) != NULL;) {
+    for (VmemMag *mag; n > 0 || (mag = depot_take(&cache->full, &cache->nfull)) != NULL;) {
+        if (n > 0 && (mag = mags[--n]) == NULL)
+            continue;
         mag_flush(qs, cache, mag, &release);
-        depot_put_empty(qs, cache, mag);
+        depot_put(qs, cache, mag, &release);
     }
-    /* A slab carved for a miss that then took nothing from it. */
+    /* A slab carved for a miss that another took the objects before. */
     for (VmemSlab *slab = cache->partial, *next; slab != NULL; slab = next) {
         next = slab->next;
         if (slab->out == 0) {
@@ -915,16 +819,16 @@ void vmem_qcache_drain(Vmem *vm, bool all_cpus)
         drain_cache(vm, qs, &qs->cache[c], all_cpus);
 }
 
-/* One pass of point 6: frees, then allocations. */
+/* One reading of point 6: frees, then allocations, per cache. */
 static void counts_read(const VmemQcacheState *qs, VmemQcacheCounts *out)
 {
     out->bytes = out->allocs = out->frees = 0;
     for (size_t c = 0; c < qs->ncaches; c++) {
         const QcCache *cache = &qs->cache[c];
-        size_t frees = __atomic_load_n(&cache->frees, __ATOMIC_ACQUIRE), allocs;
+        size_t frees = __atomic_load_n(&cache->frees, __ATOMIC_ACQUIRE);
         for (size_t i = 0; i < VMEM_MAX_CPUS; i++)
             frees += __atomic_load_n(&cache->cpu[i].frees, __ATOMIC_ACQUIRE);
-        allocs = __atomic_load_n(&cache->allocs, __ATOMIC_ACQUIRE);
+        size_t allocs = __atomic_load_n(&cache->allocs, __ATOMIC_ACQUIRE);
         for (size_t i = 0; i < VMEM_MAX_CPUS; i++)
             allocs += __atomic_load_n(&cache->cpu[i].allocs, __ATOMIC_ACQUIRE);
         out->bytes += (allocs - frees) * cache->objsize;
@@ -939,15 +843,10 @@ bool vmem_qcache_counts(Vmem *vm, VmemQcacheCounts *out)
     out->bytes = out->allocs = out->frees = 0;
     if (qs == NULL)
         return true;
-    for (int attempt = 0; attempt < COUNT_ATTEMPTS; attempt++) {
-        VmemQcacheCounts again;
-        counts_read(qs, out);
-        counts_read(qs, &again);
-        /* Frees read before the first pass's allocations and after them. */
-        if (again.frees == out->frees)
-            return true;
-    }
-    return false;
+    VmemQcacheCounts again;
+    counts_read(qs, out);
+    counts_read(qs, &again);
+    return again.frees == out->frees;
 }
 
 void vmem_qcache_fini(Vmem *vm)
