@@ -1,72 +1,67 @@
 /*
  * vmem_qcache.c - quantum caches: the paper's per-CPU magazine layer in
  * front of an arena, one cache per multiple of the quantum up to
- * qcache_max. It owns per-CPU magazines, depots, slabs, the slab table,
- * object states and counters, and keeps the invariants below.
+ * qcache_max. It owns magazines, depots, slabs, the slab table, object
+ * states and counters, and keeps these invariants:
  *
- * 1. Layers, from the hot path down. Per CPU, a loaded and a previous
- *    magazine (stacks of free objects): an allocation pops the loaded one,
- *    a free pushes onto it, and when it is empty (full) the two swap. The
- *    depot, under the cache's lock, keeps full and empty magazines, traded
- *    for a CPU's when both of its own are empty (full). The slabs are runs
- *    of objects carved from one arena segment (the next power of two above
- *    3 x qcache_max, aligned to its size): empty magazines are filled from
- *    partly used slabs, and a slab wholly free again goes back to the arena.
+ * 1. Layers. Per CPU, a loaded and a previous magazine (stacks of free
+ *    objects): allocations pop the loaded one, frees push onto it, and the
+ *    two swap when it is empty (full). The depot (the cache's lock) keeps
+ *    full magazines, traded when both of a CPU's are empty (full); empty
+ *    ones wait on a shared list. Slabs are runs of objects carved from one
+ *    arena segment (the next power of two above 3 x qcache_max, aligned to
+ *    its size): magazines are filled from partly used slabs, and a slab
+ *    wholly free again goes back to the arena.
  *
- * 2. CPU sections. A CPU's magazines are touched only inside that CPU's
- *    section, which the port provides (vmem_port_cpu_enter/leave: a kernel
- *    disables interrupts, the POSIX port takes a lock per CPU index).
- *    Inside, the library pops or pushes a round, swaps, installs or removes
- *    a magazine, bumps that CPU's counters - and nothing else: no lock, no
- *    other hook, no waiting. Every trade with the depot, the slabs, the
- *    arena or the page source happens outside: a section hands a magazine
- *    out, the trade runs on it privately, and a second section installs
- *    the result (handing back whatever that displaces). A section protects
- *    its own CPU only, so no one can empty another CPU's magazines while
- *    the arena is in use; only destroy, when no one may, empties them all.
+ * 2. CPU sections. A CPU's magazines are touched only inside its section,
+ *    which the port provides (a kernel disables interrupts; the POSIX port
+ *    takes a lock per CPU index). Inside, the library pops or pushes a
+ *    round, swaps, installs or removes a magazine and bumps that CPU's
+ *    counters - no lock, no other hook, no waiting. Trades with the depot,
+ *    the slabs, the arena or the page source run outside: a section hands
+ *    a magazine out, the trade works on it privately, and a second section
+ *    installs the result (handing back anything that displaces). Only
+ *    destroy, when nobody may use the arena, touches every CPU's magazines.
  *
  * 3. What stays cached. vmem_reap(), a request that drains before it fails
- *    or sleeps, and a free that finds a sleeper (point 4) empty the depot
- *    and the calling CPU's magazines. Every other CPU keeps at most its two
- *    magazines per cache (2 x VMEM_QCACHE_MAG_ROUNDS objects) until it next
- *    frees into that cache while a VM_SLEEP request waits, reaps, or the
- *    arena is destroyed.
+ *    or sleeps, and a free that sees a sleeper (point 4) empty the depot and
+ *    the calling CPU's magazines. Any other CPU keeps at most its two
+ *    magazines per cache (2 x VMEM_QCACHE_MAG_ROUNDS objects) until it
+ *    reaps, or frees into that cache while a VM_SLEEP request waits.
  *
  * 4. Waking sleepers. A VM_SLEEP request that must wait counts itself in
- *    vm_qcache_waiters, then drains, then sleeps in the arena. A free pushes
- *    its object, then reads that count (both sequentially consistent):
- *    seeing a waiter, it drains its CPU's magazines and the depot, so that
- *    slabs wholly free go back to the arena, whose free wakes the sleeper.
- *    A free that read zero came before the count, and is among point 3's.
+ *    vm_qcache_waiters, drains, and sleeps in the arena. A free pushes its
+ *    object, then reads that count (both sequentially consistent): seeing
+ *    a waiter, it drains, so that slabs wholly free go back to the arena,
+ *    whose free wakes the sleeper. A free that read zero came before the
+ *    count, and is among point 3's.
  *
- * 5. Checked frees. Objects are integers, so nothing is written inside
- *    them: each slab's external descriptor holds a state per quantum (no
- *    object start / in its slab / allocated / in a magazine). A free finds
- *    the descriptor in the slab table (open addressing by the slab's base;
- *    written under qs_lock with release stores, read by anyone; a replaced
- *    table is kept until destroy) and, before entering any section, moves
- *    the state from "allocated" to "in a magazine" with one compare-and-
- *    swap: a double free (also two racing on two CPUs), an address inside
- *    an object or one never handed out fails it, is reported, and changes
- *    nothing. A descriptor is reused as soon as its slab goes back, so each
- *    state also carries a generation, changed whenever the slab is carved
- *    or released: a free that found a descriptor just before it was
- *    released and carved again expects the old one, and fails.
+ * 5. Checked frees. Objects are integers, so each slab has an external
+ *    descriptor with a state per quantum (no object start, in the slab,
+ *    allocated, in a magazine). Before entering a section, a free finds the
+ *    descriptor in the slab table (open addressing by slab base, written
+ *    under qs_lock with release stores; replaced tables are kept until
+ *    destroy) and moves the state from "allocated" to "in a magazine" by
+ *    compare-and-swap: a double free (even two racing on two CPUs), an
+ *    interior address or one never handed out fails, is reported, and
+ *    changes nothing. Descriptors are reused at once, so each state also
+ *    carries a generation, changed when the slab is carved and released:
+ *    a free that found a descriptor just before its reuse expects the old
+ *    one, and fails.
  *
- * 6. Exact statistics. Every object handed out is counted once in an
- *    allocation counter and every object taken back once in a free counter:
- *    per CPU when it passes through a section (written only inside), per
- *    cache when it bypasses the magazines (under the cache lock). Counters
- *    only grow, with release stores. A reader sums the frees, then the
- *    allocations, then the frees again (acquire loads). An allocation is
- *    counted before its object reaches anyone who could free it, so
- *    allocations read after frees are never fewer; and when both sums of
- *    frees agree, no free was counted in between, so the difference lies
- *    between what was outstanding when the read began and when it ended.
- *    The arena (user_stat) brackets this read with two views of its own
- *    counters, which count slabs apart, and accepts it when those agree
- *    too; failing a few times, it clamps the cached bytes to the slab
- *    bytes. Every answer has 0 <= in_use <= total and free <= alloc.
+ * 6. Exact statistics. Each object handed out is counted once in an
+ *    allocation counter, each taken back once in a free counter: per CPU
+ *    (written only in its section) or per cache for those that bypass the
+ *    magazines (under its lock). Counters only grow, by release stores. A
+ *    reader sums the frees, the allocations, then the frees again (acquire
+ *    loads). An allocation is counted before its object can reach a
+ *    freer, so allocations read after frees are never fewer; and when the
+ *    two sums of frees agree, the difference lies between what was
+ *    outstanding at the start of the read and at its end. The arena
+ *    (user_stat) brackets the read with two views of its own counters,
+ *    which count slabs apart, and accepts it when they agree too; failing
+ *    that a few times, it clamps the cached bytes to the slab bytes. Every
+ *    answer has 0 <= in_use <= total and free <= alloc.
  *
  * 7. Lock order: cache lock -> qs_lock. Neither is held inside a section,
  *    nor while calling the arena, the page source or the misuse hook.
@@ -74,8 +69,7 @@
 #include "vmem_internal.h"
 
 #define MAG_ROUNDS VMEM_QCACHE_MAG_ROUNDS
-/* Full (empty) magazines a depot keeps before it empties one into its
- * slabs (gives one to the shared list). */
+/* Full magazines a depot keeps before it empties one into its slabs. */
 #define DEPOT_MAX 4
 #define SLAB_QUANTA_MAX VMEM_QCACHE_SLAB_OBJS
 #define COLD __attribute__((noinline, cold))
@@ -133,8 +127,8 @@ typedef struct {
 typedef struct {
     VmemLock lock; /* the depot, the partial list, allocs and frees */
     size_t objsize;
-    VmemMag *full, *empty;
-    size_t nfull, nempty;
+    VmemMag *full;
+    size_t nfull;
     VmemSlab *partial;
     size_t allocs, frees; /* objects that bypassed the magazines */
     QcCpu cpu[VMEM_MAX_CPUS];
@@ -200,37 +194,33 @@ static void *qc_pages(VmemQcacheState *qs, size_t bytes, int vmflag)
     return (char *)page + BLOCK_OFFSET;
 }
 
-/* Pushes an item (its first word links) onto a free list. qs_lock held. */
-static void list_put(void **list, void *item)
+/* Pushes an item (its first word links) onto a free list, or pops one. */
+static void list_put(VmemQcacheState *qs, void **list, void *item)
 {
+    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
     *(void **)item = *list;
     *list = item;
+    vmem_port_unlock(&qs->qs_lock, state);
+}
+
+static void *list_pop(VmemQcacheState *qs, void **list)
+{
+    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
+    void **item = *list;
+    if (item != NULL)
+        *list = *item;
+    vmem_port_unlock(&qs->qs_lock, state);
+    return item;
 }
 
 /* An item from a free list, refilled a page at a time. No lock held. */
 static void *list_get(VmemQcacheState *qs, void **list, size_t item_size, int vmflag)
 {
-    for (;;) {
-        VmemIrqState state = vmem_port_lock(&qs->qs_lock);
-        void **item = *list;
-        if (item != NULL)
-            *list = *item;
-        vmem_port_unlock(&qs->qs_lock, state);
-        char *block;
-        if (item != NULL || (block = qc_pages(qs, VMEM_PAGE_SIZE - BLOCK_OFFSET, vmflag)) == NULL)
-            return item;
-        state = vmem_port_lock(&qs->qs_lock);
-        for (size_t i = 0; i < (VMEM_PAGE_SIZE - BLOCK_OFFSET) / item_size; i++)
-            list_put(list, block + i * item_size);
-        vmem_port_unlock(&qs->qs_lock, state);
-    }
-}
-
-static void list_put_locked(VmemQcacheState *qs, void **list, void *item)
-{
-    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
-    list_put(list, item);
-    vmem_port_unlock(&qs->qs_lock, state);
+    void *item = list_pop(qs, list);
+    char *block = item != NULL ? NULL : qc_pages(qs, VMEM_PAGE_SIZE - BLOCK_OFFSET, vmflag);
+    for (size_t i = 1; block != NULL && i < (VMEM_PAGE_SIZE - BLOCK_OFFSET) / item_size; i++)
+        list_put(qs, list, block + i * item_size);
+    return item != NULL ? item : block;
 }
 
 static VmemMag *mag_get(VmemQcacheState *qs)
@@ -407,8 +397,8 @@ static void slabs_release(Vmem *vm, VmemQcacheState *qs, VmemSlab *list)
         table->live--;
         /* A free still holding the descriptor now expects a dead generation. */
         __atomic_store_n(&list->gen, (uint16_t)((list->gen + 1) & GEN_MASK), __ATOMIC_RELEASE);
-        list_put((void **)&qs->desc_free, list);
         vmem_port_unlock(&qs->qs_lock, state);
+        list_put(qs, (void **)&qs->desc_free, list);
         vmem_arena_free_slab(vm, base, qs->slab_size);
     }
 }
@@ -421,7 +411,7 @@ static bool slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag)
     if (slab == NULL)
         return false;
     if (!table_room(qs, vmflag) || vmem_arena_alloc_slab(vm, qs->slab_size, vmflag, &base) != 0) {
-        list_put_locked(qs, (void **)&qs->desc_free, slab);
+        list_put(qs, (void **)&qs->desc_free, slab);
         return false;
     }
     uint16_t gen = (uint16_t)((slab->gen + 1) & GEN_MASK);
@@ -449,7 +439,7 @@ static bool slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag)
     vmem_port_unlock(&cache->lock, cstate);
     if (!room) {
         vmem_arena_free_slab(vm, base, qs->slab_size);
-        list_put_locked(qs, (void **)&qs->desc_free, slab);
+        list_put(qs, (void **)&qs->desc_free, slab);
     }
     return room;
 }
@@ -474,26 +464,21 @@ static VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
     if (qs == NULL)
         return NULL;
     vmem_port_lock_init(&qs->qs_lock);
-    qs->ncaches = n;
     /* The paper's slab size: the next power of two above 3 x qcache_max. */
-    qs->slab_size = (size_t)1 << (log2_floor(3 * n * vm->quantum) + 1);
+    size_t slab_size = (size_t)1 << (log2_floor(3 * n * vm->quantum) + 1);
+    qs->ncaches = n;
+    qs->slab_size = slab_size;
     qs->quantum_shift = vm->vm_quantum_shift;
-    qs->slab_shift = log2_floor(qs->slab_size);
+    qs->slab_shift = log2_floor(slab_size);
     qs->quantum_mask = vm->quantum - 1;
-    qs->slab_mask = ~(uintptr_t)(qs->slab_size - 1);
+    qs->slab_mask = ~(uintptr_t)(slab_size - 1);
     qs->table = NULL;
     qs->desc_free = NULL;
     qs->mag_free = NULL;
     qs->pages = NULL;
     for (size_t c = 0; c < n; c++) {
-        QcCache *cache = &qs->cache[c];
-        vmem_port_lock_init(&cache->lock);
-        cache->objsize = (c + 1) * vm->quantum;
-        cache->full = cache->empty = NULL;
-        cache->nfull = cache->nempty = cache->allocs = cache->frees = 0;
-        cache->partial = NULL;
-        for (size_t i = 0; i < VMEM_MAX_CPUS; i++)
-            cache->cpu[i] = (QcCpu){NULL, NULL, 0, 0};
+        qs->cache[c] = (QcCache){.objsize = (c + 1) * vm->quantum};
+        vmem_port_lock_init(&qs->cache[c].lock);
     }
     VmemIrqState state = vmem_port_lock(&vm->vm_lock);
     VmemQcacheState *existing = vm->vm_qcache;
@@ -523,32 +508,19 @@ static VmemMag *depot_take(VmemMag **list, size_t *n)
     return mag;
 }
 
-/* Takes a magazine back: a full one joins the depot (past DEPOT_MAX the
- * oldest goes back to its slabs, so that unused slabs can be released);
- * any other is emptied into its slabs and kept empty, or past DEPOT_MAX
- * given to the shared list. */
+/* Takes a magazine back: a full one joins the depot, unless it holds
+ * DEPOT_MAX already; any other is emptied into its slabs (which may then
+ * be released) and goes to the shared list. */
 static void depot_put(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, VmemSlab **release)
 {
-    if (mag->rounds == MAG_ROUNDS) {
+    if (mag->rounds == MAG_ROUNDS && cache->nfull < DEPOT_MAX) {
         mag->next = cache->full;
         cache->full = mag;
-        if (++cache->nfull <= DEPOT_MAX)
-            return;
-        VmemMag **link = &cache->full;
-        while ((*link)->next != NULL)
-            link = &(*link)->next;
-        mag = *link;
-        *link = NULL;
-        cache->nfull--;
+        cache->nfull++;
+        return;
     }
     mag_flush(qs, cache, mag, release);
-    if (cache->nempty < DEPOT_MAX) {
-        mag->next = cache->empty;
-        cache->empty = mag;
-        cache->nempty++;
-    } else {
-        list_put_locked(qs, (void **)&qs->mag_free, mag);
-    }
+    list_put(qs, (void **)&qs->mag_free, mag);
 }
 
 /* depot_put() from outside, then the freed slabs back. No lock held. */
@@ -604,12 +576,12 @@ static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu 
     for (int step = 0;; step++) {
         VmemIrqState cstate = vmem_port_lock(&cache->lock);
         VmemMag *full = depot_take(&cache->full, &cache->nfull);
-        if (full != NULL && mag != NULL) {
-            mag->next = cache->empty; /* an empty magazine for a full one */
-            cache->empty = mag;
-            cache->nempty++;
-        }
-        mag = full != NULL ? full : mag != NULL ? mag : depot_take(&cache->empty, &cache->nempty);
+        if (full != NULL && mag != NULL)
+            list_put(qs, (void **)&qs->mag_free, mag); /* an empty one for a full one */
+        if (full != NULL)
+            mag = full;
+        else if (mag == NULL && (mag = list_pop(qs, (void **)&qs->mag_free)) != NULL)
+            mag->rounds = 0;
         while (full == NULL && mag != NULL && mag->rounds < MAG_ROUNDS &&
                slab_take(qs, cache, OBJ_IN_MAGAZINE, &mag->round[mag->rounds]))
             mag->rounds++;
@@ -635,22 +607,13 @@ static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu 
     return 0;
 }
 
-/* The first allocation of an arena with caches creates their state. */
-static COLD uintptr_t alloc_first(Vmem *vm, size_t size, int vmflag)
-{
-    if (((size - 1) >> vm->vm_quantum_shift) >= vmem_qcache_count(vm))
-        return 0;
-    if (qcache_state(vm, vmflag) == NULL)
-        return 0; /* no memory for the caches themselves: use the arena */
-    return vmem_qcache_alloc(vm, size, vmflag);
-}
-
 uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
 {
     VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
-    if (UNLIKELY(qs == NULL))
-        return alloc_first(vm, size, vmflag);
-    size_t c = (size - 1) >> qs->quantum_shift;
+    size_t c = (size - 1) >> vm->vm_quantum_shift;
+    /* The first allocation creates the caches (without memory: the arena). */
+    if (UNLIKELY(qs == NULL) && (c >= vmem_qcache_count(vm) || !(qs = qcache_state(vm, vmflag))))
+        return 0;
     if (c >= qs->ncaches)
         return 0;
     VmemIrqState irq;
@@ -671,15 +634,15 @@ uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
 static COLD void free_refused(Vmem *vm, const VmemQcacheState *qs, const char *call,
                               uintptr_t addr, size_t size, bool other_cache, unsigned seen)
 {
-    if (other_cache)
-        vmem_report(vm, call, addr, size, VMEM_MISUSE_FREE_WRONG_SIZE,
-                    "the address belongs to the quantum cache of another size");
-    else if ((addr & qs->quantum_mask) != 0 || (seen & KIND_MASK) == OBJ_NONE)
-        vmem_report(vm, call, addr, size, VMEM_MISUSE_FREE_INSIDE,
-                    "the address is not the start of a cached object");
-    else
-        vmem_report(vm, call, addr, size, VMEM_MISUSE_DOUBLE_FREE,
-                    "the cached object is already free");
+    static const char *const reasons[] = {
+        "the address belongs to the quantum cache of another size",
+        "the address is not the start of a cached object", "the cached object is already free"};
+    static const VmemMisuseKind kinds[] = {VMEM_MISUSE_FREE_WRONG_SIZE, VMEM_MISUSE_FREE_INSIDE,
+                                           VMEM_MISUSE_DOUBLE_FREE};
+    int why = other_cache                                                              ? 0
+              : (addr & qs->quantum_mask) != 0 || (seen & KIND_MASK) == OBJ_NONE ? 1
+                                                                                 : 2;
+    vmem_report(vm, call, addr, size, kinds[why], reasons[why]);
 }
 
 /* Both magazines full: the section hands out the previous one, traded for
@@ -697,10 +660,8 @@ static COLD void free_miss(Vmem *vm, VmemQcacheState *qs, QcCache *cache, QcCpu 
     VmemIrqState cstate = vmem_port_lock(&cache->lock);
     if (carry != NULL)
         depot_put(qs, cache, carry, &release);
-    VmemMag *empty = depot_take(&cache->empty, &cache->nempty);
     vmem_port_unlock(&cache->lock, cstate);
-    if (empty == NULL)
-        empty = mag_get(qs);
+    VmemMag *empty = mag_get(qs);
     if (empty != NULL) {
         empty->round[0] = round;
         empty->rounds = 1;
@@ -819,34 +780,31 @@ void vmem_qcache_drain(Vmem *vm, bool all_cpus)
         drain_cache(vm, qs, &qs->cache[c], all_cpus);
 }
 
-/* One reading of point 6: frees, then allocations, per cache. */
-static void counts_read(const VmemQcacheState *qs, VmemQcacheCounts *out)
+/* A cache's frees (with `frees`) or allocations: per cache, then per CPU. */
+static size_t counted(const QcCache *cache, bool frees)
 {
-    out->bytes = out->allocs = out->frees = 0;
-    for (size_t c = 0; c < qs->ncaches; c++) {
-        const QcCache *cache = &qs->cache[c];
-        size_t frees = __atomic_load_n(&cache->frees, __ATOMIC_ACQUIRE);
-        for (size_t i = 0; i < VMEM_MAX_CPUS; i++)
-            frees += __atomic_load_n(&cache->cpu[i].frees, __ATOMIC_ACQUIRE);
-        size_t allocs = __atomic_load_n(&cache->allocs, __ATOMIC_ACQUIRE);
-        for (size_t i = 0; i < VMEM_MAX_CPUS; i++)
-            allocs += __atomic_load_n(&cache->cpu[i].allocs, __ATOMIC_ACQUIRE);
-        out->bytes += (allocs - frees) * cache->objsize;
-        out->allocs += allocs;
-        out->frees += frees;
-    }
+    size_t sum = __atomic_load_n(frees ? &cache->frees : &cache->allocs, __ATOMIC_ACQUIRE);
+    for (size_t i = 0; i < VMEM_MAX_CPUS; i++)
+        sum += __atomic_load_n(frees ? &cache->cpu[i].frees : &cache->cpu[i].allocs,
+                               __ATOMIC_ACQUIRE);
+    return sum;
 }
 
 bool vmem_qcache_counts(Vmem *vm, VmemQcacheCounts *out)
 {
     VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
+    size_t frees_again = 0;
     out->bytes = out->allocs = out->frees = 0;
-    if (qs == NULL)
-        return true;
-    VmemQcacheCounts again;
-    counts_read(qs, out);
-    counts_read(qs, &again);
-    return again.frees == out->frees;
+    for (size_t c = 0; qs != NULL && c < qs->ncaches; c++) {
+        size_t frees = counted(&qs->cache[c], true); /* point 6: frees first */
+        size_t allocs = counted(&qs->cache[c], false);
+        out->bytes += (allocs - frees) * qs->cache[c].objsize;
+        out->allocs += allocs;
+        out->frees += frees;
+    }
+    for (size_t c = 0; qs != NULL && c < qs->ncaches; c++)
+        frees_again += counted(&qs->cache[c], true);
+    return frees_again == out->frees;
 }
 
 void vmem_qcache_fini(Vmem *vm)
