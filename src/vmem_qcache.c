@@ -17,10 +17,10 @@
  *    which the port provides (a kernel disables interrupts; the POSIX port
  *    takes a lock per CPU index). Inside, the library pops or pushes a
  *    round, swaps, installs or removes a magazine and bumps that CPU's
- *    counters - no lock, no other hook, no waiting. Trades with the depot,
+ *    counters: no lock, no other hook, no waiting. Trades with the depot,
  *    the slabs, the arena or the page source run outside: a section hands
  *    a magazine out, the trade works on it privately, and a second section
- *    installs the result (handing back anything that displaces). Only
+ *    installs the result (handing back whatever that displaces). Only
  *    destroy, when nobody may use the arena, touches every CPU's magazines.
  *
  * 3. What stays cached. vmem_reap(), a request that drains before it fails
@@ -51,17 +51,17 @@
  *
  * 6. Exact statistics. Each object handed out is counted once in an
  *    allocation counter, each taken back once in a free counter: per CPU
- *    (written only in its section) or per cache for those that bypass the
- *    magazines (under its lock). Counters only grow, by release stores. A
- *    reader sums the frees, the allocations, then the frees again (acquire
- *    loads). An allocation is counted before its object can reach a
- *    freer, so allocations read after frees are never fewer; and when the
- *    two sums of frees agree, the difference lies between what was
- *    outstanding at the start of the read and at its end. The arena
- *    (user_stat) brackets the read with two views of its own counters,
- *    which count slabs apart, and accepts it when they agree too; failing
- *    that a few times, it clamps the cached bytes to the slab bytes. Every
- *    answer has 0 <= in_use <= total and free <= alloc.
+ *    (written only in its section), or per cache for frees that find no
+ *    magazine (under its lock). Counters only grow, by release stores. A
+ *    reader sums a cache's frees, then its allocations, and at the end all
+ *    frees again (acquire loads). An allocation is counted before its
+ *    object can reach a freer, so allocations read after frees are never
+ *    fewer; and when the two sums of frees agree, the difference lies
+ *    between what was outstanding at the start of the read and at its end.
+ *    The arena (user_stat) brackets the read with two views of its own
+ *    counters, which count slabs apart, and accepts it when they agree too;
+ *    failing that a few times, it clamps the cached bytes to the slab
+ *    bytes. Every answer has 0 <= in_use <= total and free <= alloc.
  *
  * 7. Lock order: cache lock -> qs_lock. Neither is held inside a section,
  *    nor while calling the arena, the page source or the misuse hook.
@@ -69,8 +69,7 @@
 #include "vmem_internal.h"
 
 #define MAG_ROUNDS VMEM_QCACHE_MAG_ROUNDS
-/* Full magazines a depot keeps before it empties one into its slabs. */
-#define DEPOT_MAX 4
+#define DEPOT_MAX 4 /* full magazines a depot keeps; more are emptied into slabs */
 #define SLAB_QUANTA_MAX VMEM_QCACHE_SLAB_OBJS
 #define COLD __attribute__((noinline, cold))
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -85,7 +84,7 @@ typedef struct vmem_slab VmemSlab;
 
 typedef struct {
     uintptr_t addr;
-    VmemSlab *slab; /* spares the allocation a table lookup */
+    VmemSlab *slab; /* spares allocations a table lookup */
 } VmemRound;
 
 /* Whole lines, so that two CPUs' magazines never share one. */
@@ -96,10 +95,9 @@ typedef struct vmem_mag {
 } __attribute__((aligned(64))) VmemMag;
 
 struct vmem_slab {
-    VmemSlab *next; /* the partial list, or the descriptor free list */
-    VmemSlab *prev;
-    uintptr_t base;   /* base, cache, gen: atomic, read by frees unlocked */
-    uint64_t in_slab; /* bit q: the object at quantum q is in the slab */
+    VmemSlab *next, *prev;    /* the partial list (next: the descriptor free list) */
+    uintptr_t base;           /* base, cache, gen: atomic, read by frees unlocked */
+    uint64_t in_slab;         /* bit q: the object at quantum q is in the slab */
     uint16_t cache, gen, out; /* out: objects not in the slab */
     bool partial;
     uint16_t state[SLAB_QUANTA_MAX] __attribute__((aligned(64))); /* written by hits */
@@ -125,12 +123,11 @@ typedef struct {
 } __attribute__((aligned(64))) QcCpu;
 
 typedef struct {
-    VmemLock lock; /* the depot, the partial list, allocs and frees */
-    size_t objsize;
+    VmemLock lock; /* the depot, the partial list, frees */
+    size_t objsize, nfull;
     VmemMag *full;
-    size_t nfull;
     VmemSlab *partial;
-    size_t allocs, frees; /* objects that bypassed the magazines */
+    size_t frees; /* objects freed straight into their slabs (no magazine to be had) */
     QcCpu cpu[VMEM_MAX_CPUS];
 } QcCache;
 
@@ -152,7 +149,7 @@ struct vmem_qcache_state {
     VmemLock qs_lock __attribute__((aligned(64))); /* table writes, free lists, pages */
     VmemSlab *desc_free;
     VmemMag *mag_free;
-    QcPage *pages; /* everything taken from the page source, for destroy */
+    QcPage *pages; /* all taken from the page source, for destroy */
     QcCache cache[];
 };
 
@@ -223,14 +220,6 @@ static void *list_get(VmemQcacheState *qs, void **list, size_t item_size, int vm
     return item != NULL ? item : block;
 }
 
-static VmemMag *mag_get(VmemQcacheState *qs)
-{
-    VmemMag *mag = list_get(qs, (void **)&qs->mag_free, sizeof(VmemMag), VM_NOSLEEP);
-    if (mag != NULL)
-        mag->rounds = 0;
-    return mag;
-}
-
 /* ---- The slab table and object states ----------------------------------------- */
 
 static inline uint16_t *state_of(const VmemQcacheState *qs, VmemSlab *slab, uintptr_t addr)
@@ -238,7 +227,7 @@ static inline uint16_t *state_of(const VmemQcacheState *qs, VmemSlab *slab, uint
     return &slab->state[(addr & ~qs->slab_mask) >> qs->quantum_shift];
 }
 
-/* By its holder only (a magazine's, or the cache lock's), keeping the generation. */
+/* By the object's holder only (a magazine's, or the cache lock's). */
 static inline void state_set(uint16_t *state, unsigned kind)
 {
     uint16_t old = __atomic_load_n(state, __ATOMIC_RELAXED);
@@ -342,20 +331,20 @@ static void partial_remove(QcCache *cache, VmemSlab *slab)
         slab->next->prev = slab->prev;
 }
 
-/* Takes the lowest free object of the first partial slab, in state `kind`. */
-static bool slab_take(const VmemQcacheState *qs, QcCache *cache, unsigned kind, VmemRound *round)
+/* Fills a magazine with the lowest free objects of the partial slabs. */
+static void mag_fill(const VmemQcacheState *qs, QcCache *cache, VmemMag *mag)
 {
-    VmemSlab *slab = cache->partial;
-    if (slab == NULL)
-        return false;
-    unsigned q = (unsigned)__builtin_ctzll(slab->in_slab);
-    slab->in_slab &= slab->in_slab - 1;
-    slab->out++;
-    state_set(&slab->state[q], kind);
-    if (slab->in_slab == 0)
-        partial_remove(cache, slab);
-    *round = (VmemRound){slab->base + ((uintptr_t)q << qs->quantum_shift), slab};
-    return true;
+    VmemSlab *slab;
+    while (mag->rounds < MAG_ROUNDS && (slab = cache->partial) != NULL) {
+        unsigned q = (unsigned)__builtin_ctzll(slab->in_slab);
+        slab->in_slab &= slab->in_slab - 1;
+        slab->out++;
+        state_set(&slab->state[q], OBJ_IN_MAGAZINE);
+        if (slab->in_slab == 0)
+            partial_remove(cache, slab);
+        mag->round[mag->rounds++] =
+            (VmemRound){slab->base + ((uintptr_t)q << qs->quantum_shift), slab};
+    }
 }
 
 /* Puts an object back in its slab; a slab wholly free again goes onto
@@ -444,18 +433,16 @@ static bool slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag)
     return room;
 }
 
-/* ---- Creation --------------------------------------------------------------------- */
+/* ---- Creation and the depot ------------------------------------------------------- */
 
 size_t vmem_qcache_count(const Vmem *vm)
 {
-    if (vm->qcache_max < vm->quantum)
-        return 0;
     size_t n = vm->qcache_max >> vm->vm_quantum_shift;
     return n > VMEM_QCACHE_MAX_CACHES ? VMEM_QCACHE_MAX_CACHES : n;
 }
 
 /* The state of vm's caches, created on first use. No lock held. */
-static VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
+static COLD VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
 {
     size_t n = vmem_qcache_count(vm);
     size_t npages = pages_for(sizeof(VmemQcacheState) + n * sizeof(QcCache));
@@ -496,21 +483,20 @@ static VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
     return existing;
 }
 
-/* ---- The depot (cache lock held) ---------------------------------------------------- */
-
-static VmemMag *depot_take(VmemMag **list, size_t *n)
+/* A full magazine from the depot, or NULL. Cache lock held. */
+static VmemMag *depot_take(QcCache *cache)
 {
-    VmemMag *mag = *list;
+    VmemMag *mag = cache->full;
     if (mag != NULL) {
-        *list = mag->next;
-        (*n)--;
+        cache->full = mag->next;
+        cache->nfull--;
     }
     return mag;
 }
 
-/* Takes a magazine back: a full one joins the depot, unless it holds
- * DEPOT_MAX already; any other is emptied into its slabs (which may then
- * be released) and goes to the shared list. */
+/* Takes a magazine back (cache lock held): a full one joins the depot
+ * unless it holds DEPOT_MAX; any other is emptied into its slabs (which
+ * may then go back) and goes to the shared list. */
 static void depot_put(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, VmemSlab **release)
 {
     if (mag->rounds == MAG_ROUNDS && cache->nfull < DEPOT_MAX) {
@@ -533,9 +519,9 @@ static void mag_return(Vmem *vm, VmemQcacheState *qs, QcCache *cache, VmemMag *m
     slabs_release(vm, qs, release);
 }
 
-/* Installs a magazine handed out earlier as the loaded one (the loaded one
- * becomes the previous); returns the previous one it displaces, NULL
- * unless something ran on this CPU meanwhile. Inside the section. */
+/* Installs a magazine handed out earlier as the loaded one, the loaded one
+ * becoming the previous; returns the previous one it displaces (NULL
+ * unless something ran on this CPU meanwhile). Inside the section. */
 static inline VmemMag *mag_install(QcCpu *cpu, VmemMag *mag)
 {
     VmemMag *displaced = cpu->previous;
@@ -544,9 +530,7 @@ static inline VmemMag *mag_install(QcCpu *cpu, VmemMag *mag)
     return displaced;
 }
 
-/* ---- Allocation --------------------------------------------------------------------- */
-
-static int at_once(int vmflag) { return (vmflag & ~VM_SLEEP) | VM_NOSLEEP; }
+/* ---- Allocation ----------------------------------------------------------------------- */
 
 static inline uintptr_t pop_and_leave(const VmemQcacheState *qs, QcCache *cache, QcCpu *cpu,
                                       VmemMag *mag, VmemIrqState irq)
@@ -558,13 +542,11 @@ static inline uintptr_t pop_and_leave(const VmemQcacheState *qs, QcCache *cache,
     return round.addr;
 }
 
-/* Both magazines empty: the section hands out the previous one, which is
- * traded for a full one from the depot or filled from the slabs (from a
- * new slab if need be); a second section installs it and pops the
- * caller's object. Without a magazine (only frees take new ones from the
- * page source), the object comes straight from a slab. 0 if the slab
- * layer has nothing to give.
- * Entered inside the section; returns outside it. */
+/* Both magazines empty: the section hands out the previous one, traded for
+ * a full one from the depot or filled from the slabs (from a new slab, or
+ * into a new magazine, if need be); a second section installs it and pops
+ * the caller's object. 0 if none can be had at once (the arena then serves
+ * the request). Entered inside the section; returns outside it. */
 static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu,
                                  VmemIrqState irq, int vmflag)
 {
@@ -572,25 +554,17 @@ static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu 
     VmemMag *mag = cpu->previous;
     cpu->previous = NULL;
     cpu_leave(cache, cpu, irq);
-    VmemRound round;
-    for (int step = 0;; step++) {
+    for (int step = 0; step < 3; step++) {
         VmemIrqState cstate = vmem_port_lock(&cache->lock);
-        VmemMag *full = depot_take(&cache->full, &cache->nfull);
+        VmemMag *full = depot_take(cache);
         if (full != NULL && mag != NULL)
             list_put(qs, (void **)&qs->mag_free, mag); /* an empty one for a full one */
-        if (full != NULL)
-            mag = full;
-        else if (mag == NULL && (mag = list_pop(qs, (void **)&qs->mag_free)) != NULL)
-            mag->rounds = 0;
-        while (full == NULL && mag != NULL && mag->rounds < MAG_ROUNDS &&
-               slab_take(qs, cache, OBJ_IN_MAGAZINE, &mag->round[mag->rounds]))
-            mag->rounds++;
-        bool got = mag == NULL && slab_take(qs, cache, OBJ_ALLOCATED, &round);
-        if (got)
-            count(&cache->allocs);
+        mag = full != NULL ? full : mag != NULL ? mag : list_pop(qs, (void **)&qs->mag_free);
+        if (full == NULL && mag != NULL) {
+            mag->rounds = 0; /* it was empty, or is new */
+            mag_fill(qs, cache, mag);
+        }
         vmem_port_unlock(&cache->lock, cstate);
-        if (got)
-            return round.addr;
         if (mag != NULL && mag->rounds > 0) {
             cpu = cpu_enter(cache, &irq);
             VmemMag *displaced = mag_install(cpu, mag);
@@ -599,7 +573,9 @@ static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu 
                 mag_return(vm, qs, cache, displaced);
             return addr;
         }
-        if (step == 1 || !slab_grow(vm, qs, c, at_once(vmflag)))
+        if (mag == NULL ? (mag = list_get(qs, (void **)&qs->mag_free, sizeof(VmemMag),
+                                          VM_NOSLEEP)) == NULL
+                        : !slab_grow(vm, qs, c, (vmflag & ~VM_SLEEP) | VM_NOSLEEP))
             break;
     }
     if (mag != NULL)
@@ -629,27 +605,27 @@ uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
     return pop_and_leave(qs, &qs->cache[c], cpu, mag, irq);
 }
 
-/* ---- Free ----------------------------------------------------------------------------- */
+/* ---- Free ------------------------------------------------------------------------------- */
 
 static COLD void free_refused(Vmem *vm, const VmemQcacheState *qs, const char *call,
                               uintptr_t addr, size_t size, bool other_cache, unsigned seen)
 {
-    static const char *const reasons[] = {
-        "the address belongs to the quantum cache of another size",
-        "the address is not the start of a cached object", "the cached object is already free"};
-    static const VmemMisuseKind kinds[] = {VMEM_MISUSE_FREE_WRONG_SIZE, VMEM_MISUSE_FREE_INSIDE,
-                                           VMEM_MISUSE_DOUBLE_FREE};
-    int why = other_cache                                                              ? 0
-              : (addr & qs->quantum_mask) != 0 || (seen & KIND_MASK) == OBJ_NONE ? 1
-                                                                                 : 2;
-    vmem_report(vm, call, addr, size, kinds[why], reasons[why]);
+    if (other_cache)
+        vmem_report(vm, call, addr, size, VMEM_MISUSE_FREE_WRONG_SIZE,
+                    "the address belongs to the quantum cache of another size");
+    else if ((addr & qs->quantum_mask) != 0 || (seen & KIND_MASK) == OBJ_NONE)
+        vmem_report(vm, call, addr, size, VMEM_MISUSE_FREE_INSIDE,
+                    "the address is not the start of a cached object");
+    else
+        vmem_report(vm, call, addr, size, VMEM_MISUSE_DOUBLE_FREE,
+                    "the cached object is already free");
 }
 
 /* Both magazines full: the section hands out the previous one, traded for
- * an empty one from the depot (or the page source), which takes the object
- * and is installed by a second section; without one, the object goes back
- * to its slab. Entered inside the section with the object marked "in a
- * magazine"; returns outside it. */
+ * an empty one (new, if need be), which takes the object and is installed
+ * by a second section; without one, the object goes back to its slab.
+ * Entered inside the section with the object "in a magazine"; returns
+ * outside it. */
 static COLD void free_miss(Vmem *vm, VmemQcacheState *qs, QcCache *cache, QcCpu *cpu,
                            VmemIrqState irq, VmemRound round)
 {
@@ -661,7 +637,7 @@ static COLD void free_miss(Vmem *vm, VmemQcacheState *qs, QcCache *cache, QcCpu 
     if (carry != NULL)
         depot_put(qs, cache, carry, &release);
     vmem_port_unlock(&cache->lock, cstate);
-    VmemMag *empty = mag_get(qs);
+    VmemMag *empty = list_get(qs, (void **)&qs->mag_free, sizeof(VmemMag), VM_NOSLEEP);
     if (empty != NULL) {
         empty->round[0] = round;
         empty->rounds = 1;
@@ -685,10 +661,9 @@ static void drain_cache(Vmem *vm, VmemQcacheState *qs, QcCache *cache, bool all_
 void vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
 {
     VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
-    size_t c;
+    size_t c = (size - 1) >> vm->vm_quantum_shift;
     VmemSlab *slab;
-    if (qs == NULL || (c = (size - 1) >> qs->quantum_shift) >= qs->ncaches ||
-        (slab = slab_of(qs, addr)) == NULL) {
+    if (qs == NULL || c >= qs->ncaches || (slab = slab_of(qs, addr)) == NULL) {
         vmem_arena_free_segment(vm, call, addr, size); /* not a cached object */
         return;
     }
@@ -754,13 +729,13 @@ static void drain_cache(Vmem *vm, VmemQcacheState *qs, QcCache *cache, bool all_
     }
     VmemSlab *release = NULL;
     VmemIrqState cstate = vmem_port_lock(&cache->lock);
-    for (VmemMag *mag; n > 0 || (mag = depot_take(&cache->full, &cache->nfull)) != NULL;) {
+    for (VmemMag *mag; n > 0 || (mag = depot_take(cache)) != NULL;) {
         if (n > 0 && (mag = mags[--n]) == NULL)
             continue;
         mag_flush(qs, cache, mag, &release);
         depot_put(qs, cache, mag, &release);
     }
-    /* A slab carved for a miss that another took the objects before. */
+    /* A slab carved for a miss whose objects another miss took first. */
     for (VmemSlab *slab = cache->partial, *next; slab != NULL; slab = next) {
         next = slab->next;
         if (slab->out == 0) {
@@ -780,10 +755,10 @@ void vmem_qcache_drain(Vmem *vm, bool all_cpus)
         drain_cache(vm, qs, &qs->cache[c], all_cpus);
 }
 
-/* A cache's frees (with `frees`) or allocations: per cache, then per CPU. */
+/* A cache's frees (or allocations, all made in sections). */
 static size_t counted(const QcCache *cache, bool frees)
 {
-    size_t sum = __atomic_load_n(frees ? &cache->frees : &cache->allocs, __ATOMIC_ACQUIRE);
+    size_t sum = frees ? __atomic_load_n(&cache->frees, __ATOMIC_ACQUIRE) : 0;
     for (size_t i = 0; i < VMEM_MAX_CPUS; i++)
         sum += __atomic_load_n(frees ? &cache->cpu[i].frees : &cache->cpu[i].allocs,
                                __ATOMIC_ACQUIRE);
