@@ -220,6 +220,15 @@ static void *list_get(VmemQcacheState *qs, void **list, size_t item_size, int vm
     return item != NULL ? item : block;
 }
 
+/* An empty magazine from the shared list, or a new one. No lock held. */
+static VmemMag *mag_new(VmemQcacheState *qs)
+{
+    VmemMag *mag = list_get(qs, (void **)&qs->mag_free, sizeof(VmemMag), VM_NOSLEEP);
+    if (mag != NULL)
+        mag->rounds = 0;
+    return mag;
+}
+
 /* ---- The slab table and object states ----------------------------------------- */
 
 static inline uint16_t *state_of(const VmemQcacheState *qs, VmemSlab *slab, uintptr_t addr)
@@ -392,16 +401,17 @@ static void slabs_release(Vmem *vm, VmemQcacheState *qs, VmemSlab *list)
     }
 }
 
-/* Carves a new slab onto cache c's partial list. No lock held. */
-static bool slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag)
+/* Carves a new slab for cache c and fills mag (empty) from it: no slab is
+ * ever partial with no object out, where nothing would release it. */
+static void slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, VmemMag *mag)
 {
     VmemSlab *slab = list_get(qs, (void **)&qs->desc_free, sizeof(VmemSlab), vmflag);
     uintptr_t base;
     if (slab == NULL)
-        return false;
+        return;
     if (!table_room(qs, vmflag) || vmem_arena_alloc_slab(vm, qs->slab_size, vmflag, &base) != 0) {
         list_put(qs, (void **)&qs->desc_free, slab);
-        return false;
+        return;
     }
     uint16_t gen = (uint16_t)((slab->gen + 1) & GEN_MASK);
     __atomic_store_n(&slab->base, base, __ATOMIC_RELAXED);
@@ -423,14 +433,15 @@ static bool slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag)
     if (room)
         table_put(qs, qs->table, base, slab);
     vmem_port_unlock(&qs->qs_lock, state);
-    if (room)
+    if (room) {
         partial_add(cache, slab);
+        mag_fill(qs, cache, mag);
+    }
     vmem_port_unlock(&cache->lock, cstate);
     if (!room) {
         vmem_arena_free_slab(vm, base, qs->slab_size);
         list_put(qs, (void **)&qs->desc_free, slab);
     }
-    return room;
 }
 
 /* ---- Creation and the depot ------------------------------------------------------- */
@@ -543,9 +554,9 @@ static inline uintptr_t pop_and_leave(const VmemQcacheState *qs, QcCache *cache,
 }
 
 /* Both magazines empty: the section hands out the previous one, traded for
- * a full one from the depot or filled from the slabs (from a new slab, or
- * into a new magazine, if need be); a second section installs it and pops
- * the caller's object. 0 if none can be had at once (the arena then serves
+ * a full one from the depot or filled from the slabs (a new slab, or a new
+ * magazine, if need be); a second section installs it and pops the
+ * caller's object. 0 if none can be had at once (the arena then serves
  * the request). Entered inside the section; returns outside it. */
 static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu,
                                  VmemIrqState irq, int vmflag)
@@ -554,33 +565,31 @@ static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu 
     VmemMag *mag = cpu->previous;
     cpu->previous = NULL;
     cpu_leave(cache, cpu, irq);
-    for (int step = 0; step < 3; step++) {
-        VmemIrqState cstate = vmem_port_lock(&cache->lock);
-        VmemMag *full = depot_take(cache);
-        if (full != NULL && mag != NULL)
-            list_put(qs, (void **)&qs->mag_free, mag); /* an empty one for a full one */
-        mag = full != NULL ? full : mag != NULL ? mag : list_pop(qs, (void **)&qs->mag_free);
-        if (full == NULL && mag != NULL) {
-            mag->rounds = 0; /* it was empty, or is new */
-            mag_fill(qs, cache, mag);
-        }
-        vmem_port_unlock(&cache->lock, cstate);
-        if (mag != NULL && mag->rounds > 0) {
-            cpu = cpu_enter(cache, &irq);
-            VmemMag *displaced = mag_install(cpu, mag);
-            uintptr_t addr = pop_and_leave(qs, cache, cpu, mag, irq);
-            if (UNLIKELY(displaced != NULL))
-                mag_return(vm, qs, cache, displaced);
-            return addr;
-        }
-        if (mag == NULL ? (mag = list_get(qs, (void **)&qs->mag_free, sizeof(VmemMag),
-                                          VM_NOSLEEP)) == NULL
-                        : !slab_grow(vm, qs, c, (vmflag & ~VM_SLEEP) | VM_NOSLEEP))
-            break;
+    VmemIrqState cstate = vmem_port_lock(&cache->lock);
+    VmemMag *full = depot_take(cache);
+    if (full != NULL && mag != NULL)
+        list_put(qs, (void **)&qs->mag_free, mag); /* an empty one for a full one */
+    mag = full != NULL ? full : mag != NULL ? mag : list_pop(qs, (void **)&qs->mag_free);
+    if (full == NULL && mag != NULL) {
+        mag->rounds = 0; /* it was empty, or is new */
+        mag_fill(qs, cache, mag);
     }
-    if (mag != NULL)
-        mag_return(vm, qs, cache, mag);
-    return 0;
+    vmem_port_unlock(&cache->lock, cstate);
+    if (mag == NULL)
+        mag = mag_new(qs);
+    if (mag != NULL && mag->rounds == 0)
+        slab_grow(vm, qs, c, (vmflag & ~VM_SLEEP) | VM_NOSLEEP, mag);
+    if (mag == NULL || mag->rounds == 0) {
+        if (mag != NULL)
+            list_put(qs, (void **)&qs->mag_free, mag);
+        return 0;
+    }
+    cpu = cpu_enter(cache, &irq);
+    VmemMag *displaced = mag_install(cpu, mag);
+    uintptr_t addr = pop_and_leave(qs, cache, cpu, mag, irq);
+    if (UNLIKELY(displaced != NULL))
+        mag_return(vm, qs, cache, displaced);
+    return addr;
 }
 
 uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
@@ -637,7 +646,7 @@ static COLD void free_miss(Vmem *vm, VmemQcacheState *qs, QcCache *cache, QcCpu 
     if (carry != NULL)
         depot_put(qs, cache, carry, &release);
     vmem_port_unlock(&cache->lock, cstate);
-    VmemMag *empty = list_get(qs, (void **)&qs->mag_free, sizeof(VmemMag), VM_NOSLEEP);
+    VmemMag *empty = mag_new(qs);
     if (empty != NULL) {
         empty->round[0] = round;
         empty->rounds = 1;
@@ -734,15 +743,6 @@ static void drain_cache(Vmem *vm, VmemQcacheState *qs, QcCache *cache, bool all_
             continue;
         mag_flush(qs, cache, mag, &release);
         depot_put(qs, cache, mag, &release);
-    }
-    /* A slab carved for a miss whose objects another miss took first. */
-    for (VmemSlab *slab = cache->partial, *next; slab != NULL; slab = next) {
-        next = slab->next;
-        if (slab->out == 0) {
-            partial_remove(cache, slab);
-            slab->next = release;
-            release = slab;
-        }
     }
     vmem_port_unlock(&cache->lock, cstate);
     slabs_release(vm, qs, release);
