@@ -10,18 +10,17 @@
  *    full magazines, traded when both of a CPU's are empty (full); empty
  *    ones wait on a shared list. Slabs are runs of objects carved from one
  *    arena segment (the next power of two above 3 x qcache_max, aligned to
- *    its size): magazines are filled from partly used slabs, and a slab
- *    wholly free again goes back to the arena.
+ *    its size), filling magazines; a slab wholly free goes back.
  *
  * 2. CPU sections. A CPU's magazines are touched only inside its section,
  *    which the port provides (a kernel disables interrupts; the POSIX port
- *    takes a lock per CPU index). Inside, the library pops or pushes a
- *    round, swaps, installs or removes a magazine and bumps that CPU's
- *    counters: no lock, no other hook, no waiting. Trades with the depot,
- *    the slabs, the arena or the page source run outside: a section hands
- *    a magazine out, the trade works on it privately, and a second section
- *    installs the result (handing back whatever that displaces). Only
- *    destroy, when nobody may use the arena, touches every CPU's magazines.
+ *    locks a lock per CPU index). Inside, the library pops, pushes, swaps,
+ *    installs or removes a magazine and bumps that CPU's counters: no lock,
+ *    no other hook, no waiting. Trades with the depot, the slabs, the arena
+ *    or the page source run outside: a section hands a magazine out, the
+ *    trade works on it privately, and a second section installs the result
+ *    (handing back whatever that displaces). Only destroy, when nobody may
+ *    use the arena, touches every CPU's magazines.
  *
  * 3. What stays cached. vmem_reap(), a request that drains before it fails
  *    or sleeps, and a free that sees a sleeper (point 4) empty the depot and
@@ -30,38 +29,36 @@
  *    reaps, or frees into that cache while a VM_SLEEP request waits.
  *
  * 4. Waking sleepers. A VM_SLEEP request that must wait counts itself in
- *    vm_qcache_waiters, drains, and sleeps in the arena. A free pushes its
- *    object, then reads that count (both sequentially consistent): seeing
- *    a waiter, it drains, so that slabs wholly free go back to the arena,
- *    whose free wakes the sleeper. A free that read zero came before the
- *    count, and is among point 3's.
+ *    vm_qcache_waiters, drains, and sleeps in the arena. A free pushes, then
+ *    reads that count (both sequentially consistent): seeing a waiter, it
+ *    drains, so that wholly free slabs go back to the arena, whose free
+ *    wakes the sleeper. A free that read zero came before the count.
  *
- * 5. Checked frees. Objects are integers, so each slab has an external
- *    descriptor with a state per quantum (no object start, in the slab,
- *    allocated, in a magazine). Before entering a section, a free finds the
+ * 5. Checked frees. Each slab has an external descriptor (objects are
+ *    integers) with a state per quantum: no object start, in the slab,
+ *    allocated, in a magazine. Before entering a section, a free finds the
  *    descriptor in the slab table (open addressing by slab base, written
- *    under qs_lock with release stores; replaced tables are kept until
- *    destroy) and moves the state from "allocated" to "in a magazine" by
- *    compare-and-swap: a double free (even two racing on two CPUs), an
- *    interior address or one never handed out fails, is reported, and
- *    changes nothing. Descriptors are reused at once, so each state also
- *    carries a generation, changed when the slab is carved and released:
- *    a free that found a descriptor just before its reuse expects the old
- *    one, and fails.
+ *    under qs_lock with release stores, old tables kept until destroy) and
+ *    moves the state from "allocated" to "in a magazine" by compare-and-
+ *    swap: a double free (even two racing on two CPUs), an interior or a
+ *    foreign address fails, is reported, and changes nothing. Descriptors
+ *    are reused at once, so states carry a generation, changed when the
+ *    slab is carved and released: a free that found the descriptor before
+ *    its reuse expects the old one, and fails.
  *
- * 6. Exact statistics. Each object handed out is counted once in an
- *    allocation counter, each taken back once in a free counter: per CPU
- *    (written only in its section), or per cache for frees that find no
+ * 6. Exact statistics. An object handed out is counted once in an
+ *    allocation counter, one taken back once in a free counter: per CPU
+ *    (written only in its section), or per cache for a free that finds no
  *    magazine (under its lock). Counters only grow, by release stores. A
  *    reader sums a cache's frees, then its allocations, and at the end all
  *    frees again (acquire loads). An allocation is counted before its
  *    object can reach a freer, so allocations read after frees are never
- *    fewer; and when the two sums of frees agree, the difference lies
- *    between what was outstanding at the start of the read and at its end.
- *    The arena (user_stat) brackets the read with two views of its own
- *    counters, which count slabs apart, and accepts it when they agree too;
- *    failing that a few times, it clamps the cached bytes to the slab
- *    bytes. Every answer has 0 <= in_use <= total and free <= alloc.
+ *    fewer; and if both sums of frees agree, the difference lies between
+ *    what was outstanding when the read began and when it ended. The arena
+ *    (user_stat) brackets this with two views of its own counters, which
+ *    count slabs apart, and takes it when they agree too; else, after a few
+ *    tries, it clamps the cached bytes to the slab bytes. So every answer
+ *    has 0 <= in_use <= total and free <= alloc.
  *
  * 7. Lock order: cache lock -> qs_lock. Neither is held inside a section,
  *    nor while calling the arena, the page source or the misuse hook.
@@ -75,10 +72,8 @@
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* A quantum's state: its kind in the low bits, its slab's generation above. */
-enum { OBJ_NONE = 0, OBJ_IN_SLAB, OBJ_ALLOCATED, OBJ_IN_MAGAZINE };
-#define KIND_MASK 3u
-#define GEN_SHIFT 2
-#define GEN_MASK 0x3fffu
+enum { OBJ_NONE, OBJ_IN_SLAB, OBJ_ALLOCATED, OBJ_IN_MAGAZINE, KIND_MASK = 3 };
+enum { GEN_SHIFT = 2, GEN_MASK = 0x3fff };
 
 typedef struct vmem_slab VmemSlab;
 
@@ -291,15 +286,16 @@ static size_t table_wanted_slots(const VmemQcacheState *qs)
     return slots;
 }
 
-/* Makes room in the table for one more slab. No lock held. */
-static bool table_room(VmemQcacheState *qs, int vmflag)
+/* Makes room in the table for one more slab and returns with qs_lock held
+ * (the state in *state); false, not held, without memory. */
+static bool table_room_locked(VmemQcacheState *qs, int vmflag, VmemIrqState *state)
 {
     for (;;) {
-        VmemIrqState state = vmem_port_lock(&qs->qs_lock);
+        *state = vmem_port_lock(&qs->qs_lock);
         size_t slots = table_wanted_slots(qs);
-        vmem_port_unlock(&qs->qs_lock, state);
         if (slots == 0)
             return true;
+        vmem_port_unlock(&qs->qs_lock, *state);
         SlabTable *fresh = qc_pages(qs, sizeof(SlabTable) + slots * sizeof(SlabSlot), vmflag);
         if (fresh == NULL)
             return false;
@@ -308,7 +304,7 @@ static bool table_room(VmemQcacheState *qs, int vmflag)
         fresh->used = fresh->live = 0;
         for (size_t i = 0; i < slots; i++)
             fresh->slot[i] = (SlabSlot){0, NULL};
-        state = vmem_port_lock(&qs->qs_lock);
+        *state = vmem_port_lock(&qs->qs_lock);
         SlabTable *old = qs->table;
         if (table_wanted_slots(qs) == slots) { /* else another thread grew it */
             for (size_t i = 0; old != NULL && i <= old->mask; i++)
@@ -316,7 +312,7 @@ static bool table_room(VmemQcacheState *qs, int vmflag)
                     table_put(qs, fresh, old->slot[i].key, old->slot[i].slab);
             __atomic_store_n(&qs->table, fresh, __ATOMIC_RELEASE);
         }
-        vmem_port_unlock(&qs->qs_lock, state);
+        vmem_port_unlock(&qs->qs_lock, *state);
     }
 }
 
@@ -407,9 +403,10 @@ static void slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, VmemM
 {
     VmemSlab *slab = list_get(qs, (void **)&qs->desc_free, sizeof(VmemSlab), vmflag);
     uintptr_t base;
+    VmemIrqState state;
     if (slab == NULL)
         return;
-    if (!table_room(qs, vmflag) || vmem_arena_alloc_slab(vm, qs->slab_size, vmflag, &base) != 0) {
+    if (vmem_arena_alloc_slab(vm, qs->slab_size, vmflag, &base) != 0) {
         list_put(qs, (void **)&qs->desc_free, slab);
         return;
     }
@@ -426,22 +423,20 @@ static void slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, VmemM
                          __ATOMIC_RELAXED);
     }
     __atomic_store_n(&slab->gen, gen, __ATOMIC_RELEASE);
-    QcCache *cache = &qs->cache[c];
-    VmemIrqState cstate = vmem_port_lock(&cache->lock);
-    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
-    bool room = table_wanted_slots(qs) == 0; /* others may have used it meanwhile */
-    if (room)
-        table_put(qs, qs->table, base, slab);
-    vmem_port_unlock(&qs->qs_lock, state);
-    if (room) {
-        partial_add(cache, slab);
-        mag_fill(qs, cache, mag);
-    }
-    vmem_port_unlock(&cache->lock, cstate);
-    if (!room) {
+    if (!table_room_locked(qs, vmflag, &state)) {
         vmem_arena_free_slab(vm, base, qs->slab_size);
         list_put(qs, (void **)&qs->desc_free, slab);
+        return;
     }
+    /* Published before it is on the partial list: a free meanwhile finds
+     * no object handed out, and is refused. */
+    table_put(qs, qs->table, base, slab);
+    vmem_port_unlock(&qs->qs_lock, state);
+    QcCache *cache = &qs->cache[c];
+    VmemIrqState cstate = vmem_port_lock(&cache->lock);
+    partial_add(cache, slab);
+    mag_fill(qs, cache, mag);
+    vmem_port_unlock(&cache->lock, cstate);
 }
 
 /* ---- Creation and the depot ------------------------------------------------------- */
@@ -461,19 +456,13 @@ static COLD VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
         vmem_port_page_alloc(npages, (vmflag & (VM_SLEEP | VM_NOSLEEP)) | VM_BOOTSTRAP);
     if (qs == NULL)
         return NULL;
-    vmem_port_lock_init(&qs->qs_lock);
     /* The paper's slab size: the next power of two above 3 x qcache_max. */
-    size_t slab_size = (size_t)1 << (log2_floor(3 * n * vm->quantum) + 1);
-    qs->ncaches = n;
-    qs->slab_size = slab_size;
-    qs->quantum_shift = vm->vm_quantum_shift;
-    qs->slab_shift = log2_floor(slab_size);
-    qs->quantum_mask = vm->quantum - 1;
-    qs->slab_mask = ~(uintptr_t)(slab_size - 1);
-    qs->table = NULL;
-    qs->desc_free = NULL;
-    qs->mag_free = NULL;
-    qs->pages = NULL;
+    unsigned slab_shift = log2_floor(3 * n * vm->quantum) + 1;
+    *qs = (VmemQcacheState){.ncaches = n, .slab_size = (size_t)1 << slab_shift,
+                           .quantum_shift = vm->vm_quantum_shift, .slab_shift = slab_shift,
+                           .quantum_mask = vm->quantum - 1,
+                           .slab_mask = ~(((uintptr_t)1 << slab_shift) - 1)};
+    vmem_port_lock_init(&qs->qs_lock);
     for (size_t c = 0; c < n; c++) {
         qs->cache[c] = (QcCache){.objsize = (c + 1) * vm->quantum};
         vmem_port_lock_init(&qs->cache[c].lock);
@@ -530,14 +519,15 @@ static void mag_return(Vmem *vm, VmemQcacheState *qs, QcCache *cache, VmemMag *m
     slabs_release(vm, qs, release);
 }
 
-/* Installs a magazine handed out earlier as the loaded one, the loaded one
- * becoming the previous; returns the previous one it displaces (NULL
- * unless something ran on this CPU meanwhile). Inside the section. */
-static inline VmemMag *mag_install(QcCpu *cpu, VmemMag *mag)
+/* Enters a section to install a magazine handed out earlier as the loaded
+ * one (the loaded one becomes the previous), and returns the previous one
+ * it displaces (NULL unless something ran there meanwhile). */
+static inline VmemMag *mag_install(QcCache *cache, VmemMag *mag, QcCpu **cpu, VmemIrqState *irq)
 {
-    VmemMag *displaced = cpu->previous;
-    cpu->previous = cpu->loaded;
-    cpu->loaded = mag;
+    *cpu = cpu_enter(cache, irq);
+    VmemMag *displaced = (*cpu)->previous;
+    (*cpu)->previous = (*cpu)->loaded;
+    (*cpu)->loaded = mag;
     return displaced;
 }
 
@@ -584,8 +574,7 @@ static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu 
             list_put(qs, (void **)&qs->mag_free, mag);
         return 0;
     }
-    cpu = cpu_enter(cache, &irq);
-    VmemMag *displaced = mag_install(cpu, mag);
+    VmemMag *displaced = mag_install(cache, mag, &cpu, &irq);
     uintptr_t addr = pop_and_leave(qs, cache, cpu, mag, irq);
     if (UNLIKELY(displaced != NULL))
         mag_return(vm, qs, cache, displaced);
@@ -619,15 +608,14 @@ uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
 static COLD void free_refused(Vmem *vm, const VmemQcacheState *qs, const char *call,
                               uintptr_t addr, size_t size, bool other_cache, unsigned seen)
 {
-    if (other_cache)
-        vmem_report(vm, call, addr, size, VMEM_MISUSE_FREE_WRONG_SIZE,
-                    "the address belongs to the quantum cache of another size");
-    else if ((addr & qs->quantum_mask) != 0 || (seen & KIND_MASK) == OBJ_NONE)
-        vmem_report(vm, call, addr, size, VMEM_MISUSE_FREE_INSIDE,
-                    "the address is not the start of a cached object");
-    else
-        vmem_report(vm, call, addr, size, VMEM_MISUSE_DOUBLE_FREE,
-                    "the cached object is already free");
+    bool inside = (addr & qs->quantum_mask) != 0 || (seen & KIND_MASK) == OBJ_NONE;
+    vmem_report(vm, call, addr, size,
+                other_cache ? VMEM_MISUSE_FREE_WRONG_SIZE
+                : inside    ? VMEM_MISUSE_FREE_INSIDE
+                            : VMEM_MISUSE_DOUBLE_FREE,
+                other_cache ? "the address belongs to the quantum cache of another size"
+                : inside    ? "the address is not the start of a cached object"
+                            : "the cached object is already free");
 }
 
 /* Both magazines full: the section hands out the previous one, traded for
@@ -650,8 +638,7 @@ static COLD void free_miss(Vmem *vm, VmemQcacheState *qs, QcCache *cache, QcCpu 
     if (empty != NULL) {
         empty->round[0] = round;
         empty->rounds = 1;
-        cpu = cpu_enter(cache, &irq);
-        VmemMag *displaced = mag_install(cpu, empty);
+        VmemMag *displaced = mag_install(cache, empty, &cpu, &irq);
         count(&cpu->frees);
         cpu_leave(cache, cpu, irq);
         if (UNLIKELY(displaced != NULL))
