@@ -102,14 +102,13 @@ typedef struct {
     uintptr_t key;
     VmemSlab *slab; /* NULL: never used; TOMBSTONE: deleted */
 } SlabSlot;
+#define TOMBSTONE ((VmemSlab *)1)
 
 typedef struct {
     size_t mask, used, live; /* used: live + tombstones */
     unsigned shift;          /* 64 - log2(slots): slot_of() keeps the top bits */
     SlabSlot slot[];
 } SlabTable;
-
-#define TOMBSTONE ((VmemSlab *)1)
 
 /* A CPU's magazines and counters: a line touched only in its section. */
 typedef struct {
@@ -129,9 +128,7 @@ typedef struct {
 typedef struct qc_page {
     struct qc_page *next;
     size_t npages;
-} QcPage;
-
-/* Items carved from a page start at its first line after the header. */
+} QcPage; /* heads each page run taken, for destroy; items start a line after */
 #define BLOCK_OFFSET ((sizeof(QcPage) + 63) & ~(size_t)63)
 _Static_assert(sizeof(VmemMag) <= VMEM_PAGE_SIZE - BLOCK_OFFSET,
                "a magazine must fit in a page: lower VMEM_QCACHE_MAG_ROUNDS");
@@ -144,10 +141,11 @@ struct vmem_qcache_state {
     VmemLock qs_lock __attribute__((aligned(64))); /* table writes, free lists, pages */
     VmemSlab *desc_free;
     VmemMag *mag_free;
-    QcPage *pages; /* all taken from the page source, for destroy */
+    QcPage *pages;
     QcCache cache[];
 };
 
+/* The calling CPU's section (point 2). */
 static inline QcCpu *cpu_enter(QcCache *cache, VmemIrqState *irq)
 {
     unsigned cpu = vmem_port_cpu_enter(irq);
@@ -169,12 +167,10 @@ static inline void count(size_t *counter)
 
 /* ---- Memory for the caches' own structures -------------------------------------- */
 
-static size_t pages_for(size_t bytes) { return (bytes + VMEM_PAGE_SIZE - 1) / VMEM_PAGE_SIZE; }
-
 /* Pages for qs, kept until destroy. No lock held. */
 static void *qc_pages(VmemQcacheState *qs, size_t bytes, int vmflag)
 {
-    size_t npages = pages_for(bytes + BLOCK_OFFSET);
+    size_t npages = (bytes + BLOCK_OFFSET + VMEM_PAGE_SIZE - 1) / VMEM_PAGE_SIZE;
     QcPage *page = vmem_port_page_alloc(npages, (vmflag & (VM_SLEEP | VM_NOSLEEP)) | VM_BOOTSTRAP);
     if (page == NULL)
         return NULL;
@@ -451,7 +447,8 @@ size_t vmem_qcache_count(const Vmem *vm)
 static COLD VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
 {
     size_t n = vmem_qcache_count(vm);
-    size_t npages = pages_for(sizeof(VmemQcacheState) + n * sizeof(QcCache));
+    size_t npages = (sizeof(VmemQcacheState) + n * sizeof(QcCache) + VMEM_PAGE_SIZE - 1) /
+                    VMEM_PAGE_SIZE;
     VmemQcacheState *qs =
         vmem_port_page_alloc(npages, (vmflag & (VM_SLEEP | VM_NOSLEEP)) | VM_BOOTSTRAP);
     if (qs == NULL)
