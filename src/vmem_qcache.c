@@ -455,14 +455,29 @@ static COLD VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
         return NULL;
     /* The paper's slab size: the next power of two above 3 x qcache_max. */
     unsigned slab_shift = log2_floor(3 * n * vm->quantum) + 1;
-    *qs = (VmemQcacheState){.ncaches = n, .slab_size = (size_t)1 << slab_shift,
-                           .quantum_shift = vm->vm_quantum_shift, .slab_shift = slab_shift,
-                           .quantum_mask = vm->quantum - 1,
-                           .slab_mask = ~(((uintptr_t)1 << slab_shift) - 1)};
+    /* Field by field: a compound literal may become a memset call. */
+    qs->ncaches = n;
+    qs->slab_size = (size_t)1 << slab_shift;
+    qs->quantum_shift = vm->vm_quantum_shift;
+    qs->slab_shift = slab_shift;
+    qs->quantum_mask = vm->quantum - 1;
+    qs->slab_mask = ~(((uintptr_t)1 << slab_shift) - 1);
+    qs->table = NULL;
+    qs->desc_free = NULL;
+    qs->mag_free = NULL;
+    qs->pages = NULL;
     vmem_port_lock_init(&qs->qs_lock);
     for (size_t c = 0; c < n; c++) {
-        qs->cache[c] = (QcCache){.objsize = (c + 1) * vm->quantum};
-        vmem_port_lock_init(&qs->cache[c].lock);
+        QcCache *cache = &qs->cache[c];
+        vmem_port_lock_init(&cache->lock);
+        cache->objsize = (c + 1) * vm->quantum;
+        cache->nfull = cache->frees = 0;
+        cache->full = NULL;
+        cache->partial = NULL;
+        for (size_t i = 0; i < VMEM_MAX_CPUS; i++) {
+            cache->cpu[i].loaded = cache->cpu[i].previous = NULL;
+            cache->cpu[i].allocs = cache->cpu[i].frees = 0;
+        }
     }
     VmemIrqState state = vmem_port_lock(&vm->vm_lock);
     VmemQcacheState *existing = vm->vm_qcache;
