@@ -5,22 +5,21 @@
  * states and counters, and keeps these invariants:
  *
  * 1. Layers. Per CPU, a loaded and a previous magazine (stacks of free
- *    objects): allocations pop the loaded one, frees push onto it, and the
- *    two swap when it is empty (full). The depot (the cache's lock) keeps
- *    full magazines, traded when both of a CPU's are empty (full); empty
- *    ones wait on a shared list. Slabs are runs of objects carved from one
- *    arena segment (the next power of two above 3 x qcache_max, aligned to
- *    its size), filling magazines; a slab wholly free goes back.
+ *    objects): allocations pop the loaded one, frees push onto it, the two
+ *    swap when it is empty (full). The depot (the cache's lock) keeps full
+ *    magazines, traded when both of a CPU's are empty (full); empty ones
+ *    wait on a shared list. Slabs, runs of objects carved from one arena
+ *    segment (the next power of two above 3 x qcache_max, aligned to its
+ *    size), fill magazines; a slab wholly free goes back to the arena.
  *
  * 2. CPU sections. A CPU's magazines are touched only inside its section,
  *    which the port provides (a kernel disables interrupts; the POSIX port
- *    locks a lock per CPU index). Inside, the library pops, pushes, swaps,
+ *    takes a lock per CPU index). Inside, the library pops, pushes, swaps,
  *    installs or removes a magazine and bumps that CPU's counters: no lock,
  *    no other hook, no waiting. Trades with the depot, the slabs, the arena
- *    or the page source run outside: a section hands a magazine out, the
- *    trade works on it privately, and a second section installs the result
- *    (handing back whatever that displaces). Only destroy, when nobody may
- *    use the arena, touches every CPU's magazines.
+ *    or the page source run outside, on a magazine a section handed out; a
+ *    second section installs the result (and hands back what it displaces).
+ *    Only destroy, when nobody may use the arena, touches every CPU's.
  *
  * 3. What stays cached. vmem_reap(), a request that drains before it fails
  *    or sleeps, and a free that sees a sleeper (point 4) empty the depot and
@@ -46,8 +45,8 @@
  *    slab is carved and released: a free that found the descriptor before
  *    its reuse expects the old one, and fails.
  *
- * 6. Exact statistics. An object handed out is counted once in an
- *    allocation counter, one taken back once in a free counter: per CPU
+ * 6. Exact statistics. Each object handed out is counted once in an
+ *    allocation counter, each taken back once in a free counter: per CPU
  *    (written only in its section), or per cache for a free that finds no
  *    magazine (under its lock). Counters only grow, by release stores. A
  *    reader sums a cache's frees, then its allocations, and at the end all
