@@ -506,6 +506,102 @@ static bool pin_to(int cpu)
     return sched_setaffinity(0, sizeof(one), &one) == 0 && sched_getcpu() == cpu;
 }
 
+/*
+ * Checked frees across CPUs: this thread and another, on two CPUs, free
+ * the same cached object at the same moment, again and again. Each time
+ * exactly one free is taken and the other reported as a double free;
+ * afterwards every object of the arena is handed out exactly once.
+ */
+struct racer {
+    Vmem *vm;
+    int cpu;
+};
+
+static void *_Atomic race_object;
+static atomic_int race_round, race_done, double_frees_reported;
+
+static void count_double_free(const VmemMisuse *report)
+{
+    if (report->kind == VMEM_MISUSE_DOUBLE_FREE)
+        atomic_fetch_add(&double_frees_reported, 1);
+}
+
+/* Spins until the next round is published, so that it frees at the same
+ * moment as the publisher, then frees the object; -1 ends. */
+static void *racing_free(void *arg)
+{
+    struct racer *r = arg;
+    if (r->cpu >= 0)
+        pin_to(r->cpu);
+    for (int seen = 0;;) {
+        int round;
+        while ((round = atomic_load(&race_round)) == seen)
+            ;
+        if (round < 0)
+            return NULL;
+        vmem_free(r->vm, atomic_load(&race_object), Q);
+        atomic_fetch_add(&race_done, 1);
+        seen = round;
+    }
+}
+
+static void racing_double_frees_on_two_cpus_are_caught_once(void)
+{
+    enum { ROUNDS = 1000, QUANTA = 256 };
+    static Vmem vm;
+    static unsigned char handed[QUANTA];
+    VT_ASSERT(vmem_init(&vm, "race-free", TS_PTR(CACHED_BASE), QUANTA * Q, Q, NULL, NULL, NULL,
+                        Q, VM_NOSLEEP) == 0);
+    cpu_set_t saved;
+    VT_ASSERT(sched_getaffinity(0, sizeof(saved), &saved) == 0);
+    struct racer r[2] = {{&vm, -1}, {&vm, -1}};
+    for (int c = 0, found = 0; c < CPU_SETSIZE && found < 2; c++)
+        if (CPU_ISSET(c, &saved))
+            r[found++].cpu = c;
+    atomic_store(&double_frees_reported, 0);
+    atomic_store(&race_round, 0);
+    atomic_store(&race_done, 0);
+    vmem_posix_set_misuse_handler(count_double_free);
+    pthread_t other;
+    VT_ASSERT(pthread_create(&other, NULL, racing_free, &r[1]) == 0);
+    if (r[0].cpu >= 0)
+        pin_to(r[0].cpu);
+    bool once_each = true;
+    for (int round = 1; round <= ROUNDS && once_each; round++) {
+        void *object = vmem_alloc(&vm, Q, VM_NOSLEEP);
+        atomic_store(&race_object, object);
+        atomic_store(&race_round, round);
+        vmem_free(&vm, object, Q);
+        for (int spins = 0; atomic_load(&race_done) < round; spins++)
+            if (spins > 1000)
+                sched_yield();
+        once_each = object != NULL && atomic_load(&double_frees_reported) == round;
+    }
+    atomic_store(&race_round, -1);
+    pthread_join(other, NULL);
+    vmem_posix_set_misuse_handler(NULL);
+    VT_ASSERT(once_each);
+    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
+    /* The freed objects sit in the two CPUs' magazines: a reap on each
+     * brings them back (a reap reaches its own CPU's only). */
+    for (int i = 0; i < 2; i++)
+        if (r[i].cpu >= 0 && pin_to(r[i].cpu))
+            vmem_reap(&vm);
+    VT_ASSERT(sched_setaffinity(0, sizeof(saved), &saved) == 0);
+    for (size_t q = 0; q < QUANTA; q++)
+        handed[q] = 0;
+    size_t got = 0, twice = 0;
+    for (void *object; (object = vmem_alloc(&vm, Q, VM_NOSLEEP)) != NULL; got++)
+        twice += handed[(TS_ADDR(object) - CACHED_BASE) / Q]++ != 0;
+    VT_ASSERT(twice == 0);
+    VT_ASSERT(got == QUANTA);
+    for (size_t q = 0; q < QUANTA; q++)
+        vmem_free(&vm, TS_PTR(CACHED_BASE + q * Q), Q);
+    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
+    VT_CONSISTENT(&vm);
+    vmem_destroy(&vm);
+}
+
 /* The caches index their per-CPU magazines by what vmem_port_cpu_enter()
  * returns, which the POSIX port reads from the thread's restartable-
  * sequences area when glibc registered one: pinned to each CPU in turn, it
@@ -639,6 +735,7 @@ VTEST_SUITE(suite_threads, VTEST_CASE(stress_2_threads_never_overlap),
             VTEST_CASE(nosleep_alloc_fails_at_once_when_full),
             VTEST_CASE(stats_read_beside_one_cache_user_are_snapshots),
             VTEST_CASE(stats_read_beside_four_cache_users_and_a_reaper_are_snapshots),
+            VTEST_CASE(racing_double_frees_on_two_cpus_are_caught_once),
             VTEST_CASE(cpu_enter_names_the_cpu_the_thread_runs_on),
             VTEST_CASE(cpu_sections_of_one_index_never_overlap),
             VTEST_CASE(the_contract_check_catches_hooks_called_inside_a_cpu_section));
