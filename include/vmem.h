@@ -219,6 +219,9 @@ typedef struct vmem {
     size_t vm_importers;            /* live arenas importing from this one */
     struct vmem_qcache_state *vm_qcache; /* quantum caches, made on first use */
     size_t vm_qcache_pages;
+    size_t vm_qcache_waiters;       /* VM_SLEEP requests draining or asleep (atomic) */
+    size_t vm_slab_bytes;           /* of stat.in_use, in quantum-cache slabs */
+    size_t vm_slabs_made, vm_slabs_freed; /* of stat.alloc and stat.free */
 } Vmem;
 
 /* ---- The original API ------------------------------------------------- */

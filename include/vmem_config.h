@@ -44,22 +44,8 @@
 #define VMEM_PORT_CAN_SLEEP 1
 #endif
 
-/* 1: the port provides vmem_port_cpu_claim() and vmem_port_cpu_fence()
- * (vmem_port.h), with which a quantum-cache hit takes its CPU's slot
- * without an atomic instruction. 0: the library never calls them and
- * enters slots by compare-and-swap. The default is 1 in a hosted build,
- * whose port is src/port/posix.c, and 0 in a freestanding one, so that a
- * kernel port written before the hooks existed builds unchanged. */
-#ifndef VMEM_PORT_CPU_CLAIMS
-#if defined(__STDC_HOSTED__) && __STDC_HOSTED__ == 1
-#define VMEM_PORT_CPU_CLAIMS 1
-#else
-#define VMEM_PORT_CPU_CLAIMS 0
-#endif
-#endif
-
-/* Per-CPU magazine slots in each quantum cache. CPU ids from
- * vmem_port_cpu_id() are taken modulo this; a larger id only shares. */
+/* Per-CPU magazine pairs in each quantum cache: vmem_port_cpu_enter()
+ * returns an index below this. */
 #ifndef VMEM_MAX_CPUS
 #define VMEM_MAX_CPUS 16
 #endif
@@ -79,17 +65,6 @@
 #define VMEM_QCACHE_MAG_ROUNDS 31
 #endif
 
-/* Testing only. When N > 0, every Nth attempt to enter each per-CPU slot
- * of a quantum cache is refused as a whole, as if the slot had stayed busy
- * through every retry: allocations and frees bypass the magazines, drains
- * skip slots and grace periods fail. The paths that a preempted or
- * interrupted slot owner forces are otherwise rare and timing-dependent;
- * this makes them regular, so that the tests reach them (check-slot-faults).
- * 0, the default, compiles the knob out entirely. */
-#ifndef VMEM_QCACHE_SLOT_FAULT_PERIOD
-#define VMEM_QCACHE_SLOT_FAULT_PERIOD 0
-#endif
-
 /* Objects in the largest slab: the slab is the next power of two above
  * 3 x qcache_max, so with at most 16 caches it holds at most 64 quanta. */
 #define VMEM_QCACHE_SLAB_OBJS 64
@@ -103,13 +78,9 @@ _Static_assert(VMEM_TAG_RESERVE >= 8,
                "VMEM_TAG_RESERVE must cover at least two nested worst-case operations");
 _Static_assert(VMEM_BOOTSTRAP_TAGS >= 2 * VMEM_TAG_RESERVE,
                "the static pool must hold the reserve and leave room for real work");
-_Static_assert(VMEM_QCACHE_SLOT_FAULT_PERIOD >= 0,
-               "VMEM_QCACHE_SLOT_FAULT_PERIOD is 0 (off) or a period N > 0");
 _Static_assert(VMEM_PORT_CAN_SLEEP == 0 || VMEM_PORT_CAN_SLEEP == 1,
                "VMEM_PORT_CAN_SLEEP is 0 or 1");
 _Static_assert(VMEM_QCACHE_MAG_ROUNDS >= 2 && VMEM_QCACHE_MAG_ROUNDS <= 200,
                "a magazine holds 2 to 200 objects (it must fit in a page)");
-_Static_assert(VMEM_PORT_CPU_CLAIMS == 0 || VMEM_PORT_CPU_CLAIMS == 1,
-               "VMEM_PORT_CPU_CLAIMS is 0 or 1");
 
 #endif /* VMEM_CONFIG_H */

@@ -11,9 +11,7 @@
  *     never held together, never held while taking any other lock;
  *   - quantum caches: cache (depot) lock -> cache state lock (slab table,
  *     descriptor and magazine lists), never held while taking an arena or
- *     the pool lock. The per-CPU slots in front of them are the library's
- *     own (a claim or a compare-and-swap, never waited for), not port
- *     locks.
+ *     the pool lock, nor inside a CPU section (below), which takes none.
  * So the library never holds two arena locks at once: an importing arena
  * drops its lock before calling into its source. It never calls
  * vmem_port_page_alloc(), vmem_port_page_free(), an import or give-back
@@ -98,48 +96,22 @@ void vmem_port_panic(const char *message)
 #endif
     ;
 
-/* The index of the CPU running the caller, for the per-CPU quantum-cache
- * magazines. Any value is safe (it is taken modulo VMEM_MAX_CPUS, and a
- * slot another CPU is using is bypassed): a stale or shared answer only
- * costs contention. May be called with a vmem lock held; must not block. */
-unsigned vmem_port_cpu_id(void);
-
 /*
- * Per-CPU claims: only a port built with VMEM_PORT_CPU_CLAIMS = 1
- * (vmem_config.h) provides these two; with 0 the library never calls them.
- * They let a quantum-cache hit take its CPU's slot with plain loads and
- * stores instead of an atomic instruction (vmem_qcache.c, Slots).
- *
- * vmem_port_cpu_claim(words, stride, count): with c the CPU the caller is
- * running on, and w the unsigned at (char *)words + c * stride: if c <
- * count and w is even, makes it w + 1 and returns c. The read and the
- * write are one step as far as anything else that runs on CPU c is
- * concerned (a thread that preempts the caller, an interrupt or signal
- * handler): if one came between them, or the caller moved to another CPU,
- * nothing is written. It need not be atomic against other CPUs; see
- * vmem_port_cpu_fence(). Otherwise returns, writing nothing:
- *   VMEM_CLAIM_BUSY         w was odd;
- *   VMEM_CLAIM_AGAIN        the step was interrupted, or the caller moved;
- *   VMEM_CLAIM_UNAVAILABLE  this call cannot claim (c >= count, say) though
- *                           other calls may have: the caller must use
- *                           compare-and-swap and vmem_port_cpu_fence();
- *   VMEM_CLAIM_UNSUPPORTED  no call in this system ever claims, and none
- *                           ever will: compare-and-swap alone is safe.
- * Called with no vmem lock held; must not block.
- *
- * vmem_port_cpu_fence(): when it returns, every vmem_port_cpu_claim() that
- * was under way on any CPU when it was called has either failed or
- * returned, and what those that succeeded wrote is visible to the caller.
- * Called with no vmem lock held, rarely (draining, grace periods, a slot
- * entered from another CPU); may be slow (an IPI to each CPU), must not
- * block indefinitely. Where claims are unsupported it does nothing.
+ * CPU sections, for the per-CPU quantum-cache magazines.
+ * vmem_port_cpu_enter() enters the calling CPU's section and returns that
+ * CPU's index, below VMEM_MAX_CPUS (the library panics otherwise; a kernel
+ * with more CPUs raises VMEM_MAX_CPUS), with whatever leaving needs in
+ * *state. Until vmem_port_cpu_leave(cpu, state) no other section with the
+ * same index may run: a kernel disables interrupts (and so preemption)
+ * and returns its CPU id; a hosted port takes a lock per index, and a
+ * caller that moved to another CPU meanwhile only contends for it.
+ * Inside, the library touches only that index's magazines and counters
+ * and reads shared tables: it takes no lock, calls no other hook and
+ * never waits; it enters no section from inside one. Called with no vmem
+ * lock held.
  */
-#define VMEM_CLAIM_BUSY (-1L)
-#define VMEM_CLAIM_AGAIN (-2L)
-#define VMEM_CLAIM_UNAVAILABLE (-3L)
-#define VMEM_CLAIM_UNSUPPORTED (-4L)
-long vmem_port_cpu_claim(unsigned *words, size_t stride, unsigned count);
-void vmem_port_cpu_fence(void);
+unsigned vmem_port_cpu_enter(VmemIrqState *state);
+void vmem_port_cpu_leave(unsigned cpu, VmemIrqState state);
 
 /* Writes a NUL-terminated string to the console, for vmem_dump(). May be
  * called with an arena lock held; must not call into vmem. */

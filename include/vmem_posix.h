@@ -2,6 +2,15 @@
  * vmem_posix.h - extras of the hosted POSIX port (src/port/posix.c), for
  * user-space programs and the host test suite. Kernel ports do not have
  * these.
+ *
+ * Signal handlers: like malloc, the POSIX port is not async-signal-safe. A
+ * handler must not call libvmem: it may have interrupted its own thread
+ * inside an arena lock or a CPU section, which it would then wait for
+ * forever.
+ *
+ * Builds without NDEBUG check the CPU-section contract (vmem_port.h): a
+ * thread that takes a lock, calls the page source or the misuse hook, or
+ * enters a section again from inside a CPU section panics.
  */
 #ifndef VMEM_POSIX_H
 #define VMEM_POSIX_H
@@ -34,14 +43,6 @@ void vmem_posix_use_arena_pages(Vmem *arena);
 
 /* Pages currently handed out by the page source and not yet given back. */
 size_t vmem_posix_pages_outstanding(void);
-
-/* Whether this process enters quantum-cache slots by per-CPU claims
- * (vmem_port_cpu_claim: restartable sequences) rather than by
- * compare-and-swap. Decided once, at the first claim or fence (this call
- * decides if none has yet): on only on x86_64 Linux with an rseq area
- * registered by glibc, the membarrier command, and no more CPUs than
- * VMEM_MAX_CPUS; off under valgrind and the thread sanitizer. */
-bool vmem_posix_cpu_claims(void);
 
 #ifdef __cplusplus
 }

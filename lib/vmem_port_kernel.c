@@ -197,7 +197,7 @@ void vmem_port_page_free(void *addr, size_t npages)
     page_source_depth--;
 }
 
-/* ---- Reports, CPU id and console ----------------------------------------------- */
+/* ---- Reports, CPU sections and console ----------------------------------------------- */
 
 static KportMisuseHandler *misuse_handler;
 
@@ -222,7 +222,20 @@ void vmem_port_misuse(const VmemMisuse *report)
 
 void vmem_port_panic(const char *message) { kpanic("vmem: %s", message); }
 
-/* The test kernel runs on the boot CPU only. */
-unsigned vmem_port_cpu_id(void) { return 0; }
+/* A CPU section: interrupts off on this CPU. The test kernel runs on the
+ * boot CPU only, index 0. */
+unsigned vmem_port_cpu_enter(VmemIrqState *state)
+{
+    *state = (VmemIrqState)(cpu_read_rflags() & CPU_RFLAGS_IF);
+    cpu_cli();
+    return 0;
+}
+
+void vmem_port_cpu_leave(unsigned cpu, VmemIrqState state)
+{
+    (void)cpu;
+    if (state & CPU_RFLAGS_IF)
+        cpu_sti();
+}
 
 void vmem_port_puts(const char *text) { serial_puts(text); }

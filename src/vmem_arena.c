@@ -915,6 +915,10 @@ HOT_INLINE VmemTag *carve(Vmem *vm, VmemTag *free, uintptr_t addr, size_t size, 
     vmem_hash_insert(vm, alloc);
     vm->stat.in_use += size;
     vm->stat.alloc++;
+    if (flags & TAG_SLAB) {
+        vm->vm_slab_bytes += size;
+        vm->vm_slabs_made++;
+    }
     return alloc;
 }
 
@@ -1254,8 +1258,18 @@ static __attribute__((noinline)) int alloc_draining(Vmem *vm, const char *call,
 {
     if (arena_xalloc(vm, call, req, vmflag & ~VM_SLEEP, tag_flags, addrp) == 0)
         return 0;
+    if (!(vmflag & VM_SLEEP)) {
+        vmem_qcache_drain(vm, false);
+        return arena_xalloc(vm, call, req, vmflag, tag_flags, addrp);
+    }
+    /* Counted before draining, so that every free into the caches from
+     * now on drains too, and the arena frees that follow wake this
+     * request (vmem_qcache.c, point 4). */
+    __atomic_add_fetch(&vm->vm_qcache_waiters, 1, __ATOMIC_SEQ_CST);
     vmem_qcache_drain(vm, false);
-    return arena_xalloc(vm, call, req, vmflag, tag_flags, addrp);
+    int result = arena_xalloc(vm, call, req, vmflag, tag_flags, addrp);
+    __atomic_sub_fetch(&vm->vm_qcache_waiters, 1, __ATOMIC_SEQ_CST);
+    return result;
 }
 
 /* Inline, and the cached case apart: an arena without caches then goes
@@ -1577,6 +1591,10 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
     vmem_hash_remove_at(vm, &where, tag);
     vm->stat.in_use -= tag->size;
     vm->stat.free++;
+    if (slab) {
+        vm->vm_slab_bytes -= tag->size;
+        vm->vm_slabs_freed++;
+    }
 
     /* A merged tag's place as the next-fit rotor goes to the survivor. */
     VmemTag *next = tag->seg_next;
@@ -1798,6 +1816,8 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
     vmem->vm_next_created = NULL;
     vmem->vm_qcache = NULL;
     vmem->vm_qcache_pages = 0;
+    vmem->vm_qcache_waiters = 0;
+    vmem->vm_slab_bytes = vmem->vm_slabs_made = vmem->vm_slabs_freed = 0;
     vmem->vm_hash_hint = 0;
     vmem->vm_waiters = 0;
     vmem->vm_importers = 0;
@@ -1935,18 +1955,52 @@ void vmem_destroy(Vmem *vmp)
 
 /* ---- Queries -------------------------------------------------------------- */
 
+/* What user_stat() reads under the arena lock. */
+typedef struct {
+    VmemStat stat;
+    size_t slab_bytes, slabs_made, slabs_freed;
+} ArenaView;
+
+static void arena_view(Vmem *vm, ArenaView *view)
+{
+    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    view->stat = vm->stat;
+    view->slab_bytes = vm->vm_slab_bytes;
+    view->slabs_made = vm->vm_slabs_made;
+    view->slabs_freed = vm->vm_slabs_freed;
+    vmem_port_unlock(&vm->vm_lock, state);
+}
+
+static bool views_equal(const ArenaView *a, const ArenaView *b)
+{
+    return a->stat.in_use == b->stat.in_use && a->stat.total == b->stat.total &&
+           a->stat.import == b->stat.import && a->stat.alloc == b->stat.alloc &&
+           a->stat.free == b->stat.free && a->slabs_made == b->slabs_made &&
+           a->slabs_freed == b->slabs_freed;
+}
+
 /* The arena's stats as its callers see them: objects sitting in the
- * quantum caches are free, slabs are not allocations. No lock held. */
+ * quantum caches are free, slabs are not allocations. A snapshot even
+ * while other CPUs use the caches (vmem_qcache.c, point 6): the caches'
+ * counters are accepted when they settled between two equal views of the
+ * arena, which then held still throughout; else, after a few tries, the
+ * cached bytes are clamped to the slabs holding them. No lock held. */
 static void user_stat(Vmem *vm, VmemStat *out)
 {
-    VmemQcacheUsage usage;
-    vmem_qcache_usage(vm, &usage);
-    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
-    *out = vm->stat;
-    vmem_port_unlock(&vm->vm_lock, state);
-    out->in_use = out->in_use - usage.slab_bytes + usage.objects_bytes;
-    out->alloc = out->alloc - usage.slabs_created + usage.allocs;
-    out->free = out->free - usage.slabs_released + usage.frees;
+    ArenaView before, after;
+    VmemQcacheCounts cached;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        arena_view(vm, &before);
+        bool settled = vmem_qcache_counts(vm, &cached);
+        arena_view(vm, &after);
+        if (settled && views_equal(&before, &after))
+            break;
+    }
+    size_t bytes = cached.bytes < after.slab_bytes ? cached.bytes : after.slab_bytes;
+    *out = after.stat;
+    out->in_use = after.stat.in_use - after.slab_bytes + bytes;
+    out->alloc = after.stat.alloc - after.slabs_made + cached.allocs;
+    out->free = after.stat.free - after.slabs_freed + cached.frees;
 }
 
 int vmem_stat(Vmem *vmp, VmemStat *stat)

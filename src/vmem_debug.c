@@ -125,9 +125,7 @@ void vmem_dump(Vmem *vmp)
     line_start(&f, buf);
     size_t pool_tags = vmem_pool_free_tags();
     VmemStat user;
-    VmemQcacheUsage cached;
     vmem_stat(vmp, &user);
-    vmem_qcache_usage(vmp, &cached);
     VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
 
     fmt_str(&f, "vmem arena \"");
@@ -156,10 +154,11 @@ void vmem_dump(Vmem *vmp)
         line_start(&f, buf);
         stat_field(&f, "  quantum caches: ", vmem_qcache_count(vmp), false);
         stat_field(&f, " up to ", vmem_qcache_count(vmp) * vmp->quantum, true);
-        stat_field(&f, ", slabs ", cached.slabs, false);
-        stat_field(&f, " (", cached.slab_bytes, true);
-        stat_field(&f, "), cached free ", cached.slab_bytes - cached.objects_bytes, true);
-        stat_field(&f, ", hits+misses ", cached.allocs, false);
+        stat_field(&f, ", slabs ", vmp->vm_slabs_made - vmp->vm_slabs_freed, false);
+        stat_field(&f, " (", vmp->vm_slab_bytes, true);
+        stat_field(&f, "), cached free ", vmp->stat.in_use - user.in_use, true);
+        stat_field(&f, ", cached allocs ", user.alloc - (vmp->stat.alloc - vmp->vm_slabs_made),
+                   false);
         line_end(&f);
     }
 

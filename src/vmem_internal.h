@@ -597,14 +597,11 @@ size_t vmem_pool_free_tags(void);
 
 typedef struct vmem_qcache_state VmemQcacheState;
 
-/* Exact usage of an arena's caches, for stats. */
+/* What the caches handed out and took back (vmem_qcache.c, point 6). */
 typedef struct {
-    size_t slab_bytes;     /* arena units held in slabs */
-    size_t objects_bytes;  /* of which allocated to callers */
-    size_t slabs;
-    size_t slabs_created, slabs_released;
-    size_t allocs, frees;  /* allocations and frees served by the caches */
-} VmemQcacheUsage;
+    size_t bytes;         /* objects handed out and not taken back, in arena units */
+    size_t allocs, frees; /* objects handed out, taken back */
+} VmemQcacheCounts;
 
 /* Caches this arena has (0: none). */
 size_t vmem_qcache_count(const Vmem *vm);
@@ -613,17 +610,18 @@ size_t vmem_qcache_count(const Vmem *vm);
  * the arena: a slab is never at 0). vmflag is valid. No lock held. */
 uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag);
 /* vmem_free() of a size the caches serve: returns a cached object to them,
- * and hands anything else to vmem_arena_free_segment() (a tail call, so
- * vmem_free needs no frame of its own). Misuse is reported. size is 1 or
- * more, not yet rounded. No lock held. */
+ * and hands anything else to vmem_arena_free_segment(). Misuse is
+ * reported. size is 1 or more, not yet rounded. No lock held. */
 void vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size);
 /* Does addr lie in one of the caches' slabs? */
 bool vmem_qcache_owns(Vmem *vm, uintptr_t addr);
-/* Returns every cached object to its slab and every free slab to the
- * arena, except the magazines of a slot that stays busy; `insist` (for
- * destroy) retries a busy slot a few times. No lock held. */
-void vmem_qcache_drain(Vmem *vm, bool insist);
-void vmem_qcache_usage(Vmem *vm, VmemQcacheUsage *usage);
+/* Returns the depot's objects and the calling CPU's magazines to their
+ * slabs, or with all_cpus (destroy) every CPU's, and every free slab to
+ * the arena. No lock held. */
+void vmem_qcache_drain(Vmem *vm, bool all_cpus);
+/* Reads the counters; true if no free was counted during the read, so
+ * that bytes lies between what was outstanding at its start and its end. */
+bool vmem_qcache_counts(Vmem *vm, VmemQcacheCounts *counts);
 /* Frees the caches' memory; they must be drained and empty. */
 void vmem_qcache_fini(Vmem *vm);
 

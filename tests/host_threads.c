@@ -1,8 +1,9 @@
 /*
  * host_threads.c - host-only tests that need threads or CPUs: a
  * multi-threaded stress of every arena kind against a shared ownership
- * table, VM_SLEEP / VM_NOSLEEP behaviour, and where the quantum caches
- * take objects from when the caller moves between CPUs. Uses pthreads and
+ * table, VM_SLEEP / VM_NOSLEEP behaviour (through the quantum caches too),
+ * statistics read while other threads use the caches, and the POSIX
+ * port's CPU sections and their contract check. Uses pthreads and
  * CPU affinity, so it is not part of the freestanding suites the test
  * kernel runs.
  *
@@ -15,7 +16,9 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,22 +26,6 @@
 #include "vmem_config.h"
 #include "vmem_port.h"
 #include "vmem_posix.h"
-
-#if defined(__x86_64__) && defined(__linux__) && defined(__has_include)
-#if __has_include(<sys/rseq.h>) && __has_include(<linux/membarrier.h>)
-#include <linux/membarrier.h>
-#include <sys/rseq.h>
-#include <sys/syscall.h>
-#define CLAIMS_BUILT 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#undef CLAIMS_BUILT
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#undef CLAIMS_BUILT
-#endif
-#endif
 
 #define Q 0x1000UL
 /* Where the arenas' ranges lie: above 4 GiB on 64-bit, below it on 32-bit,
@@ -173,7 +160,7 @@ static bool setup_arenas(void)
 
 static void run_stress(size_t nthreads)
 {
-    static struct worker workers[8];
+    static struct worker workers[16];
     struct target targets[] = {
         {&plain, &plain_range, false},
         {&cached, &cached_range, true},
@@ -208,12 +195,12 @@ static void run_stress(size_t nthreads)
 static void stress_2_threads_never_overlap(void) { run_stress(2); }
 static void stress_4_threads_never_overlap(void) { run_stress(4); }
 static void stress_8_threads_never_overlap(void) { run_stress(8); }
+static void stress_16_threads_never_overlap(void) { run_stress(16); }
 
-/* A reap enters every CPU's slot of every cache from the reaping thread's
- * CPU, swapping in where the owners claim (vmem_qcache.c, Claims and
- * swaps): one that got in beside a hit would flush the magazine the hit
- * pops from, and hand an object out twice. Workers use the cached arena
- * while another thread reaps it again and again. */
+/* A reap empties the depot and its own CPU's magazines (in that CPU's
+ * section) while other threads pop and push on theirs: one that emptied a
+ * magazine a hit was using would hand an object out twice. Workers use
+ * the cached arena while another thread reaps it again and again. */
 static atomic_bool workers_done;
 
 static void *reaper(void *arg)
@@ -368,7 +355,147 @@ static void nosleep_alloc_fails_at_once_when_full(void)
     vmem_destroy(&vm);
 }
 
-/* ---- The POSIX port's CPU id ----------------------------------------------------------- */
+/* ---- VM_SLEEP through the quantum caches ------------------------------------------ */
+
+/*
+ * Lost wake-up: a 64-quantum arena whose caches serve one quantum. This
+ * thread holds all 64 cached objects; another asks VM_SLEEP for 32 quanta
+ * and sleeps. Freed into the caches, the objects must reach the arena
+ * while it sleeps (every free drains once a request waits), and it wakes.
+ */
+static void sleeping_alloc_is_woken_by_frees_into_the_caches(void)
+{
+    static Vmem vm;
+    static void *objects[64];
+    VT_ASSERT(vmem_init(&vm, "sleep-cached", TS_PTR(0x40000000), 64 * Q, Q, NULL, NULL, NULL, Q,
+                        VM_NOSLEEP) == 0);
+    for (int i = 0; i < 64; i++)
+        VT_ASSERT((objects[i] = vmem_alloc(&vm, Q, VM_NOSLEEP)) != NULL);
+    VT_ASSERT(vmem_size(&vm, VMEM_FREE) == 0);
+    struct sleeper s = {&vm, 32 * Q, NULL, false};
+    pthread_t thread;
+    VT_ASSERT(pthread_create(&thread, NULL, sleeping_alloc, &s) == 0);
+    VT_ASSERT(!eventually(&s.done, 100)); /* it waits while nothing is free */
+    for (int i = 0; i < 64; i++)
+        vmem_free(&vm, objects[i], Q);
+    bool woke = eventually(&s.done, 3000);
+    if (!woke)
+        vmem_reap(&vm); /* so that the sleeper ends, and the test with it */
+    pthread_join(thread, NULL);
+    VT_ASSERT(woke);
+    VT_ASSERT(s.got != NULL);
+    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 32 * Q);
+    vmem_free(&vm, s.got, 32 * Q);
+    VT_CONSISTENT(&vm);
+    vmem_destroy(&vm);
+}
+
+/* ---- Statistics read while the caches are in use ----------------------------------- */
+
+/*
+ * Every read of vmem_stat / vmem_size is a snapshot, even while other
+ * threads allocate and free through the caches and reap them: in_use
+ * never below zero or above total, no more frees than allocations, and
+ * the allocated and free sizes always add up to the total.
+ */
+#define STATS_QUANTA 4096UL
+#define STATS_LIVE 64
+
+struct cache_user {
+    pthread_t thread;
+    Vmem *vm;
+    uint64_t seed;
+};
+
+static atomic_bool users_stop;
+
+static void *cache_user(void *arg)
+{
+    struct cache_user *u = arg;
+    void *live[STATS_LIVE];
+    size_t sizes[STATS_LIVE], nlive = 0;
+    VtestRng rng;
+    vtest_rng_seed(&rng, u->seed);
+    while (!atomic_load_explicit(&users_stop, memory_order_relaxed)) {
+        if (nlive == STATS_LIVE || (nlive > 0 && vtest_rng_below(&rng, 2))) {
+            size_t i = (size_t)vtest_rng_below(&rng, nlive);
+            vmem_free(u->vm, live[i], sizes[i]);
+            live[i] = live[--nlive];
+            sizes[i] = sizes[nlive];
+            continue;
+        }
+        size_t size = (size_t)(1 + vtest_rng_below(&rng, 4)) * Q;
+        if ((live[nlive] = vmem_alloc(u->vm, size, VM_NOSLEEP)) != NULL)
+            sizes[nlive++] = size;
+    }
+    while (nlive > 0) {
+        nlive--;
+        vmem_free(u->vm, live[nlive], sizes[nlive]);
+    }
+    return NULL;
+}
+
+static void *stats_reaper(void *arg)
+{
+    while (!atomic_load_explicit(&users_stop, memory_order_relaxed))
+        vmem_reap(arg);
+    return NULL;
+}
+
+/* Reads until `reads` are done; returns the reads that broke a rule. */
+static size_t impossible_reads(Vmem *vm, size_t reads)
+{
+    size_t bad = 0;
+    for (size_t done = 0; done < reads; done += 4) {
+        VmemStat st;
+        bad += vmem_stat(vm, &st) != 0;
+        size_t allocated = vmem_size(vm, VMEM_ALLOC);
+        size_t free = vmem_size(vm, VMEM_FREE);
+        size_t both = vmem_size(vm, VMEM_ALLOC | VMEM_FREE);
+        bad += st.in_use > st.total || st.free > st.alloc || st.total != STATS_QUANTA * Q;
+        bad += allocated > STATS_QUANTA * Q;
+        bad += free > STATS_QUANTA * Q;
+        bad += both != STATS_QUANTA * Q;
+    }
+    return bad;
+}
+
+static void stats_are_snapshots(size_t users, bool with_reaper)
+{
+    static Vmem vm;
+    static struct cache_user user[4];
+    VT_ASSERT(vmem_init(&vm, "stats-live", TS_PTR(CACHED_BASE), STATS_QUANTA * Q, Q, NULL, NULL,
+                        NULL, 4 * Q, VM_NOSLEEP) == 0);
+    atomic_store(&users_stop, false);
+    for (size_t i = 0; i < users; i++) {
+        user[i] = (struct cache_user){.vm = &vm, .seed = 0x57a7 + i};
+        VT_ASSERT(pthread_create(&user[i].thread, NULL, cache_user, &user[i]) == 0);
+    }
+    pthread_t reaper_thread;
+    if (with_reaper)
+        VT_ASSERT(pthread_create(&reaper_thread, NULL, stats_reaper, &vm) == 0);
+    size_t bad = impossible_reads(&vm, 2 * vtest_env_scale());
+    atomic_store(&users_stop, true);
+    for (size_t i = 0; i < users; i++)
+        pthread_join(user[i].thread, NULL);
+    if (with_reaper)
+        pthread_join(reaper_thread, NULL);
+    VT_ASSERT(bad == 0);
+    VmemStat st;
+    VT_ASSERT(vmem_stat(&vm, &st) == 0);
+    VT_ASSERT(st.in_use == 0 && st.alloc == st.free && st.alloc > 0);
+    VT_CONSISTENT(&vm);
+    vmem_destroy(&vm);
+}
+
+static void stats_read_beside_one_cache_user_are_snapshots(void) { stats_are_snapshots(1, false); }
+
+static void stats_read_beside_four_cache_users_and_a_reaper_are_snapshots(void)
+{
+    stats_are_snapshots(4, true);
+}
+
+/* ---- The POSIX port's CPU sections ------------------------------------------------- */
 
 /* Moves the calling thread onto `cpu` alone; true once it runs there. */
 static bool pin_to(int cpu)
@@ -379,11 +506,107 @@ static bool pin_to(int cpu)
     return sched_setaffinity(0, sizeof(one), &one) == 0 && sched_getcpu() == cpu;
 }
 
-/* The caches index their per-CPU slots by vmem_port_cpu_id(), which the
- * POSIX port reads from the thread's restartable-sequences area when glibc
- * registered one: pinned to each CPU in turn, it must name that CPU, as
- * sched_getcpu() does (the same answer whichever way it was found). */
-static void port_cpu_id_names_the_cpu_the_thread_runs_on(void)
+/*
+ * Checked frees across CPUs: this thread and another, on two CPUs, free
+ * the same cached object at the same moment, again and again. Each time
+ * exactly one free is taken and the other reported as a double free;
+ * afterwards every object of the arena is handed out exactly once.
+ */
+struct racer {
+    Vmem *vm;
+    int cpu;
+};
+
+static void *_Atomic race_object;
+static atomic_int race_round, race_done, double_frees_reported;
+
+static void count_double_free(const VmemMisuse *report)
+{
+    if (report->kind == VMEM_MISUSE_DOUBLE_FREE)
+        atomic_fetch_add(&double_frees_reported, 1);
+}
+
+/* Spins until the next round is published, so that it frees at the same
+ * moment as the publisher, then frees the object; -1 ends. */
+static void *racing_free(void *arg)
+{
+    struct racer *r = arg;
+    if (r->cpu >= 0)
+        pin_to(r->cpu);
+    for (int seen = 0;;) {
+        int round;
+        while ((round = atomic_load(&race_round)) == seen)
+            ;
+        if (round < 0)
+            return NULL;
+        vmem_free(r->vm, atomic_load(&race_object), Q);
+        atomic_fetch_add(&race_done, 1);
+        seen = round;
+    }
+}
+
+static void racing_double_frees_on_two_cpus_are_caught_once(void)
+{
+    enum { ROUNDS = 1000, QUANTA = 256 };
+    static Vmem vm;
+    static unsigned char handed[QUANTA];
+    VT_ASSERT(vmem_init(&vm, "race-free", TS_PTR(CACHED_BASE), QUANTA * Q, Q, NULL, NULL, NULL,
+                        Q, VM_NOSLEEP) == 0);
+    cpu_set_t saved;
+    VT_ASSERT(sched_getaffinity(0, sizeof(saved), &saved) == 0);
+    struct racer r[2] = {{&vm, -1}, {&vm, -1}};
+    for (int c = 0, found = 0; c < CPU_SETSIZE && found < 2; c++)
+        if (CPU_ISSET(c, &saved))
+            r[found++].cpu = c;
+    atomic_store(&double_frees_reported, 0);
+    atomic_store(&race_round, 0);
+    atomic_store(&race_done, 0);
+    vmem_posix_set_misuse_handler(count_double_free);
+    pthread_t other;
+    VT_ASSERT(pthread_create(&other, NULL, racing_free, &r[1]) == 0);
+    if (r[0].cpu >= 0)
+        pin_to(r[0].cpu);
+    bool once_each = true;
+    for (int round = 1; round <= ROUNDS && once_each; round++) {
+        void *object = vmem_alloc(&vm, Q, VM_NOSLEEP);
+        atomic_store(&race_object, object);
+        atomic_store(&race_round, round);
+        vmem_free(&vm, object, Q);
+        for (int spins = 0; atomic_load(&race_done) < round; spins++)
+            if (spins > 1000)
+                sched_yield();
+        once_each = object != NULL && atomic_load(&double_frees_reported) == round;
+    }
+    atomic_store(&race_round, -1);
+    pthread_join(other, NULL);
+    vmem_posix_set_misuse_handler(NULL);
+    VT_ASSERT(once_each);
+    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
+    /* The freed objects sit in the two CPUs' magazines: a reap on each
+     * brings them back (a reap reaches its own CPU's only). */
+    for (int i = 0; i < 2; i++)
+        if (r[i].cpu >= 0 && pin_to(r[i].cpu))
+            vmem_reap(&vm);
+    VT_ASSERT(sched_setaffinity(0, sizeof(saved), &saved) == 0);
+    for (size_t q = 0; q < QUANTA; q++)
+        handed[q] = 0;
+    size_t got = 0, twice = 0;
+    for (void *object; (object = vmem_alloc(&vm, Q, VM_NOSLEEP)) != NULL; got++)
+        twice += handed[(TS_ADDR(object) - CACHED_BASE) / Q]++ != 0;
+    VT_ASSERT(twice == 0);
+    VT_ASSERT(got == QUANTA);
+    for (size_t q = 0; q < QUANTA; q++)
+        vmem_free(&vm, TS_PTR(CACHED_BASE + q * Q), Q);
+    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
+    VT_CONSISTENT(&vm);
+    vmem_destroy(&vm);
+}
+
+/* The caches index their per-CPU magazines by what vmem_port_cpu_enter()
+ * returns, which the POSIX port reads from the thread's restartable-
+ * sequences area when glibc registered one: pinned to each CPU in turn, it
+ * must name that CPU (modulo VMEM_MAX_CPUS), as sched_getcpu() does. */
+static void cpu_enter_names_the_cpu_the_thread_runs_on(void)
 {
     cpu_set_t saved;
     VT_ASSERT(sched_getaffinity(0, sizeof(saved), &saved) == 0);
@@ -391,7 +614,11 @@ static void port_cpu_id_names_the_cpu_the_thread_runs_on(void)
     for (int c = 0; c < CPU_SETSIZE && wrong < 0; c++) {
         if (!CPU_ISSET(c, &saved))
             continue;
-        if (!pin_to(c) || vmem_port_cpu_id() != (unsigned)c)
+        VmemIrqState state;
+        unsigned got = pin_to(c) ? vmem_port_cpu_enter(&state) : VMEM_MAX_CPUS;
+        if (got < VMEM_MAX_CPUS)
+            vmem_port_cpu_leave(got, state);
+        if (got != (unsigned)c % VMEM_MAX_CPUS)
             wrong = c;
         checked++;
     }
@@ -401,408 +628,114 @@ static void port_cpu_id_names_the_cpu_the_thread_runs_on(void)
     VT_ASSERT(checked >= 1);
 }
 
-/* ---- Quantum caches: each CPU's objects from slabs of its own ----------------------- */
-
 /*
- * The caches keep the objects a CPU holds in slabs that CPU carved (their
- * state bytes then stay in its cache: see "Homes" in vmem_qcache.c). These
- * tests move the calling thread between two CPUs with sched_setaffinity,
- * so they pass without checking anything on a machine that offers one;
- * and since a refused slot (check-slot-faults) sends objects back to their
- * slabs early, which lets another CPU take a slab legitimately, they check
- * where objects come from only when slots never refuse.
+ * Threads enter sections over and over, each doing an unprotected
+ * read-pause-write of the counter of the index it got: two inside one
+ * index at once would lose an increment. Two of them are pinned to one
+ * CPU, so that they preempt each other inside; the rest roam.
  */
-#define SLOT_FAULTS (VMEM_QCACHE_SLOT_FAULT_PERIOD > 0)
-#define HOME_BASE 0x10000000UL
+#define SECTION_THREADS 6
+#define SECTION_ENTRIES 20000
 
-struct two_cpus {
-    int cpu[2];
-    cpu_set_t saved; /* the affinity to restore */
-};
+static unsigned long section_counter[VMEM_MAX_CPUS];
 
-/* Two CPUs this thread may run on, with different quantum-cache slots. */
-static bool two_cpus_find(struct two_cpus *t)
+static void *section_user(void *arg)
 {
-    if (sched_getaffinity(0, sizeof(t->saved), &t->saved) != 0)
-        return false;
-    int found = 0;
-    for (int c = 0; c < CPU_SETSIZE && found < 2; c++)
-        if (CPU_ISSET(c, &t->saved) &&
-            (found == 0 || c % VMEM_MAX_CPUS != t->cpu[0] % VMEM_MAX_CPUS))
-            t->cpu[found++] = c;
-    if (found < 2)
-        vtest_puts("  (nothing checked: this machine offers one CPU)\n");
-    return found == 2;
-}
-
-/* Moves the calling thread onto CPU `i` of t; true once it runs there. */
-static bool run_on(const struct two_cpus *t, int i) { return pin_to(t->cpu[i]); }
-
-/* Runs body on a machine with two CPUs, restoring the affinity after it. */
-static void with_two_cpus(void (*body)(const struct two_cpus *))
-{
-    struct two_cpus t;
-    if (!two_cpus_find(&t))
-        return;
-    body(&t);
-    sched_setaffinity(0, sizeof(t.saved), &t.saved);
-}
-
-/* The arena segment (a slab) holding addr, as an index into segs, or n. */
-static size_t slab_holding(const struct ts_segment *segs, size_t n, void *addr)
-{
-    size_t i = 0;
-    while (i < n && !(TS_ADDR(addr) >= segs[i].addr && TS_ADDR(addr) < segs[i].addr + segs[i].size))
-        i++;
-    return i;
-}
-
-/* Caches up to 4 quanta: slabs of 16 quanta, each 16 one-quantum objects. */
-static bool make_home_arena(Vmem *vm, const char *name)
-{
-    return vmem_init(vm, name, TS_PTR(HOME_BASE), 1024 * Q, Q, NULL, NULL, NULL, 4 * Q,
-                     VM_NOSLEEP) == 0;
-}
-
-/* Allocates `count` one-quantum objects; false if any allocation fails. */
-static bool take_quanta(Vmem *vm, void **objects, size_t count)
-{
-    for (size_t k = 0; k < count; k++)
-        if ((objects[k] = vmem_alloc(vm, Q, VM_NOSLEEP)) == NULL)
-            return false;
-    return true;
-}
-
-static void give_back_quanta(Vmem *vm, void *const *objects, size_t count)
-{
-    for (size_t k = 0; k < count; k++)
-        vmem_free(vm, objects[k], Q);
-}
-
-static void two_cpus_allocating_use_two_slabs(const struct two_cpus *t)
-{
-    static Vmem vm;
-    VT_ASSERT(make_home_arena(&vm, "qc-homes"));
-    void *objects[2][4];
-    for (int i = 0; i < 2; i++) {
-        VT_ASSERT(run_on(t, i));
-        VT_ASSERT(take_quanta(&vm, objects[i], 4));
-    }
-    /* The first CPU's slab still has 12 free objects, yet the second CPU
-     * carved a slab of its own rather than share that one. */
-    struct ts_segment segs[4];
-    size_t n = ts_collect(&vm, VMEM_ALLOC, segs, 4);
-    VT_ASSERT(n == 2);
-    for (int i = 0; i < 2; i++)
-        for (int k = 0; k < 4; k++)
-            VT_ASSERT(slab_holding(segs, n, objects[i][k]) == slab_holding(segs, n, objects[i][0]));
-    VT_ASSERT(slab_holding(segs, n, objects[0][0]) != slab_holding(segs, n, objects[1][0]));
-    for (int i = 0; i < 2; i++)
-        give_back_quanta(&vm, objects[i], 4);
-    VT_CONSISTENT(&vm);
-    vmem_destroy(&vm);
-}
-
-static void cached_objects_of_two_cpus_come_from_different_slabs(void)
-{
-    with_two_cpus(two_cpus_allocating_use_two_slabs);
-}
-
-/* Whether any of `count` objects lies in one of the slabs in `slabs`. */
-static bool any_in(void *const *objects, size_t count, const struct ts_segment *slabs, size_t n)
-{
-    for (size_t k = 0; k < count; k++)
-        if (slab_holding(slabs, n, objects[k]) < n)
-            return true;
-    return false;
-}
-
-/* Rounds in a magazine, and the one-quantum objects of a slab here. */
-#define ROUNDS VMEM_QCACHE_MAG_ROUNDS
-#define SLAB_OBJECTS 16
-
-static void second_cpu_carves_rather_than_take_a_few_magazines(const struct two_cpus *t)
-{
-    enum { FIRST = 3 * ROUNDS + 5, SECOND = ROUNDS + 5 };
-    static Vmem vm;
-    static void *first[FIRST], *second[SECOND];
-    VT_ASSERT(make_home_arena(&vm, "qc-own-mags"));
-    VT_ASSERT(run_on(t, 0));
-    VT_ASSERT(take_quanta(&vm, first, FIRST));
-    static struct ts_segment first_slabs[FIRST / SLAB_OBJECTS + 2];
-    size_t n = ts_collect(&vm, VMEM_ALLOC, first_slabs, FIRST / SLAB_OBJECTS + 2);
-    VT_ASSERT(n == (FIRST + SLAB_OBJECTS - 1) / SLAB_OBJECTS);
-    /* Two magazines stay with this CPU, two more go full to the depot:
-     * fewer than the depot keeps before it flushes one. */
-    give_back_quanta(&vm, first, FIRST);
-    VT_ASSERT(run_on(t, 1));
-    VT_ASSERT(take_quanta(&vm, second, SECOND));
-    if (!SLOT_FAULTS)
-        VT_ASSERT(!any_in(second, SECOND, first_slabs, n));
-    give_back_quanta(&vm, second, SECOND);
-    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
-    VT_CONSISTENT(&vm);
-    vmem_destroy(&vm);
-}
-
-static void a_cpu_takes_another_cpus_magazines_only_from_a_full_depot(void)
-{
-    with_two_cpus(second_cpu_carves_rather_than_take_a_few_magazines);
-}
-
-static void second_cpu_takes_the_surplus_of_a_full_depot(const struct two_cpus *t)
-{
-    static Vmem vm;
-    static void *first[6 * ROUNDS], *second[ROUNDS];
-    VT_ASSERT(make_home_arena(&vm, "qc-surplus"));
-    VT_ASSERT(run_on(t, 0));
-    VT_ASSERT(take_quanta(&vm, first, 6 * ROUNDS));
-    /* Two magazines stay with this CPU and four go full to the depot:
-     * as many as it keeps (one more and it would flush one to the slabs). */
-    give_back_quanta(&vm, first, 6 * ROUNDS);
-    size_t slabs = vm.stat.alloc;
-    VT_ASSERT(run_on(t, 1));
-    VT_ASSERT(take_quanta(&vm, second, ROUNDS));
-    /* One of those magazines served them all: no slab was carved. */
-    if (!SLOT_FAULTS)
-        VT_ASSERT(vm.stat.alloc == slabs);
-    give_back_quanta(&vm, second, ROUNDS);
-    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
-    VT_CONSISTENT(&vm);
-    vmem_destroy(&vm);
-}
-
-static void a_full_depot_gives_its_surplus_to_another_cpu(void)
-{
-    with_two_cpus(second_cpu_takes_the_surplus_of_a_full_depot);
-}
-
-static bool one_of(void *object, void *const *objects, size_t count)
-{
-    for (size_t k = 0; k < count; k++)
-        if (objects[k] == object)
-            return true;
-    return false;
-}
-
-static void objects_freed_elsewhere_come_back(const struct two_cpus *t)
-{
-    enum { FIRST = ROUNDS + 5 };
-    static Vmem vm;
-    static void *first[FIRST], *again[ROUNDS];
-    VT_ASSERT(make_home_arena(&vm, "qc-away"));
-    VT_ASSERT(run_on(t, 0));
-    VT_ASSERT(take_quanta(&vm, first, FIRST));
-    /* Freed on the other CPU: a magazine's worth fill one that goes to
-     * the depot as the first CPU's, five wait in the other CPU's. */
-    VT_ASSERT(run_on(t, 1));
-    give_back_quanta(&vm, first, FIRST);
-    /* The first CPU gets them back, though its last slab has objects
-     * never handed out. */
-    VT_ASSERT(run_on(t, 0));
-    for (int k = 0; k < ROUNDS; k++) {
-        VT_ASSERT((again[k] = vmem_alloc(&vm, Q, VM_NOSLEEP)) != NULL);
-        if (!SLOT_FAULTS)
-            VT_ASSERT(one_of(again[k], first, FIRST));
-    }
-    give_back_quanta(&vm, again, ROUNDS);
-    VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
-    VT_CONSISTENT(&vm);
-    /* Destroy's drain empties the other CPU's magazine of strays too. */
-    ts_capture_misuse();
-    vmem_destroy(&vm);
-    VT_ASSERT(vtest_env_misuse_count() == 0);
-}
-
-static void objects_freed_on_another_cpu_go_back_to_their_home_cpu(void)
-{
-    with_two_cpus(objects_freed_elsewhere_come_back);
-}
-
-/* ---- The POSIX port's per-CPU claims ----------------------------------------------- */
-
-/* Whether this machine and build have what the port's claims rest on (the
- * port decides the same way; vmem_posix_cpu_claims() says what it
- * decided): x86_64 Linux outside the thread sanitizer, an rseq area glibc
- * registered (not under valgrind), membarrier's rseq fence, and no more
- * CPUs than the caches have slots. */
-static bool claims_expected(void)
-{
-#ifdef CLAIMS_BUILT
-    long fences = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-    long cpus = sysconf(_SC_NPROCESSORS_CONF);
-    return __rseq_size != 0 && fences > 0 && (fences & MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) &&
-           cpus > 0 && cpus <= VMEM_MAX_CPUS;
-#else
-    return false;
-#endif
-}
-
-/* A claim that is cut short (preempted, migrated) leaves nothing: try again. */
-static long claim_until_done(unsigned *words, size_t stride, unsigned count)
-{
-    long got;
-    do
-        got = vmem_port_cpu_claim(words, stride, count);
-    while (got == VMEM_CLAIM_AGAIN);
-    return got;
-}
-
-/*
- * The quantum caches' hits enter their CPU's slot by a claim where the
- * port has them. Pinned to each CPU in turn, a claim must take exactly
- * that CPU's word (odd afterwards, every other word untouched), refuse it
- * while it is odd, and refuse a CPU past `count` as unavailable, writing
- * nothing; where claims are off it must say unsupported, always. A cached
- * allocation first, so that the library's own use made the decision.
- */
-static void port_claim_takes_the_word_of_the_cpu_it_runs_on(void)
-{
-    static Vmem vm;
-    VT_ASSERT(vmem_init(&vm, "claims", TS_PTR(CACHED_BASE), 64 * Q, Q, NULL, NULL, NULL, 2 * Q,
-                        VM_NOSLEEP) == 0);
-    void *object = vmem_alloc(&vm, Q, VM_NOSLEEP);
-    VT_ASSERT(object != NULL);
-    vmem_free(&vm, object, Q);
-    vmem_destroy(&vm);
-    bool on = vmem_posix_cpu_claims();
-    VT_ASSERT(on == claims_expected());
-
-    enum { STRIDE = 3 }; /* words apart, as slots are */
-    unsigned words[VMEM_MAX_CPUS * STRIDE];
-    cpu_set_t saved;
-    VT_ASSERT(sched_getaffinity(0, sizeof(saved), &saved) == 0);
-    int checked = 0, wrong = -1;
-    for (int c = 0; c < CPU_SETSIZE && c < VMEM_MAX_CPUS && wrong < 0; c++) {
-        if (!CPU_ISSET(c, &saved))
-            continue;
-        if (!pin_to(c)) {
-            wrong = c;
-            break;
+    int cpu = (int)(intptr_t)arg;
+    if (cpu >= 0)
+        pin_to(cpu);
+    for (int i = 0; i < SECTION_ENTRIES; i++) {
+        VmemIrqState state;
+        unsigned index = vmem_port_cpu_enter(&state);
+        unsigned long seen = *(volatile unsigned long *)&section_counter[index];
+        for (volatile int pause = 0; pause < 20; pause++) {
         }
-        for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-            words[i] = 4; /* even: free, an exit already counted */
-        size_t stride = STRIDE * sizeof(unsigned);
-        long first = claim_until_done(words, stride, VMEM_MAX_CPUS);
-        long second = claim_until_done(words, stride, VMEM_MAX_CPUS);
-        long beyond = claim_until_done(words, stride, (unsigned)c);
-        bool others_untouched = true;
-        for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-            if (i != (size_t)c * STRIDE && words[i] != 4)
-                others_untouched = false;
-        if (on ? first != c || words[c * STRIDE] != 5 || second != VMEM_CLAIM_BUSY ||
-                     words[c * STRIDE] != 5 || beyond != VMEM_CLAIM_UNAVAILABLE ||
-                     !others_untouched
-               : first != VMEM_CLAIM_UNSUPPORTED || second != VMEM_CLAIM_UNSUPPORTED ||
-                     beyond != VMEM_CLAIM_UNSUPPORTED || words[c * STRIDE] != 4 ||
-                     !others_untouched)
-            wrong = c;
-        checked++;
-    }
-    VT_ASSERT(sched_setaffinity(0, sizeof(saved), &saved) == 0);
-    VT_ASSERT(wrong < 0);
-    VT_ASSERT(checked >= 1);
-}
-
-/*
- * Claims and compare-and-swap from another CPU share one word, as a hit
- * and a drain share a slot: the swapper writes a value of its own, fences
- * (vmem_port_cpu_fence) and counts as inside only if its value is still
- * there. One thread claims CPU A's word from CPU A while another swaps it
- * from CPU B, each doing an unprotected read-pause-write of a counter
- * while inside: every entry must have been alone (the counter equals the
- * entries), and both sides must have got in.
- */
-struct exclusion {
-    unsigned words[VMEM_MAX_CPUS]; /* only CPU A's is used */
-    unsigned *word;                /* that one */
-    unsigned long counter; /* updated only inside: no atomics on purpose */
-    unsigned long claimed, swapped;
-    atomic_bool done;
-    int cpu[2];
-};
-
-static void bump_inside(unsigned long *counter)
-{
-    unsigned long seen = *(volatile unsigned long *)counter;
-    for (volatile int pause = 0; pause < 50; pause++) {
-    }
-    *(volatile unsigned long *)counter = seen + 1;
-}
-
-static void leave(unsigned *word)
-{
-    unsigned seen = __atomic_load_n(word, __ATOMIC_RELAXED);
-    __atomic_store_n(word, (seen & ~3u) + 4, __ATOMIC_RELEASE);
-}
-
-static void *claimer(void *arg)
-{
-    struct exclusion *x = arg;
-    if (!pin_to(x->cpu[0]))
-        return NULL;
-    while (!atomic_load(&x->done)) {
-        if (vmem_port_cpu_claim(x->words, sizeof(unsigned), VMEM_MAX_CPUS) != x->cpu[0])
-            continue;
-        bump_inside(&x->counter);
-        x->claimed++;
-        leave(x->word);
+        *(volatile unsigned long *)&section_counter[index] = seen + 1;
+        vmem_port_cpu_leave(index, state);
     }
     return NULL;
 }
 
-static void port_claims_and_fenced_swaps_exclude_each_other(const struct two_cpus *t)
+static void cpu_sections_of_one_index_never_overlap(void)
 {
-    if (!vmem_posix_cpu_claims() || t->cpu[0] >= VMEM_MAX_CPUS) {
-        vtest_puts("  (nothing checked: claims are off here)\n");
-        return;
-    }
-    struct exclusion *x = calloc(1, sizeof(*x));
-    VT_ASSERT(x != NULL);
-    x->cpu[0] = t->cpu[0];
-    x->cpu[1] = t->cpu[1];
-    x->word = &x->words[t->cpu[0]];
-    pthread_t thread;
-    VT_ASSERT(pthread_create(&thread, NULL, claimer, x) == 0);
-    VT_ASSERT(run_on(t, 1));
-    /* Each successful swap pays a fence (an IPI to the claimer's CPU). */
-    for (long round = 0; round < 1000000 && (x->swapped < 2000 || x->claimed == 0); round++) {
-        unsigned seen = __atomic_load_n(x->word, __ATOMIC_RELAXED);
-        unsigned inside = seen | 3;
-        if ((seen & 1) != 0 || !__atomic_compare_exchange_n(x->word, &seen, inside, false,
-                                                            __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-            continue;
-        vmem_port_cpu_fence();
-        if (__atomic_load_n(x->word, __ATOMIC_ACQUIRE) != inside)
-            continue; /* a claim got in between: it is inside, not this thread */
-        bump_inside(&x->counter);
-        x->swapped++;
-        leave(x->word);
-    }
-    atomic_store(&x->done, true);
-    VT_ASSERT(pthread_join(thread, NULL) == 0);
-    VT_ASSERT(x->claimed > 0);
-    VT_ASSERT(x->swapped > 0);
-    VT_ASSERT(x->counter == x->claimed + x->swapped);
-    VT_ASSERT((*x->word & 1) == 0);
-    free(x);
+    for (size_t i = 0; i < VMEM_MAX_CPUS; i++)
+        section_counter[i] = 0;
+    int first = sched_getcpu();
+    pthread_t thread[SECTION_THREADS];
+    for (intptr_t i = 0; i < SECTION_THREADS; i++)
+        VT_ASSERT(pthread_create(&thread[i], NULL, section_user,
+                                 (void *)(i < 2 ? (intptr_t)first : -1)) == 0);
+    for (int i = 0; i < SECTION_THREADS; i++)
+        pthread_join(thread[i], NULL);
+    unsigned long total = 0;
+    for (size_t i = 0; i < VMEM_MAX_CPUS; i++)
+        total += section_counter[i];
+    VT_ASSERT(total == (unsigned long)SECTION_THREADS * SECTION_ENTRIES);
 }
 
-static void claims_and_fenced_swaps_exclude_each_other(void)
+/*
+ * The contract check (vmem_posix.h): inside a CPU section, the library
+ * takes no lock and calls neither the page source nor the misuse hook. A
+ * child process breaks each rule in turn and must die of the panic
+ * (SIGABRT) before the call does anything.
+ */
+enum { BREAK_PAGES, BREAK_LOCK, BREAK_MISUSE, BREAK_NOTHING };
+
+static void break_the_contract(int how)
 {
-    with_two_cpus(port_claims_and_fenced_swaps_exclude_each_other);
+    static Vmem vm;
+    VmemMisuse report = {0};
+    if (vmem_init(&vm, "contract", TS_PTR(CACHED_BASE), 64 * Q, Q, NULL, NULL, NULL, 0,
+                  VM_NOSLEEP) != 0)
+        _exit(2);
+    VmemIrqState state;
+    unsigned cpu = vmem_port_cpu_enter(&state);
+    if (how == BREAK_PAGES)
+        vmem_port_page_alloc(1, VM_NOSLEEP | VM_BOOTSTRAP);
+    else if (how == BREAK_LOCK)
+        vmem_alloc(&vm, Q, VM_NOSLEEP);
+    else if (how == BREAK_MISUSE)
+        vmem_port_misuse(&report);
+    vmem_port_cpu_leave(cpu, state);
+    _exit(0);
+}
+
+static void the_contract_check_catches_hooks_called_inside_a_cpu_section(void)
+{
+#ifdef NDEBUG
+    vtest_puts("  (nothing checked: the port checks the contract only without NDEBUG)\n");
+#else
+    fflush(NULL);
+    for (int how = BREAK_PAGES; how <= BREAK_NOTHING; how++) {
+        pid_t pid = fork();
+        VT_ASSERT(pid >= 0);
+        if (pid == 0) {
+            /* The panic's message would look like a failure in the log. */
+            if (freopen("/dev/null", "w", stderr) == NULL)
+                _exit(3);
+            break_the_contract(how);
+        }
+        int status;
+        VT_ASSERT(waitpid(pid, &status, 0) == pid);
+        if (how == BREAK_NOTHING)
+            VT_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        else
+            VT_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    }
+#endif
 }
 
 VTEST_SUITE(suite_threads, VTEST_CASE(stress_2_threads_never_overlap),
             VTEST_CASE(stress_4_threads_never_overlap), VTEST_CASE(stress_8_threads_never_overlap),
+            VTEST_CASE(stress_16_threads_never_overlap),
             VTEST_CASE(reaps_beside_cache_hits_never_hand_out_an_object_twice),
             VTEST_CASE(sleeping_alloc_is_woken_by_a_free),
             VTEST_CASE(sleeping_alloc_is_woken_by_vmem_add),
+            VTEST_CASE(sleeping_alloc_is_woken_by_frees_into_the_caches),
             VTEST_CASE(nosleep_alloc_fails_at_once_when_full),
-            VTEST_CASE(port_cpu_id_names_the_cpu_the_thread_runs_on),
-            VTEST_CASE(port_claim_takes_the_word_of_the_cpu_it_runs_on),
-            VTEST_CASE(claims_and_fenced_swaps_exclude_each_other),
-            VTEST_CASE(cached_objects_of_two_cpus_come_from_different_slabs),
-            VTEST_CASE(a_cpu_takes_another_cpus_magazines_only_from_a_full_depot),
-            VTEST_CASE(a_full_depot_gives_its_surplus_to_another_cpu),
-            VTEST_CASE(objects_freed_on_another_cpu_go_back_to_their_home_cpu));
+            VTEST_CASE(stats_read_beside_one_cache_user_are_snapshots),
+            VTEST_CASE(stats_read_beside_four_cache_users_and_a_reaper_are_snapshots),
+            VTEST_CASE(racing_double_frees_on_two_cpus_are_caught_once),
+            VTEST_CASE(cpu_enter_names_the_cpu_the_thread_runs_on),
+            VTEST_CASE(cpu_sections_of_one_index_never_overlap),
+            VTEST_CASE(the_contract_check_catches_hooks_called_inside_a_cpu_section));

@@ -4,22 +4,15 @@
  * (each misuse reported, nothing changed) and exact stats.
  *
  * Freestanding, like every shared suite: it also runs in the test kernel
- * (one CPU there; the multi-threaded stress lives in host_threads.c).
- *
- * check-slot-faults builds this suite with VMEM_QCACHE_SLOT_FAULT_PERIOD
- * (vmem_config.h): every Nth entry into each per-CPU slot is refused, so
- * allocations and frees bypass the magazines, a reap skips slots. Tests
- * that rely on a magazine assert what must hold under a bypass instead.
+ * (one CPU there; the multi-threaded stress lives in host_threads.c). A
+ * reap or a drain reaches the calling CPU's magazines only, so the host
+ * runner keeps the shared suites on one CPU, as the test kernel does.
  */
 #include "test_support.h"
 #include "vmem_config.h"
 
 #define Q 0x1000
 #define BASE 0x40000000UL
-
-#define SLOT_FAULTS (VMEM_QCACHE_SLOT_FAULT_PERIOD > 0)
-/* Entries in a row into one slot of which at least one is refused. */
-#define SLOT_PERIOD (SLOT_FAULTS ? VMEM_QCACHE_SLOT_FAULT_PERIOD : 1)
 
 /* An arena of `quanta` quanta at BASE with caches up to `cached` quanta. */
 static bool make_cached_arena(Vmem *vm, const char *name, size_t quanta, size_t cached)
@@ -58,18 +51,8 @@ static void cache_hit_returns_the_last_freed_object_without_the_arena(void)
     size_t arena_allocs = vm.stat.alloc; /* the arena layer underneath */
     void *again = vmem_alloc(&vm, Q, VM_NOSLEEP);
     VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == Q);
-    if (!SLOT_FAULTS) {
-        VT_ASSERT(again == first);
-        VT_ASSERT(vm.stat.alloc == arena_allocs);
-    } else {
-        /* A refused free put the object back in its slab, which, wholly
-         * free, went back to the arena, so the allocation took a new slab
-         * at the same place; a refused allocation took the slab's next
-         * object instead. Either way, at most one slab more. */
-        VT_ASSERT(again != NULL);
-        VT_ASSERT(vm.stat.alloc <= arena_allocs + 1);
-        VT_ASSERT(again == first || vm.stat.alloc == arena_allocs);
-    }
+    VT_ASSERT(again == first);
+    VT_ASSERT(vm.stat.alloc == arena_allocs);
     vmem_free(&vm, again, Q);
     VT_CONSISTENT(&vm);
     vmem_destroy(&vm);
@@ -108,13 +91,6 @@ static void reaped_slabs_go_back_to_the_arena(void)
     for (int i = 0; i < 200; i++)
         vmem_free(&vm, objects[i], (size_t)(1 + i % 4) * Q);
     vmem_reap(&vm);
-    if (SLOT_FAULTS && vm.stat.in_use != 0) {
-        /* The reap skipped a slot, whose magazines keep their slabs; to
-         * callers those objects are free all the same. Of two reaps in a
-         * row, one enters every slot. */
-        VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
-        vmem_reap(&vm);
-    }
     VT_ASSERT(vm.stat.in_use == 0);
     struct ts_segment segs[2];
     VT_ASSERT(ts_collect(&vm, VMEM_FREE, segs, 2) == 1);
@@ -138,13 +114,6 @@ static void a_request_drains_the_caches_before_it_fails(void)
     /* Every quantum now sits free in some cache's slab; the whole arena
      * must still be available. */
     void *all = vmem_alloc(&vm, 64 * Q, VM_NOSLEEP);
-    if (SLOT_FAULTS && all == NULL) {
-        /* The drain skipped a slot whose magazines hold slabs: free to
-         * callers, not to the arena. The next request drains again, and
-         * of two drains in a row one enters every slot. */
-        VT_ASSERT(vmem_size(&vm, VMEM_FREE) == 64 * Q && vm.stat.in_use != 0);
-        all = vmem_alloc(&vm, 64 * Q, VM_NOSLEEP);
-    }
     VT_ASSERT(all == TS_PTR(BASE));
     vmem_free(&vm, all, 64 * Q);
     VT_CONSISTENT(&vm);
@@ -311,12 +280,11 @@ static void destroy_with_a_live_cached_object_is_misuse(void)
     vmem_destroy(&vm);
 }
 
-/* Misuse caught on the slab path (a free that bypasses the magazines) as
- * on the magazine path, and the arena exactly as it was: each misuse is
- * repeated so that, with slot faults, one of the tries is refused a slot. */
+/* Misuse caught, reported once, and the arena exactly as it was, however
+ * often it is repeated. */
 static bool misuse_changes_nothing(Vmem *vm, void *addr, size_t size, VmemMisuseKind kind)
 {
-    for (int t = 0; t < SLOT_PERIOD; t++) {
+    for (int t = 0; t < 3; t++) {
         struct ts_snapshot before, after;
         struct cache_view view_before, view_after;
         ts_snapshot_take(vm, &before);

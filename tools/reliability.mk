@@ -3,8 +3,8 @@
 #
 # Included by the top-level Makefile (-include tools/*.mk), so it sees
 # LIB_SRCS, PORT_POSIX, TEST_SRCS, COMMON_CFLAGS, HEADERS and CHECK_LAYERS.
-# It owns everything under build/asan, build/tsan, build/fuzz, build/faults,
-# build/slot-faults and build/soak, and the sources in tools/fuzz, tools/lint and tools/soak.
+# It owns everything under build/asan, build/tsan, build/fuzz, build/faults
+# and build/soak, and the sources in tools/fuzz, tools/lint and tools/soak.
 #
 # Layers added to `make check` (each ends with "N passed, N failed"):
 #   check-asan    the host suite under AddressSanitizer + UBSan
@@ -12,9 +12,6 @@
 #   check-lint    cppcheck and clang-tidy on src/ and include/
 #   check-fuzz    the libFuzzer target: corpus replay, then a timed run
 #   check-faults  page-source and import failures, tag exhaustion, leaks
-#   check-slot-faults  the host suite with quantum-cache slots refusing
-#                 regularly (VMEM_QCACHE_SLOT_FAULT_PERIOD), under ASan +
-#                 UBSan, and its threaded tests under TSan
 # On demand only:
 #   check-valgrind  the host suite under valgrind memcheck
 #   fuzz            FUZZ_SECONDS=N of fuzzing (default 300)
@@ -51,8 +48,7 @@ ASAN_ENV := $(if $(SAN_SCALE),VTEST_SCALE=$(SAN_SCALE)) \
 HOST_SUITE_SRCS := $(LIB_SRCS) $(PORT_POSIX) $(TEST_SRCS) $(sort $(wildcard tests/host_*.c))
 REL_HEADERS := $(HEADERS) $(wildcard tools/fuzz/*.h tools/soak/*.h)
 
-.PHONY: check-asan check-tsan check-valgrind check-lint fuzz check-fuzz check-faults \
-        check-slot-faults soak
+.PHONY: check-asan check-tsan check-valgrind check-lint fuzz check-fuzz check-faults soak
 
 # ---- AddressSanitizer + UndefinedBehaviorSanitizer ------------------------
 ASAN_TESTS := $(BUILD)/asan/vmem_tests
@@ -142,50 +138,6 @@ $(FAULTS): $(LIB_SRCS) $(PORT_POSIX) tools/fuzz/faults.c $(REL_HEADERS)
 check-faults: $(FAULTS)
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(FAULTS)
 
-# ---- Slot faults ----------------------------------------------------------
-# A quantum cache does without a per-CPU slot it finds busy (its owner
-# preempted or interrupted): allocations and frees go to the slabs, a drain
-# skips the slot, a grace period fails and fresh descriptors are used. Busy
-# slots are rare and depend on timing, so this layer builds the suite with
-# every SLOT_FAULT_PERIOD-th entry into each slot refused. 3: odd, so that
-# the refusals rotate over allocations and frees, which alternate on a
-# slot; small, so that drains and grace periods meet one often. Tests that need a magazine assert the bypass instead
-# (tests/test_qcache.c). The suite runs under ASan + UBSan at check-tsan's
-# scale, then the threaded tests and a 5 s threaded soak under TSan.
-SLOT_FAULT_PERIOD ?= 3
-SLOT_FAULT_SCALE ?= 200000
-SLOT_FAULT_RANDOM_OPS ?= 50000
-SLOT_FAULT_TSAN_FILTER ?= threads
-SLOT_FAULT_DIR := $(BUILD)/slot-faults
-SLOT_FAULT_ASAN := $(SLOT_FAULT_DIR)/asan/vmem_tests
-SLOT_FAULT_TSAN := $(SLOT_FAULT_DIR)/tsan/vmem_tests
-SLOT_FAULT_SOAK := $(SLOT_FAULT_DIR)/tsan/vmem_soak
-SLOT_FAULT_DEF := -DVMEM_QCACHE_SLOT_FAULT_PERIOD=$(SLOT_FAULT_PERIOD)
-
-$(SLOT_FAULT_DIR)/asan/obj/%.o: %.c $(REL_HEADERS)
-	@mkdir -p $(dir $@)
-	$(SAN_CC) $(ASAN_CFLAGS) $(SLOT_FAULT_DEF) -c $< -o $@
-
-$(SLOT_FAULT_DIR)/tsan/obj/%.o: %.c $(REL_HEADERS)
-	@mkdir -p $(dir $@)
-	$(SAN_CC) $(TSAN_CFLAGS) $(SLOT_FAULT_DEF) -c $< -o $@
-
-$(SLOT_FAULT_ASAN): $(HOST_SUITE_SRCS:%.c=$(SLOT_FAULT_DIR)/asan/obj/%.o)
-	$(SAN_CC) $(ASAN_CFLAGS) -o $@ $^ $(HOST_LDLIBS)
-
-$(SLOT_FAULT_TSAN): $(HOST_SUITE_SRCS:%.c=$(SLOT_FAULT_DIR)/tsan/obj/%.o)
-	$(SAN_CC) $(TSAN_CFLAGS) -o $@ $^ $(HOST_LDLIBS)
-
-$(SLOT_FAULT_SOAK): $(LIB_SRCS:%.c=$(SLOT_FAULT_DIR)/tsan/obj/%.o) \
-                    $(PORT_POSIX:%.c=$(SLOT_FAULT_DIR)/tsan/obj/%.o) \
-                    $(SLOT_FAULT_DIR)/tsan/obj/tools/soak/soak.o
-	$(SAN_CC) $(TSAN_CFLAGS) -o $@ $^ $(HOST_LDLIBS)
-
-check-slot-faults: $(SLOT_FAULT_ASAN) $(SLOT_FAULT_TSAN) $(SLOT_FAULT_SOAK)
-	@VTEST_SCALE=$(SLOT_FAULT_SCALE) VTEST_RANDOM_OPS=$(SLOT_FAULT_RANDOM_OPS) \
-	    tools/check-slot-faults.sh $(SLOT_FAULT_ASAN) $(SLOT_FAULT_TSAN) $(SLOT_FAULT_SOAK) \
-	    $(SLOT_FAULT_TSAN_FILTER)
-
 # ---- Soak -----------------------------------------------------------------
 SOAK := $(BUILD)/soak/vmem_soak
 SECONDS ?= 60
@@ -198,4 +150,4 @@ $(SOAK): $(HOST_LIB) tools/soak/soak.c $(REL_HEADERS)
 soak: $(SOAK)
 	$(SOAK) --seconds $(SECONDS) --threads $(SOAK_THREADS)
 
-CHECK_LAYERS += check-asan check-tsan check-lint check-fuzz check-faults check-slot-faults
+CHECK_LAYERS += check-asan check-tsan check-lint check-fuzz check-faults

@@ -1,7 +1,6 @@
 # tools/result-line.sh - sourced by the scripts that sum test layers
-# (tools/check.sh, tools/check-slot-faults.sh, boot/check-kernel.sh): how
-# one run's outcome becomes counts, so that every layer judges a crash the
-# same way.
+# (tools/check.sh, boot/check-kernel.sh): how one run's outcome becomes
+# counts, so that every layer judges a crash the same way.
 #
 # count_result FILE STATUS reads the last "N passed, N failed" line of FILE
 # (the output of a run that exited with STATUS) and sets result_passed and

@@ -5,9 +5,8 @@
  * Used by every host test and usable by any user-space program (link
  * build/host/libvmem.a with -lpthread). It also offers fault injection and
  * page accounting (vmem_posix.h) so tests can prove that a failing page
- * source is handled cleanly and that nothing leaks. On x86_64 Linux it
- * provides per-CPU claims (vmem_port_cpu_claim, below) as a restartable
- * sequence.
+ * source is handled cleanly and that nothing leaks, and checks the
+ * CPU-section contract in builds without NDEBUG.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -23,6 +22,18 @@
 #include "vmem_config.h"
 #include "vmem_port.h"
 #include "vmem_posix.h"
+
+/* The contract check (vmem_posix.h): whether this thread is in a CPU section. */
+#ifndef NDEBUG
+static _Thread_local bool in_cpu_section;
+#define SECTION_CHECK(what)                                                                       \
+    do {                                                                                          \
+        if (in_cpu_section)                                                                       \
+            vmem_port_panic("CPU-section contract broken: " what " inside a CPU section");       \
+    } while (0)
+#else
+#define SECTION_CHECK(what) ((void)0)
+#endif
 
 _Static_assert(sizeof(pthread_mutex_t) <= sizeof(VmemLock),
                "pthread_mutex_t does not fit in VmemLock: raise VMEM_LOCK_WORDS");
@@ -47,6 +58,7 @@ void vmem_port_lock_fini(VmemLock *lock) { pthread_mutex_destroy(as_mutex(lock))
  * checked before its lock is touched. The state is pthreads' 0. */
 VmemIrqState vmem_port_lock(VmemLock *lock)
 {
+    SECTION_CHECK("a lock taken");
     return (VmemIrqState)pthread_mutex_lock(as_mutex(lock));
 }
 
@@ -71,6 +83,7 @@ void vmem_port_cond_fini(VmemCond *cond) { pthread_cond_destroy(as_cond(cond)); 
 
 void vmem_port_cond_wait(VmemCond *cond, VmemLock *lock)
 {
+    SECTION_CHECK("a wait");
     if (pthread_cond_wait(as_cond(cond), as_mutex(lock)) != 0)
         vmem_port_panic("pthread_cond_wait failed");
 }
@@ -115,6 +128,7 @@ void vmem_posix_use_arena_pages(Vmem *arena)
 
 void *vmem_port_page_alloc(size_t npages, int vmflag)
 {
+    SECTION_CHECK("the page source called");
     if (npages == 0 || page_fault_now())
         return NULL;
     Vmem *arena = atomic_load(&page_arena);
@@ -139,6 +153,7 @@ void *vmem_port_page_alloc(size_t npages, int vmflag)
 
 void vmem_port_page_free(void *addr, size_t npages)
 {
+    SECTION_CHECK("the page source called");
     Vmem *arena = atomic_load(&page_arena_ever);
     if (arena != NULL && vmem_contains(arena, addr, npages * VMEM_PAGE_SIZE)) {
         page_source_depth++;
@@ -159,6 +174,7 @@ void vmem_posix_set_misuse_handler(VmemPosixMisuseHandler *handler)
 
 void vmem_port_misuse(const VmemMisuse *report)
 {
+    SECTION_CHECK("the misuse hook called");
     VmemPosixMisuseHandler *handler = atomic_load(&misuse_handler);
     if (handler != NULL) {
         handler(report);
@@ -176,14 +192,23 @@ void vmem_port_panic(const char *message)
     abort();
 }
 
-/*
- * glibc (2.35 on) registers every thread for the kernel's restartable
- * sequences, and the kernel keeps the CPU the thread runs on in the
- * registered area. sched_getcpu() reads that too, but behind a call
- * through the PLT; reading it here saves that call on every quantum-cache
- * hit (two per allocation and free pair). Where the registration failed
- * (an emulator, a kernel before 4.18, GLIBC_TUNABLES turning it off)
- * __rseq_size is 0 or the field says so, and sched_getcpu() answers.
+/* ---- CPU sections (vmem_port_cpu_enter/leave) -----------------------------
+ *
+ * libumem's way: a lock per CPU index, on a line of its own, and the index
+ * of the CPU the caller runs on. A thread moved to another CPU after
+ * reading it just takes that CPU's lock - correct, and rare. The lock is a
+ * test-and-set word (an exchange to take it, a store to drop it), which
+ * yields the CPU when it finds the word taken for long: its holder was
+ * preempted inside a section of a few dozen instructions.
+ *
+ * The CPU index comes from the area glibc (2.35 on) registers for the
+ * kernel's restartable sequences, where the kernel keeps the CPU the
+ * thread runs on: a load, where sched_getcpu() is a call. Where the
+ * registration failed (an emulator, an old kernel, GLIBC_TUNABLES),
+ * sched_getcpu() answers.
+ *
+ * At fork, whoever takes the port's locks for the child takes these too
+ * (cpu_sections_lock_all / _unlock_all).
  */
 #if defined(__has_include) && defined(__has_builtin)
 #if __has_include(<sys/rseq.h>) && __has_builtin(__builtin_thread_pointer)
@@ -192,7 +217,16 @@ void vmem_port_panic(const char *message)
 #endif
 #endif
 
-unsigned vmem_port_cpu_id(void)
+typedef struct {
+    atomic_uint taken;
+} __attribute__((aligned(64))) CpuSection;
+
+static CpuSection cpu_sections[VMEM_MAX_CPUS];
+
+/* Tries before the waiter yields its CPU to the holder. */
+#define CPU_SECTION_SPINS 64
+
+static inline unsigned current_cpu(void)
 {
 #ifdef HAVE_RSEQ_AREA
     if (__rseq_size != 0) {
@@ -208,155 +242,55 @@ unsigned vmem_port_cpu_id(void)
     return cpu < 0 ? 0 : (unsigned)cpu;
 }
 
-/*
- * Per-CPU claims (vmem_port.h), as a restartable sequence. A thread
- * registered with the kernel's rseq (glibc registers every thread) names a
- * critical section in its rseq area before entering it; should the kernel
- * preempt, migrate or signal the thread after the section's first
- * instruction and before its single committing store, the thread resumes
- * at the section's abort handler instead, the store never made. So the
- * claim reads the CPU id, finds that CPU's word, tests it and stores it
- * incremented, and either all of that ran on one CPU with nothing in
- * between or nothing was written.
- *
- * Across CPUs a claim is not atomic: a compare-and-swap from another CPU
- * (a drain) can land between its read and its store. The swapper therefore
- * calls vmem_port_cpu_fence(), membarrier(PRIVATE_EXPEDITED_RSEQ), which
- * restarts every section running in this process and orders memory on
- * every CPU running one of its threads, and then checks that its value is
- * still there (vmem_qcache.c, Slots).
- *
- * Claims are switched on once per process, at the first claim or fence,
- * when everything they rest on is there: x86_64 (the section is written in
- * its assembly), a registered rseq area, the membarrier command (Linux
- * 5.10), and no more CPUs than VMEM_MAX_CPUS (a CPU past them could not
- * claim, and would pay a fence on every slot it entered). Never under the
- * thread sanitizer, which cannot see the section's accesses and would take
- * the slot's users for racing ones.
- */
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#if defined(HAVE_RSEQ_AREA) && defined(__x86_64__) && defined(__linux__) && !defined(UNDER_TSAN)
-#include <linux/membarrier.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#define HAVE_CPU_CLAIMS 1
-#endif
-
-enum { CLAIMS_UNDECIDED = 0, CLAIMS_ON = 1, CLAIMS_OFF = -1 };
-static atomic_int claims_state;
-
-/* Whether this process claims: decided once, by whoever asks first. Out of
- * line, so that the check every claim makes stays a load and a branch. */
-static __attribute__((noinline, cold)) int claims_decide(void)
+static __attribute__((noinline, cold)) void cpu_section_wait(CpuSection *section)
 {
-    int decided = CLAIMS_OFF;
-#ifdef HAVE_CPU_CLAIMS
-    long cpus = sysconf(_SC_NPROCESSORS_CONF);
-    if (__rseq_size != 0 && cpus > 0 && cpus <= VMEM_MAX_CPUS &&
-        syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0)
-        decided = CLAIMS_ON;
-#endif
-    int expected = CLAIMS_UNDECIDED;
-    if (!atomic_compare_exchange_strong(&claims_state, &expected, decided))
-        decided = expected;
-    return decided;
+    for (unsigned spins = 0;; spins++) {
+        if (atomic_load_explicit(&section->taken, memory_order_relaxed) == 0 &&
+            atomic_exchange_explicit(&section->taken, 1, memory_order_acquire) == 0)
+            return;
+        if (spins >= CPU_SECTION_SPINS)
+            sched_yield();
+    }
 }
 
-/* Whether this process claims, deciding it if nobody has yet. */
-static inline bool claims_on(void)
+unsigned vmem_port_cpu_enter(VmemIrqState *state)
 {
-    int state = atomic_load(&claims_state);
-    if (__builtin_expect(state == CLAIMS_UNDECIDED, 0))
-        state = claims_decide();
-    return state == CLAIMS_ON;
-}
-
-long vmem_port_cpu_claim(unsigned *words, size_t stride, unsigned count)
-{
-    if (__builtin_expect(!claims_on(), 0))
-        return VMEM_CLAIM_UNSUPPORTED;
-#ifdef HAVE_CPU_CLAIMS
-    struct rseq *area =
-        (struct rseq *)(void *)((char *)__builtin_thread_pointer() + __rseq_offset);
-    long result;
-    /* The descriptor (version, flags, start, length, abort) goes in
-     * __rseq_cs; the abort handler, after the signature glibc registered
-     * (RSEQ_SIG, in the operand of a ud1 so that disassemblers stay in
-     * step), in __rseq_failure, out of the way of the straight line. An
-     * unregistered thread's cpu_id is negative, so not below count. */
-    __asm__ volatile(".pushsection __rseq_cs, \"aw\"\n\t"
-                     ".balign 32\n"
-                     "3:\n\t"
-                     ".long 0, 0\n\t"
-                     ".quad 1f, 2f - 1f, 4f\n\t"
-                     ".popsection\n\t"
-                     "leaq 3b(%%rip), %%rax\n\t"
-                     "movq %%rax, %[cs]\n"
-                     "1:\n\t"
-                     "movl %[cpu_id], %%ecx\n\t"
-                     "cmpl %[count], %%ecx\n\t"
-                     "jae 5f\n\t"
-                     "movq %%rcx, %%rax\n\t"
-                     "imulq %[stride], %%rax\n\t"
-                     "addq %[words], %%rax\n\t"
-                     "movl (%%rax), %%edx\n\t"
-                     "testl $1, %%edx\n\t"
-                     "jnz 6f\n\t"
-                     "addl $1, %%edx\n\t"
-                     "movl %%edx, (%%rax)\n"
-                     "2:\n\t"
-                     "movq %%rcx, %[result]\n\t"
-                     "jmp 7f\n"
-                     "5:\n\t"
-                     "movq %[unavailable], %[result]\n\t"
-                     "jmp 7f\n"
-                     "6:\n\t"
-                     "movq %[busy], %[result]\n\t"
-                     "jmp 7f\n\t"
-                     ".pushsection __rseq_failure, \"ax\"\n\t"
-                     ".byte 0x0f, 0xb9, 0x3d\n\t"
-                     ".long %c[sig]\n"
-                     "4:\n\t"
-                     "movq %[again], %[result]\n\t"
-                     "jmp 7f\n\t"
-                     ".popsection\n"
-                     "7:\n\t"
-                     : [result] "=&r"(result), [cs] "=m"(area->rseq_cs)
-                     : [cpu_id] "m"(area->cpu_id), [count] "r"(count), [stride] "r"(stride),
-                       [words] "r"(words), [sig] "i"(RSEQ_SIG),
-                       [busy] "i"(VMEM_CLAIM_BUSY), [again] "i"(VMEM_CLAIM_AGAIN),
-                       [unavailable] "i"(VMEM_CLAIM_UNAVAILABLE)
-                     : "rax", "rcx", "rdx", "memory", "cc");
-    return result;
-#else
-    (void)words;
-    (void)stride;
-    (void)count;
-    return VMEM_CLAIM_UNSUPPORTED; /* claims_decide() said off: not reached */
+    SECTION_CHECK("a CPU section entered");
+    unsigned cpu = current_cpu() % VMEM_MAX_CPUS;
+    CpuSection *section = &cpu_sections[cpu];
+    if (atomic_exchange_explicit(&section->taken, 1, memory_order_acquire) != 0)
+        cpu_section_wait(section);
+#ifndef NDEBUG
+    in_cpu_section = true;
 #endif
+    *state = 0;
+    return cpu;
 }
 
-bool vmem_posix_cpu_claims(void) { return claims_on(); }
-
-void vmem_port_cpu_fence(void)
+void vmem_port_cpu_leave(unsigned cpu, VmemIrqState state)
 {
-    if (!claims_on())
-        return;
-#ifdef HAVE_CPU_CLAIMS
-    if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0)
-        return;
-    /* A child of fork() may start unregistered: register, then try again. */
-    if (syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0 &&
-        syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0)
-        return;
-    vmem_port_panic("vmem: membarrier failed: per-CPU claims cannot be fenced");
+    (void)state;
+#ifndef NDEBUG
+    in_cpu_section = false;
 #endif
+    atomic_store_explicit(&cpu_sections[cpu].taken, 0, memory_order_release);
 }
+
+/* For a fork handler: every section taken, so that none is mid-way in the
+ * child; then given back in both processes. */
+static __attribute__((unused)) void cpu_sections_lock_all(void)
+{
+    for (unsigned cpu = 0; cpu < VMEM_MAX_CPUS; cpu++)
+        if (atomic_exchange_explicit(&cpu_sections[cpu].taken, 1, memory_order_acquire) != 0)
+            cpu_section_wait(&cpu_sections[cpu]);
+}
+
+static __attribute__((unused)) void cpu_sections_unlock_all(void)
+{
+    for (unsigned cpu = 0; cpu < VMEM_MAX_CPUS; cpu++)
+        atomic_store_explicit(&cpu_sections[cpu].taken, 0, memory_order_release);
+}
+
+/* ---- end of CPU sections -------------------------------------------------------- */
 
 void vmem_port_puts(const char *text) { fputs(text, stdout); }

@@ -15,7 +15,7 @@
  *               structures before (or instead of) a real page allocator;
  *   misuse      recorded, printed, and by default a panic;
  *   panic       printed, then the CPU halts;
- *   cpu_id      0 (one CPU, or per-CPU caches not wanted);
+ *   cpu section interrupts off, CPU index 0 (one CPU);
  *   puts        the kernel console.
  * It also counts contract violations (the page source or the misuse hook
  * entered with a vmem lock held), which a debug kernel can assert on.
@@ -78,6 +78,9 @@ static struct spinlock *as_spinlock(VmemLock *lock) { return (struct spinlock *)
 /* vmem locks held by each CPU, to check the contract (one CPU here). */
 #define PORT_MAX_CPUS 1
 static unsigned vmem_locks_held[PORT_MAX_CPUS];
+
+/* The CPU running the caller (a kernel reads its per-CPU id; one CPU here). */
+static unsigned this_cpu(void) { return 0; }
 static size_t contract_violations;
 
 size_t kernel_port_contract_violations(void)
@@ -95,13 +98,13 @@ VmemIrqState vmem_port_lock(VmemLock *lock)
 {
     VmemIrqState state = irq_save_disable();
     spin_lock(as_spinlock(lock));
-    vmem_locks_held[vmem_port_cpu_id()]++;
+    vmem_locks_held[this_cpu()]++;
     return state;
 }
 
 void vmem_port_unlock(VmemLock *lock, VmemIrqState state)
 {
-    unsigned *held = &vmem_locks_held[vmem_port_cpu_id()];
+    unsigned *held = &vmem_locks_held[this_cpu()];
     if (*held == 0)
         contract_broken();
     else
@@ -147,7 +150,7 @@ static void mark_pages(size_t first, size_t npages, bool used)
     }
 }
 
-static bool any_vmem_lock_held(void) { return vmem_locks_held[vmem_port_cpu_id()] != 0; }
+static bool any_vmem_lock_held(void) { return vmem_locks_held[this_cpu()] != 0; }
 
 void *vmem_port_page_alloc(size_t npages, int vmflag)
 {
@@ -250,6 +253,17 @@ void vmem_port_panic(const char *message)
     kernel_halt();
 }
 
-unsigned vmem_port_cpu_id(void) { return 0; }
+/* A CPU section: interrupts off keep everything else on this CPU out. */
+unsigned vmem_port_cpu_enter(VmemIrqState *state)
+{
+    *state = irq_save_disable();
+    return this_cpu();
+}
+
+void vmem_port_cpu_leave(unsigned cpu, VmemIrqState state)
+{
+    (void)cpu;
+    irq_restore(state);
+}
 
 void vmem_port_puts(const char *text) { kernel_console_write(text); }
