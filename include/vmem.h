@@ -96,12 +96,61 @@ struct vmem_qcache_state;
 
 /* Import callbacks: an arena imports spans by calling afunc(source, size,
  * vmflag) and gives a span back, once wholly free, with ffunc(source, addr,
- * size). Both are called with no arena lock held. When afunc is vmem_alloc
- * (or vmem_xalloc's wrapper) and ffunc vmem_free / vmem_xfree, the arena
- * imports through vmem_xalloc so that align, phase, nocross, minaddr and
- * maxaddr are honoured by the imported span itself. */
+ * size) - every span, whatever afunc is. Both are called with no arena lock
+ * held. What is asked for:
+ *  - afunc vmem_alloc: the arena imports through vmem_xalloc_addr() on the
+ *    source instead, with the request's constraints (see VmemXImport for
+ *    the exact rules), so the span itself can satisfy them. A span imported
+ *    so goes back through ffunc when ffunc is a function of yours; when
+ *    ffunc is vmem_free, vmem_xfree or NULL, through vmem_xfree, the call
+ *    that matches its allocation (a release of yours may use either
+ *    vmem_free or vmem_xfree: such a span is no quantum-cache object).
+ *  - any other afunc (a "plain" callback, which cannot be told a range):
+ *    size + align - quantum, plus nocross when one is given, rounded up to
+ *    the import unit - the largest of the arena's quantum, the source's
+ *    quantum and the import quantum (vmem_set_import_quantum) - so that a
+ *    span anywhere holds a placement. The callback is asked the size
+ *    rounded to the import quantum first and, if it refuses, the size
+ *    rounded to the larger of the two quanta. A span that still holds no
+ *    placement (outside minaddr / maxaddr, say) goes straight back through
+ *    ffunc. With ffunc NULL, spans from a plain callback are never given
+ *    back: they stay in the arena as free space. */
 typedef void *VmemAlloc(struct vmem *vmem, size_t size, int flags);
 typedef void VmemFree(struct vmem *vmem, void *addr, size_t size);
+
+/*
+ * Extension: an import callback told every constraint of the request it imports for:
+ * it must take exactly size units at *addrp, at offset phase from an align
+ * boundary, inside [minaddr, maxaddr) (maxaddr 0: no upper bound), not
+ * crossing a multiple of nocross (0: none), and return 0, or return a
+ * negative VMEM_ERR_ code and take nothing. vmflag holds the request's
+ * VM_SLEEP / VM_NOSLEEP / VM_BOOTSTRAP, and VM_ENDALLOC when the request
+ * wants its highest placement. vmem_xalloc_addr has this signature, and is
+ * what an arena made with afunc vmem_alloc uses. Called with no arena lock
+ * held. Every value is a multiple of the import unit u, the larger of the
+ * arena's and the source's quanta, and the arena asks for at most three
+ * shapes in turn, stopping at the first that succeeds (all but the last
+ * with VM_SLEEP turned into VM_NOSLEEP):
+ *  - When phase and nocross are multiples of u: the span that starts at
+ *    the placement - size rounded up to the import quantum (when one is
+ *    set and the nocross allows it), then to u; align the larger of the
+ *    request's and u; minaddr rounded up to u; maxaddr such that the span
+ *    starts at or below the last start that fits the request's maxaddr
+ *    (rounded down to u), and ends after it as far as its size reaches.
+ *    Then, when align < u and minaddr lies inside a unit, the span of
+ *    whole units that holds the lowest placement at or above minaddr,
+ *    asked at exactly that address.
+ *  - Otherwise (a phase or nocross finer than the source can place): a
+ *    span that holds a placement wherever it lies inside the range rounded
+ *    outward to u - size + align - quantum (+ nocross), plus the parts of
+ *    the two end units that lie outside the request's range, rounded up to
+ *    the import quantum, then to u - with align u and no phase or nocross.
+ * A span that does not serve the request after all goes back through the
+ * release function at once.
+ */
+typedef int VmemXImport(struct vmem *source, size_t size, size_t align, size_t phase,
+                        size_t nocross, uintptr_t minaddr, uintptr_t maxaddr, int vmflag,
+                        uintptr_t *addrp);
 
 /* Statistics of an arena; every field is exact at all times. */
 typedef struct {
@@ -191,6 +240,8 @@ typedef struct vmem {
     VmemCond vm_cv;                 /* VM_SLEEP allocations wait here */
     size_t vm_waiters;              /* how many */
     unsigned vm_quantum_shift; /* log2(quantum) */
+    VmemXImport *vm_ximport;        /* vmem_set_ximport's callback, or NULL */
+    size_t vm_import_quantum;       /* vmem_set_import_quantum, or 0: none */
     struct vmem_tag *vm_seg_first;  /* all segments and span markers, by address */
     struct vmem_tag *vm_seg_last;
     struct vmem_tag *vm_span_first; /* span markers, by address */
@@ -301,6 +352,24 @@ int vmem_xalloc_addr(Vmem *vmp, size_t size, size_t align, size_t phase, size_t 
 /* Allocates exactly [addr, addr + size), which must be free (or importable).
  * Returns 0 or a negative VMEM_ERR_ code; free it with vmem_xfree(). */
 int vmem_alloc_exact(Vmem *vmp, uintptr_t addr, size_t size, int vmflag);
+
+/* Makes an arena that has a source import through ximport and give spans
+ * back, once wholly free, through release (NULL: spans are never given
+ * back), in place of the afunc / ffunc it was made with: for vmem_init()
+ * and vmem_create() arenas alike. Call it before the arena's first
+ * allocation, before sharing it. Returns 0, or -VMEM_ERR_INVALID after
+ * reporting misuse (a NULL ximport, an arena without a source, one that
+ * already holds imported spans) with the arena unchanged. */
+int vmem_set_ximport(Vmem *vmp, VmemXImport *ximport, VmemFree *release);
+
+/* Sets the import quantum of an arena that has a source: every import is
+ * first asked as a span of whole import quanta (then, if that fails, of
+ * the smallest size that serves the request), so that an importer of
+ * small requests brings in big spans. quantum must be a power of two, at
+ * least the arena's quantum (the arena's quantum itself: the default, no
+ * import quantum). Returns 0, or -VMEM_ERR_INVALID after reporting misuse
+ * with the arena unchanged. Safe at any time. */
+int vmem_set_import_quantum(Vmem *vmp, size_t quantum);
 
 /* Segment types, for vmem_size() and vmem_walk() masks. */
 #define VMEM_ALLOC 0x1

@@ -518,6 +518,208 @@ static void destroying_an_idle_importer_leaves_the_source_clean(void)
     vmem_destroy(&source);
 }
 
+/* ---- The give-back callback --------------------------------------------- */
+
+/* What counting_release saw: every span it was handed, in order. */
+static struct {
+    size_t count;
+    Vmem *source;
+    uintptr_t addr[8];
+    size_t size[8];
+} released;
+
+static void counting_release(Vmem *source, void *addr, size_t size)
+{
+    if (released.count < 8) {
+        released.addr[released.count] = TS_ADDR(addr);
+        released.size[released.count] = size;
+    }
+    released.count++;
+    released.source = source;
+    vmem_xfree(source, addr, size);
+}
+
+/* Imports go through vmem_xalloc on the source (afunc is vmem_alloc), and
+ * yet every span goes back through the given ffunc, once per span. */
+static void release_is_called_for_every_span_imported_through_vmem_alloc(void)
+{
+    static Vmem source, imp;
+    static struct ts_segment spans[8];
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(vmem_init(&imp, "imp", NULL, 0, PAGE, vmem_alloc, counting_release, &source, 0,
+                        VM_NOSLEEP) == 0);
+    released.count = 0;
+    released.source = NULL;
+    void *page[3];
+    for (size_t i = 0; i < 3; i++) {
+        page[i] = vmem_alloc(&imp, PAGE, VM_NOSLEEP);
+        VT_ASSERT(page[i] != NULL);
+    }
+    size_t span_count = ts_collect(&imp, VMEM_SPAN, spans, 8);
+    VT_ASSERT(span_count >= 1 && span_count <= 3);
+    VT_ASSERT(source.stat.in_use == imp.stat.import);
+    for (size_t i = 0; i < 3; i++)
+        vmem_free(&imp, page[i], PAGE);
+    VT_ASSERT(released.count == span_count);
+    VT_ASSERT(released.source == &source);
+    /* Each span went back whole, exactly as it was imported. */
+    for (size_t s = 0; s < span_count; s++) {
+        bool seen = false;
+        for (size_t r = 0; r < released.count && !seen; r++)
+            seen = released.addr[r] == spans[s].addr && released.size[r] == spans[s].size;
+        VT_ASSERT(seen);
+    }
+    VT_ASSERT(ts_stat_is(&imp, 0, 0, 0, 3, 3));
+    VT_ASSERT(source.stat.in_use == 0);
+    VT_CONSISTENT(&source);
+    vmem_destroy(&imp);
+    VT_ASSERT(released.count == span_count);
+    vmem_destroy(&source);
+}
+
+/* ---- A source with a coarser quantum ------------------------------------ */
+
+#define COARSE_PAGES 4
+
+/* A source of 4 KiB quanta over [base, base + 4 pages) whose only free
+ * pages are those in `free_mask` (bit i: page i). */
+static bool init_coarse_source(Vmem *source, uintptr_t base, unsigned free_mask)
+{
+    if (vmem_init(source, "coarse-source", TS_PTR(base), COARSE_PAGES * PAGE, PAGE, NULL, NULL,
+                  NULL, 0, 0) != 0)
+        return false;
+    for (unsigned i = 0; i < COARSE_PAGES; i++)
+        if (!(free_mask & (1u << i)) &&
+            vmem_alloc_exact(source, base + i * PAGE, PAGE, VM_NOSLEEP) != 0)
+            return false;
+    return true;
+}
+
+/* Frees the pages init_coarse_source took and destroys the source. */
+static void destroy_coarse_source(Vmem *source, uintptr_t base, unsigned free_mask)
+{
+    for (unsigned i = 0; i < COARSE_PAGES; i++)
+        if (!(free_mask & (1u << i)))
+            vmem_xfree(source, TS_PTR(base + i * PAGE), PAGE);
+    vmem_destroy(source);
+}
+
+static bool init_fine_importer(Vmem *child, Vmem *source)
+{
+    return vmem_init(child, "fine-child", NULL, 0, 16, vmem_alloc, vmem_free, source, 0, 0) == 0;
+}
+
+/* The request's range, rounded to the source's pages, is what the import
+ * may use: rounding maxaddr 0x800 down to 0 must not lose the one page
+ * below it (nor read as "no bound"). */
+static void import_under_a_maxaddr_below_the_first_source_page_finds_page_zero(void)
+{
+    static Vmem source, child;
+    uintptr_t addr = 1;
+    /* Page 0 is free; so is page 3, which a top-down import that ignored
+     * maxaddr would take. */
+    VT_ASSERT(init_coarse_source(&source, 0, 0x9));
+    VT_ASSERT(init_fine_importer(&child, &source));
+    VT_ASSERT(vmem_xalloc_addr(&child, 16, 0, 0, 0, 0, 0x800, VM_ENDALLOC | VM_NOSLEEP,
+                               &addr) == 0);
+    VT_ASSERT(addr == 0x800 - 16);
+    vmem_xfree(&child, TS_PTR(addr), 16);
+    VT_ASSERT(child.stat.import == 0 && source.stat.in_use == 2 * PAGE);
+    VT_ASSERT(vmem_xalloc_addr(&child, 32, 0, 0, 0, 0, 0x800, VM_NOSLEEP, &addr) == 0);
+    VT_ASSERT(addr + 32 <= 0x800);
+    vmem_xfree(&child, TS_PTR(addr), 32);
+    /* vmem_xalloc cannot return 0, so its range starts at 1: still page 0. */
+    void *low = vmem_xalloc(&child, 64, 0, 0, 0, NULL, TS_PTR(0x800), VM_NOSLEEP);
+    VT_ASSERT(low != NULL && TS_ADDR(low) + 64 <= 0x800);
+    VT_ASSERT(child.stat.import == PAGE);
+    VT_CONSISTENT(&child);
+    vmem_xfree(&child, low, 64);
+    VT_ASSERT(child.stat.import == 0 && source.stat.in_use == 2 * PAGE);
+    vmem_destroy(&child);
+    destroy_coarse_source(&source, 0, 0x9);
+}
+
+/* The only free page of the source holds the whole window the request
+ * allows, at its bottom (maxaddr inside it) or at its top (minaddr inside
+ * it): importing that page gives a placement. */
+static void import_when_the_range_ends_inside_the_only_free_page(void)
+{
+    static Vmem source, child;
+    uintptr_t free_page = SOURCE_BASE + 2 * PAGE, addr = 0;
+    VT_ASSERT(init_coarse_source(&source, SOURCE_BASE, 1u << 2));
+    VT_ASSERT(init_fine_importer(&child, &source));
+    VT_ASSERT(vmem_xalloc_addr(&child, 48, 0, 0, 0, 0, free_page + 0x800, VM_NOSLEEP, &addr) ==
+              0);
+    VT_ASSERT(addr >= free_page && addr + 48 <= free_page + 0x800);
+    vmem_xfree(&child, TS_PTR(addr), 48);
+    VT_ASSERT(child.stat.import == 0 && source.stat.in_use == 3 * PAGE);
+    VT_ASSERT(vmem_xalloc_addr(&child, 48, 0, 0, 0, free_page + 0x800, 0, VM_NOSLEEP, &addr) ==
+              0);
+    VT_ASSERT(addr >= free_page + 0x800 && addr + 48 <= free_page + PAGE);
+    vmem_xfree(&child, TS_PTR(addr), 48);
+    /* Both ends inside the page, and an alignment finer than it. */
+    VT_ASSERT(vmem_xalloc_addr(&child, 256, 256, 0, 0, free_page + 0x410, free_page + 0xc00,
+                               VM_NOSLEEP, &addr) == 0);
+    VT_ASSERT(addr == free_page + 0x500);
+    vmem_xfree(&child, TS_PTR(addr), 256);
+    /* A window the page cannot hold still fails cleanly. */
+    VT_ASSERT(vmem_xalloc_addr(&child, 0x900, 0, 0, 0, free_page + 0x800, 0, VM_NOSLEEP,
+                               &addr) == -VMEM_ERR_NO_MEM);
+    VT_ASSERT(child.stat.import == 0 && source.stat.in_use == 3 * PAGE);
+    VT_CONSISTENT(&child);
+    VT_CONSISTENT(&source);
+    vmem_destroy(&child);
+    destroy_coarse_source(&source, SOURCE_BASE, 1u << 2);
+}
+
+/* ---- Import sizes -------------------------------------------------------- */
+
+static void *counting_import(Vmem *source, size_t size, int flags)
+{
+    calls.alloc_calls++;
+    calls.alloc_source = source;
+    void *addr = vmem_alloc(source, size, flags);
+    if (addr != NULL) {
+        calls.alloc_successes++;
+        calls.last_import_addr = TS_ADDR(addr);
+        calls.last_import_size = size;
+    }
+    return addr;
+}
+
+/* A byte-granular heap over a page arena, through a custom callback: one
+ * page imported serves many small requests. */
+static void custom_import_takes_whole_source_quanta(void)
+{
+    static Vmem source, heap;
+    void *small[4];
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(vmem_init(&heap, "byte-heap", NULL, 0, 16, counting_import, recording_release,
+                        &source, 0, 0) == 0);
+    reset_calls(0);
+    for (size_t i = 0; i < 4; i++) {
+        small[i] = vmem_alloc(&heap, 48, VM_NOSLEEP);
+        VT_ASSERT(small[i] != NULL);
+    }
+    VT_ASSERT(calls.alloc_calls == 1 && calls.last_import_size == PAGE);
+    VT_ASSERT(heap.stat.import == PAGE && source.stat.in_use == PAGE);
+    /* A constrained request is asked as size + align - quantum, rounded
+     * to the source's quantum: 48 + 256 - 16 bytes, one page. */
+    for (size_t i = 0; i < 4; i++)
+        vmem_free(&heap, small[i], 48);
+    VT_ASSERT(calls.free_calls == 1 && heap.stat.import == 0);
+    reset_calls(0);
+    void *aligned = vmem_xalloc(&heap, 48, 256, 0, 0, NULL, NULL, VM_NOSLEEP);
+    VT_ASSERT(aligned != NULL && TS_ADDR(aligned) % 256 == 0);
+    VT_ASSERT(calls.alloc_calls == 1 && calls.last_import_size == PAGE);
+    vmem_xfree(&heap, aligned, 48);
+    VT_ASSERT(calls.free_calls == 1 && calls.last_free_size == PAGE);
+    VT_ASSERT(source.stat.in_use == 0);
+    VT_CONSISTENT(&heap);
+    vmem_destroy(&heap);
+    vmem_destroy(&source);
+}
+
 VTEST_SUITE(suite_import,
             VTEST_CASE(import_brings_in_a_span_on_demand),
             VTEST_CASE(span_goes_back_to_the_source_once_wholly_free),
@@ -535,4 +737,8 @@ VTEST_SUITE(suite_import,
             VTEST_CASE(custom_import_of_an_unsuitable_span_fails_without_looping),
             VTEST_CASE(callbacks_receive_the_source_arena),
             VTEST_CASE(destroying_an_idle_importer_leaves_the_source_clean),
-            VTEST_CASE(import_left_unused_by_a_racing_free_goes_back));
+            VTEST_CASE(import_left_unused_by_a_racing_free_goes_back),
+            VTEST_CASE(release_is_called_for_every_span_imported_through_vmem_alloc),
+            VTEST_CASE(import_under_a_maxaddr_below_the_first_source_page_finds_page_zero),
+            VTEST_CASE(import_when_the_range_ends_inside_the_only_free_page),
+            VTEST_CASE(custom_import_takes_whole_source_quanta));
