@@ -720,6 +720,338 @@ static void custom_import_takes_whole_source_quanta(void)
     vmem_destroy(&source);
 }
 
+/* A plain callback cannot be told a range or an alignment: it is asked
+ * size + align - quantum (+ nocross), rounded up to the coarser of the two
+ * quanta, so that a placement exists wherever the span lies. */
+static void plain_callback_is_asked_size_plus_align_minus_quantum_plus_nocross(void)
+{
+    static Vmem source, child;
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(vmem_init(&child, "import-plain", NULL, 0, 16, counting_import,
+                        recording_release, &source, 0, 0) == 0);
+    reset_calls(0);
+    void *aligned = vmem_xalloc(&child, PAGE, 4 * PAGE, PAGE, 0, NULL, NULL, VM_NOSLEEP);
+    VT_ASSERT(aligned != NULL && (TS_ADDR(aligned) - PAGE) % (4 * PAGE) == 0);
+    VT_ASSERT(calls.alloc_calls == 1 && calls.last_import_size == 5 * PAGE);
+    vmem_xfree(&child, aligned, PAGE);
+    VT_ASSERT(calls.free_calls == 1 && child.stat.total == 0);
+    reset_calls(0);
+    void *bounded = vmem_xalloc(&child, 2 * PAGE, 0, 0, 4 * PAGE, NULL, NULL, VM_NOSLEEP);
+    VT_ASSERT(bounded != NULL);
+    VT_ASSERT(TS_ADDR(bounded) / (4 * PAGE) == (TS_ADDR(bounded) + 2 * PAGE - 1) / (4 * PAGE));
+    VT_ASSERT(calls.alloc_calls == 1 && calls.last_import_size == 6 * PAGE);
+    vmem_xfree(&child, bounded, 2 * PAGE);
+    VT_ASSERT(calls.free_calls == 1 && source.stat.in_use == 0 && child.stat.total == 0);
+    vmem_destroy(&child);
+    vmem_destroy(&source);
+}
+
+/* At the top of the address space, rounding the range outward to the
+ * source's quantum must not wrap: minaddr inside the top page, maxaddr
+ * inside it, and a phase finer than the source. */
+static void import_inside_the_top_page_of_the_address_space(void)
+{
+    static Vmem source, child;
+    uintptr_t top_page = UINTPTR_MAX - (PAGE - 1), source_base = top_page - 3 * PAGE;
+    uintptr_t addr = 0;
+    VT_ASSERT(init_coarse_source(&source, source_base, 1u << 3));
+    VT_ASSERT(init_fine_importer(&child, &source));
+    VT_ASSERT(vmem_xalloc_addr(&child, 48, 0, 0, 0, top_page + 0x800, 0, VM_NOSLEEP, &addr) ==
+              0);
+    VT_ASSERT(addr >= top_page + 0x800 && addr <= UINTPTR_MAX - 47);
+    vmem_xfree(&child, TS_PTR(addr), 48);
+    VT_ASSERT(child.stat.import == 0);
+    VT_ASSERT(vmem_xalloc_addr(&child, 48, 0, 0, 0, 0, top_page + 0x800,
+                               VM_ENDALLOC | VM_NOSLEEP, &addr) == 0);
+    VT_ASSERT(addr == top_page + 0x800 - 48);
+    vmem_xfree(&child, TS_PTR(addr), 48);
+    VT_ASSERT(vmem_xalloc_addr(&child, 16, 64, 16, 0, top_page + 0x800, 0, VM_NOSLEEP,
+                               &addr) == 0);
+    VT_ASSERT(addr >= top_page + 0x800 && addr % 64 == 16);
+    vmem_xfree(&child, TS_PTR(addr), 16);
+    VT_ASSERT(child.stat.import == 0 && source.stat.in_use == 3 * PAGE);
+    VT_CONSISTENT(&child);
+    vmem_destroy(&child);
+    destroy_coarse_source(&source, source_base, 1u << 3);
+}
+
+/* ---- The import quantum ------------------------------------------------- */
+
+static void import_quantum_makes_small_requests_import_big_spans(void)
+{
+    static Vmem source, heap;
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(vmem_init(&heap, "quantum-heap", NULL, 0, 16, vmem_alloc, vmem_free, &source, 0,
+                        0) == 0);
+    VT_ASSERT(vmem_set_import_quantum(&heap, 16 * PAGE) == 0);
+    void *a = vmem_alloc(&heap, 48, VM_NOSLEEP);
+    void *b = vmem_xalloc(&heap, 48, 1024, 0, 0, NULL, NULL, VM_NOSLEEP);
+    VT_ASSERT(a != NULL && b != NULL);
+    VT_ASSERT(heap.stat.import == 16 * PAGE && source.stat.in_use == 16 * PAGE);
+    vmem_free(&heap, a, 48);
+    vmem_xfree(&heap, b, 48);
+    VT_ASSERT(heap.stat.import == 0 && source.stat.in_use == 0);
+    /* With fewer than 16 pages free in the source, the import settles for
+     * the smallest span that serves the request. */
+    void *most = vmem_alloc(&source, (SOURCE_PAGES - 2) * PAGE, VM_NOSLEEP);
+    VT_ASSERT(most != NULL);
+    a = vmem_alloc(&heap, 48, VM_NOSLEEP);
+    VT_ASSERT(a != NULL && heap.stat.import == PAGE);
+    vmem_free(&heap, a, 48);
+    vmem_free(&source, most, (SOURCE_PAGES - 2) * PAGE);
+    /* A plain callback is asked whole import quanta too; the arena's own
+     * quantum turns the import quantum off again. */
+    VT_ASSERT(vmem_set_import_quantum(&heap, 16) == 0);
+    a = vmem_alloc(&heap, 48, VM_NOSLEEP);
+    VT_ASSERT(a != NULL && heap.stat.import == PAGE);
+    vmem_free(&heap, a, 48);
+    static Vmem plain;
+    VT_ASSERT(vmem_init(&plain, "quantum-plain", NULL, 0, 16, counting_import,
+                        recording_release, &source, 0, 0) == 0);
+    VT_ASSERT(vmem_set_import_quantum(&plain, 4 * PAGE) == 0);
+    reset_calls(0);
+    a = vmem_alloc(&plain, 48, VM_NOSLEEP);
+    VT_ASSERT(a != NULL && calls.alloc_calls == 1 && calls.last_import_size == 4 * PAGE);
+    vmem_free(&plain, a, 48);
+    VT_ASSERT(calls.free_calls == 1 && calls.last_free_size == 4 * PAGE);
+    VT_ASSERT(source.stat.in_use == 0);
+    VT_CONSISTENT(&heap);
+    vmem_destroy(&plain);
+    vmem_destroy(&heap);
+    vmem_destroy(&source);
+}
+
+static void bad_import_quantum_is_misuse_and_changes_nothing(void)
+{
+    static Vmem source, heap;
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(vmem_init(&heap, "quantum-misuse", NULL, 0, 16, vmem_alloc, vmem_free, &source, 0,
+                        0) == 0);
+    VT_ASSERT(vmem_set_import_quantum(&heap, 2 * PAGE) == 0);
+    static const size_t bad[] = {0, 3 * PAGE, 8, 12};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ts_capture_misuse();
+        VT_ASSERT(vmem_set_import_quantum(&heap, bad[i]) == -VMEM_ERR_INVALID);
+        VT_ASSERT(ts_misuse_once(VMEM_MISUSE_BAD_ARGUMENT, "vmem_set_import_quantum",
+                                 "quantum-misuse"));
+        VT_ASSERT(ts_misuse_echoes(0, bad[i]));
+    }
+    /* An arena without a source imports nothing. */
+    ts_capture_misuse();
+    VT_ASSERT(vmem_set_import_quantum(&source, 2 * PAGE) == -VMEM_ERR_INVALID);
+    VT_ASSERT(ts_misuse_once(VMEM_MISUSE_BAD_ARGUMENT, "vmem_set_import_quantum",
+                             "import-source"));
+    vtest_env_misuse_capture(false);
+    /* The quantum set before the misuse still holds. */
+    void *a = vmem_alloc(&heap, 48, VM_NOSLEEP);
+    VT_ASSERT(a != NULL && heap.stat.import == 2 * PAGE);
+    vmem_free(&heap, a, 48);
+    vmem_destroy(&heap);
+    ts_capture_misuse();
+    VT_ASSERT(vmem_set_import_quantum(&heap, 2 * PAGE) == -VMEM_ERR_INVALID);
+    VT_ASSERT(ts_misuse_once(VMEM_MISUSE_NOT_ARENA, "vmem_set_import_quantum", NULL));
+    vtest_env_misuse_capture(false);
+    VT_ASSERT(source.stat.in_use == 0);
+    vmem_destroy(&source);
+}
+
+/* ---- Constrained import through a callback of one's own ----------------- */
+
+/* A kernel's mapped window: virtual = frame + KVA_OFFSET. The import takes
+ * frames within the constraints, translated, and records a mapping; the
+ * release removes it and gives the frames back. */
+#define KVA_OFFSET ((uintptr_t)0x40000000)
+#define FRAMES_BASE ((uintptr_t)0x100000)
+#define FRAMES 64
+
+static struct {
+    size_t import_calls, imports, releases, bad_releases;
+    size_t asked_size, asked_align;
+    uintptr_t asked_min, asked_max;
+    size_t nmap;
+    struct {
+        uintptr_t va, pa;
+        size_t size;
+    } map[16];
+} mapping;
+
+static int mapping_import(Vmem *frames, size_t size, size_t align, size_t phase, size_t nocross,
+                          uintptr_t minaddr, uintptr_t maxaddr, int vmflag, uintptr_t *addrp)
+{
+    mapping.import_calls++;
+    mapping.asked_size = size;
+    mapping.asked_align = align;
+    mapping.asked_min = minaddr;
+    mapping.asked_max = maxaddr;
+    if ((maxaddr != 0 && maxaddr <= KVA_OFFSET) || mapping.nmap == 16)
+        return -VMEM_ERR_NO_MEM;
+    uintptr_t pmin = minaddr > KVA_OFFSET ? minaddr - KVA_OFFSET : 0;
+    uintptr_t pmax = maxaddr != 0 ? maxaddr - KVA_OFFSET : 0;
+    uintptr_t pa;
+    int result = vmem_xalloc_addr(frames, size, align, phase, nocross, pmin, pmax, vmflag, &pa);
+    if (result != 0)
+        return result;
+    mapping.map[mapping.nmap].va = pa + KVA_OFFSET;
+    mapping.map[mapping.nmap].pa = pa;
+    mapping.map[mapping.nmap].size = size;
+    mapping.nmap++;
+    mapping.imports++;
+    *addrp = pa + KVA_OFFSET;
+    return 0;
+}
+
+static void mapping_release(Vmem *frames, void *va, size_t size)
+{
+    for (size_t i = 0; i < mapping.nmap; i++) {
+        if (mapping.map[i].va == TS_ADDR(va) && mapping.map[i].size == size) {
+            vmem_xfree(frames, TS_PTR(mapping.map[i].pa), size);
+            mapping.map[i] = mapping.map[--mapping.nmap];
+            mapping.releases++;
+            return;
+        }
+    }
+    mapping.bad_releases++;
+}
+
+static void reset_mapping(void)
+{
+    mapping.import_calls = mapping.imports = mapping.releases = mapping.bad_releases = 0;
+    mapping.nmap = 0;
+}
+
+/* Everything a kva arena allocates lies in one recorded mapping. */
+static bool mapped(uintptr_t va, size_t size)
+{
+    for (size_t i = 0; i < mapping.nmap; i++)
+        if (va >= mapping.map[i].va && va - mapping.map[i].va <= mapping.map[i].size - size)
+            return true;
+    return false;
+}
+
+/* The kernel's ranged request: 64 KiB-aligned... here 4 pages aligned,
+ * inside an 8-page window of the mapped space. */
+static void exercise_kva(Vmem *kva, Vmem *frames)
+{
+    uintptr_t lo = KVA_OFFSET + FRAMES_BASE + 40 * PAGE, hi = lo + 8 * PAGE;
+    void *ranged = vmem_xalloc(kva, 2 * PAGE, 4 * PAGE, 0, 0, TS_PTR(lo), TS_PTR(hi), VM_NOSLEEP);
+    VT_ASSERT(ranged != NULL);
+    VT_ASSERT(TS_ADDR(ranged) >= lo && TS_ADDR(ranged) + 2 * PAGE <= hi);
+    VT_ASSERT(TS_ADDR(ranged) % (4 * PAGE) == 0);
+    VT_ASSERT(mapped(TS_ADDR(ranged), 2 * PAGE));
+    /* The callback was told the request itself, in the source's units. */
+    VT_ASSERT(mapping.asked_size == 2 * PAGE && mapping.asked_align == 4 * PAGE);
+    VT_ASSERT(mapping.asked_min == lo && mapping.asked_max == hi);
+    void *plain = vmem_alloc(kva, 3 * PAGE, VM_NOSLEEP);
+    void *bounded = vmem_xalloc(kva, 3 * PAGE, 0, 0, 4 * PAGE, NULL, NULL, VM_NOSLEEP);
+    void *top = vmem_xalloc(kva, PAGE, 0, 0, 0, NULL, TS_PTR(KVA_OFFSET + FRAMES_BASE + 8 * PAGE),
+                            VM_ENDALLOC | VM_NOSLEEP);
+    VT_ASSERT(plain != NULL && bounded != NULL && top != NULL);
+    VT_ASSERT(mapped(TS_ADDR(plain), 3 * PAGE) && mapped(TS_ADDR(bounded), 3 * PAGE));
+    VT_ASSERT(TS_ADDR(bounded) / (4 * PAGE) == (TS_ADDR(bounded) + 3 * PAGE - 1) / (4 * PAGE));
+    VT_ASSERT(TS_ADDR(top) == KVA_OFFSET + FRAMES_BASE + 7 * PAGE);
+    VT_ASSERT(frames->stat.in_use == kva->stat.import);
+    VT_CONSISTENT(kva);
+    vmem_xfree(kva, ranged, 2 * PAGE);
+    vmem_free(kva, plain, 3 * PAGE);
+    vmem_xfree(kva, bounded, 3 * PAGE);
+    vmem_xfree(kva, top, PAGE);
+    VT_ASSERT(kva->stat.import == 0 && frames->stat.in_use == 0);
+}
+
+static void constrained_import_through_a_mapping_callback(void)
+{
+    static Vmem frames, kva;
+    VT_ASSERT(vmem_init(&frames, "frames", TS_PTR(FRAMES_BASE), FRAMES * PAGE, PAGE, NULL, NULL,
+                        NULL, 0, 0) == 0);
+    VT_ASSERT(vmem_init(&kva, "kva", NULL, 0, PAGE, vmem_alloc, vmem_free, &frames, 0,
+                        VM_NOSLEEP) == 0);
+    VT_ASSERT(vmem_set_ximport(&kva, mapping_import, mapping_release) == 0);
+    reset_mapping();
+    exercise_kva(&kva, &frames);
+    vmem_destroy(&kva);
+    VT_ASSERT(mapping.imports >= 4 && mapping.imports == mapping.releases);
+    VT_ASSERT(mapping.nmap == 0 && mapping.bad_releases == 0);
+    VT_ASSERT(frames.stat.in_use == 0 && frames.stat.alloc == frames.stat.free);
+
+    /* The same through vmem_create. */
+    Vmem *created = vmem_create("kva-created", NULL, 0, PAGE, vmem_alloc, vmem_free, &frames, 0,
+                                VM_NOSLEEP);
+    VT_ASSERT(created != NULL);
+    VT_ASSERT(vmem_set_ximport(created, mapping_import, mapping_release) == 0);
+    reset_mapping();
+    exercise_kva(created, &frames);
+    vmem_destroy(created);
+    VT_ASSERT(mapping.imports >= 4 && mapping.imports == mapping.releases);
+    VT_ASSERT(mapping.nmap == 0 && mapping.bad_releases == 0);
+    VT_CONSISTENT(&frames);
+    vmem_destroy(&frames);
+}
+
+/* A constrained import the callback cannot satisfy fails cleanly and takes
+ * nothing; one it can satisfy only outside the request's range is given
+ * back through the release. */
+static void constrained_import_callback_failures_leave_nothing_imported(void)
+{
+    static Vmem frames, kva;
+    VT_ASSERT(vmem_init(&frames, "frames", TS_PTR(FRAMES_BASE), FRAMES * PAGE, PAGE, NULL, NULL,
+                        NULL, 0, 0) == 0);
+    VT_ASSERT(vmem_init(&kva, "kva", NULL, 0, PAGE, vmem_alloc, vmem_free, &frames, 0, 0) == 0);
+    VT_ASSERT(vmem_set_ximport(&kva, mapping_import, mapping_release) == 0);
+    reset_mapping();
+    ts_capture_misuse();
+    /* Below the mapped window: the callback refuses. */
+    VT_ASSERT(vmem_xalloc(&kva, PAGE, 0, 0, 0, NULL, TS_PTR(KVA_OFFSET), VM_NOSLEEP) == NULL);
+    /* Beyond the frames. */
+    VT_ASSERT(vmem_xalloc(&kva, PAGE, 0, 0, 0, TS_PTR(KVA_OFFSET + FRAMES_BASE + FRAMES * PAGE),
+                          NULL, VM_NOSLEEP) == NULL);
+    VT_ASSERT(mapping.import_calls >= 2 && mapping.import_calls <= 2 * IMPORT_ATTEMPTS_MAX);
+    VT_ASSERT(vtest_env_misuse_count() == 0);
+    VT_ASSERT(ts_stat_is(&kva, 0, 0, 0, 0, 0));
+    VT_ASSERT(mapping.imports == mapping.releases && mapping.nmap == 0);
+    VT_ASSERT(frames.stat.in_use == 0);
+    vtest_env_misuse_capture(false);
+    VT_CONSISTENT(&kva);
+    vmem_destroy(&kva);
+    vmem_destroy(&frames);
+}
+
+static void bad_ximport_settings_are_misuse_and_change_nothing(void)
+{
+    static Vmem frames, kva;
+    VT_ASSERT(vmem_init(&frames, "frames", TS_PTR(FRAMES_BASE), FRAMES * PAGE, PAGE, NULL, NULL,
+                        NULL, 0, 0) == 0);
+    VT_ASSERT(vmem_init(&kva, "kva-misuse", NULL, 0, PAGE, counting_import, recording_release,
+                        &frames, 0, 0) == 0);
+    ts_capture_misuse();
+    VT_ASSERT(vmem_set_ximport(&kva, NULL, mapping_release) == -VMEM_ERR_INVALID);
+    VT_ASSERT(ts_misuse_once(VMEM_MISUSE_BAD_ARGUMENT, "vmem_set_ximport", "kva-misuse"));
+    ts_capture_misuse();
+    VT_ASSERT(vmem_set_ximport(&frames, mapping_import, mapping_release) == -VMEM_ERR_INVALID);
+    VT_ASSERT(ts_misuse_once(VMEM_MISUSE_BAD_ARGUMENT, "vmem_set_ximport", "frames"));
+    vtest_env_misuse_capture(false);
+    /* Once a span is imported, it must go back the way it came. */
+    reset_calls(0);
+    reset_mapping();
+    void *held = vmem_alloc(&kva, PAGE, VM_NOSLEEP);
+    VT_ASSERT(held != NULL && calls.alloc_successes == 1);
+    ts_capture_misuse();
+    VT_ASSERT(vmem_set_ximport(&kva, mapping_import, mapping_release) == -VMEM_ERR_INVALID);
+    VT_ASSERT(ts_misuse_once(VMEM_MISUSE_BAD_ARGUMENT, "vmem_set_ximport", "kva-misuse"));
+    vtest_env_misuse_capture(false);
+    void *more = vmem_alloc(&kva, 2 * PAGE, VM_NOSLEEP);
+    VT_ASSERT(more != NULL && calls.alloc_successes == 2 && mapping.import_calls == 0);
+    vmem_free(&kva, held, PAGE);
+    vmem_free(&kva, more, 2 * PAGE);
+    VT_ASSERT(calls.free_calls == 2 && mapping.releases + mapping.bad_releases == 0);
+    VT_ASSERT(frames.stat.in_use == 0);
+    vmem_destroy(&kva);
+    ts_capture_misuse();
+    VT_ASSERT(vmem_set_ximport(&kva, mapping_import, mapping_release) == -VMEM_ERR_INVALID);
+    VT_ASSERT(ts_misuse_once(VMEM_MISUSE_NOT_ARENA, "vmem_set_ximport", NULL));
+    vtest_env_misuse_capture(false);
+    vmem_destroy(&frames);
+}
+
 VTEST_SUITE(suite_import,
             VTEST_CASE(import_brings_in_a_span_on_demand),
             VTEST_CASE(span_goes_back_to_the_source_once_wholly_free),
@@ -741,4 +1073,11 @@ VTEST_SUITE(suite_import,
             VTEST_CASE(release_is_called_for_every_span_imported_through_vmem_alloc),
             VTEST_CASE(import_under_a_maxaddr_below_the_first_source_page_finds_page_zero),
             VTEST_CASE(import_when_the_range_ends_inside_the_only_free_page),
-            VTEST_CASE(custom_import_takes_whole_source_quanta));
+            VTEST_CASE(custom_import_takes_whole_source_quanta),
+            VTEST_CASE(plain_callback_is_asked_size_plus_align_minus_quantum_plus_nocross),
+            VTEST_CASE(import_inside_the_top_page_of_the_address_space),
+            VTEST_CASE(import_quantum_makes_small_requests_import_big_spans),
+            VTEST_CASE(bad_import_quantum_is_misuse_and_changes_nothing),
+            VTEST_CASE(constrained_import_through_a_mapping_callback),
+            VTEST_CASE(constrained_import_callback_failures_leave_nothing_imported),
+            VTEST_CASE(bad_ximport_settings_are_misuse_and_change_nothing));
