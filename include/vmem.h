@@ -95,58 +95,60 @@ struct vmem_tag;
 struct vmem_qcache_state;
 
 /* Import callbacks: an arena imports spans by calling afunc(source, size,
- * vmflag) and gives a span back, once wholly free, with ffunc(source, addr,
- * size) - every span, whatever afunc is. Both are called with no arena lock
- * held. What is asked for:
+ * vmflag) and gives each span back, once wholly free, with ffunc(source,
+ * addr, size) - every span, whatever afunc is. Both are called with no
+ * arena lock held. With ffunc NULL, spans stay while the arena lives (those
+ * imported through vmem_alloc go back at vmem_destroy).
+ * What is asked for, with u the larger of the arena's and the source's
+ * quanta (the import unit):
  *  - afunc vmem_alloc: the arena imports through vmem_xalloc_addr() on the
- *    source instead, with the request's constraints (see VmemXImport for
- *    the exact rules), so the span itself can satisfy them. A span imported
- *    so goes back through ffunc when ffunc is a function of yours; when
- *    ffunc is vmem_free, vmem_xfree or NULL, through vmem_xfree, the call
- *    that matches its allocation (a release of yours may use either
- *    vmem_free or vmem_xfree: such a span is no quantum-cache object).
- *  - any other afunc (a "plain" callback, which cannot be told a range):
+ *    source, asking for the shapes described under VmemXImport, so that
+ *    the span itself satisfies the request's constraints. The span goes
+ *    back through ffunc; when ffunc is vmem_free, vmem_xfree or NULL,
+ *    through vmem_xfree, the call that matches its allocation (a release
+ *    of yours may use either: such a span is no quantum-cache object).
+ *  - any other afunc (a plain callback, told no range or alignment):
  *    size + align - quantum, plus nocross when one is given, rounded up to
- *    the import unit - the largest of the arena's quantum, the source's
- *    quantum and the import quantum (vmem_set_import_quantum) - so that a
- *    span anywhere holds a placement. The callback is asked the size
- *    rounded to the import quantum first and, if it refuses, the size
- *    rounded to the larger of the two quanta. A span that still holds no
- *    placement (outside minaddr / maxaddr, say) goes straight back through
- *    ffunc. With ffunc NULL, spans from a plain callback are never given
- *    back: they stay in the arena as free space. */
+ *    u, so that the request fits wherever the span lies; with an import
+ *    quantum (vmem_set_import_quantum), first that rounded up to the
+ *    import quantum. A span that holds no placement after all (outside
+ *    minaddr / maxaddr, say) goes straight back through ffunc: a failed
+ *    attempt leaves nothing imported. */
 typedef void *VmemAlloc(struct vmem *vmem, size_t size, int flags);
 typedef void VmemFree(struct vmem *vmem, void *addr, size_t size);
 
 /*
- * Extension: an import callback told every constraint of the request it imports for:
- * it must take exactly size units at *addrp, at offset phase from an align
- * boundary, inside [minaddr, maxaddr) (maxaddr 0: no upper bound), not
- * crossing a multiple of nocross (0: none), and return 0, or return a
- * negative VMEM_ERR_ code and take nothing. vmflag holds the request's
- * VM_SLEEP / VM_NOSLEEP / VM_BOOTSTRAP, and VM_ENDALLOC when the request
- * wants its highest placement. vmem_xalloc_addr has this signature, and is
- * what an arena made with afunc vmem_alloc uses. Called with no arena lock
- * held. Every value is a multiple of the import unit u, the larger of the
- * arena's and the source's quanta, and the arena asks for at most three
- * shapes in turn, stopping at the first that succeeds (all but the last
- * with VM_SLEEP turned into VM_NOSLEEP):
+ * Extension: an import callback told every constraint (vmem_set_ximport).
+ * It takes exactly size units at *addrp, at offset phase from an align
+ * boundary, within [minaddr, maxaddr) (maxaddr 0: no upper bound), crossing
+ * no multiple of nocross (0: none), and returns 0 - or returns a negative
+ * VMEM_ERR_ code having taken nothing. vmflag holds the request's VM_SLEEP,
+ * VM_NOSLEEP, VM_BOOTSTRAP, and VM_ENDALLOC when the request wants its
+ * highest placement. vmem_xalloc_addr has this signature: it is what an
+ * arena made with afunc vmem_alloc uses. Called with no arena lock held.
+ *
+ * For one request the arena asks for at most three shapes of span, in
+ * this order, and stops at the first it gets (all but the last with
+ * VM_SLEEP turned into VM_NOSLEEP, so that waiting for one never keeps the
+ * next from being tried). Every value is a multiple of u (see VmemAlloc).
+ * "Rounded" below means rounded up to the import quantum (when one is set
+ * and nocross allows it) and then, as the next shape, rounded up to u.
  *  - When phase and nocross are multiples of u: the span that starts at
- *    the placement - size rounded up to the import quantum (when one is
- *    set and the nocross allows it), then to u; align the larger of the
- *    request's and u; minaddr rounded up to u; maxaddr such that the span
- *    starts at or below the last start that fits the request's maxaddr
- *    (rounded down to u), and ends after it as far as its size reaches.
- *    Then, when align < u and minaddr lies inside a unit, the span of
- *    whole units that holds the lowest placement at or above minaddr,
- *    asked at exactly that address.
- *  - Otherwise (a phase or nocross finer than the source can place): a
- *    span that holds a placement wherever it lies inside the range rounded
- *    outward to u - size + align - quantum (+ nocross), plus the parts of
- *    the two end units that lie outside the request's range, rounded up to
- *    the import quantum, then to u - with align u and no phase or nocross.
- * A span that does not serve the request after all goes back through the
- * release function at once.
+ *    the placement - the size rounded; align the larger of the request's
+ *    and u; the request's phase and nocross; minaddr rounded up to u;
+ *    maxaddr such that the span starts no higher than the last start the
+ *    request's maxaddr allows, rounded down to u. Then, when align is
+ *    below u and minaddr is not a multiple of u: the whole units holding
+ *    the lowest placement at or above minaddr, at exactly that address.
+ *  - Otherwise (a phase or nocross finer than u): a span that fits the
+ *    request wherever it lies - size + align - quantum (+ nocross),
+ *    rounded, inside the range rounded inward to u; then, when the range
+ *    ends inside a unit, that size plus the parts of its two end units
+ *    outside the range, rounded up to u, inside the range rounded outward
+ *    to u. Both with align u and no phase or nocross.
+ * So a request whose range ends, or starts, inside the source's only free
+ * unit still gets it. A span that does not serve the request after all
+ * goes back through the release function at once.
  */
 typedef int VmemXImport(struct vmem *source, size_t size, size_t align, size_t phase,
                         size_t nocross, uintptr_t minaddr, uintptr_t maxaddr, int vmflag,
@@ -353,22 +355,23 @@ int vmem_xalloc_addr(Vmem *vmp, size_t size, size_t align, size_t phase, size_t 
  * Returns 0 or a negative VMEM_ERR_ code; free it with vmem_xfree(). */
 int vmem_alloc_exact(Vmem *vmp, uintptr_t addr, size_t size, int vmflag);
 
-/* Makes an arena that has a source import through ximport and give spans
- * back, once wholly free, through release (NULL: spans are never given
- * back), in place of the afunc / ffunc it was made with: for vmem_init()
- * and vmem_create() arenas alike. Call it before the arena's first
- * allocation, before sharing it. Returns 0, or -VMEM_ERR_INVALID after
- * reporting misuse (a NULL ximport, an arena without a source, one that
- * already holds imported spans) with the arena unchanged. */
+/* Makes an arena that has a source import through ximport (see
+ * VmemXImport) and give spans back, once wholly free, through release
+ * (NULL: spans stay while the arena lives), in place of the afunc / ffunc
+ * it was made with - for vmem_init() and vmem_create() arenas alike: make
+ * it with afunc vmem_alloc and its source, then call this before its first
+ * allocation and before sharing it. Returns 0, or -VMEM_ERR_INVALID after
+ * reporting misuse (a NULL ximport, an arena without a source, or one that
+ * already holds imported spans), the arena unchanged. */
 int vmem_set_ximport(Vmem *vmp, VmemXImport *ximport, VmemFree *release);
 
-/* Sets the import quantum of an arena that has a source: every import is
- * first asked as a span of whole import quanta (then, if that fails, of
- * the smallest size that serves the request), so that an importer of
- * small requests brings in big spans. quantum must be a power of two, at
- * least the arena's quantum (the arena's quantum itself: the default, no
- * import quantum). Returns 0, or -VMEM_ERR_INVALID after reporting misuse
- * with the arena unchanged. Safe at any time. */
+/* Gives an arena that has a source an import quantum: every import first
+ * asks for whole import quanta (FreeBSD's vmem_set_import has the same),
+ * and only if it cannot have them for the smallest span that serves the
+ * request, so that an importer of small requests brings in large spans.
+ * quantum must be a power of two at least the arena's quantum (which
+ * itself means no import quantum, the default). Safe at any time; returns
+ * 0, or -VMEM_ERR_INVALID after reporting misuse, the arena unchanged. */
 int vmem_set_import_quantum(Vmem *vmp, size_t quantum);
 
 /* Segment types, for vmem_size() and vmem_walk() masks. */

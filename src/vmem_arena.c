@@ -78,15 +78,26 @@
  *    else as misuse. The hash resizes incrementally.
  *
  * 6. Import. An arena with a source imports a span when nothing fits, with
- *    its lock dropped around the callback. When the callback is vmem_alloc
- *    it imports through vmem_xalloc_addr() on the source with the request's
- *    constraints, so the span can satisfy them; with a foreign callback it
- *    imports size + align - quantum (+ nocross) and gives the span straight
- *    back if it still cannot be used. At most MAX_IMPORTS per call: import
- *    never loops. A span goes back to the source as soon as it is wholly
- *    free, again with the lock dropped; so does one that an allocation
- *    imported and then did not use (room freed by another thread while
- *    the import ran), before that allocation returns.
+ *    its lock dropped around the callback, in units u of the coarser of
+ *    its own and the source's quanta. A callback that can be told the
+ *    constraints - vmem_xalloc_addr() itself when afunc is vmem_alloc, or
+ *    one given with vmem_set_ximport() - is asked for spans that can hold
+ *    the placement (import_shapes): the span that starts at it, with the
+ *    range rounded so that exactly the starts the request allows remain;
+ *    for an alignment finer than u, the units under the lowest placement
+ *    in the unit that holds minaddr; for a phase or nocross finer than u,
+ *    a span that fits wherever it lies, in the range rounded inward, then
+ *    outward with room for what the end units hold outside it. Rounding
+ *    only inward would lose a range that ends inside the source's only
+ *    free unit. A plain callback is asked size + align - quantum
+ *    (+ nocross). Sizes are rounded to u, so a byte-granular heap imports
+ *    whole pages, and first to the import quantum when one is set. At
+ *    most MAX_IMPORTS spans per call: import never loops. A span goes back
+ *    to the source, through the give-back function, as soon as it is
+ *    wholly free, again with the lock dropped; so does one that an
+ *    allocation imported and then did not use (it holds no placement, or
+ *    another thread freed room while the import ran), before that
+ *    allocation returns.
  *
  * 7. Boundary tags. Before searching, an operation fills the arena's stash
  *    to VMEM_TAGS_PER_OP tags (vmem_tags.c explains the worst case), so it
@@ -971,24 +982,32 @@ static size_t import_shapes(const VmemRequest *req, size_t u, size_t iq, bool co
     size_t comfortable = vmem_fit_comfortable_size(req);
     if (!constrained)
         return add_sizes(out, 0, &shape, comfortable, u, iq);
-    if (req->max_last - req->min < req->size - 1 || req->min > req->max_last)
+    if (req->min > req->max_last || req->max_last - req->min < req->size - 1)
         return 0; /* no placement in the range at all */
     uintptr_t last_start = req->max_last - (req->size - 1);
+    size_t n = 0;
     if (req->phase % u != 0 || req->nocross % u != 0) {
-        /* Finer than the source can place: room for a placement wherever
-         * the span lies in the range rounded outward, counting what the
+        /* Finer than the source can place: a span with room for a
+         * placement wherever it lies - first in the whole units inside
+         * the range, then in the range rounded outward, counting what its
          * two end units have outside the request's own range. */
+        shape.min = round_up(req->min, u);
+        shape.max = (req->max_last + 1) & ~below_u; /* 0: no bound */
+        bool inside = shape.min >= req->min &&
+                      (req->max_last == UINTPTR_MAX || (shape.max != 0 && shape.min < shape.max));
+        if (inside)
+            n = add_sizes(out, n, &shape, comfortable, u, iq);
         size_t outside = (req->min & below_u) + (below_u - (req->max_last & below_u));
-        if (comfortable > SIZE_MAX - outside)
-            return 0;
-        shape.min = req->min & ~below_u;
-        shape.max = (req->max_last | below_u) + 1; /* 0 at the top: no bound */
-        return add_sizes(out, 0, &shape, comfortable + outside, u, iq);
+        if (outside != 0 && comfortable <= SIZE_MAX - outside) {
+            shape.min = req->min & ~below_u;
+            shape.max = (req->max_last | below_u) + 1; /* 0 at the top */
+            n = add_sizes(out, n, &shape, comfortable + outside, u, 0);
+        }
+        return n;
     }
 
     /* The span that starts at the placement: then the placement's
      * constraints are the span's, in units of u. */
-    size_t n = 0;
     uintptr_t first = round_up(req->min, u), last = last_start & ~below_u;
     if (first >= req->min && first <= last) {
         shape.align = req->align > u ? req->align : u;

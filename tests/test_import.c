@@ -3,10 +3,15 @@
  * accounted in stat.import, given back as soon as wholly free, shaped by the
  * request's constraints, through a chain of three arenas; a source that is
  * exhausted or a custom import function that fails or misbehaves gives a
- * clean NULL and never an endless loop; callbacks receive the source.
+ * clean NULL and never an endless loop; callbacks receive the source; the
+ * give-back function is called for every span; a source of coarser quantum
+ * is imported from in its own units, with the request's range rounded so
+ * that a range ending inside its only free page still finds it; the import
+ * quantum; a constrained import callback of one's own (a mapping import).
  *
- * The exact size of an imported span is the library's choice; tests assert
- * only what the header promises about it.
+ * The exact size of an imported span is the library's choice, except where
+ * the header promises it (what a plain callback is asked for, whole units
+ * of the source, the import quantum); tests assert only what it promises.
  */
 #include "test_support.h"
 
