@@ -972,7 +972,9 @@ static size_t add_sizes(ImportShape *out, size_t n, const ImportShape *shape, si
  * coarser of the two quanta; iq the import quantum or 0. Every value is a
  * multiple of u, so the source can place them, and a span of any shape,
  * wherever the source puts it inside the shape's range, holds a placement
- * of req. Returns how many; 0 when no span can help.
+ * of req. A plain callback (!constrained) is told sizes only: its span
+ * holds a placement wherever it lies inside req's range. Returns how
+ * many; 0 when no span can help.
  */
 static size_t import_shapes(const VmemRequest *req, size_t u, size_t iq, bool constrained,
                             ImportShape *out)
@@ -1115,7 +1117,7 @@ static void return_unused_import(Vmem *vm, VmemIrqState *state, uintptr_t base, 
     VmemTag *marker = span_find_exact(vm, base, size);
     if (marker == NULL || !(marker->flags & TAG_IMPORTED) || marker->seg_next == NULL ||
         marker->seg_next->type != SEG_FREE || marker->seg_next->size != marker->size ||
-        (vm->free == NULL && !(marker->flags & TAG_XALLOC)))
+        span_release(vm, marker->flags) == NULL)
         return;
     GiveBack give;
     span_remove_free(vm, marker, marker->seg_next, &give);

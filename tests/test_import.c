@@ -677,6 +677,113 @@ static void import_when_the_range_ends_inside_the_only_free_page(void)
     destroy_coarse_source(&source, SOURCE_BASE, 1u << 2);
 }
 
+/* Completeness through a coarser source, checked against brute force: a
+ * source of 8 pages with random pages free, a 16-byte-quantum child, and
+ * random requests whose phase and nocross the source can place (multiples
+ * of its page): the child's vmem_xalloc_addr succeeds exactly when some
+ * placement lies in free pages of the source. */
+#define PROP_PAGES 8
+#define PROP_ROUNDS 500
+
+static uint32_t prop_state;
+
+static uint32_t prop_next(void)
+{
+    prop_state = prop_state * 1664525u + 1013904223u;
+    return prop_state >> 8;
+}
+
+/* Does req have a placement in the free pages of free_mask? */
+static bool prop_placement_exists(const struct ts_request *req, unsigned free_mask)
+{
+    for (unsigned p = 0; p < PROP_PAGES;) {
+        if (!(free_mask & (1u << p))) {
+            p++;
+            continue;
+        }
+        unsigned end = p;
+        while (end < PROP_PAGES && (free_mask & (1u << end)))
+            end++;
+        uintptr_t at;
+        if (ts_lowest_placement(req, SOURCE_BASE + p * PAGE, (end - p) * PAGE, &at))
+            return true;
+        p = end;
+    }
+    return false;
+}
+
+static void prop_random_request(struct ts_request *req, int *policy)
+{
+    static const size_t aligns[] = {16, 64, 256, PAGE, 2 * PAGE};
+    static const int policies[] = {0, VM_FIRSTFIT, VM_BESTFIT, VM_ENDALLOC};
+    req->size = 16 * (1 + prop_next() % (prop_next() % 2 ? PAGE / 16 : 5 * PAGE / 16));
+    req->align = aligns[prop_next() % 5];
+    req->phase = req->align >= PAGE ? PAGE * (prop_next() % (req->align / PAGE)) : 0;
+    req->nocross = 0;
+    if (prop_next() % 2) {
+        req->nocross = PAGE;
+        while (req->nocross < req->size)
+            req->nocross *= 2;
+        req->nocross <<= prop_next() % 2;
+    }
+    req->minaddr = SOURCE_BASE - PAGE + 16 * (prop_next() % (10 * PAGE / 16));
+    req->maxaddr = prop_next() % 4 == 0 ? 0
+                                        : req->minaddr + 16 * (1 + prop_next() % (10 * PAGE / 16));
+    req->not_zero = false;
+    *policy = policies[prop_next() % 4];
+}
+
+static void coarse_source_import_is_complete_for_random_requests(void)
+{
+    static Vmem source, child;
+    prop_state = 20;
+    for (unsigned round = 0; round < PROP_ROUNDS; round++) {
+        unsigned free_mask = (prop_next() | prop_next()) & ((1u << PROP_PAGES) - 1);
+        VT_ASSERT(vmem_init(&source, "prop-source", TS_PTR(SOURCE_BASE), PROP_PAGES * PAGE, PAGE,
+                            NULL, NULL, NULL, 0, 0) == 0);
+        for (unsigned p = 0; p < PROP_PAGES; p++)
+            if (!(free_mask & (1u << p)))
+                VT_ASSERT(vmem_alloc_exact(&source, SOURCE_BASE + p * PAGE, PAGE, VM_NOSLEEP) ==
+                          0);
+        VT_ASSERT(init_fine_importer(&child, &source));
+        struct ts_request req;
+        int policy;
+        prop_random_request(&req, &policy);
+        bool exists = prop_placement_exists(&req, free_mask);
+        uintptr_t addr = 0;
+        int got = vmem_xalloc_addr(&child, req.size, req.align, req.phase, req.nocross,
+                                   req.minaddr, req.maxaddr, policy | VM_NOSLEEP, &addr);
+        if ((got == 0) != exists) {
+            ts_note_u64("    round", round);
+            ts_note_hex(", free pages", free_mask);
+            ts_note_hex(", size", req.size);
+            ts_note_hex(", align", req.align);
+            ts_note_hex(", phase", req.phase);
+            ts_note_hex(", nocross", req.nocross);
+            ts_note_hex(", min", req.minaddr);
+            ts_note_hex(", max", req.maxaddr);
+            ts_note_hex(", policy", (uint64_t)policy);
+            vtest_puts("\n");
+        }
+        VT_ASSERT((got == 0) == exists);
+        if (got == 0) {
+            VT_ASSERT(ts_placement_ok(&req, addr));
+            VT_ASSERT(vmem_contains(&child, TS_PTR(addr), req.size));
+            vmem_xfree(&child, TS_PTR(addr), req.size);
+        }
+        VT_ASSERT(child.stat.import == 0);
+        size_t taken = 0;
+        for (unsigned p = 0; p < PROP_PAGES; p++)
+            taken += !(free_mask & (1u << p));
+        VT_ASSERT(source.stat.in_use == taken * PAGE);
+        vmem_destroy(&child);
+        for (unsigned p = 0; p < PROP_PAGES; p++)
+            if (!(free_mask & (1u << p)))
+                vmem_xfree(&source, TS_PTR(SOURCE_BASE + p * PAGE), PAGE);
+        vmem_destroy(&source);
+    }
+}
+
 /* ---- Import sizes -------------------------------------------------------- */
 
 static void *counting_import(Vmem *source, size_t size, int flags)
@@ -1081,6 +1188,7 @@ VTEST_SUITE(suite_import,
             VTEST_CASE(custom_import_takes_whole_source_quanta),
             VTEST_CASE(plain_callback_is_asked_size_plus_align_minus_quantum_plus_nocross),
             VTEST_CASE(import_inside_the_top_page_of_the_address_space),
+            VTEST_CASE(coarse_source_import_is_complete_for_random_requests),
             VTEST_CASE(import_quantum_makes_small_requests_import_big_spans),
             VTEST_CASE(bad_import_quantum_is_misuse_and_changes_nothing),
             VTEST_CASE(constrained_import_through_a_mapping_callback),
