@@ -97,8 +97,9 @@ struct vmem_qcache_state;
 /* Import callbacks: an arena imports spans by calling afunc(source, size,
  * vmflag) and gives each span back, once wholly free, with ffunc(source,
  * addr, size) - every span, whatever afunc is. Both are called with no
- * arena lock held. With ffunc NULL, spans stay while the arena lives (those
- * imported through vmem_alloc go back at vmem_destroy).
+ * arena lock held. With ffunc NULL, spans stay while the arena lives (one
+ * imported through vmem_alloc still goes back at vmem_destroy, or when the
+ * allocation that imported it could not use it).
  * What is asked for, with u the larger of the arena's and the source's
  * quanta (the import unit):
  *  - afunc vmem_alloc: the arena imports through vmem_xalloc_addr() on the

@@ -582,6 +582,31 @@ static void release_is_called_for_every_span_imported_through_vmem_alloc(void)
     vmem_destroy(&source);
 }
 
+/* Without a give-back function, imported spans stay while the arena lives
+ * (free space for later requests); one imported through vmem_alloc still
+ * goes back when the arena is destroyed. */
+static void without_a_give_back_function_spans_stay_until_destroy(void)
+{
+    static Vmem source, keeper;
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(vmem_init(&keeper, "import-keeper", NULL, 0, PAGE, vmem_alloc, NULL, &source, 0,
+                        0) == 0);
+    void *addr = vmem_alloc(&keeper, 2 * PAGE, VM_NOSLEEP);
+    VT_ASSERT(addr != NULL);
+    vmem_free(&keeper, addr, 2 * PAGE);
+    VT_ASSERT(keeper.stat.import == 2 * PAGE && source.stat.in_use == 2 * PAGE);
+    /* The kept span serves the next request without an import. */
+    size_t source_allocs = source.stat.alloc;
+    addr = vmem_alloc(&keeper, PAGE, VM_NOSLEEP);
+    VT_ASSERT(addr != NULL && source.stat.alloc == source_allocs);
+    vmem_free(&keeper, addr, PAGE);
+    VT_CONSISTENT(&keeper);
+    vmem_destroy(&keeper);
+    VT_ASSERT(source.stat.in_use == 0);
+    VT_CONSISTENT(&source);
+    vmem_destroy(&source);
+}
+
 /* ---- A source with a coarser quantum ------------------------------------ */
 
 #define COARSE_PAGES 4
@@ -1183,6 +1208,7 @@ VTEST_SUITE(suite_import,
             VTEST_CASE(destroying_an_idle_importer_leaves_the_source_clean),
             VTEST_CASE(import_left_unused_by_a_racing_free_goes_back),
             VTEST_CASE(release_is_called_for_every_span_imported_through_vmem_alloc),
+            VTEST_CASE(without_a_give_back_function_spans_stay_until_destroy),
             VTEST_CASE(import_under_a_maxaddr_below_the_first_source_page_finds_page_zero),
             VTEST_CASE(import_when_the_range_ends_inside_the_only_free_page),
             VTEST_CASE(custom_import_takes_whole_source_quanta),
