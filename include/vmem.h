@@ -95,13 +95,65 @@ struct vmem_tag;
 struct vmem_qcache_state;
 
 /* Import callbacks: an arena imports spans by calling afunc(source, size,
- * vmflag) and gives a span back, once wholly free, with ffunc(source, addr,
- * size). Both are called with no arena lock held. When afunc is vmem_alloc
- * (or vmem_xalloc's wrapper) and ffunc vmem_free / vmem_xfree, the arena
- * imports through vmem_xalloc so that align, phase, nocross, minaddr and
- * maxaddr are honoured by the imported span itself. */
+ * vmflag) and gives each span back, once wholly free, with ffunc(source,
+ * addr, size) - every span, whatever afunc is. Both are called with no
+ * arena lock held. With ffunc NULL, spans stay while the arena lives (one
+ * imported through vmem_alloc still goes back at vmem_destroy, or when the
+ * allocation that imported it could not use it).
+ * What is asked for, with u the larger of the arena's and the source's
+ * quanta (the import unit):
+ *  - afunc vmem_alloc: the arena imports through vmem_xalloc_addr() on the
+ *    source, asking for the shapes described under VmemXImport, so that
+ *    the span itself satisfies the request's constraints. The span goes
+ *    back through ffunc; when ffunc is vmem_free, vmem_xfree or NULL,
+ *    through vmem_xfree, the call that matches its allocation (a release
+ *    of yours may use either: such a span is no quantum-cache object).
+ *  - any other afunc (a plain callback, told no range or alignment):
+ *    size + align - quantum, plus nocross when one is given, rounded up to
+ *    u, so that the request fits wherever the span lies; with an import
+ *    quantum (vmem_set_import_quantum), first that rounded up to the
+ *    import quantum. A span that holds no placement after all (outside
+ *    minaddr / maxaddr, say) goes straight back through ffunc: a failed
+ *    attempt leaves nothing imported. */
 typedef void *VmemAlloc(struct vmem *vmem, size_t size, int flags);
 typedef void VmemFree(struct vmem *vmem, void *addr, size_t size);
+
+/*
+ * Extension: an import callback told every constraint (vmem_set_ximport).
+ * It takes exactly size units at *addrp, at offset phase from an align
+ * boundary, within [minaddr, maxaddr) (maxaddr 0: no upper bound), crossing
+ * no multiple of nocross (0: none), and returns 0 - or returns a negative
+ * VMEM_ERR_ code having taken nothing. vmflag holds the request's VM_SLEEP,
+ * VM_NOSLEEP, VM_BOOTSTRAP, and VM_ENDALLOC when the request wants its
+ * highest placement. vmem_xalloc_addr has this signature: it is what an
+ * arena made with afunc vmem_alloc uses. Called with no arena lock held.
+ *
+ * For one request the arena asks for at most three shapes of span, in
+ * this order, and stops at the first it gets (all but the last with
+ * VM_SLEEP turned into VM_NOSLEEP, so that waiting for one never keeps the
+ * next from being tried). Every value is a multiple of u (see VmemAlloc).
+ * "Rounded" below means rounded up to the import quantum (when one is set
+ * and nocross allows it) and then, as the next shape, rounded up to u.
+ *  - When phase and nocross are multiples of u: the span that starts at
+ *    the placement - the size rounded; align the larger of the request's
+ *    and u; the request's phase and nocross; minaddr rounded up to u;
+ *    maxaddr such that the span starts no higher than the last start the
+ *    request's maxaddr allows, rounded down to u. Then, when align is
+ *    below u and minaddr is not a multiple of u: the whole units holding
+ *    the lowest placement at or above minaddr, at exactly that address.
+ *  - Otherwise (a phase or nocross finer than u): a span that fits the
+ *    request wherever it lies - size + align - quantum (+ nocross),
+ *    rounded, inside the range rounded inward to u; then, when the range
+ *    ends inside a unit, that size plus the parts of its two end units
+ *    outside the range, rounded up to u, inside the range rounded outward
+ *    to u. Both with align u and no phase or nocross.
+ * So a request whose range ends, or starts, inside the source's only free
+ * unit still gets it. A span that does not serve the request after all
+ * goes back through the release function at once.
+ */
+typedef int VmemXImport(struct vmem *source, size_t size, size_t align, size_t phase,
+                        size_t nocross, uintptr_t minaddr, uintptr_t maxaddr, int vmflag,
+                        uintptr_t *addrp);
 
 /* Statistics of an arena; every field is exact at all times. */
 typedef struct {
@@ -191,6 +243,8 @@ typedef struct vmem {
     VmemCond vm_cv;                 /* VM_SLEEP allocations wait here */
     size_t vm_waiters;              /* how many */
     unsigned vm_quantum_shift; /* log2(quantum) */
+    VmemXImport *vm_ximport;        /* vmem_set_ximport's callback, or NULL */
+    size_t vm_import_quantum;       /* vmem_set_import_quantum, or 0: none */
     struct vmem_tag *vm_seg_first;  /* all segments and span markers, by address */
     struct vmem_tag *vm_seg_last;
     struct vmem_tag *vm_span_first; /* span markers, by address */
@@ -306,6 +360,25 @@ int vmem_xalloc_addr(Vmem *vmp, size_t size, size_t align, size_t phase, size_t 
 /* Allocates exactly [addr, addr + size), which must be free (or importable).
  * Returns 0 or a negative VMEM_ERR_ code; free it with vmem_xfree(). */
 int vmem_alloc_exact(Vmem *vmp, uintptr_t addr, size_t size, int vmflag);
+
+/* Makes an arena that has a source import through ximport (see
+ * VmemXImport) and give spans back, once wholly free, through release
+ * (NULL: spans stay while the arena lives), in place of the afunc / ffunc
+ * it was made with - for vmem_init() and vmem_create() arenas alike: make
+ * it with afunc vmem_alloc and its source, then call this before its first
+ * allocation and before sharing it. Returns 0, or -VMEM_ERR_INVALID after
+ * reporting misuse (a NULL ximport, an arena without a source, or one that
+ * already holds imported spans), the arena unchanged. */
+int vmem_set_ximport(Vmem *vmp, VmemXImport *ximport, VmemFree *release);
+
+/* Gives an arena that has a source an import quantum: every import first
+ * asks for whole import quanta (FreeBSD's vmem_set_import has the same),
+ * and only if it cannot have them for the smallest span that serves the
+ * request, so that an importer of small requests brings in large spans.
+ * quantum must be a power of two at least the arena's quantum (which
+ * itself means no import quantum, the default). Safe at any time; returns
+ * 0, or -VMEM_ERR_INVALID after reporting misuse, the arena unchanged. */
+int vmem_set_import_quantum(Vmem *vmp, size_t quantum);
 
 /* Segment types, for vmem_size() and vmem_walk() masks. */
 #define VMEM_ALLOC 0x1

@@ -78,15 +78,26 @@
  *    else as misuse. The hash resizes incrementally.
  *
  * 6. Import. An arena with a source imports a span when nothing fits, with
- *    its lock dropped around the callback. When the callback is vmem_alloc
- *    it imports through vmem_xalloc_addr() on the source with the request's
- *    constraints, so the span can satisfy them; with a foreign callback it
- *    imports size + align - quantum (+ nocross) and gives the span straight
- *    back if it still cannot be used. At most MAX_IMPORTS per call: import
- *    never loops. A span goes back to the source as soon as it is wholly
- *    free, again with the lock dropped; so does one that an allocation
- *    imported and then did not use (room freed by another thread while
- *    the import ran), before that allocation returns.
+ *    its lock dropped around the callback, in units u of the coarser of
+ *    its own and the source's quanta. A callback that can be told the
+ *    constraints - vmem_xalloc_addr() itself when afunc is vmem_alloc, or
+ *    one given with vmem_set_ximport() - is asked for spans that can hold
+ *    the placement (import_shapes): the span that starts at it, with the
+ *    range rounded so that exactly the starts the request allows remain;
+ *    for an alignment finer than u, the units under the lowest placement
+ *    in the unit that holds minaddr; for a phase or nocross finer than u,
+ *    a span that fits wherever it lies, in the range rounded inward, then
+ *    outward with room for what the end units hold outside it. Rounding
+ *    only inward would lose a range that ends inside the source's only
+ *    free unit. A plain callback is asked size + align - quantum
+ *    (+ nocross). Sizes are rounded to u, so a byte-granular heap imports
+ *    whole pages, and first to the import quantum when one is set. At
+ *    most MAX_IMPORTS spans per call: import never loops. A span goes back
+ *    to the source, through the give-back function, as soon as it is
+ *    wholly free, again with the lock dropped; so does one that an
+ *    allocation imported and then did not use (it holds no placement, or
+ *    another thread freed room while the import ran), before that
+ *    allocation returns.
  *
  * 7. Boundary tags. Before searching, an operation fills the arena's stash
  *    to VMEM_TAGS_PER_OP tags (vmem_tags.c explains the worst case), so it
@@ -533,15 +544,26 @@ static VmemTag *span_add(Vmem *vm, uintptr_t base, size_t size, uint8_t flags)
 typedef struct {
     uintptr_t base;
     size_t size;
-    bool through_xfree; /* imported with vmem_xalloc_addr on a vmem source */
+    VmemFree *release;
 } GiveBack;
+
+/* How an imported span goes back: through the arena's give-back function,
+ * except that one the library imported itself with vmem_xalloc_addr
+ * (TAG_XALLOC) goes back with the matching vmem_xfree when that function
+ * is vmem_free or none. NULL: the span stays. */
+static VmemFree *span_release(const Vmem *vm, uint8_t span_flags)
+{
+    if ((span_flags & TAG_XALLOC) && (vm->free == NULL || vm->free == vmem_free))
+        return vmem_xfree;
+    return vm->free;
+}
 
 /* Removes a wholly free imported span (marker + its one free segment). */
 static void span_remove_free(Vmem *vm, VmemTag *marker, VmemTag *seg, GiveBack *give)
 {
     give->base = marker->base;
     give->size = marker->size;
-    give->through_xfree = (marker->flags & TAG_XALLOC) != 0;
+    give->release = span_release(vm, marker->flags);
     free_index_remove(vm, seg);
     seg_remove(vm, seg);
     seg_remove(vm, marker);
@@ -557,10 +579,7 @@ static void span_remove_free(Vmem *vm, VmemTag *marker, VmemTag *seg, GiveBack *
 
 static void give_back(Vmem *vm, const GiveBack *give)
 {
-    if (give->through_xfree)
-        vmem_xfree(vm->source, (void *)give->base, give->size);
-    else
-        vm->free(vm->source, (void *)give->base, give->size);
+    give->release(vm->source, (void *)give->base, give->size);
 }
 
 /* If seg is the whole of an imported span, detach the span for give-back. */
@@ -929,53 +948,154 @@ static size_t round_up(size_t size, size_t quantum)
     return (size + (quantum - 1)) & ~(quantum - 1);
 }
 
+/* One way to ask the source for a span: size units at phase from an align
+ * boundary inside [min, max) (max 0: to the top), crossing no multiple of
+ * nocross. A plain callback is told the size alone. */
+typedef struct {
+    size_t size;
+    uintptr_t align, phase, nocross, min, max;
+} ImportShape;
+
+#define MAX_IMPORT_SHAPES 3
+
+/* Appends a shape of `need` units rounded up to the import quantum `iq`
+ * (when it is coarser than the unit u and keeps within nocross), then
+ * rounded up to u, unless that repeats the first. */
+static size_t add_sizes(ImportShape *out, size_t n, const ImportShape *shape, size_t need,
+                        size_t u, size_t iq)
+{
+    size_t sizes[2], count = 0;
+    if (iq > u && need <= SIZE_MAX - (iq - 1))
+        sizes[count++] = round_up(need, iq);
+    if (need <= SIZE_MAX - (u - 1) && (count == 0 || round_up(need, u) != sizes[0]))
+        sizes[count++] = round_up(need, u);
+    for (size_t i = 0; i < count; i++) {
+        if (shape->nocross != 0 && sizes[i] > shape->nocross)
+            continue;
+        out[n] = *shape;
+        out[n].size = sizes[i];
+        n++;
+    }
+    return n;
+}
+
+/*
+ * The spans to ask for, in order, for req (theory statement, 6; vmem.h
+ * under VmemXImport says the same to callers). u is the import unit, the
+ * coarser of the two quanta; iq the import quantum or 0. Every value is a
+ * multiple of u, so the source can place them, and a span of any shape,
+ * wherever the source puts it inside the shape's range, holds a placement
+ * of req. A plain callback (!constrained) is told sizes only: its span
+ * holds a placement wherever it lies inside req's range. Returns how
+ * many; 0 when no span can help.
+ */
+static size_t import_shapes(const VmemRequest *req, size_t u, size_t iq, bool constrained,
+                            ImportShape *out)
+{
+    const uintptr_t below_u = u - 1;
+    ImportShape shape = {0, u, 0, 0, 0, 0};
+    size_t comfortable = vmem_fit_comfortable_size(req);
+    if (!constrained)
+        return add_sizes(out, 0, &shape, comfortable, u, iq);
+    if (req->min > req->max_last || req->max_last - req->min < req->size - 1)
+        return 0; /* no placement in the range at all */
+    uintptr_t last_start = req->max_last - (req->size - 1);
+    size_t n = 0;
+    if (req->phase % u != 0 || req->nocross % u != 0) {
+        /* Finer than the source can place: a span with room for a
+         * placement wherever it lies - first in the whole units inside
+         * the range, then in the range rounded outward, counting what its
+         * two end units have outside the request's own range. */
+        shape.min = round_up(req->min, u);
+        shape.max = (req->max_last + 1) & ~below_u; /* 0: no bound */
+        bool inside = shape.min >= req->min &&
+                      (req->max_last == UINTPTR_MAX || (shape.max != 0 && shape.min < shape.max));
+        if (inside)
+            n = add_sizes(out, n, &shape, comfortable, u, iq);
+        size_t outside = (req->min & below_u) + (below_u - (req->max_last & below_u));
+        if (outside != 0 && comfortable <= SIZE_MAX - outside) {
+            shape.min = req->min & ~below_u;
+            shape.max = (req->max_last | below_u) + 1; /* 0 at the top */
+            n = add_sizes(out, n, &shape, comfortable + outside, u, 0);
+        }
+        return n;
+    }
+
+    /* The span that starts at the placement: then the placement's
+     * constraints are the span's, in units of u. */
+    uintptr_t first = round_up(req->min, u), last = last_start & ~below_u;
+    if (first >= req->min && first <= last) {
+        shape.align = req->align > u ? req->align : u;
+        shape.phase = req->phase;
+        shape.nocross = req->nocross;
+        shape.min = first;
+        size_t at = n;
+        n = add_sizes(out, n, &shape, req->size, u, iq);
+        /* Each ends no further than its size past the last start (when that
+         * passes the top, the top bounds it: max 0). */
+        for (size_t i = at; i < n; i++)
+            out[i].max = out[i].size - 1 > UINTPTR_MAX - last ? 0 : last + out[i].size;
+    }
+    /* With an alignment finer than u, the unit holding minaddr may hold the
+     * lowest placement: ask for the whole units under it, at that address. */
+    if (req->align < u && (req->min & below_u) != 0) {
+        uintptr_t at = round_up(req->min, req->align);
+        bool crosses = req->nocross != 0 &&
+                       ((at ^ (at + (req->size - 1))) & ~(req->nocross - 1)) != 0;
+        if (at >= req->min && (at & below_u) != 0 && at <= last_start && !crosses) {
+            uintptr_t span_last = (at + (req->size - 1)) | below_u;
+            shape.align = u;
+            shape.phase = shape.nocross = 0;
+            shape.min = req->min & ~below_u;
+            shape.size = span_last - shape.min + 1;
+            shape.max = span_last + 1; /* 0 at the top */
+            if (shape.size != 0)
+                out[n++] = shape;
+        }
+    }
+    return n;
+}
+
 /* Imports a span that can satisfy req. Locked on entry and exit, but the
  * lock is dropped around the callback. Returns false if nothing came. */
 static bool import_span(Vmem *vm, VmemIrqState *state, const VmemRequest *req, int vmflag,
                         uintptr_t *span_base, size_t *span_size)
 {
-    if (vm->alloc == NULL || vm->source == NULL)
-        return false;
     Vmem *source = vm->source;
+    VmemXImport *ximport = vm->vm_ximport;
+    uint8_t flags = TAG_IMPORTED;
+    if (source == NULL || (vm->alloc == NULL && ximport == NULL))
+        return false;
+    if (ximport == NULL && vm->alloc == vmem_alloc) {
+        ximport = vmem_xalloc_addr;
+        flags |= TAG_XALLOC;
+    }
+    size_t u = source->quantum > vm->quantum ? source->quantum : vm->quantum;
+    ImportShape shapes[MAX_IMPORT_SHAPES];
+    size_t count = import_shapes(req, u, vm->vm_import_quantum, ximport != NULL, shapes);
+    VmemFree *release = span_release(vm, flags);
     int sleep_flags = vmflag & (VM_SLEEP | VM_NOSLEEP | VM_BOOTSTRAP);
     uintptr_t base = 0;
     size_t size = 0;
-    uint8_t flags = TAG_IMPORTED;
     bool ok = false;
 
-    /* A vmem source can place the span itself under the constraints, in
-     * units of the coarser of the two quanta. When the request's phase or
-     * nocross is finer than that, a span of the comfortable size anywhere
-     * inside the range still holds a placement. */
-    size_t sq = source->quantum > vm->quantum ? source->quantum : vm->quantum;
-    uintptr_t src_min = round_up(req->min, sq);
-    uintptr_t src_max = req->max_last == UINTPTR_MAX ? 0 : (req->max_last + 1) & ~(sq - 1);
-    bool in_range = src_min >= req->min && (src_max == 0 || src_min < src_max);
-    bool exact = req->phase % sq == 0 && req->nocross % sq == 0;
-    size_t comfortable = vmem_fit_comfortable_size(req);
     vmem_port_unlock(&vm->vm_lock, *state);
-    if (vm->alloc == vmem_alloc && in_range) {
-        uintptr_t align = sq, phase = 0, nocross = 0;
-        size = exact ? req->size : comfortable;
-        if (exact) {
-            align = req->align > sq ? req->align : sq;
-            phase = req->phase;
-            nocross = req->nocross;
+    for (size_t i = 0; i < count && !ok; i++) {
+        /* Only the last shape may wait: an earlier one that cannot be had
+         * now must not keep the next from being tried. */
+        int flags_now = sleep_flags;
+        if (i + 1 < count && (flags_now & VM_SLEEP))
+            flags_now = (flags_now & ~VM_SLEEP) | VM_NOSLEEP;
+        const ImportShape *sh = &shapes[i];
+        if (ximport != NULL) {
+            ok = ximport(source, sh->size, sh->align, sh->phase, sh->nocross, sh->min, sh->max,
+                         flags_now | (req->top_down ? VM_ENDALLOC : 0), &base) == 0;
+        } else {
+            void *got = vm->alloc(source, sh->size, flags_now);
+            ok = got != NULL;
+            base = (uintptr_t)got;
         }
-        if (size <= SIZE_MAX - (sq - 1)) {
-            size = round_up(size, sq);
-            if (nocross == 0 || size <= nocross)
-                ok = vmem_xalloc_addr(source, size, align, phase, nocross, src_min, src_max,
-                                      sleep_flags | (req->top_down ? VM_ENDALLOC : 0),
-                                      &base) == 0;
-        }
-        flags |= TAG_XALLOC;
-    } else if (comfortable <= SIZE_MAX - (sq - 1)) {
-        /* A foreign callback gets a size every quantum involved can round. */
-        size = round_up(comfortable, vm->quantum);
-        void *got = vm->alloc(source, size, sleep_flags);
-        ok = got != NULL;
-        base = (uintptr_t)got;
+        size = sh->size;
     }
     *state = vmem_port_lock(&vm->vm_lock);
     if (!ok)
@@ -985,9 +1105,9 @@ static bool import_span(Vmem *vm, VmemIrqState *state, const VmemRequest *req, i
     uintptr_t last = base + (size - 1);
     bool sane = last >= base && base % vm->quantum == 0 && !span_overlaps(vm, base, last);
     if (!sane || !vmem_stash_fill(vm, state, vmflag) || span_overlaps(vm, base, last)) {
-        GiveBack give = {base, size, (flags & TAG_XALLOC) != 0};
+        GiveBack give = {base, size, release};
         vmem_port_unlock(&vm->vm_lock, *state);
-        if (vm->free != NULL || give.through_xfree)
+        if (release != NULL)
             give_back(vm, &give);
         *state = vmem_port_lock(&vm->vm_lock);
         return false;
@@ -1010,7 +1130,7 @@ static void return_unused_import(Vmem *vm, VmemIrqState *state, uintptr_t base, 
     VmemTag *marker = span_find_exact(vm, base, size);
     if (marker == NULL || !(marker->flags & TAG_IMPORTED) || marker->seg_next == NULL ||
         marker->seg_next->type != SEG_FREE || marker->seg_next->size != marker->size ||
-        (vm->free == NULL && !(marker->flags & TAG_XALLOC)))
+        span_release(vm, marker->flags) == NULL)
         return;
     GiveBack give;
     span_remove_free(vm, marker, marker->seg_next, &give);
@@ -1818,6 +1938,8 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
     vmem->vm_qcache_pages = 0;
     vmem->vm_qcache_waiters = 0;
     vmem->vm_slab_bytes = vmem->vm_slabs_made = vmem->vm_slabs_freed = 0;
+    vmem->vm_ximport = NULL;
+    vmem->vm_import_quantum = 0;
     vmem->vm_hash_hint = 0;
     vmem->vm_waiters = 0;
     vmem->vm_importers = 0;
@@ -1886,6 +2008,57 @@ static const char *destroy_problem(const Vmem *vmp, bool busy)
     if (busy)
         return "the arena still has allocated segments";
     return NULL;
+}
+
+/* What keeps vmp from taking import settings, or NULL. Checked unlocked:
+ * a source is set at vmem_init and stays. */
+static const char *import_setting_problem(const Vmem *vmp)
+{
+    if (vmp->source == NULL)
+        return "the arena has no source to import from";
+    return NULL;
+}
+
+int vmem_set_ximport(Vmem *vmp, VmemXImport *ximport, VmemFree *release)
+{
+    static const char call[] = "vmem_set_ximport";
+    if (!usable(vmp, call, 0, 0))
+        return -VMEM_ERR_INVALID;
+    const char *why = ximport == NULL ? "the import function is NULL" : import_setting_problem(vmp);
+    if (why == NULL) {
+        /* Spans already imported must go back the way they came. */
+        VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
+        if (vmp->stat.import != 0) {
+            why = "the arena already holds imported spans";
+        } else {
+            vmp->vm_ximport = ximport;
+            vmp->free = release;
+        }
+        vmem_port_unlock(&vmp->vm_lock, state);
+    }
+    if (why != NULL) {
+        vmem_report(vmp, call, 0, 0, VMEM_MISUSE_BAD_ARGUMENT, why);
+        return -VMEM_ERR_INVALID;
+    }
+    return 0;
+}
+
+int vmem_set_import_quantum(Vmem *vmp, size_t quantum)
+{
+    static const char call[] = "vmem_set_import_quantum";
+    if (!usable(vmp, call, 0, quantum))
+        return -VMEM_ERR_INVALID;
+    const char *why = import_setting_problem(vmp);
+    if (why == NULL && (!is_pow2(quantum) || quantum < vmp->quantum))
+        why = "the import quantum is not a power of two at least the arena's quantum";
+    if (why != NULL) {
+        vmem_report(vmp, call, 0, quantum, VMEM_MISUSE_BAD_ARGUMENT, why);
+        return -VMEM_ERR_INVALID;
+    }
+    VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
+    vmp->vm_import_quantum = quantum > vmp->quantum ? quantum : 0;
+    vmem_port_unlock(&vmp->vm_lock, state);
+    return 0;
 }
 
 void vmem_destroy(Vmem *vmp)

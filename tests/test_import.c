@@ -3,10 +3,15 @@
  * accounted in stat.import, given back as soon as wholly free, shaped by the
  * request's constraints, through a chain of three arenas; a source that is
  * exhausted or a custom import function that fails or misbehaves gives a
- * clean NULL and never an endless loop; callbacks receive the source.
+ * clean NULL and never an endless loop; callbacks receive the source; the
+ * give-back function is called for every span; a source of coarser quantum
+ * is imported from in its own units, with the request's range rounded so
+ * that a range ending inside its only free page still finds it; the import
+ * quantum; a constrained import callback of one's own (a mapping import).
  *
- * The exact size of an imported span is the library's choice; tests assert
- * only what the header promises about it.
+ * The exact size of an imported span is the library's choice, except where
+ * the header promises it (what a plain callback is asked for, whole units
+ * of the source, the import quantum); tests assert only what it promises.
  */
 #include "test_support.h"
 
@@ -518,6 +523,672 @@ static void destroying_an_idle_importer_leaves_the_source_clean(void)
     vmem_destroy(&source);
 }
 
+/* ---- The give-back callback --------------------------------------------- */
+
+/* What counting_release saw: every span it was handed, in order. */
+static struct {
+    size_t count;
+    Vmem *source;
+    uintptr_t addr[8];
+    size_t size[8];
+} released;
+
+static void counting_release(Vmem *source, void *addr, size_t size)
+{
+    if (released.count < 8) {
+        released.addr[released.count] = TS_ADDR(addr);
+        released.size[released.count] = size;
+    }
+    released.count++;
+    released.source = source;
+    vmem_xfree(source, addr, size);
+}
+
+/* Imports go through vmem_xalloc on the source (afunc is vmem_alloc), and
+ * yet every span goes back through the given ffunc, once per span. */
+static void release_is_called_for_every_span_imported_through_vmem_alloc(void)
+{
+    static Vmem source, imp;
+    static struct ts_segment spans[8];
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(vmem_init(&imp, "imp", NULL, 0, PAGE, vmem_alloc, counting_release, &source, 0,
+                        VM_NOSLEEP) == 0);
+    released.count = 0;
+    released.source = NULL;
+    void *page[3];
+    for (size_t i = 0; i < 3; i++) {
+        page[i] = vmem_alloc(&imp, PAGE, VM_NOSLEEP);
+        VT_ASSERT(page[i] != NULL);
+    }
+    size_t span_count = ts_collect(&imp, VMEM_SPAN, spans, 8);
+    VT_ASSERT(span_count >= 1 && span_count <= 3);
+    VT_ASSERT(source.stat.in_use == imp.stat.import);
+    for (size_t i = 0; i < 3; i++)
+        vmem_free(&imp, page[i], PAGE);
+    VT_ASSERT(released.count == span_count);
+    VT_ASSERT(released.source == &source);
+    /* Each span went back whole, exactly as it was imported. */
+    for (size_t s = 0; s < span_count; s++) {
+        bool seen = false;
+        for (size_t r = 0; r < released.count && !seen; r++)
+            seen = released.addr[r] == spans[s].addr && released.size[r] == spans[s].size;
+        VT_ASSERT(seen);
+    }
+    VT_ASSERT(ts_stat_is(&imp, 0, 0, 0, 3, 3));
+    VT_ASSERT(source.stat.in_use == 0);
+    VT_CONSISTENT(&source);
+    vmem_destroy(&imp);
+    VT_ASSERT(released.count == span_count);
+    vmem_destroy(&source);
+}
+
+/* Without a give-back function, imported spans stay while the arena lives
+ * (free space for later requests); one imported through vmem_alloc still
+ * goes back when the arena is destroyed. */
+static void without_a_give_back_function_spans_stay_until_destroy(void)
+{
+    static Vmem source, keeper;
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(vmem_init(&keeper, "import-keeper", NULL, 0, PAGE, vmem_alloc, NULL, &source, 0,
+                        0) == 0);
+    void *addr = vmem_alloc(&keeper, 2 * PAGE, VM_NOSLEEP);
+    VT_ASSERT(addr != NULL);
+    vmem_free(&keeper, addr, 2 * PAGE);
+    VT_ASSERT(keeper.stat.import == 2 * PAGE && source.stat.in_use == 2 * PAGE);
+    /* The kept span serves the next request without an import. */
+    size_t source_allocs = source.stat.alloc;
+    addr = vmem_alloc(&keeper, PAGE, VM_NOSLEEP);
+    VT_ASSERT(addr != NULL && source.stat.alloc == source_allocs);
+    vmem_free(&keeper, addr, PAGE);
+    VT_CONSISTENT(&keeper);
+    vmem_destroy(&keeper);
+    VT_ASSERT(source.stat.in_use == 0);
+    VT_CONSISTENT(&source);
+    vmem_destroy(&source);
+}
+
+/* ---- A source with a coarser quantum ------------------------------------ */
+
+#define COARSE_PAGES 4
+
+/* A source of 4 KiB quanta over [base, base + 4 pages) whose only free
+ * pages are those in `free_mask` (bit i: page i). */
+static bool init_coarse_source(Vmem *source, uintptr_t base, unsigned free_mask)
+{
+    if (vmem_init(source, "coarse-source", TS_PTR(base), COARSE_PAGES * PAGE, PAGE, NULL, NULL,
+                  NULL, 0, 0) != 0)
+        return false;
+    for (unsigned i = 0; i < COARSE_PAGES; i++)
+        if (!(free_mask & (1u << i)) &&
+            vmem_alloc_exact(source, base + i * PAGE, PAGE, VM_NOSLEEP) != 0)
+            return false;
+    return true;
+}
+
+/* Frees the pages init_coarse_source took and destroys the source. */
+static void destroy_coarse_source(Vmem *source, uintptr_t base, unsigned free_mask)
+{
+    for (unsigned i = 0; i < COARSE_PAGES; i++)
+        if (!(free_mask & (1u << i)))
+            vmem_xfree(source, TS_PTR(base + i * PAGE), PAGE);
+    vmem_destroy(source);
+}
+
+static bool init_fine_importer(Vmem *child, Vmem *source)
+{
+    return vmem_init(child, "fine-child", NULL, 0, 16, vmem_alloc, vmem_free, source, 0, 0) == 0;
+}
+
+/* The request's range, rounded to the source's pages, is what the import
+ * may use: rounding maxaddr 0x800 down to 0 must not lose the one page
+ * below it (nor read as "no bound"). */
+static void import_under_a_maxaddr_below_the_first_source_page_finds_page_zero(void)
+{
+    static Vmem source, child;
+    uintptr_t addr = 1;
+    /* Page 0 is free; so is page 3, which a top-down import that ignored
+     * maxaddr would take. */
+    VT_ASSERT(init_coarse_source(&source, 0, 0x9));
+    VT_ASSERT(init_fine_importer(&child, &source));
+    VT_ASSERT(vmem_xalloc_addr(&child, 16, 0, 0, 0, 0, 0x800, VM_ENDALLOC | VM_NOSLEEP,
+                               &addr) == 0);
+    VT_ASSERT(addr == 0x800 - 16);
+    vmem_xfree(&child, TS_PTR(addr), 16);
+    VT_ASSERT(child.stat.import == 0 && source.stat.in_use == 2 * PAGE);
+    VT_ASSERT(vmem_xalloc_addr(&child, 32, 0, 0, 0, 0, 0x800, VM_NOSLEEP, &addr) == 0);
+    VT_ASSERT(addr + 32 <= 0x800);
+    vmem_xfree(&child, TS_PTR(addr), 32);
+    /* vmem_xalloc cannot return 0, so its range starts at 1: still page 0. */
+    void *low = vmem_xalloc(&child, 64, 0, 0, 0, NULL, TS_PTR(0x800), VM_NOSLEEP);
+    VT_ASSERT(low != NULL && TS_ADDR(low) + 64 <= 0x800);
+    VT_ASSERT(child.stat.import == PAGE);
+    VT_CONSISTENT(&child);
+    vmem_xfree(&child, low, 64);
+    VT_ASSERT(child.stat.import == 0 && source.stat.in_use == 2 * PAGE);
+    vmem_destroy(&child);
+    destroy_coarse_source(&source, 0, 0x9);
+}
+
+/* The only free page of the source holds the whole window the request
+ * allows, at its bottom (maxaddr inside it) or at its top (minaddr inside
+ * it): importing that page gives a placement. */
+static void import_when_the_range_ends_inside_the_only_free_page(void)
+{
+    static Vmem source, child;
+    uintptr_t free_page = SOURCE_BASE + 2 * PAGE, addr = 0;
+    VT_ASSERT(init_coarse_source(&source, SOURCE_BASE, 1u << 2));
+    VT_ASSERT(init_fine_importer(&child, &source));
+    VT_ASSERT(vmem_xalloc_addr(&child, 48, 0, 0, 0, 0, free_page + 0x800, VM_NOSLEEP, &addr) ==
+              0);
+    VT_ASSERT(addr >= free_page && addr + 48 <= free_page + 0x800);
+    vmem_xfree(&child, TS_PTR(addr), 48);
+    VT_ASSERT(child.stat.import == 0 && source.stat.in_use == 3 * PAGE);
+    VT_ASSERT(vmem_xalloc_addr(&child, 48, 0, 0, 0, free_page + 0x800, 0, VM_NOSLEEP, &addr) ==
+              0);
+    VT_ASSERT(addr >= free_page + 0x800 && addr + 48 <= free_page + PAGE);
+    vmem_xfree(&child, TS_PTR(addr), 48);
+    /* Both ends inside the page, and an alignment finer than it. */
+    VT_ASSERT(vmem_xalloc_addr(&child, 256, 256, 0, 0, free_page + 0x410, free_page + 0xc00,
+                               VM_NOSLEEP, &addr) == 0);
+    VT_ASSERT(addr == free_page + 0x500);
+    vmem_xfree(&child, TS_PTR(addr), 256);
+    /* A window the page cannot hold still fails cleanly. */
+    VT_ASSERT(vmem_xalloc_addr(&child, 0x900, 0, 0, 0, free_page + 0x800, 0, VM_NOSLEEP,
+                               &addr) == -VMEM_ERR_NO_MEM);
+    VT_ASSERT(child.stat.import == 0 && source.stat.in_use == 3 * PAGE);
+    VT_CONSISTENT(&child);
+    VT_CONSISTENT(&source);
+    vmem_destroy(&child);
+    destroy_coarse_source(&source, SOURCE_BASE, 1u << 2);
+}
+
+/* Completeness through a coarser source, checked against brute force: a
+ * source of 8 pages with random pages free, a 16-byte-quantum child, and
+ * random requests whose phase and nocross the source can place (multiples
+ * of its page): the child's vmem_xalloc_addr succeeds exactly when some
+ * placement lies in free pages of the source. */
+#define PROP_PAGES 8
+#define PROP_ROUNDS 500
+
+static uint32_t prop_state;
+
+static uint32_t prop_next(void)
+{
+    prop_state = prop_state * 1664525u + 1013904223u;
+    return prop_state >> 8;
+}
+
+/* Does req have a placement in the free pages of free_mask? */
+static bool prop_placement_exists(const struct ts_request *req, unsigned free_mask)
+{
+    for (unsigned p = 0; p < PROP_PAGES;) {
+        if (!(free_mask & (1u << p))) {
+            p++;
+            continue;
+        }
+        unsigned end = p;
+        while (end < PROP_PAGES && (free_mask & (1u << end)))
+            end++;
+        uintptr_t at;
+        if (ts_lowest_placement(req, SOURCE_BASE + p * PAGE, (end - p) * PAGE, &at))
+            return true;
+        p = end;
+    }
+    return false;
+}
+
+static void prop_random_request(struct ts_request *req, int *policy)
+{
+    static const size_t aligns[] = {16, 64, 256, PAGE, 2 * PAGE};
+    static const int policies[] = {0, VM_FIRSTFIT, VM_BESTFIT, VM_ENDALLOC};
+    req->size = 16 * (1 + prop_next() % (prop_next() % 2 ? PAGE / 16 : 5 * PAGE / 16));
+    req->align = aligns[prop_next() % 5];
+    req->phase = req->align >= PAGE ? PAGE * (prop_next() % (req->align / PAGE)) : 0;
+    req->nocross = 0;
+    if (prop_next() % 2) {
+        req->nocross = PAGE;
+        while (req->nocross < req->size)
+            req->nocross *= 2;
+        req->nocross <<= prop_next() % 2;
+    }
+    req->minaddr = SOURCE_BASE - PAGE + 16 * (prop_next() % (10 * PAGE / 16));
+    req->maxaddr = prop_next() % 4 == 0 ? 0
+                                        : req->minaddr + 16 * (1 + prop_next() % (10 * PAGE / 16));
+    req->not_zero = false;
+    *policy = policies[prop_next() % 4];
+}
+
+static void coarse_source_import_is_complete_for_random_requests(void)
+{
+    static Vmem source, child;
+    prop_state = 20;
+    for (unsigned round = 0; round < PROP_ROUNDS; round++) {
+        unsigned free_mask = (prop_next() | prop_next()) & ((1u << PROP_PAGES) - 1);
+        VT_ASSERT(vmem_init(&source, "prop-source", TS_PTR(SOURCE_BASE), PROP_PAGES * PAGE, PAGE,
+                            NULL, NULL, NULL, 0, 0) == 0);
+        for (unsigned p = 0; p < PROP_PAGES; p++)
+            if (!(free_mask & (1u << p)))
+                VT_ASSERT(vmem_alloc_exact(&source, SOURCE_BASE + p * PAGE, PAGE, VM_NOSLEEP) ==
+                          0);
+        VT_ASSERT(init_fine_importer(&child, &source));
+        struct ts_request req;
+        int policy;
+        prop_random_request(&req, &policy);
+        bool exists = prop_placement_exists(&req, free_mask);
+        uintptr_t addr = 0;
+        int got = vmem_xalloc_addr(&child, req.size, req.align, req.phase, req.nocross,
+                                   req.minaddr, req.maxaddr, policy | VM_NOSLEEP, &addr);
+        if ((got == 0) != exists) {
+            ts_note_u64("    round", round);
+            ts_note_hex(", free pages", free_mask);
+            ts_note_hex(", size", req.size);
+            ts_note_hex(", align", req.align);
+            ts_note_hex(", phase", req.phase);
+            ts_note_hex(", nocross", req.nocross);
+            ts_note_hex(", min", req.minaddr);
+            ts_note_hex(", max", req.maxaddr);
+            ts_note_hex(", policy", (uint64_t)policy);
+            vtest_puts("\n");
+        }
+        VT_ASSERT((got == 0) == exists);
+        if (got == 0) {
+            VT_ASSERT(ts_placement_ok(&req, addr));
+            VT_ASSERT(vmem_contains(&child, TS_PTR(addr), req.size));
+            vmem_xfree(&child, TS_PTR(addr), req.size);
+        }
+        VT_ASSERT(child.stat.import == 0);
+        size_t taken = 0;
+        for (unsigned p = 0; p < PROP_PAGES; p++)
+            taken += !(free_mask & (1u << p));
+        VT_ASSERT(source.stat.in_use == taken * PAGE);
+        vmem_destroy(&child);
+        for (unsigned p = 0; p < PROP_PAGES; p++)
+            if (!(free_mask & (1u << p)))
+                vmem_xfree(&source, TS_PTR(SOURCE_BASE + p * PAGE), PAGE);
+        vmem_destroy(&source);
+    }
+}
+
+/* ---- Import sizes -------------------------------------------------------- */
+
+static void *counting_import(Vmem *source, size_t size, int flags)
+{
+    calls.alloc_calls++;
+    calls.alloc_source = source;
+    void *addr = vmem_alloc(source, size, flags);
+    if (addr != NULL) {
+        calls.alloc_successes++;
+        calls.last_import_addr = TS_ADDR(addr);
+        calls.last_import_size = size;
+    }
+    return addr;
+}
+
+/* A byte-granular heap over a page arena, through a custom callback: one
+ * page imported serves many small requests. */
+static void custom_import_takes_whole_source_quanta(void)
+{
+    static Vmem source, heap;
+    void *small[4];
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(vmem_init(&heap, "byte-heap", NULL, 0, 16, counting_import, recording_release,
+                        &source, 0, 0) == 0);
+    reset_calls(0);
+    for (size_t i = 0; i < 4; i++) {
+        small[i] = vmem_alloc(&heap, 48, VM_NOSLEEP);
+        VT_ASSERT(small[i] != NULL);
+    }
+    VT_ASSERT(calls.alloc_calls == 1 && calls.last_import_size == PAGE);
+    VT_ASSERT(heap.stat.import == PAGE && source.stat.in_use == PAGE);
+    /* A constrained request is asked as size + align - quantum, rounded
+     * to the source's quantum: 48 + 256 - 16 bytes, one page. */
+    for (size_t i = 0; i < 4; i++)
+        vmem_free(&heap, small[i], 48);
+    VT_ASSERT(calls.free_calls == 1 && heap.stat.import == 0);
+    reset_calls(0);
+    void *aligned = vmem_xalloc(&heap, 48, 256, 0, 0, NULL, NULL, VM_NOSLEEP);
+    VT_ASSERT(aligned != NULL && TS_ADDR(aligned) % 256 == 0);
+    VT_ASSERT(calls.alloc_calls == 1 && calls.last_import_size == PAGE);
+    vmem_xfree(&heap, aligned, 48);
+    VT_ASSERT(calls.free_calls == 1 && calls.last_free_size == PAGE);
+    VT_ASSERT(source.stat.in_use == 0);
+    VT_CONSISTENT(&heap);
+    vmem_destroy(&heap);
+    vmem_destroy(&source);
+}
+
+/* A plain callback cannot be told a range or an alignment: it is asked
+ * size + align - quantum (+ nocross), rounded up to the coarser of the two
+ * quanta, so that a placement exists wherever the span lies. */
+static void plain_callback_is_asked_size_plus_align_minus_quantum_plus_nocross(void)
+{
+    static Vmem source, child;
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(vmem_init(&child, "import-plain", NULL, 0, 16, counting_import,
+                        recording_release, &source, 0, 0) == 0);
+    reset_calls(0);
+    void *aligned = vmem_xalloc(&child, PAGE, 4 * PAGE, PAGE, 0, NULL, NULL, VM_NOSLEEP);
+    VT_ASSERT(aligned != NULL && (TS_ADDR(aligned) - PAGE) % (4 * PAGE) == 0);
+    VT_ASSERT(calls.alloc_calls == 1 && calls.last_import_size == 5 * PAGE);
+    vmem_xfree(&child, aligned, PAGE);
+    VT_ASSERT(calls.free_calls == 1 && child.stat.total == 0);
+    reset_calls(0);
+    void *bounded = vmem_xalloc(&child, 2 * PAGE, 0, 0, 4 * PAGE, NULL, NULL, VM_NOSLEEP);
+    VT_ASSERT(bounded != NULL);
+    VT_ASSERT(TS_ADDR(bounded) / (4 * PAGE) == (TS_ADDR(bounded) + 2 * PAGE - 1) / (4 * PAGE));
+    VT_ASSERT(calls.alloc_calls == 1 && calls.last_import_size == 6 * PAGE);
+    vmem_xfree(&child, bounded, 2 * PAGE);
+    VT_ASSERT(calls.free_calls == 1 && source.stat.in_use == 0 && child.stat.total == 0);
+    vmem_destroy(&child);
+    vmem_destroy(&source);
+}
+
+/* At the top of the address space, rounding the range outward to the
+ * source's quantum must not wrap: minaddr inside the top page, maxaddr
+ * inside it, and a phase finer than the source. */
+static void import_inside_the_top_page_of_the_address_space(void)
+{
+    static Vmem source, child;
+    uintptr_t top_page = UINTPTR_MAX - (PAGE - 1), source_base = top_page - 3 * PAGE;
+    uintptr_t addr = 0;
+    VT_ASSERT(init_coarse_source(&source, source_base, 1u << 3));
+    VT_ASSERT(init_fine_importer(&child, &source));
+    VT_ASSERT(vmem_xalloc_addr(&child, 48, 0, 0, 0, top_page + 0x800, 0, VM_NOSLEEP, &addr) ==
+              0);
+    VT_ASSERT(addr >= top_page + 0x800 && addr <= UINTPTR_MAX - 47);
+    vmem_xfree(&child, TS_PTR(addr), 48);
+    VT_ASSERT(child.stat.import == 0);
+    VT_ASSERT(vmem_xalloc_addr(&child, 48, 0, 0, 0, 0, top_page + 0x800,
+                               VM_ENDALLOC | VM_NOSLEEP, &addr) == 0);
+    VT_ASSERT(addr == top_page + 0x800 - 48);
+    vmem_xfree(&child, TS_PTR(addr), 48);
+    VT_ASSERT(vmem_xalloc_addr(&child, 16, 64, 16, 0, top_page + 0x800, 0, VM_NOSLEEP,
+                               &addr) == 0);
+    VT_ASSERT(addr >= top_page + 0x800 && addr % 64 == 16);
+    vmem_xfree(&child, TS_PTR(addr), 16);
+    VT_ASSERT(child.stat.import == 0 && source.stat.in_use == 3 * PAGE);
+    VT_CONSISTENT(&child);
+    vmem_destroy(&child);
+    destroy_coarse_source(&source, source_base, 1u << 3);
+}
+
+/* ---- The import quantum ------------------------------------------------- */
+
+static void import_quantum_makes_small_requests_import_big_spans(void)
+{
+    static Vmem source, heap;
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(vmem_init(&heap, "quantum-heap", NULL, 0, 16, vmem_alloc, vmem_free, &source, 0,
+                        0) == 0);
+    VT_ASSERT(vmem_set_import_quantum(&heap, 16 * PAGE) == 0);
+    void *a = vmem_alloc(&heap, 48, VM_NOSLEEP);
+    void *b = vmem_xalloc(&heap, 48, 1024, 0, 0, NULL, NULL, VM_NOSLEEP);
+    VT_ASSERT(a != NULL && b != NULL);
+    VT_ASSERT(heap.stat.import == 16 * PAGE && source.stat.in_use == 16 * PAGE);
+    vmem_free(&heap, a, 48);
+    vmem_xfree(&heap, b, 48);
+    VT_ASSERT(heap.stat.import == 0 && source.stat.in_use == 0);
+    /* With fewer than 16 pages free in the source, the import settles for
+     * the smallest span that serves the request. */
+    void *most = vmem_alloc(&source, (SOURCE_PAGES - 2) * PAGE, VM_NOSLEEP);
+    VT_ASSERT(most != NULL);
+    a = vmem_alloc(&heap, 48, VM_NOSLEEP);
+    VT_ASSERT(a != NULL && heap.stat.import == PAGE);
+    vmem_free(&heap, a, 48);
+    vmem_free(&source, most, (SOURCE_PAGES - 2) * PAGE);
+    /* A plain callback is asked whole import quanta too; the arena's own
+     * quantum turns the import quantum off again. */
+    VT_ASSERT(vmem_set_import_quantum(&heap, 16) == 0);
+    a = vmem_alloc(&heap, 48, VM_NOSLEEP);
+    VT_ASSERT(a != NULL && heap.stat.import == PAGE);
+    vmem_free(&heap, a, 48);
+    static Vmem plain;
+    VT_ASSERT(vmem_init(&plain, "quantum-plain", NULL, 0, 16, counting_import,
+                        recording_release, &source, 0, 0) == 0);
+    VT_ASSERT(vmem_set_import_quantum(&plain, 4 * PAGE) == 0);
+    reset_calls(0);
+    a = vmem_alloc(&plain, 48, VM_NOSLEEP);
+    VT_ASSERT(a != NULL && calls.alloc_calls == 1 && calls.last_import_size == 4 * PAGE);
+    vmem_free(&plain, a, 48);
+    VT_ASSERT(calls.free_calls == 1 && calls.last_free_size == 4 * PAGE);
+    VT_ASSERT(source.stat.in_use == 0);
+    VT_CONSISTENT(&heap);
+    vmem_destroy(&plain);
+    vmem_destroy(&heap);
+    vmem_destroy(&source);
+}
+
+static void bad_import_quantum_is_misuse_and_changes_nothing(void)
+{
+    static Vmem source, heap;
+    VT_ASSERT(init_source(&source, "import-source", SOURCE_BASE, SOURCE_PAGES));
+    VT_ASSERT(vmem_init(&heap, "quantum-misuse", NULL, 0, 16, vmem_alloc, vmem_free, &source, 0,
+                        0) == 0);
+    VT_ASSERT(vmem_set_import_quantum(&heap, 2 * PAGE) == 0);
+    static const size_t bad[] = {0, 3 * PAGE, 8, 12};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ts_capture_misuse();
+        VT_ASSERT(vmem_set_import_quantum(&heap, bad[i]) == -VMEM_ERR_INVALID);
+        VT_ASSERT(ts_misuse_once(VMEM_MISUSE_BAD_ARGUMENT, "vmem_set_import_quantum",
+                                 "quantum-misuse"));
+        VT_ASSERT(ts_misuse_echoes(0, bad[i]));
+    }
+    /* An arena without a source imports nothing. */
+    ts_capture_misuse();
+    VT_ASSERT(vmem_set_import_quantum(&source, 2 * PAGE) == -VMEM_ERR_INVALID);
+    VT_ASSERT(ts_misuse_once(VMEM_MISUSE_BAD_ARGUMENT, "vmem_set_import_quantum",
+                             "import-source"));
+    vtest_env_misuse_capture(false);
+    /* The quantum set before the misuse still holds. */
+    void *a = vmem_alloc(&heap, 48, VM_NOSLEEP);
+    VT_ASSERT(a != NULL && heap.stat.import == 2 * PAGE);
+    vmem_free(&heap, a, 48);
+    vmem_destroy(&heap);
+    ts_capture_misuse();
+    VT_ASSERT(vmem_set_import_quantum(&heap, 2 * PAGE) == -VMEM_ERR_INVALID);
+    VT_ASSERT(ts_misuse_once(VMEM_MISUSE_NOT_ARENA, "vmem_set_import_quantum", NULL));
+    vtest_env_misuse_capture(false);
+    VT_ASSERT(source.stat.in_use == 0);
+    vmem_destroy(&source);
+}
+
+/* ---- Constrained import through a callback of one's own ----------------- */
+
+/* A kernel's mapped window: virtual = frame + KVA_OFFSET. The import takes
+ * frames within the constraints, translated, and records a mapping; the
+ * release removes it and gives the frames back. */
+#define KVA_OFFSET ((uintptr_t)0x40000000)
+#define FRAMES_BASE ((uintptr_t)0x100000)
+#define FRAMES 64
+
+static struct {
+    size_t import_calls, imports, releases, bad_releases;
+    size_t asked_size, asked_align;
+    uintptr_t asked_min, asked_max;
+    size_t nmap;
+    struct {
+        uintptr_t va, pa;
+        size_t size;
+    } map[16];
+} mapping;
+
+static int mapping_import(Vmem *frames, size_t size, size_t align, size_t phase, size_t nocross,
+                          uintptr_t minaddr, uintptr_t maxaddr, int vmflag, uintptr_t *addrp)
+{
+    mapping.import_calls++;
+    mapping.asked_size = size;
+    mapping.asked_align = align;
+    mapping.asked_min = minaddr;
+    mapping.asked_max = maxaddr;
+    if ((maxaddr != 0 && maxaddr <= KVA_OFFSET) || mapping.nmap == 16)
+        return -VMEM_ERR_NO_MEM;
+    uintptr_t pmin = minaddr > KVA_OFFSET ? minaddr - KVA_OFFSET : 0;
+    uintptr_t pmax = maxaddr != 0 ? maxaddr - KVA_OFFSET : 0;
+    uintptr_t pa;
+    int result = vmem_xalloc_addr(frames, size, align, phase, nocross, pmin, pmax, vmflag, &pa);
+    if (result != 0)
+        return result;
+    mapping.map[mapping.nmap].va = pa + KVA_OFFSET;
+    mapping.map[mapping.nmap].pa = pa;
+    mapping.map[mapping.nmap].size = size;
+    mapping.nmap++;
+    mapping.imports++;
+    *addrp = pa + KVA_OFFSET;
+    return 0;
+}
+
+static void mapping_release(Vmem *frames, void *va, size_t size)
+{
+    for (size_t i = 0; i < mapping.nmap; i++) {
+        if (mapping.map[i].va == TS_ADDR(va) && mapping.map[i].size == size) {
+            vmem_xfree(frames, TS_PTR(mapping.map[i].pa), size);
+            mapping.map[i] = mapping.map[--mapping.nmap];
+            mapping.releases++;
+            return;
+        }
+    }
+    mapping.bad_releases++;
+}
+
+static void reset_mapping(void)
+{
+    mapping.import_calls = mapping.imports = mapping.releases = mapping.bad_releases = 0;
+    mapping.nmap = 0;
+}
+
+/* Everything a kva arena allocates lies in one recorded mapping. */
+static bool mapped(uintptr_t va, size_t size)
+{
+    for (size_t i = 0; i < mapping.nmap; i++)
+        if (va >= mapping.map[i].va && va - mapping.map[i].va <= mapping.map[i].size - size)
+            return true;
+    return false;
+}
+
+/* The kernel's ranged request: 64 KiB-aligned... here 4 pages aligned,
+ * inside an 8-page window of the mapped space. */
+static void exercise_kva(Vmem *kva, Vmem *frames)
+{
+    uintptr_t lo = KVA_OFFSET + FRAMES_BASE + 40 * PAGE, hi = lo + 8 * PAGE;
+    void *ranged = vmem_xalloc(kva, 2 * PAGE, 4 * PAGE, 0, 0, TS_PTR(lo), TS_PTR(hi), VM_NOSLEEP);
+    VT_ASSERT(ranged != NULL);
+    VT_ASSERT(TS_ADDR(ranged) >= lo && TS_ADDR(ranged) + 2 * PAGE <= hi);
+    VT_ASSERT(TS_ADDR(ranged) % (4 * PAGE) == 0);
+    VT_ASSERT(mapped(TS_ADDR(ranged), 2 * PAGE));
+    /* The callback was told the request itself, in the source's units. */
+    VT_ASSERT(mapping.asked_size == 2 * PAGE && mapping.asked_align == 4 * PAGE);
+    VT_ASSERT(mapping.asked_min == lo && mapping.asked_max == hi);
+    void *plain = vmem_alloc(kva, 3 * PAGE, VM_NOSLEEP);
+    void *bounded = vmem_xalloc(kva, 3 * PAGE, 0, 0, 4 * PAGE, NULL, NULL, VM_NOSLEEP);
+    void *top = vmem_xalloc(kva, PAGE, 0, 0, 0, NULL, TS_PTR(KVA_OFFSET + FRAMES_BASE + 8 * PAGE),
+                            VM_ENDALLOC | VM_NOSLEEP);
+    VT_ASSERT(plain != NULL && bounded != NULL && top != NULL);
+    VT_ASSERT(mapped(TS_ADDR(plain), 3 * PAGE) && mapped(TS_ADDR(bounded), 3 * PAGE));
+    VT_ASSERT(TS_ADDR(bounded) / (4 * PAGE) == (TS_ADDR(bounded) + 3 * PAGE - 1) / (4 * PAGE));
+    VT_ASSERT(TS_ADDR(top) == KVA_OFFSET + FRAMES_BASE + 7 * PAGE);
+    VT_ASSERT(frames->stat.in_use == kva->stat.import);
+    VT_CONSISTENT(kva);
+    vmem_xfree(kva, ranged, 2 * PAGE);
+    vmem_free(kva, plain, 3 * PAGE);
+    vmem_xfree(kva, bounded, 3 * PAGE);
+    vmem_xfree(kva, top, PAGE);
+    VT_ASSERT(kva->stat.import == 0 && frames->stat.in_use == 0);
+}
+
+static void constrained_import_through_a_mapping_callback(void)
+{
+    static Vmem frames, kva;
+    VT_ASSERT(vmem_init(&frames, "frames", TS_PTR(FRAMES_BASE), FRAMES * PAGE, PAGE, NULL, NULL,
+                        NULL, 0, 0) == 0);
+    VT_ASSERT(vmem_init(&kva, "kva", NULL, 0, PAGE, vmem_alloc, vmem_free, &frames, 0,
+                        VM_NOSLEEP) == 0);
+    VT_ASSERT(vmem_set_ximport(&kva, mapping_import, mapping_release) == 0);
+    reset_mapping();
+    exercise_kva(&kva, &frames);
+    vmem_destroy(&kva);
+    VT_ASSERT(mapping.imports >= 4 && mapping.imports == mapping.releases);
+    VT_ASSERT(mapping.nmap == 0 && mapping.bad_releases == 0);
+    VT_ASSERT(frames.stat.in_use == 0 && frames.stat.alloc == frames.stat.free);
+
+    /* The same through vmem_create. */
+    Vmem *created = vmem_create("kva-created", NULL, 0, PAGE, vmem_alloc, vmem_free, &frames, 0,
+                                VM_NOSLEEP);
+    VT_ASSERT(created != NULL);
+    VT_ASSERT(vmem_set_ximport(created, mapping_import, mapping_release) == 0);
+    reset_mapping();
+    exercise_kva(created, &frames);
+    vmem_destroy(created);
+    VT_ASSERT(mapping.imports >= 4 && mapping.imports == mapping.releases);
+    VT_ASSERT(mapping.nmap == 0 && mapping.bad_releases == 0);
+    VT_CONSISTENT(&frames);
+    vmem_destroy(&frames);
+}
+
+/* A constrained import the callback cannot satisfy fails cleanly and takes
+ * nothing; one it can satisfy only outside the request's range is given
+ * back through the release. */
+static void constrained_import_callback_failures_leave_nothing_imported(void)
+{
+    static Vmem frames, kva;
+    VT_ASSERT(vmem_init(&frames, "frames", TS_PTR(FRAMES_BASE), FRAMES * PAGE, PAGE, NULL, NULL,
+                        NULL, 0, 0) == 0);
+    VT_ASSERT(vmem_init(&kva, "kva", NULL, 0, PAGE, vmem_alloc, vmem_free, &frames, 0, 0) == 0);
+    VT_ASSERT(vmem_set_ximport(&kva, mapping_import, mapping_release) == 0);
+    reset_mapping();
+    ts_capture_misuse();
+    /* Below the mapped window: the callback refuses. */
+    VT_ASSERT(vmem_xalloc(&kva, PAGE, 0, 0, 0, NULL, TS_PTR(KVA_OFFSET), VM_NOSLEEP) == NULL);
+    /* Beyond the frames. */
+    VT_ASSERT(vmem_xalloc(&kva, PAGE, 0, 0, 0, TS_PTR(KVA_OFFSET + FRAMES_BASE + FRAMES * PAGE),
+                          NULL, VM_NOSLEEP) == NULL);
+    VT_ASSERT(mapping.import_calls >= 2 && mapping.import_calls <= 2 * IMPORT_ATTEMPTS_MAX);
+    VT_ASSERT(vtest_env_misuse_count() == 0);
+    VT_ASSERT(ts_stat_is(&kva, 0, 0, 0, 0, 0));
+    VT_ASSERT(mapping.imports == mapping.releases && mapping.nmap == 0);
+    VT_ASSERT(frames.stat.in_use == 0);
+    vtest_env_misuse_capture(false);
+    VT_CONSISTENT(&kva);
+    vmem_destroy(&kva);
+    vmem_destroy(&frames);
+}
+
+static void bad_ximport_settings_are_misuse_and_change_nothing(void)
+{
+    static Vmem frames, kva;
+    VT_ASSERT(vmem_init(&frames, "frames", TS_PTR(FRAMES_BASE), FRAMES * PAGE, PAGE, NULL, NULL,
+                        NULL, 0, 0) == 0);
+    VT_ASSERT(vmem_init(&kva, "kva-misuse", NULL, 0, PAGE, counting_import, recording_release,
+                        &frames, 0, 0) == 0);
+    ts_capture_misuse();
+    VT_ASSERT(vmem_set_ximport(&kva, NULL, mapping_release) == -VMEM_ERR_INVALID);
+    VT_ASSERT(ts_misuse_once(VMEM_MISUSE_BAD_ARGUMENT, "vmem_set_ximport", "kva-misuse"));
+    ts_capture_misuse();
+    VT_ASSERT(vmem_set_ximport(&frames, mapping_import, mapping_release) == -VMEM_ERR_INVALID);
+    VT_ASSERT(ts_misuse_once(VMEM_MISUSE_BAD_ARGUMENT, "vmem_set_ximport", "frames"));
+    vtest_env_misuse_capture(false);
+    /* Once a span is imported, it must go back the way it came. */
+    reset_calls(0);
+    reset_mapping();
+    void *held = vmem_alloc(&kva, PAGE, VM_NOSLEEP);
+    VT_ASSERT(held != NULL && calls.alloc_successes == 1);
+    ts_capture_misuse();
+    VT_ASSERT(vmem_set_ximport(&kva, mapping_import, mapping_release) == -VMEM_ERR_INVALID);
+    VT_ASSERT(ts_misuse_once(VMEM_MISUSE_BAD_ARGUMENT, "vmem_set_ximport", "kva-misuse"));
+    vtest_env_misuse_capture(false);
+    void *more = vmem_alloc(&kva, 2 * PAGE, VM_NOSLEEP);
+    VT_ASSERT(more != NULL && calls.alloc_successes == 2 && mapping.import_calls == 0);
+    vmem_free(&kva, held, PAGE);
+    vmem_free(&kva, more, 2 * PAGE);
+    VT_ASSERT(calls.free_calls == 2 && mapping.releases + mapping.bad_releases == 0);
+    VT_ASSERT(frames.stat.in_use == 0);
+    vmem_destroy(&kva);
+    ts_capture_misuse();
+    VT_ASSERT(vmem_set_ximport(&kva, mapping_import, mapping_release) == -VMEM_ERR_INVALID);
+    VT_ASSERT(ts_misuse_once(VMEM_MISUSE_NOT_ARENA, "vmem_set_ximport", NULL));
+    vtest_env_misuse_capture(false);
+    vmem_destroy(&frames);
+}
+
 VTEST_SUITE(suite_import,
             VTEST_CASE(import_brings_in_a_span_on_demand),
             VTEST_CASE(span_goes_back_to_the_source_once_wholly_free),
@@ -535,4 +1206,17 @@ VTEST_SUITE(suite_import,
             VTEST_CASE(custom_import_of_an_unsuitable_span_fails_without_looping),
             VTEST_CASE(callbacks_receive_the_source_arena),
             VTEST_CASE(destroying_an_idle_importer_leaves_the_source_clean),
-            VTEST_CASE(import_left_unused_by_a_racing_free_goes_back));
+            VTEST_CASE(import_left_unused_by_a_racing_free_goes_back),
+            VTEST_CASE(release_is_called_for_every_span_imported_through_vmem_alloc),
+            VTEST_CASE(without_a_give_back_function_spans_stay_until_destroy),
+            VTEST_CASE(import_under_a_maxaddr_below_the_first_source_page_finds_page_zero),
+            VTEST_CASE(import_when_the_range_ends_inside_the_only_free_page),
+            VTEST_CASE(custom_import_takes_whole_source_quanta),
+            VTEST_CASE(plain_callback_is_asked_size_plus_align_minus_quantum_plus_nocross),
+            VTEST_CASE(import_inside_the_top_page_of_the_address_space),
+            VTEST_CASE(coarse_source_import_is_complete_for_random_requests),
+            VTEST_CASE(import_quantum_makes_small_requests_import_big_spans),
+            VTEST_CASE(bad_import_quantum_is_misuse_and_changes_nothing),
+            VTEST_CASE(constrained_import_through_a_mapping_callback),
+            VTEST_CASE(constrained_import_callback_failures_leave_nothing_imported),
+            VTEST_CASE(bad_ximport_settings_are_misuse_and_change_nothing));
