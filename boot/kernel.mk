@@ -3,7 +3,8 @@
 # COMMON_CFLAGS and HEADERS.
 #
 #   make kernel        build/kernel/vmem-kernel.elf32 (Multiboot 1, ELF32)
-#   make run           boot it under QEMU (TCG) with 512 MiB, show the serial log
+#   make run           boot it under QEMU (TCG) with 512 MiB, show the serial log;
+#                      CPUS=N (1 to 8, default 1) boots N CPUs (multi-threaded TCG)
 #   make check-kernel  boot at 64 MiB, 512 MiB and 4 GiB, then test the runner
 #                      itself; ends with one "N passed, N failed" line
 #
@@ -37,10 +38,10 @@ KERNEL_NO_LOOP_CALLS := $(shell $(CC) -fno-tree-loop-distribute-patterns -Werror
 KERNEL_LDFLAGS := -nostdlib -static -Wl,-T,boot/kernel.ld \
                   -Wl,-z,max-page-size=4096 -Wl,--build-id=none
 
-KERNEL_ASM_SRCS := boot/entry.S boot/isr.S
+KERNEL_ASM_SRCS := boot/entry.S boot/isr.S boot/ap_start.S
 KERNEL_C_SRCS := lib/serial.c lib/kprintf.c lib/string.c lib/qemu_exit.c lib/trap.c \
                  lib/memmap.c lib/paging.c lib/kmem.c lib/vmem_port_kernel.c \
-                 lib/ktest_env.c lib/ktests.c
+                 lib/ktest_env.c lib/ktests.c lib/smp.c
 KERNEL_OBJS := $(KERNEL_ASM_SRCS:%.S=$(KERNEL_OBJ_DIR)/%.o) \
                $(KERNEL_C_SRCS:%.c=$(KERNEL_OBJ_DIR)/%.o) \
                $(TEST_SRCS:%.c=$(KERNEL_OBJ_DIR)/%.o)
@@ -55,6 +56,7 @@ KERNEL_BREAK_IMAGES := $(KERNEL_BREAKS:%=$(KERNEL_DIR)/vmem-kernel-break-%.elf32
 # that QEMU puts RAM above 4 GiB.
 KERNEL_CHECK_MEMORY := 64M 512M 4G
 RUN_MEMORY ?= 512M
+CPUS ?= 1
 
 $(KERNEL_OBJ_DIR)/%.o: %.c $(KERNEL_HEADERS)
 	@mkdir -p $(dir $@)
@@ -106,10 +108,13 @@ kernel-breaks: $(KERNEL_BREAK_IMAGES)
 # every arena the kernel dumped next to it (run-<memory>-<arena>.svg), even
 # when the run failed: the pictures help most then. make's status is the
 # runner's.
-RUN_LOG := $(KERNEL_DIR)/logs/run-$(RUN_MEMORY).log
+# Several CPUs under TCG on a loaded two-core machine take longer.
+RUN_TIMEOUT ?= 600
+RUN_LOG := $(KERNEL_DIR)/logs/run-$(RUN_MEMORY)-cpus$(CPUS).log
 SVG_TOOL ?= tools/vmem-svg
 run: $(KERNEL)
-	@status=0; tools/run-qemu.sh --memory $(RUN_MEMORY) --log $(RUN_LOG) $(KERNEL) || status=$$?; \
+	@status=0; tools/run-qemu.sh --memory $(RUN_MEMORY) --cpus $(CPUS) --timeout $(RUN_TIMEOUT) \
+	    --log $(RUN_LOG) $(KERNEL) || status=$$?; \
 	python3 $(SVG_TOOL) --output-dir $(dir $(RUN_LOG)) --prefix run-$(RUN_MEMORY)- $(RUN_LOG) || \
 	    echo "run: no pictures of the arenas (tools/vmem-svg failed)"; \
 	exit $$status

@@ -25,8 +25,10 @@
 #include "ktests.h"
 #include "memmap.h"
 #include "paging.h"
+#include "percpu.h"
 #include "qemu_exit.h"
 #include "serial.h"
+#include "smp.h"
 #include "trap.h"
 #include "vmem.h"
 #include "vtest.h"
@@ -116,6 +118,7 @@ static void break_as_configured(void)
 
 void kernel_main(uint32_t magic, uint32_t mbi_phys)
 {
+    percpu_init_boot_cpu();
     serial_init();
     kprintf("libvmem test kernel%s\n",
             KERNEL_BREAK == KERNEL_BREAK_NONE ? "" : " (deliberately broken variant)");
@@ -123,6 +126,7 @@ void kernel_main(uint32_t magic, uint32_t mbi_phys)
     memmap_init(magic, mbi_phys);
     uint64_t map_end = paging_init(memmap_ram_top());
     memmap_print();
+    smp_init();
 
     kmem_init(map_end);
     vmem_dump(&kmem_phys);
@@ -150,6 +154,8 @@ void kernel_main(uint32_t magic, uint32_t mbi_phys)
         kprintf("kernel: the frame arena after the self-tests:\n");
         vmem_dump(&kmem_phys);
     }
+
+    smp_start_aps(CPU_MAX);
 
     break_as_configured();
 
