@@ -59,6 +59,12 @@ static inline struct percpu *this_cpu(void)
     return self;
 }
 
+/* Adds one to a uint64_t counter of the running CPU's area in one
+ * instruction, which an interrupt on this CPU cannot split (no lock
+ * prefix: no other CPU writes it). */
+#define PERCPU_COUNT(field)                                                              \
+    __asm__ volatile("incq %%gs:%c0" : : "i"(offsetof(struct percpu, field)) : "memory")
+
 /* Makes the boot CPU's area percpu[0] and points its GS base at it. The
  * first call of kernel_main(): everything after may use cpu_id(). */
 void percpu_init_boot_cpu(void);
