@@ -41,7 +41,7 @@ KERNEL_LDFLAGS := -nostdlib -static -Wl,-T,boot/kernel.ld \
 KERNEL_ASM_SRCS := boot/entry.S boot/isr.S boot/ap_start.S
 KERNEL_C_SRCS := lib/serial.c lib/kprintf.c lib/string.c lib/qemu_exit.c lib/trap.c \
                  lib/memmap.c lib/paging.c lib/kmem.c lib/vmem_port_kernel.c \
-                 lib/ktest_env.c lib/ktests.c lib/smp.c
+                 lib/ktest_env.c lib/ktests.c lib/smp.c lib/smp_stress.c
 KERNEL_OBJS := $(KERNEL_ASM_SRCS:%.S=$(KERNEL_OBJ_DIR)/%.o) \
                $(KERNEL_C_SRCS:%.c=$(KERNEL_OBJ_DIR)/%.o) \
                $(TEST_SRCS:%.c=$(KERNEL_OBJ_DIR)/%.o)
@@ -49,7 +49,7 @@ KERNEL_HEADERS := $(HEADERS) $(wildcard lib/*.h)
 
 # Deliberately broken variants of the same kernel (boot/kmain.c with
 # -DKERNEL_BREAK=...), which the runner must report as failures.
-KERNEL_BREAKS := fail fault overflow hang triple no-result
+KERNEL_BREAKS := fail fault overflow hang triple no-result ap-fault ap-never-up
 KERNEL_BREAK_IMAGES := $(KERNEL_BREAKS:%=$(KERNEL_DIR)/vmem-kernel-break-%.elf32)
 
 # Memory sizes check-kernel boots with: small, the default, and enough

@@ -29,6 +29,7 @@
 #include "qemu_exit.h"
 #include "serial.h"
 #include "smp.h"
+#include "smp_stress.h"
 #include "trap.h"
 #include "vmem.h"
 #include "vtest.h"
@@ -40,6 +41,8 @@
 #define KERNEL_BREAK_HANG 4      /* never exits */
 #define KERNEL_BREAK_TRIPLE 5    /* triple fault: QEMU resets, exits 0 */
 #define KERNEL_BREAK_NO_RESULT 6 /* exits with the success code, no result line */
+#define KERNEL_BREAK_AP_FAULT 7    /* CPU 1 faults (boot with 2 CPUs or more) */
+#define KERNEL_BREAK_AP_NEVER_UP 8 /* the last CPU gets no start-up IPI (2 CPUs or more) */
 
 #ifndef KERNEL_BREAK
 #define KERNEL_BREAK KERNEL_BREAK_NONE
@@ -68,7 +71,7 @@ static void deliberately_failing_test(void)
 }
 #endif
 
-#if KERNEL_BREAK == KERNEL_BREAK_FAULT
+#if KERNEL_BREAK == KERNEL_BREAK_FAULT || KERNEL_BREAK == KERNEL_BREAK_AP_FAULT
 /* volatile: the compiler must not see that the address is NULL and turn
  * the store into a trap instruction of its own. */
 static volatile uintptr_t fault_address = 0x10;
@@ -86,6 +89,17 @@ static uint64_t recurse(uint64_t depth)
     if (depth == recursion_limit)
         return frame[0];
     return recurse(depth + 1) + frame[0];
+}
+#endif
+
+#if KERNEL_BREAK == KERNEL_BREAK_AP_FAULT
+/* Every other CPU runs this; CPU 1 faults, the others stop. */
+static void fault_on_cpu_1(void)
+{
+    if (cpu_id() != 1)
+        return;
+    kprintf("kernel: cpu 1 writing through a null pointer (KERNEL_BREAK=ap-fault)\n");
+    *(volatile uint64_t *)fault_address = 1;
 }
 #endif
 
@@ -113,6 +127,12 @@ static void break_as_configured(void)
 #elif KERNEL_BREAK == KERNEL_BREAK_NO_RESULT
     kprintf("kernel: exiting with success before the result line (KERNEL_BREAK=no-result)\n");
     qemu_exit(true);
+#elif KERNEL_BREAK == KERNEL_BREAK_AP_FAULT
+    /* The fault ends the run; if it never comes, the result line below
+     * says this variant passed, and the runner's test of it fails. */
+    smp_run_on_aps(fault_on_cpu_1);
+    for (uint64_t start = smp_now_ms(); smp_now_ms() - start < 60000;)
+        cpu_pause();
 #endif
 }
 
@@ -146,6 +166,12 @@ void kernel_main(uint32_t magic, uint32_t mbi_phys)
     ktest_run_list(&failing, 1, &passed, &failed);
 #endif
 
+    /* The other CPUs start only now, so that they do not compete with the
+     * boot CPU's self-tests for the host's cores; then the SMP stress. */
+    smp_start_aps(KERNEL_BREAK == KERNEL_BREAK_AP_NEVER_UP ? smp_cpus_present() - 1 : CPU_MAX);
+    if (RUN_TESTS)
+        smp_stress_run(&passed, &failed);
+
     /* The frame arena once more, for the pictures (tools/vmem-svg): what
      * the run left allocated (the allocator's own tag pages) and where.
      * Only after a clean run: a dump walks the segment list unbounded, and
@@ -154,8 +180,6 @@ void kernel_main(uint32_t magic, uint32_t mbi_phys)
         kprintf("kernel: the frame arena after the self-tests:\n");
         vmem_dump(&kmem_phys);
     }
-
-    smp_start_aps(CPU_MAX);
 
     break_as_configured();
 

@@ -39,6 +39,9 @@
 #include "percpu.h"
 #include "trap.h"
 
+/* boot/isr.S */
+extern void timer_interrupt_stub(void), spurious_interrupt_stub(void);
+
 /* ---- Per-CPU areas and stacks ---------------------------------------------- */
 
 #define AP_STACK_SIZE (64 * 1024)
@@ -173,6 +176,35 @@ static void lapic_send_ipi(uint8_t apic_id, uint32_t command)
     }
 }
 
+/* ---- The legacy PIC ------------------------------------------------------- */
+
+/* The BIOS leaves the 8259 PICs delivering the PIT's IRQ 0 at vector 8,
+ * which is #DF's: once interrupts are on, that would look like a double
+ * fault. They are moved to vectors 0x20-0x2f, every line masked; a
+ * spurious IRQ 7 or 15, which masking does not stop, lands on the
+ * spurious stub. */
+#define PIC1_COMMAND 0x20
+#define PIC1_DATA 0x21
+#define PIC2_COMMAND 0xa0
+#define PIC2_DATA 0xa1
+#define PIC_VECTOR_BASE 0x20
+
+static void pic_disable(void)
+{
+    cpu_outb(PIC1_COMMAND, 0x11); /* ICW1: initialise, ICW4 follows */
+    cpu_outb(PIC2_COMMAND, 0x11);
+    cpu_outb(PIC1_DATA, PIC_VECTOR_BASE);     /* ICW2: vector base */
+    cpu_outb(PIC2_DATA, PIC_VECTOR_BASE + 8);
+    cpu_outb(PIC1_DATA, 0x04); /* ICW3: the second PIC on line 2 */
+    cpu_outb(PIC2_DATA, 0x02);
+    cpu_outb(PIC1_DATA, 0x01); /* ICW4: 8086 mode */
+    cpu_outb(PIC2_DATA, 0x01);
+    cpu_outb(PIC1_DATA, 0xff); /* every line masked */
+    cpu_outb(PIC2_DATA, 0xff);
+    trap_set_interrupt(PIC_VECTOR_BASE + 7, spurious_interrupt_stub);
+    trap_set_interrupt(PIC_VECTOR_BASE + 15, spurious_interrupt_stub);
+}
+
 /* ---- ACPI: the MADT ------------------------------------------------------- */
 
 struct __attribute__((packed)) acpi_rsdp {
@@ -304,8 +336,6 @@ static uint64_t ap_pt_low[512] __attribute__((aligned(4096)));
 extern const char ap_trampoline_start[], ap_trampoline_end[];
 extern const char ap_param_cr3[], ap_param_stack[], ap_param_entry[];
 extern char ap_entry[];
-/* boot/isr.S */
-extern void timer_interrupt_stub(void), spurious_interrupt_stub(void);
 
 static void (*volatile ap_work)(void);
 
@@ -380,6 +410,7 @@ void smp_init(void)
             at += at[1];
         }
     }
+    pic_disable();
     lapic = paging_map_uncached(lapic_phys);
     lapic_enable();
     percpu[0].apic_id = (uint8_t)(lapic_read(LAPIC_ID) >> 24);

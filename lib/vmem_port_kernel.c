@@ -101,10 +101,14 @@ void vmem_port_lock_fini(VmemLock *lock)
     s->magic = 0;
 }
 
-/* Waits until the lock looks free; returns the pauses it took. */
-static uint64_t wait_until_free(struct kspin *s, VmemLock *lock)
+/* Waits until the lock looks free; returns the pauses it took. While it
+ * waits it holds nothing, so if the caller had interrupts on (and so held
+ * no other lock) they are on again meanwhile: a CPU queueing for a busy
+ * lock still takes its timer ticks. */
+static uint64_t wait_until_free(struct kspin *s, VmemLock *lock, VmemIrqState state)
 {
     uint64_t spins = 0, since = 0;
+    cpu_irq_restore(state);
     while (__atomic_load_n(&s->locked, __ATOMIC_RELAXED) != 0) {
         cpu_pause();
         if (++spins % KSPIN_CLOCK_EVERY != 0)
@@ -117,6 +121,7 @@ static uint64_t wait_until_free(struct kspin *s, VmemLock *lock)
                    (void *)lock, __atomic_load_n(&s->owner, __ATOMIC_RELAXED),
                    KSPIN_HELD_LIMIT_MS, cpu_id());
     }
+    cpu_cli();
     return spins;
 }
 
@@ -133,7 +138,7 @@ VmemIrqState vmem_port_lock(VmemLock *lock)
                (void *)lock, me->id);
     uint64_t spins = 0;
     while (__atomic_exchange_n(&s->locked, 1, __ATOMIC_ACQUIRE) != 0)
-        spins += wait_until_free(s, lock);
+        spins += wait_until_free(s, lock, state);
     __atomic_store_n(&s->owner, me->id, __ATOMIC_RELAXED);
     s->acquisitions++;
     s->spins += spins;
@@ -264,7 +269,12 @@ void vmem_port_page_free(void *addr, size_t npages)
 
 static KportMisuseHandler *misuse_handler;
 
-void kport_set_misuse_handler(KportMisuseHandler *handler) { misuse_handler = handler; }
+KportMisuseHandler *kport_set_misuse_handler(KportMisuseHandler *handler)
+{
+    KportMisuseHandler *previous = misuse_handler;
+    misuse_handler = handler;
+    return previous;
+}
 
 void kport_print_misuse(const VmemMisuse *r)
 {
