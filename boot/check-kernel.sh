@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # check-kernel.sh - the QEMU layer of `make check` (target check-kernel).
 #
-#   boot/check-kernel.sh --kernel IMAGE --breaks DIR --memory "64M 512M 4G" --logs DIR
+#   boot/check-kernel.sh --kernel IMAGE --breaks DIR --memory "64M 512M 4G" \
+#                        --smp "2:512M 4:512M" --logs DIR
 #
-# Boots IMAGE once per memory size through tools/run-qemu.sh, and runs the
+# Boots IMAGE once per memory size with one CPU, and once per CPUS:MEMORY
+# pair of --smp, through tools/run-qemu.sh, and runs the
 # runner's own tests (tools/kernel-tests/run-selftests.sh DIR, on the
 # deliberately broken kernels in DIR). Boots run two at a time (TCG uses
 # one host core per guest) and print in a fixed order; the serial logs stay
@@ -17,18 +19,23 @@ selftests=$here/../tools/kernel-tests/run-selftests.sh
 # A 4 GiB boot takes about 30 s under TCG on an idle core; the timeout
 # leaves room for a loaded machine without letting a hang stall CI long.
 boot_timeout=240
+# A 4-CPU boot runs four guest CPUs on the host's two cores (about 40 s
+# when the machine is otherwise idle), beside another boot.
+smp_boot_timeout=480
 
 kernel=
 breaks=
 memory="64M 512M 4G"
+smp=
 logs=
 while [ $# -gt 0 ]; do
     case $1 in
     --kernel) kernel=$2; shift 2 ;;
     --breaks) breaks=$2; shift 2 ;;
     --memory) memory=$2; shift 2 ;;
+    --smp) smp=$2; shift 2 ;;
     --logs) logs=$2; shift 2 ;;
-    *) echo "usage: $0 --kernel IMAGE --breaks DIR [--memory SIZES] [--logs DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 --kernel IMAGE --breaks DIR [--memory SIZES] [--smp CPUS:SIZE...] [--logs DIR]" >&2; exit 2 ;;
     esac
 done
 [ -n "$kernel" ] && [ -n "$breaks" ] || { echo "$0: --kernel and --breaks are required" >&2; exit 2; }
@@ -43,10 +50,19 @@ jobs=()
 for mem in $memory; do
     jobs+=("boot-$mem")
 done
+for pair in $smp; do
+    jobs+=("boot-${pair%%:*}cpus-${pair#*:}")
+done
 jobs+=("runner-selftests")
 
 run_job() {
     case $1 in
+    boot-*cpus-*)
+        local cpus=${1#boot-} mem=${1#boot-*cpus-}
+        cpus=${cpus%%cpus-*}
+        "$runner" --quiet --cpus "$cpus" --memory "$mem" --timeout "$smp_boot_timeout" \
+            --log "$logs/serial-${cpus}cpus-$mem.log" "$kernel"
+        ;;
     boot-*)
         local mem=${1#boot-}
         "$runner" --quiet --memory "$mem" --timeout "$boot_timeout" \
@@ -56,7 +72,8 @@ run_job() {
     esac
 }
 
-# Two at a time, longest first (the last memory size is the largest).
+# Two at a time, longest first (the SMP boots, then the last memory size,
+# the largest).
 order=()
 for ((i = ${#jobs[@]} - 2; i >= 0; i--)); do order+=("${jobs[$i]}"); done
 order+=("runner-selftests")

@@ -43,6 +43,7 @@
 #define KERNEL_BREAK_NO_RESULT 6 /* exits with the success code, no result line */
 #define KERNEL_BREAK_AP_FAULT 7    /* CPU 1 faults (boot with 2 CPUs or more) */
 #define KERNEL_BREAK_AP_NEVER_UP 8 /* the last CPU gets no start-up IPI (2 CPUs or more) */
+#define KERNEL_BREAK_AP_STALL 9    /* CPU 1 stops in the SMP stress (2 CPUs or more) */
 
 #ifndef KERNEL_BREAK
 #define KERNEL_BREAK KERNEL_BREAK_NONE
@@ -169,7 +170,9 @@ void kernel_main(uint32_t magic, uint32_t mbi_phys)
     /* The other CPUs start only now, so that they do not compete with the
      * boot CPU's self-tests for the host's cores; then the SMP stress. */
     smp_start_aps(KERNEL_BREAK == KERNEL_BREAK_AP_NEVER_UP ? smp_cpus_present() - 1 : CPU_MAX);
-    if (RUN_TESTS)
+    if (KERNEL_BREAK == KERNEL_BREAK_AP_STALL)
+        smp_stress_stall_cpu(1, 3000);
+    if (RUN_TESTS || KERNEL_BREAK == KERNEL_BREAK_AP_STALL)
         smp_stress_run(&passed, &failed);
 
     /* The frame arena once more, for the pictures (tools/vmem-svg): what

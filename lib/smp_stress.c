@@ -58,6 +58,7 @@
 #define REAP_EVERY 64
 #define WATCHDOG_EVERY 32
 #define WATCHDOG_MS 60000
+#define STALL_AFTER 500
 #define TIMER_PERIOD_US 2000
 #define FRAME KMEM_FRAME_SIZE
 #define IDS 65536
@@ -293,6 +294,14 @@ static void stress_tick(void)
 /* ---- The watchdog --------------------------------------------------------------- */
 
 static uint64_t seen_progress[CPU_MAX], seen_at_ms[CPU_MAX];
+static unsigned watchdog_ms = WATCHDOG_MS;
+static unsigned stall_cpu = CPU_MAX;
+
+void smp_stress_stall_cpu(unsigned cpu, unsigned ms)
+{
+    stall_cpu = cpu;
+    watchdog_ms = ms;
+}
 
 static void watchdog(void)
 {
@@ -304,10 +313,10 @@ static void watchdog(void)
         if (progress != seen_progress[i] || seen_at_ms[i] == 0) {
             seen_progress[i] = progress;
             seen_at_ms[i] = now;
-        } else if (now - seen_at_ms[i] > WATCHDOG_MS) {
+        } else if (now - seen_at_ms[i] > watchdog_ms) {
             kpanic("smp stress: cpu %u stopped making progress (%lu operations done, none "
                    "for %u ms)",
-                   i, (unsigned long)progress, WATCHDOG_MS);
+                   i, (unsigned long)progress, watchdog_ms);
         }
     }
 }
@@ -337,6 +346,10 @@ static void stress_cpu_run(void)
         }
         if (me == 0 && op % WATCHDOG_EVERY == 0)
             watchdog();
+        if (me == stall_cpu && op == STALL_AFTER) {
+            kprintf("kernel: cpu %u stops for good (KERNEL_BREAK=ap-stall)\n", me);
+            cpu_halt_forever();
+        }
     }
     while (s->live > 0)
         free_one(s, s->live - 1);
@@ -550,9 +563,9 @@ void smp_stress_run(size_t *passed, size_t *failed)
     smp_run_on_aps(stress_cpu_run);
     uint64_t asked = smp_now_ms();
     while (__atomic_load_n(&arrived, __ATOMIC_ACQUIRE) != cpus - 1) {
-        if (smp_now_ms() - asked > WATCHDOG_MS)
+        if (smp_now_ms() - asked > watchdog_ms)
             kpanic("smp stress: only %u of the %u other CPUs started it within %u ms",
-                   __atomic_load_n(&arrived, __ATOMIC_ACQUIRE), cpus - 1, WATCHDOG_MS);
+                   __atomic_load_n(&arrived, __ATOMIC_ACQUIRE), cpus - 1, watchdog_ms);
         cpu_pause();
     }
     uint64_t start = smp_now_ms();

@@ -16,4 +16,12 @@
  */
 void smp_stress_run(size_t *passed, size_t *failed);
 
+/*
+ * For the runner's fixture (a CPU that stops answering): in the next
+ * smp_stress_run(), CPU `cpu` stops for good, interrupts off, after a few
+ * hundred operations, and the watchdog gives up on a CPU after
+ * watchdog_ms instead of a minute.
+ */
+void smp_stress_stall_cpu(unsigned cpu, unsigned watchdog_ms);
+
 #endif /* KERNEL_SMP_STRESS_H */
