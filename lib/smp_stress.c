@@ -462,8 +462,13 @@ static void check_results(void)
     stats_exact &= chain_mid.stat.in_use == 0 && chain_mid.stat.import == 0 &&
                    chain_leaf.stat.import == 0;
 
-    arenas_consistent = consistent(&heap) & consistent(&chain_mid) & consistent(&chain_leaf) &
-                        consistent(&ids) & consistent(&kmem_phys) & consistent(&kmem_heap);
+    /* Every arena is checked (and reported), not only up to the first
+     * inconsistent one. */
+    Vmem *const arenas[] = {&heap, &chain_mid, &chain_leaf, &ids, &kmem_phys, &kmem_heap};
+    arenas_consistent = true;
+    for (size_t i = 0; i < sizeof(arenas) / sizeof(arenas[0]); i++)
+        if (!consistent(arenas[i]))
+            arenas_consistent = false;
 
     tables_clear = true;
     for (size_t i = 0; i < owner_frames; i++)
