@@ -1,10 +1,14 @@
 /*
  * kmain.c - the test kernel's boot sequence and verdict.
  *
- * Order matters and is the point of the exercise: console and exception
- * handlers first (so anything later that breaks is reported), then the
- * memory map and the rest of the direct map, then vmem_bootstrap() and the
- * arenas, then the tests, then one result line and the exit code.
+ * Order matters and is the point of the exercise: the boot CPU's per-CPU
+ * area (the console lock and every report name the CPU), console and
+ * exception handlers (so anything later that breaks is reported), then the
+ * memory map and the rest of the direct map, then the CPUs are counted and
+ * the LAPIC set up (smp_init: page tables change only while this CPU runs
+ * alone), then vmem_bootstrap() and the arenas, then the tests on this
+ * CPU, then the other CPUs start and the SMP stress runs on all of them,
+ * then one result line and the exit code.
  *
  * This runs in the higher half (lib/layout.h): entry.S has already dropped
  * the identity map, so the Multiboot pointer it gets is physical and only
