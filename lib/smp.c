@@ -281,10 +281,16 @@ static const struct acpi_rsdp *find_rsdp(void)
     return r != NULL ? r : rsdp_in(BIOS_AREA, BIOS_AREA_END);
 }
 
+/* A table's length is checked before its checksum is summed over it: a
+ * stray pointer must not send the sum across the address space. */
+#define ACPI_TABLE_MAX (1u << 20)
+
 static const struct acpi_header *table_at(uint64_t phys)
 {
+    if (phys == 0 || phys + ACPI_TABLE_MAX > (4ull << 30))
+        return NULL;
     const struct acpi_header *h = phys_to_virt(phys);
-    if (phys == 0 || phys >= (4ull << 30) || !bytes_sum_to_zero(h, h->length))
+    if (h->length < sizeof(*h) || h->length > ACPI_TABLE_MAX || !bytes_sum_to_zero(h, h->length))
         return NULL;
     return h;
 }
