@@ -3,8 +3,8 @@
  * protected mode into 64-bit long mode in the higher half, up to the call
  * of kernel_main().
  *
- * Owns: the Multiboot header, the boot page tables, the GDT (with an empty
- * slot that trap.c fills with the TSS descriptor), the kernel stack and the
+ * Owns: the Multiboot header, the boot page tables, the GDT (with empty
+ * slots that trap.c fills with the TSS descriptors), the kernel stack and the
  * fault (IST) stack, each with a guard page below it.
  *
  * The address layout is lib/layout.h's. The kernel is linked at
@@ -15,6 +15,8 @@
  * PHYS(), its physical address.
  *
  * Invariants kept here:
+ *  - The GDT has a TSS slot for each of CPU_MAX CPUs (trap.c fills them);
+ *    boot/ap_start.S brings the other CPUs onto it and these tables.
  *  - The boot page tables map [0, 4 GiB) with 2 MiB pages twice, from one
  *    PDPT: at 0 (identity, for this file's low code) and at
  *    KERNEL_DIRECT_MAP (the direct map). The kernel window
@@ -227,7 +229,8 @@ gdt:
     .quad 0                     /* 0x00 null */
     .quad 0x00af9a000000ffff    /* 0x08 code: 64-bit, ring 0, readable */
     .quad 0x00cf92000000ffff    /* 0x10 data: ring 0, writable */
-    .quad 0, 0                  /* 0x18 TSS: 16 bytes, filled by trap.c */
+    /* 0x18 + 16 * cpu: each CPU's TSS, 16 bytes, filled by trap.c */
+    .fill 2 * CPU_MAX, 8, 0
 gdt_end:
     .globl gdt_descriptor
 gdt_descriptor:

@@ -1,5 +1,6 @@
 /*
- * isr.S - entry stubs for the 32 CPU exception vectors.
+ * isr.S - entry stubs for the 32 CPU exception vectors, and for the two
+ * interrupts the kernel takes (the LAPIC timer and its spurious vector).
  *
  * Every stub leaves the same frame (struct trap_frame in lib/trap.h): the
  * general registers, then the vector and an error code (0 for vectors where
@@ -83,6 +84,43 @@ exception_common:
 1:  cli
     hlt
     jmp 1b
+
+/*
+ * The LAPIC timer's interrupt: saves the registers a C call may change,
+ * calls smp_timer_interrupt() (which acknowledges it), and returns to the
+ * interrupted code. The CPU aligned RSP to 16 before pushing its 5 words;
+ * with the 9 saved here RSP is 16-byte aligned again at the call.
+ */
+    .balign 16
+    .globl timer_interrupt_stub
+timer_interrupt_stub:
+    pushq %rax
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    cld
+    call smp_timer_interrupt
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rax
+    iretq
+
+/* The LAPIC's spurious vector: nothing to acknowledge, nothing to do. */
+    .balign 16
+    .globl spurious_interrupt_stub
+spurious_interrupt_stub:
+    iretq
 
     .section .rodata
     .balign 8

@@ -3,9 +3,11 @@
 # COMMON_CFLAGS and HEADERS.
 #
 #   make kernel        build/kernel/vmem-kernel.elf32 (Multiboot 1, ELF32)
-#   make run           boot it under QEMU (TCG) with 512 MiB, show the serial log
-#   make check-kernel  boot at 64 MiB, 512 MiB and 4 GiB, then test the runner
-#                      itself; ends with one "N passed, N failed" line
+#   make run           boot it under QEMU (TCG) with 512 MiB, show the serial log;
+#                      CPUS=N (1 to 8, default 1) boots N CPUs (multi-threaded TCG)
+#   make check-kernel  boot one CPU at 64 MiB, 512 MiB and 4 GiB, and 2 and 4
+#                      CPUs at 512 MiB, then test the runner itself; ends
+#                      with one "N passed, N failed" line
 #
 # The kernel has no scheduler: it links $(LIB), which the main Makefile
 # builds with $(FREESTANDING_CONFIG) (VMEM_PORT_CAN_SLEEP=0: VM_SLEEP never
@@ -37,10 +39,10 @@ KERNEL_NO_LOOP_CALLS := $(shell $(CC) -fno-tree-loop-distribute-patterns -Werror
 KERNEL_LDFLAGS := -nostdlib -static -Wl,-T,boot/kernel.ld \
                   -Wl,-z,max-page-size=4096 -Wl,--build-id=none
 
-KERNEL_ASM_SRCS := boot/entry.S boot/isr.S
+KERNEL_ASM_SRCS := boot/entry.S boot/isr.S boot/ap_start.S
 KERNEL_C_SRCS := lib/serial.c lib/kprintf.c lib/string.c lib/qemu_exit.c lib/trap.c \
                  lib/memmap.c lib/paging.c lib/kmem.c lib/vmem_port_kernel.c \
-                 lib/ktest_env.c lib/ktests.c
+                 lib/ktest_env.c lib/ktests.c lib/smp.c lib/smp_stress.c
 KERNEL_OBJS := $(KERNEL_ASM_SRCS:%.S=$(KERNEL_OBJ_DIR)/%.o) \
                $(KERNEL_C_SRCS:%.c=$(KERNEL_OBJ_DIR)/%.o) \
                $(TEST_SRCS:%.c=$(KERNEL_OBJ_DIR)/%.o)
@@ -48,13 +50,16 @@ KERNEL_HEADERS := $(HEADERS) $(wildcard lib/*.h)
 
 # Deliberately broken variants of the same kernel (boot/kmain.c with
 # -DKERNEL_BREAK=...), which the runner must report as failures.
-KERNEL_BREAKS := fail fault overflow hang triple no-result
+KERNEL_BREAKS := fail fault overflow hang triple no-result ap-fault ap-never-up ap-stall
 KERNEL_BREAK_IMAGES := $(KERNEL_BREAKS:%=$(KERNEL_DIR)/vmem-kernel-break-%.elf32)
 
 # Memory sizes check-kernel boots with: small, the default, and enough
 # that QEMU puts RAM above 4 GiB.
 KERNEL_CHECK_MEMORY := 64M 512M 4G
+# CPUS:MEMORY of the SMP boots check-kernel adds.
+KERNEL_CHECK_SMP := 2:512M 4:512M
 RUN_MEMORY ?= 512M
+CPUS ?= 1
 
 $(KERNEL_OBJ_DIR)/%.o: %.c $(KERNEL_HEADERS)
 	@mkdir -p $(dir $@)
@@ -103,19 +108,23 @@ kernel: $(KERNEL)
 kernel-breaks: $(KERNEL_BREAK_IMAGES)
 
 # The serial log stays in $(RUN_LOG); tools/vmem-svg (tools/svg.mk) draws
-# every arena the kernel dumped next to it (run-<memory>-<arena>.svg), even
-# when the run failed: the pictures help most then. make's status is the
-# runner's.
-RUN_LOG := $(KERNEL_DIR)/logs/run-$(RUN_MEMORY).log
+# every arena the kernel dumped next to it (run-<memory>-<arena>.svg, with
+# CPUS=N run-<memory>-cpus<N>-<arena>.svg), even when the run failed: the
+# pictures help most then. make's status is the runner's. Several CPUs
+# under TCG on a loaded two-core machine take longer than one: the time
+# limit leaves room for 8.
+RUN_TIMEOUT ?= 600
+RUN_LOG := $(KERNEL_DIR)/logs/run-$(RUN_MEMORY)$(if $(filter-out 1,$(CPUS)),-cpus$(CPUS)).log
 SVG_TOOL ?= tools/vmem-svg
 run: $(KERNEL)
-	@status=0; tools/run-qemu.sh --memory $(RUN_MEMORY) --log $(RUN_LOG) $(KERNEL) || status=$$?; \
-	python3 $(SVG_TOOL) --output-dir $(dir $(RUN_LOG)) --prefix run-$(RUN_MEMORY)- $(RUN_LOG) || \
+	@status=0; tools/run-qemu.sh --memory $(RUN_MEMORY) --cpus $(CPUS) --timeout $(RUN_TIMEOUT) \
+	    --log $(RUN_LOG) $(KERNEL) || status=$$?; \
+	python3 $(SVG_TOOL) --output-dir $(dir $(RUN_LOG)) --prefix $(notdir $(basename $(RUN_LOG)))- $(RUN_LOG) || \
 	    echo "run: no pictures of the arenas (tools/vmem-svg failed)"; \
 	exit $$status
 
 check-kernel: $(KERNEL) $(KERNEL_BREAK_IMAGES)
 	boot/check-kernel.sh --kernel $(KERNEL) --breaks $(KERNEL_DIR) \
-	    --memory "$(KERNEL_CHECK_MEMORY)" --logs $(KERNEL_DIR)/logs
+	    --memory "$(KERNEL_CHECK_MEMORY)" --smp "$(KERNEL_CHECK_SMP)" --logs $(KERNEL_DIR)/logs
 
 CHECK_LAYERS += check-kernel

@@ -1,10 +1,14 @@
 /*
  * kmain.c - the test kernel's boot sequence and verdict.
  *
- * Order matters and is the point of the exercise: console and exception
- * handlers first (so anything later that breaks is reported), then the
- * memory map and the rest of the direct map, then vmem_bootstrap() and the
- * arenas, then the tests, then one result line and the exit code.
+ * Order matters and is the point of the exercise: the boot CPU's per-CPU
+ * area (the console lock and every report name the CPU), console and
+ * exception handlers (so anything later that breaks is reported), then the
+ * memory map and the rest of the direct map, then the CPUs are counted and
+ * the LAPIC set up (smp_init: page tables change only while this CPU runs
+ * alone), then vmem_bootstrap() and the arenas, then the tests on this
+ * CPU, then the other CPUs start and the SMP stress runs on all of them,
+ * then one result line and the exit code.
  *
  * This runs in the higher half (lib/layout.h): entry.S has already dropped
  * the identity map, so the Multiboot pointer it gets is physical and only
@@ -25,8 +29,11 @@
 #include "ktests.h"
 #include "memmap.h"
 #include "paging.h"
+#include "percpu.h"
 #include "qemu_exit.h"
 #include "serial.h"
+#include "smp.h"
+#include "smp_stress.h"
 #include "trap.h"
 #include "vmem.h"
 #include "vtest.h"
@@ -38,6 +45,9 @@
 #define KERNEL_BREAK_HANG 4      /* never exits */
 #define KERNEL_BREAK_TRIPLE 5    /* triple fault: QEMU resets, exits 0 */
 #define KERNEL_BREAK_NO_RESULT 6 /* exits with the success code, no result line */
+#define KERNEL_BREAK_AP_FAULT 7    /* CPU 1 faults (boot with 2 CPUs or more) */
+#define KERNEL_BREAK_AP_NEVER_UP 8 /* the last CPU gets no start-up IPI (2 CPUs or more) */
+#define KERNEL_BREAK_AP_STALL 9    /* CPU 1 stops in the SMP stress (2 CPUs or more) */
 
 #ifndef KERNEL_BREAK
 #define KERNEL_BREAK KERNEL_BREAK_NONE
@@ -66,7 +76,7 @@ static void deliberately_failing_test(void)
 }
 #endif
 
-#if KERNEL_BREAK == KERNEL_BREAK_FAULT
+#if KERNEL_BREAK == KERNEL_BREAK_FAULT || KERNEL_BREAK == KERNEL_BREAK_AP_FAULT
 /* volatile: the compiler must not see that the address is NULL and turn
  * the store into a trap instruction of its own. */
 static volatile uintptr_t fault_address = 0x10;
@@ -84,6 +94,17 @@ static uint64_t recurse(uint64_t depth)
     if (depth == recursion_limit)
         return frame[0];
     return recurse(depth + 1) + frame[0];
+}
+#endif
+
+#if KERNEL_BREAK == KERNEL_BREAK_AP_FAULT
+/* Every other CPU runs this; CPU 1 faults, the others stop. */
+static void fault_on_cpu_1(void)
+{
+    if (cpu_id() != 1)
+        return;
+    kprintf("kernel: cpu 1 writing through a null pointer (KERNEL_BREAK=ap-fault)\n");
+    *(volatile uint64_t *)fault_address = 1;
 }
 #endif
 
@@ -111,11 +132,18 @@ static void break_as_configured(void)
 #elif KERNEL_BREAK == KERNEL_BREAK_NO_RESULT
     kprintf("kernel: exiting with success before the result line (KERNEL_BREAK=no-result)\n");
     qemu_exit(true);
+#elif KERNEL_BREAK == KERNEL_BREAK_AP_FAULT
+    /* The fault ends the run; if it never comes, the result line below
+     * says this variant passed, and the runner's test of it fails. */
+    smp_run_on_aps(fault_on_cpu_1);
+    for (uint64_t start = smp_now_ms(); smp_now_ms() - start < 60000;)
+        cpu_pause();
 #endif
 }
 
 void kernel_main(uint32_t magic, uint32_t mbi_phys)
 {
+    percpu_init_boot_cpu();
     serial_init();
     kprintf("libvmem test kernel%s\n",
             KERNEL_BREAK == KERNEL_BREAK_NONE ? "" : " (deliberately broken variant)");
@@ -123,6 +151,7 @@ void kernel_main(uint32_t magic, uint32_t mbi_phys)
     memmap_init(magic, mbi_phys);
     uint64_t map_end = paging_init(memmap_ram_top());
     memmap_print();
+    smp_init();
 
     kmem_init(map_end);
     vmem_dump(&kmem_phys);
@@ -141,6 +170,14 @@ void kernel_main(uint32_t magic, uint32_t mbi_phys)
     static const struct ktest failing = KTEST(deliberately_failing_test);
     ktest_run_list(&failing, 1, &passed, &failed);
 #endif
+
+    /* The other CPUs start only now, so that they do not compete with the
+     * boot CPU's self-tests for the host's cores; then the SMP stress. */
+    smp_start_aps(KERNEL_BREAK == KERNEL_BREAK_AP_NEVER_UP ? smp_cpus_present() - 1 : CPU_MAX);
+    if (KERNEL_BREAK == KERNEL_BREAK_AP_STALL)
+        smp_stress_stall_cpu(1, 3000);
+    if (RUN_TESTS || KERNEL_BREAK == KERNEL_BREAK_AP_STALL)
+        smp_stress_run(&passed, &failed);
 
     /* The frame arena once more, for the pictures (tools/vmem-svg): what
      * the run left allocated (the allocator's own tag pages) and where.

@@ -208,7 +208,9 @@ static void put_serial(struct sink *sink, char c)
 void kvprintf(const char *fmt, va_list args)
 {
     struct sink sink = {put_serial, NULL, 0, 0};
+    uint64_t flags = serial_lock();
     format(&sink, fmt, args);
+    serial_unlock(flags);
 }
 
 void kprintf(const char *fmt, ...)
@@ -240,6 +242,12 @@ size_t ksnprintf(char *buf, size_t size, const char *fmt, ...)
 void kpanic(const char *fmt, ...)
 {
     va_list args;
+    /* One CPU reports (trap_claim_report): a second panic, on this CPU
+     * inside the report or on another, adds nothing. */
+    if (!trap_claim_report())
+        qemu_exit(false);
+    uint64_t console = serial_lock();
+    (void)console; /* held until the run ends */
     kprintf("\nKERNEL PANIC: ");
     va_start(args, fmt);
     kvprintf(fmt, args);

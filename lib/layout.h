@@ -39,6 +39,15 @@
 /* The kernel window maps the physical first GiB: the image must fit. */
 #define KERNEL_WINDOW_SIZE 0x40000000
 
+/* CPUs the kernel brings up at most (lib/smp.c; the GDT has a TSS slot
+ * for each). */
+#define CPU_MAX 8
+/* The page the other CPUs start in (real mode, so below 1 MiB, and a
+ * start-up IPI names it by its page number). memmap.c checks that it is
+ * free RAM and keeps it out of the frame arena; boot/ap_start.S is copied
+ * there. */
+#define AP_TRAMPOLINE_PHYS 0x8000
+
 #ifndef __ASSEMBLER__
 #include <stdint.h>
 

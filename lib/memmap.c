@@ -10,7 +10,8 @@
  *    usable ranges are page-aligned and never share a frame with anything
  *    reserved.
  *  - A usable range is available RAM with every reserved range cut out; it
- *    never includes the first MiB, the kernel image (whose end covers .bss,
+ *    never includes the first MiB (where the other CPUs' start-up
+ *    trampoline lives, checked to be free RAM), the kernel image (whose end covers .bss,
  *    the stacks and the boot page tables), the Multiboot structures, or
  *    frames taken with memmap_take_early().
  *  - Every address here is physical. The loader's structures are read
@@ -18,6 +19,8 @@
  *    first 4 GiB, where Multiboot 1 puts all of them.
  */
 #include "memmap.h"
+
+#include <stdbool.h>
 
 #include "kprintf.h"
 #include "layout.h"
@@ -72,6 +75,26 @@ void memmap_reserve(uint64_t base, uint64_t size, const char *what)
     reserved[at] = r;
 }
 
+/* True when the page at base is available RAM that no reserved range
+ * holds, the blanket reservation of the first MiB aside. */
+static bool low_page_is_free_ram(uint64_t base)
+{
+    bool ram = false;
+    for (size_t i = 0; i < region_count; i++) {
+        const struct region *r = &regions[i];
+        if (r->type == MULTIBOOT_MEMORY_AVAILABLE && r->base <= base &&
+            base + PAGE_SIZE <= r->base + r->size)
+            ram = true;
+    }
+    for (size_t i = 0; i < reserved_count; i++) {
+        const struct reserved *r = &reserved[i];
+        bool first_mib = r->base == 0 && r->end == FIRST_MIB;
+        if (!first_mib && r->base < base + PAGE_SIZE && base < r->end)
+            return false;
+    }
+    return ram;
+}
+
 static size_t string_length(const char *s)
 {
     size_t n = 0;
@@ -123,6 +146,11 @@ void memmap_init(uint32_t magic, uint32_t mbi_phys)
             reserve_string(mods[i].string, "multiboot module string");
         }
     }
+    /* The other CPUs start in real mode at a fixed page (lib/layout.h):
+     * it must be RAM the loader left alone. */
+    if (!low_page_is_free_ram(AP_TRAMPOLINE_PHYS))
+        kpanic("memmap: the AP trampoline page %#x is not free RAM", AP_TRAMPOLINE_PHYS);
+    memmap_reserve(AP_TRAMPOLINE_PHYS, PAGE_SIZE, "AP start-up trampoline");
 }
 
 static const char *type_name(uint32_t type)

@@ -15,6 +15,10 @@
  *    physical arena exists), so it is never handed out as a frame.
  *  - Only one PDPT serves the direct map: it ends at 512 GiB, and more RAM
  *    than that is left out (with a message) rather than mapped wrongly.
+ *  - Page tables change only while the boot CPU runs alone (before
+ *    smp.c starts the others), so no other CPU's TLB needs a flush.
+ *  - Device registers (the LAPIC) are mapped uncached, as 4 KiB pages of
+ *    the direct map; RAM is mapped write-back.
  *  - Large pages are split only in the first 4 GiB, inside the boot
  *    directories. The kernel window shares the first directory with the
  *    direct map, so a split (and an unmapped guard page) shows in both;
@@ -32,6 +36,8 @@
 
 #define PTE_PRESENT 0x1ull
 #define PTE_WRITE 0x2ull
+#define PTE_WRITE_THROUGH 0x8ull
+#define PTE_CACHE_DISABLE 0x10ull
 #define PTE_HUGE 0x80ull
 #define PTE_ADDR_MASK 0x000ffffffffff000ull
 #define ENTRIES 512
@@ -39,7 +45,7 @@
 #define SIZE_1G (1ull << 30)
 #define BOOT_MAPPED (4 * SIZE_1G)
 #define MAP_LIMIT (512 * SIZE_1G) /* what one PDPT covers */
-#define SPLIT_TABLES 4
+#define SPLIT_TABLES 8
 
 /* From boot/entry.S and boot/kernel.ld. */
 extern uint64_t boot_pml4[ENTRIES], boot_pdpt[ENTRIES], boot_pd[4][ENTRIES];
@@ -81,6 +87,16 @@ void paging_unmap_kernel_page(const void *addr)
     table[(phys / PAGE_SIZE) % ENTRIES] = 0;
     cpu_invlpg((uintptr_t)addr);
     cpu_invlpg((uintptr_t)phys_to_virt(phys));
+}
+
+void *paging_map_uncached(uint64_t phys)
+{
+    phys &= ~(PAGE_SIZE - 1);
+    uint64_t *table = split_2m(phys);
+    table[(phys / PAGE_SIZE) % ENTRIES] |= PTE_CACHE_DISABLE | PTE_WRITE_THROUGH;
+    void *virt = phys_to_virt(phys);
+    cpu_invlpg((uintptr_t)virt);
+    return virt;
 }
 
 /* Maps the direct map's [BOOT_MAPPED, end) with 2 MiB pages, one new

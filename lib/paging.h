@@ -22,4 +22,9 @@ uint64_t paging_init(uint64_t ram_top);
  * page first. */
 void paging_unmap_kernel_page(const void *addr);
 
+/* Makes the direct map's 4 KiB page at phys (below 4 GiB: device
+ * registers such as the LAPIC's) uncached, splitting its 2 MiB page, and
+ * returns its address. */
+void *paging_map_uncached(uint64_t phys);
+
 #endif /* KERNEL_PAGING_H */

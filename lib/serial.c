@@ -7,6 +7,12 @@
  * of another line. The only state is the "initialised" flag; the UART's
  * registers are the rest.
  *
+ * Several CPUs print: a console lock (serial_lock) keeps each message in
+ * one piece. It is an interrupt-disabling spinlock that its holder may
+ * take again (a fault report in the middle of a line), and a CPU that
+ * waits far longer than any message takes prints anyway, so that a CPU
+ * stopped while holding it cannot silence the others' reports.
+ *
  * Lines end in a bare '\n': the log is read by scripts (tools/run-qemu.sh
  * greps it), not by a terminal that needs "\r\n".
  */
@@ -40,6 +46,43 @@
 
 static bool serial_ready;
 
+#define NO_OWNER (~0u)
+/* Pauses before a waiter decides the holder is gone: many times what the
+ * longest message takes. */
+#define CONSOLE_SPIN_LIMIT (1u << 26)
+static unsigned console_owner = NO_OWNER;
+static unsigned console_depth; /* the owner's nesting */
+
+uint64_t serial_lock(void)
+{
+    uint64_t flags = cpu_irq_save();
+    unsigned me = cpu_id();
+    if (__atomic_load_n(&console_owner, __ATOMIC_ACQUIRE) == me) {
+        console_depth++;
+        return flags;
+    }
+    for (uint32_t spins = 0;; spins++) {
+        unsigned expected = NO_OWNER;
+        if (__atomic_compare_exchange_n(&console_owner, &expected, me, false,
+                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            break;
+        if (spins == CONSOLE_SPIN_LIMIT) {
+            __atomic_store_n(&console_owner, me, __ATOMIC_SEQ_CST);
+            break;
+        }
+        cpu_pause();
+    }
+    console_depth = 1;
+    return flags;
+}
+
+void serial_unlock(uint64_t flags)
+{
+    if (--console_depth == 0)
+        __atomic_store_n(&console_owner, NO_OWNER, __ATOMIC_RELEASE);
+    cpu_irq_restore(flags);
+}
+
 void serial_init(void)
 {
     cpu_outb(COM1 + UART_IER, 0x00);
@@ -66,12 +109,16 @@ void serial_putc(char c)
 
 void serial_write(const char *text, size_t len)
 {
+    uint64_t flags = serial_lock();
     for (size_t i = 0; i < len; i++)
         serial_putc(text[i]);
+    serial_unlock(flags);
 }
 
 void serial_puts(const char *text)
 {
+    uint64_t flags = serial_lock();
     while (*text != '\0')
         serial_putc(*text++);
+    serial_unlock(flags);
 }

@@ -1,5 +1,6 @@
 /*
- * trap.c - the TSS, the IDT, and the report of a fatal exception.
+ * trap.c - the TSSs (one per CPU), the IDT, and the report of a fatal
+ * exception.
  *
  * The test kernel has no use for recoverable exceptions: any exception
  * means the kernel or the allocator under test is broken. The handler's
@@ -7,10 +8,13 @@
  * the failure code, because a triple fault under -no-reboot would end
  * QEMU with status 0, the same as a clean shutdown.
  *
- * Invariants: the TSS and IDT are written once, before the first
- * exception can matter, and never change. A fault inside the fault report
- * (the console broken, say) is caught by a nesting counter and ends the
- * run at once instead of recursing.
+ * Invariants: the IDT is written by the boot CPU before any other CPU
+ * starts, and never changes after; each CPU's TSS is written once, by that
+ * CPU, before it runs anything that can fault. One CPU reports: the first
+ * to fault or panic (trap_claim_report) prints and ends the run, and any
+ * other that faults or panics meanwhile stops quietly. A fault inside the
+ * fault report (the console broken, say) is caught and ends the run at
+ * once instead of recursing.
  */
 #include "trap.h"
 
@@ -19,15 +23,17 @@
 
 #include "cpu.h"
 #include "kprintf.h"
+#include "percpu.h"
 #include "qemu_exit.h"
 #include "serial.h"
 
 #define SEL_KERNEL_CODE 0x08
-#define SEL_TSS 0x18
+#define SEL_TSS 0x18 /* the boot CPU's; CPU i's is SEL_TSS + 16 * i */
 #define GATE_INTERRUPT 0x8e /* present, ring 0, 64-bit interrupt gate */
 #define TSS_AVAILABLE 0x89  /* present, 64-bit TSS, not busy */
 #define IST_FAULT_STACK 1
 #define EXCEPTION_VECTORS 32
+#define IDT_VECTORS 256
 
 #define VEC_NMI 2
 #define VEC_DOUBLE_FAULT 8
@@ -63,31 +69,49 @@ struct __attribute__((packed)) table_pointer {
 
 /* From boot/entry.S and boot/isr.S. */
 extern uint64_t gdt[];
-extern char fault_stack_top[];
-extern char kernel_stack_guard[], kernel_stack_bottom[], boot_stack_top[];
-extern char fault_stack_guard[];
 extern const uint64_t exception_stubs[EXCEPTION_VECTORS];
 extern char __text_start[], __text_end[]; /* boot/kernel.ld */
 
 #define STACK_SCAN_WORDS 1024
 #define STACK_SCAN_SHOWN 24
 
-static struct tss64 tss;
-static struct idt_gate idt[EXCEPTION_VECTORS] __attribute__((aligned(16)));
+static struct tss64 tss[CPU_MAX];
+static struct idt_gate idt[IDT_VECTORS] __attribute__((aligned(16)));
 
-static void install_tss(void)
+/* CPU c's TSS, whose IST1 is c's fault stack, into c's GDT slot, and
+ * loaded: called on CPU c. */
+static void install_tss(const struct percpu *c)
 {
-    tss.ist[IST_FAULT_STACK - 1] = (uint64_t)(uintptr_t)fault_stack_top;
-    tss.iomap_base = sizeof(tss); /* no I/O permission bitmap */
+    struct tss64 *t = &tss[c->id];
+    t->ist[IST_FAULT_STACK - 1] = (uint64_t)(uintptr_t)c->fault_stack_top;
+    t->iomap_base = sizeof(*t); /* no I/O permission bitmap */
 
-    uint64_t base = (uint64_t)(uintptr_t)&tss;
-    uint64_t limit = sizeof(tss) - 1;
+    uint64_t base = (uint64_t)(uintptr_t)t;
+    uint64_t limit = sizeof(*t) - 1;
+    unsigned selector = SEL_TSS + 16 * c->id;
     /* A 16-byte system descriptor: the usual 8 bytes, then base 63..32. */
-    gdt[SEL_TSS / 8] = (limit & 0xffff) | ((base & 0xffffff) << 16) |
-                       ((uint64_t)TSS_AVAILABLE << 40) | (((limit >> 16) & 0xf) << 48) |
-                       (((base >> 24) & 0xff) << 56);
-    gdt[SEL_TSS / 8 + 1] = base >> 32;
-    __asm__ volatile("ltr %w0" : : "r"((uint16_t)SEL_TSS) : "memory");
+    gdt[selector / 8] = (limit & 0xffff) | ((base & 0xffffff) << 16) |
+                        ((uint64_t)TSS_AVAILABLE << 40) | (((limit >> 16) & 0xf) << 48) |
+                        (((base >> 24) & 0xff) << 56);
+    gdt[selector / 8 + 1] = base >> 32;
+    __asm__ volatile("ltr %w0" : : "r"((uint16_t)selector) : "memory");
+}
+
+static void set_gate(unsigned vector, uint64_t target, unsigned ist)
+{
+    idt[vector].offset_low = (uint16_t)target;
+    idt[vector].selector = SEL_KERNEL_CODE;
+    idt[vector].ist = (uint8_t)ist;
+    idt[vector].type = GATE_INTERRUPT;
+    idt[vector].offset_mid = (uint16_t)(target >> 16);
+    idt[vector].offset_high = (uint32_t)(target >> 32);
+    idt[vector].reserved = 0;
+}
+
+static void load_idt(void)
+{
+    struct table_pointer pointer = {sizeof(idt) - 1, (uint64_t)(uintptr_t)idt};
+    __asm__ volatile("lidt %0" : : "m"(pointer) : "memory");
 }
 
 static bool uses_fault_stack(unsigned vector)
@@ -98,21 +122,26 @@ static bool uses_fault_stack(unsigned vector)
 
 void trap_init(void)
 {
-    install_tss();
-    for (unsigned v = 0; v < EXCEPTION_VECTORS; v++) {
-        uint64_t target = exception_stubs[v];
-        idt[v].offset_low = (uint16_t)target;
-        idt[v].selector = SEL_KERNEL_CODE;
-        idt[v].ist = uses_fault_stack(v) ? IST_FAULT_STACK : 0;
-        idt[v].type = GATE_INTERRUPT;
-        idt[v].offset_mid = (uint16_t)(target >> 16);
-        idt[v].offset_high = (uint32_t)(target >> 32);
-        idt[v].reserved = 0;
-    }
-    /* Vectors past 31 are outside the limit: an unexpected interrupt or an
-     * int $n then raises #GP, which is reported like any other fault. */
-    struct table_pointer pointer = {sizeof(idt) - 1, (uint64_t)(uintptr_t)idt};
-    __asm__ volatile("lidt %0" : : "m"(pointer) : "memory");
+    install_tss(this_cpu());
+    for (unsigned v = 0; v < EXCEPTION_VECTORS; v++)
+        set_gate(v, exception_stubs[v], uses_fault_stack(v) ? IST_FAULT_STACK : 0);
+    /* Vectors past 31 are not present until trap_set_interrupt() fills
+     * them: an unexpected interrupt or an int $n then raises #NP, which is
+     * reported like any other fault. */
+    load_idt();
+}
+
+void trap_init_cpu(void)
+{
+    install_tss(this_cpu());
+    load_idt();
+}
+
+void trap_set_interrupt(unsigned vector, void (*stub)(void))
+{
+    if (vector < EXCEPTION_VECTORS || vector >= IDT_VECTORS)
+        kpanic("trap_set_interrupt: vector %u is not an interrupt vector", vector);
+    set_gate(vector, (uint64_t)(uintptr_t)stub, 0);
 }
 
 static const char *const exception_names[EXCEPTION_VECTORS] = {
@@ -142,9 +171,10 @@ static bool within(uint64_t addr, const char *lo, const char *hi)
 /* Says what a page-fault address most likely means. */
 static const char *page_fault_hint(uint64_t cr2)
 {
-    if (within(cr2, kernel_stack_guard, kernel_stack_bottom))
+    const struct percpu *c = this_cpu();
+    if (within(cr2, c->stack_guard, c->stack_bottom))
         return "kernel stack overflow (hit the guard page below the stack)";
-    if (within(cr2, fault_stack_guard, fault_stack_guard + 4096))
+    if (within(cr2, c->fault_stack_guard, c->fault_stack_guard + 4096))
         return "fault stack overflow";
     if (cr2 < 4096)
         return "NULL pointer dereference";
@@ -157,13 +187,14 @@ void trap_print_code_addresses(uint64_t rsp)
      * to follow; instead, list the words near the top of the stack that
      * point into the kernel's code: most are return addresses, which
      * addr2line on the kernel's .elf turns into a call chain. */
-    if (!within(rsp, kernel_stack_bottom, boot_stack_top))
+    const struct percpu *c = this_cpu();
+    if (!within(rsp, c->stack_bottom, c->stack_top))
         return;
     const uint64_t *sp = (const uint64_t *)(uintptr_t)rsp;
     int shown = 0;
     kprintf("  code addresses on the stack:");
     for (size_t i = 0; i < STACK_SCAN_WORDS && shown < STACK_SCAN_SHOWN &&
-                       within((uint64_t)(uintptr_t)&sp[i], kernel_stack_bottom, boot_stack_top);
+                       within((uint64_t)(uintptr_t)&sp[i], c->stack_bottom, c->stack_top);
          i++) {
         if (within(sp[i], __text_start, __text_end)) {
             kprintf(" %lx", (unsigned long)sp[i]);
@@ -173,19 +204,33 @@ void trap_print_code_addresses(uint64_t rsp)
     kprintf("\n");
 }
 
-static unsigned fault_depth;
+#define NO_REPORTER CPU_MAX
+static unsigned reporter = NO_REPORTER;
+
+bool trap_claim_report(void)
+{
+    unsigned me = cpu_id(), none = NO_REPORTER;
+    if (__atomic_compare_exchange_n(&reporter, &none, me, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        return true;
+    if (none == me)
+        return false;
+    cpu_halt_forever(); /* another CPU is reporting, and ends the run */
+}
 
 void trap_dispatch(struct trap_frame *f)
 {
-    if (++fault_depth > 1) {
+    if (!trap_claim_report()) {
         serial_puts("\nKERNEL FAULT: another exception while reporting one\n");
         qemu_exit(false);
     }
+    uint64_t console = serial_lock();
+    (void)console; /* held until the run ends */
     unsigned vector = (unsigned)f->vector;
     uint64_t cr2 = cpu_read_cr2();
     /* The first line alone says what happened (the runner quotes it). */
-    kprintf("\nKERNEL FAULT: %s (vector %u), error code %#lx, at rip %p",
-            vector < EXCEPTION_VECTORS ? exception_names[vector] : "unknown", vector,
+    kprintf("\nKERNEL FAULT: %s (vector %u) on cpu %u, error code %#lx, at rip %p",
+            vector < EXCEPTION_VECTORS ? exception_names[vector] : "unknown", vector, cpu_id(),
             (unsigned long)f->error, (void *)(uintptr_t)f->rip);
     if (vector == VEC_PAGE_FAULT) {
         const char *hint = page_fault_hint(cr2);

@@ -4,6 +4,7 @@
 #ifndef KERNEL_TRAP_H
 #define KERNEL_TRAP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* What boot/isr.S leaves on the stack, lowest address first. */
@@ -14,10 +15,25 @@ struct trap_frame {
     uint64_t rip, cs, rflags, rsp, ss; /* pushed by the CPU */
 };
 
-/* Installs the TSS (whose IST1 is the fault stack) and an IDT with a
- * handler for each of the 32 exception vectors. #DF, #PF, #NMI and #MC
- * run on the fault stack, so a kernel stack overflow is still reported. */
+/* On the boot CPU: installs its TSS (whose IST1 is the fault stack) and
+ * an IDT with a handler for each of the 32 exception vectors. #DF, #PF,
+ * #NMI and #MC run on the fault stack, so a kernel stack overflow is still
+ * reported. Needs percpu_init_boot_cpu(). */
 void trap_init(void);
+
+/* On another CPU, once its per-CPU area is loaded: its own TSS (IST1 on
+ * its own fault stack), and the shared IDT. */
+void trap_init_cpu(void);
+
+/* Routes interrupt vector (32..255) to stub. Boot CPU, before the other
+ * CPUs start. */
+void trap_set_interrupt(unsigned vector, void (*stub)(void));
+
+/* Makes the calling CPU the one that reports and ends the run: true for
+ * the first caller; false when the caller already is the reporter (a
+ * fault inside its report); a CPU that comes second halts here for good,
+ * since the first ends the run. */
+bool trap_claim_report(void);
 
 /* Called by the exception stubs: prints "KERNEL FAULT: ..." with the
  * vector, error code, RIP, CR2 and every register, then ends the run with

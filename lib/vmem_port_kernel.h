@@ -13,11 +13,11 @@
 
 #include "vmem.h"
 
-/* Replaces the misuse handler. With none (the default) a misuse report is
- * printed and the kernel panics: nothing at boot misuses the API on
- * purpose. */
+/* Replaces the misuse handler and returns the one it replaces. With none
+ * (the default) a misuse report is printed and the kernel panics: nothing
+ * at boot misuses the API on purpose. */
 typedef void KportMisuseHandler(const VmemMisuse *report);
-void kport_set_misuse_handler(KportMisuseHandler *handler);
+KportMisuseHandler *kport_set_misuse_handler(KportMisuseHandler *handler);
 
 /* Prints a misuse report on the console, in one line. */
 void kport_print_misuse(const VmemMisuse *report);

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # run-qemu.sh - boot the libvmem test kernel under QEMU and judge the run.
 #
-#   tools/run-qemu.sh [--memory SIZE] [--timeout SECONDS] [--log FILE] [--quiet] KERNEL
+#   tools/run-qemu.sh [--memory SIZE] [--cpus N] [--timeout SECONDS] [--log FILE] [--quiet] KERNEL
 #
 # Boots KERNEL (a Multiboot 1 ELF32) with qemu-system-x86_64 under TCG (never
-# KVM), COM1 written to a log file and QEMU's isa-debug-exit device at port
+# KVM), with N CPUs (default 1; with more, multi-threaded TCG: one host
+# thread per guest CPU), COM1 written to a log file and QEMU's isa-debug-exit device at port
 # 0xf4. Shows the serial log as it grows (with --quiet: only on failure, the
 # last lines), then one verdict line:
 #   run-qemu: PASS: ...                      or
@@ -27,19 +28,21 @@ readonly STATUS_FAILURE=35
 readonly RESULT_RE='^[0-9]+ passed, [0-9]+ failed$'
 
 memory=512M
+cpus=1
 timeout_s=300
 log=
 quiet=0
 qemu=${QEMU:-qemu-system-x86_64}
 
 usage() {
-    echo "usage: $0 [--memory SIZE] [--timeout SECONDS] [--log FILE] [--quiet] KERNEL" >&2
+    echo "usage: $0 [--memory SIZE] [--cpus N] [--timeout SECONDS] [--log FILE] [--quiet] KERNEL" >&2
     exit 2
 }
 
 while [ $# -gt 0 ]; do
     case $1 in
     -m | --memory) [ $# -ge 2 ] || usage; memory=$2; shift 2 ;;
+    -c | --cpus) [ $# -ge 2 ] || usage; cpus=$2; shift 2 ;;
     -t | --timeout) [ $# -ge 2 ] || usage; timeout_s=$2; shift 2 ;;
     -l | --log) [ $# -ge 2 ] || usage; log=$2; shift 2 ;;
     -q | --quiet) quiet=1; shift ;;
@@ -50,6 +53,14 @@ while [ $# -gt 0 ]; do
 done
 [ $# -eq 1 ] || usage
 kernel=$1
+case $cpus in
+[1-8]) ;;
+*) echo "$0: --cpus must be 1 to 8 (the test kernel's CPU_MAX), not '$cpus'" >&2; exit 2 ;;
+esac
+# One CPU keeps QEMU's default single-threaded TCG; several get a host
+# thread each, so that they really run at the same time.
+accel=tcg
+[ "$cpus" -eq 1 ] || accel=tcg,thread=multi
 
 passed=0
 failed=0
@@ -77,10 +88,10 @@ mkdir -p "$(dirname "$log")"
 : >"$log"
 qemu_err=$tmpdir/qemu.stderr
 
-echo "run-qemu: $qemu -accel tcg -m $memory -kernel $kernel (timeout ${timeout_s}s, log $log)"
+echo "run-qemu: $qemu -accel $accel -smp $cpus -m $memory -kernel $kernel (timeout ${timeout_s}s, log $log)"
 # -nodefaults: no NIC, no VGA, nothing to probe; -no-reboot: a reset (a
 # triple fault) ends QEMU instead of rebooting forever.
-timeout --kill-after=10 "$timeout_s" "$qemu" -accel tcg -m "$memory" -nodefaults \
+timeout --kill-after=10 "$timeout_s" "$qemu" -accel "$accel" -smp "$cpus" -m "$memory" -nodefaults \
     -display none -no-reboot -serial "file:$log" -monitor none \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 -kernel "$kernel" \
     </dev/null 2>"$qemu_err" &
@@ -140,7 +151,7 @@ case $status in
     elif [ "$passed" -eq 0 ]; then
         fail "no test ran: the result line says 0 passed"
     fi
-    echo "run-qemu: PASS: $passed passed at -m $memory (exit status $status)"
+    echo "run-qemu: PASS: $passed passed at -m $memory -smp $cpus (exit status $status)"
     echo "$passed passed, $failed failed"
     exit 0
     ;;

@@ -7,7 +7,7 @@
 #
 # KERNEL_DIR holds vmem-kernel.elf32 and the deliberately broken variants
 # vmem-kernel-break-<how>.elf32 (boot/kmain.c built with -DKERNEL_BREAK=...;
-# `make kernel-breaks`). Each case passes when the runner exits non-zero,
+# `make kernel-breaks`); the ap-* variants boot with two CPUs. Each case passes when the runner exits non-zero,
 # its verdict line matches the expected reason, and its last line is
 # "N passed, N failed" with N failed >= 1. Cases run concurrently (they are
 # small); results print in a fixed order, then "N passed, N failed".
@@ -54,6 +54,18 @@ add_case triple_fault_is_reported \
 add_case missing_result_line_is_reported \
     '^run-qemu: FAIL: missing result line: ' -- \
     "$runner" --quiet --memory 64M "$(break_kernel no-result)"
+# Two CPUs: the second one breaks. Its fault must be reported like the
+# boot CPU's, naming it; a CPU that never starts, or stops in the middle
+# of the SMP stress, must fail the boot, not leave the others waiting.
+add_case other_cpu_fault_is_reported \
+    '^run-qemu: FAIL: kernel fault: #PF page fault \(vector 14\) on cpu 1, .*NULL pointer dereference' -- \
+    "$runner" --quiet --cpus 2 --memory 64M "$(break_kernel ap-fault)"
+add_case cpu_that_never_starts_is_reported \
+    '^run-qemu: FAIL: kernel panic: smp: cpu 1 \(APIC id [0-9]+\) did not come up within [0-9]+ ms' -- \
+    "$runner" --quiet --cpus 2 --memory 64M "$(break_kernel ap-never-up)"
+add_case cpu_that_stops_is_caught_by_the_watchdog \
+    '^run-qemu: FAIL: kernel panic: smp stress: cpu 1 stopped making progress' -- \
+    "$runner" --quiet --cpus 2 --memory 64M "$(break_kernel ap-stall)"
 add_case missing_qemu_is_reported \
     "^run-qemu: FAIL: qemu missing: '/nonexistent/qemu-system-x86_64' not found" -- \
     env QEMU=/nonexistent/qemu-system-x86_64 "$runner" --quiet "$dir/vmem-kernel.elf32"
