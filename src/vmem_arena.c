@@ -769,7 +769,8 @@ static VmemTag *best_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 static VmemTag *next_fit_indexed(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
     if (vm->vm_rotor > req->min) {
-        VmemRequest after_rotor = *req;
+        VmemRequest after_rotor;
+        request_copy(&after_rotor, req);
         after_rotor.min = vm->vm_rotor;
         if (after_rotor.min <= after_rotor.max_last) {
             VmemTag *tag = address_order_fit(vm, &after_rotor, addrp);
@@ -794,7 +795,8 @@ static VmemTag *next_fit_indexed(Vmem *vm, const VmemRequest *req, uintptr_t *ad
 static VmemTag *next_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
     uintptr_t rotor = vm->vm_rotor;
-    VmemRequest after_rotor = *req;
+    VmemRequest after_rotor;
+    request_copy(&after_rotor, req);
     if (rotor > after_rotor.min)
         after_rotor.min = rotor;
     int budget = NEXT_FIT_WALK;
@@ -1871,7 +1873,12 @@ static void user_stat(Vmem *vm, VmemStat *out)
     VmemQcacheUsage usage;
     vmem_qcache_usage(vm, &usage);
     VmemIrqState state = vmem_port_lock(&vm->vm_lock);
-    *out = vm->stat;
+    /* Field by field: a struct assignment may become a memcpy call. */
+    out->in_use = vm->stat.in_use;
+    out->import = vm->stat.import;
+    out->total = vm->stat.total;
+    out->alloc = vm->stat.alloc;
+    out->free = vm->stat.free;
     vmem_port_unlock(&vm->vm_lock, state);
     out->in_use = out->in_use - usage.slab_bytes + usage.objects_bytes;
     out->alloc = out->alloc - usage.slabs_created + usage.allocs;

@@ -770,7 +770,7 @@ static bool slab_take(const VmemQcacheState *qs, QcCache *cache, unsigned home, 
     VmemSlab *slab = slab_pick(cache, home, reach);
     if (slab == NULL)
         return false;
-    unsigned q = (unsigned)__builtin_ctzll(slab->in_slab);
+    unsigned q = ctz64(slab->in_slab);
     slab->in_slab &= ~((uint64_t)1 << q);
     slab->out++;
     __atomic_store_n(&slab->state[q], (uint8_t)OBJ_ALLOCATED, __ATOMIC_RELAXED);
