@@ -14,8 +14,8 @@
  * is new.
  *
  * This header includes only <stddef.h>, <stdint.h> and <stdbool.h>, defines
- * names only in the vmem_ / Vmem / VM_ / VMEM_ namespaces, and compiles as
- * C11 and as C++.
+ * names only in the vmem_ / Vmem / VM_ / VMEM_ namespaces, and compiles
+ * warning-free (-Wpedantic) as C89 to C23 and as C++98 to C++20.
  *
  * Conventions used throughout:
  *  - Ranges are half-open, [addr, addr + size). A span may end exactly at the
@@ -41,6 +41,15 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* bool is C99's _Bool, which gcc and clang also offer in C89 but flag under
+ * -Wpedantic; __extension__ says the header uses it knowingly. */
+#if defined(__GNUC__) && !defined(__cplusplus) && \
+    (!defined(__STDC_VERSION__) || __STDC_VERSION__ < 199901L)
+#define VMEM_C99_BOOL __extension__
+#else
+#define VMEM_C99_BOOL
 #endif
 
 /* ---- Flags (values are those of the original header) ------------------- */
@@ -317,7 +326,7 @@ typedef void VmemWalker(void *arg, uintptr_t addr, size_t size, int type);
 void vmem_walk(Vmem *vmp, int typemask, VmemWalker *func, void *arg);
 
 /* True if [addr, addr + size) lies within one span of the arena. */
-bool vmem_contains(Vmem *vmp, void *addr, size_t size);
+VMEM_C99_BOOL bool vmem_contains(Vmem *vmp, void *addr, size_t size);
 
 /* The arena's statistics as its callers see them, exactly: resources held
  * by the quantum caches count as free, and their slabs as nothing. (The
@@ -369,8 +378,8 @@ typedef enum {
     VMEM_MISUSE_FREE_WRONG_CALL,   /* vmem_free of an xalloc segment, or the
                                       reverse, where the caches make it matter */
     VMEM_MISUSE_DESTROY_BUSY,      /* vmem_destroy with allocated segments */
-    VMEM_MISUSE_CANNOT_SLEEP,      /* VM_SLEEP that would wait, port can't */
-} VmemMisuseKind;
+    VMEM_MISUSE_CANNOT_SLEEP       /* VM_SLEEP that would wait, port can't */
+} VmemMisuseKind; /* no comma after the last: C89 and C++98 forbid it */
 
 typedef struct {
     const char *arena;   /* arena name ("?" when there is no arena) */

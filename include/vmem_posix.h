@@ -41,7 +41,7 @@ size_t vmem_posix_pages_outstanding(void);
  * decides if none has yet): on only on x86_64 Linux with an rseq area
  * registered by glibc, the membarrier command, and no more CPUs than
  * VMEM_MAX_CPUS; off under valgrind and the thread sanitizer. */
-bool vmem_posix_cpu_claims(void);
+VMEM_C99_BOOL bool vmem_posix_cpu_claims(void);
 
 #ifdef __cplusplus
 }

@@ -4,10 +4,15 @@
 #   - the freestanding library calls nothing but itself and the port hooks
 #     (no libc, no compiler-emitted memset/memcpy);
 #   - it builds warning-free with both gcc and clang;
-#   - vmem.h includes only <stddef.h> <stdint.h> <stdbool.h>, compiles as C11
-#     and as C++, and defines macros only in the VMEM_ / VM_ namespaces, so a
-#     kernel with its own sys/queue.h can include it;
-#   - vmem.h and vmem_port.h compile on their own (self-contained).
+#   - vmem.h includes only <stddef.h> <stdint.h> <stdbool.h> and defines
+#     macros only in the VMEM_ / VM_ namespaces, so a kernel with its own
+#     sys/queue.h can include it;
+#   - vmem.h, vmem_port.h and vmem_posix.h each compile on their own,
+#     warning-free with -Wpedantic, as every C from C89 to C23 and every C++
+#     from C++98 to C++20, by gcc and clang; a port file needs no header but
+#     vmem_port.h;
+#   - src/ compiled freestanding with no -D options needs no cond hooks, so
+#     it links into a kernel without a scheduler (the example port).
 # Ends with "N passed, N failed".
 set -u
 lib=$1
@@ -57,15 +62,68 @@ done
 includes=$(grep -E '^#include' include/vmem.h | grep -vE '<(stddef|stdint|stdbool)\.h>')
 result header_includes_only_std "$([ -z "$includes" ]; echo $?)" "$includes"
 
-# 5. Compiles as C11 and as C++ (with -Wall -Werror), alone.
-printf '#include "vmem.h"\n#include "vmem_port.h"\nint main(void) { Vmem v; (void)v; return 0; }\n' >"$tmp/use.c"
-gcc -std=c11 -Wall -Wextra -Werror -pedantic -Iinclude -c "$tmp/use.c" -o "$tmp/c.o" 2>"$tmp/err"
-result header_compiles_as_c11 $? "$(head -5 "$tmp/err")"
-cp "$tmp/use.c" "$tmp/use.cpp"
-g++ -std=c++11 -Wall -Wextra -Werror -Iinclude -c "$tmp/use.cpp" -o "$tmp/cpp.o" 2>"$tmp/err"
-result header_compiles_as_cxx $? "$(head -5 "$tmp/err")"
+# 5. Each public header, alone, in every language version a kernel or a
+#    program may be written in (TinyVMem builds with -std=c89 -Wpedantic
+#    -Werror), hosted and freestanding. One result per header and compiler;
+#    the detail names the versions that fail.
+c_stds="c89 c99 c11 c17 c2x"
+cxx_stds="c++98 c++11 c++14 c++17 c++20"
+strict="-Wall -Wextra -Wpedantic -Wundef -Werror -Iinclude"
+for header in vmem.h vmem_port.h vmem_posix.h; do
+    printf '#include "%s"\nint header_user(Vmem *vmp);\nint header_user(Vmem *vmp) { return (int)sizeof *vmp; }\n' \
+        "$header" >"$tmp/use.c"
+    cp "$tmp/use.c" "$tmp/use.cpp"
+    for cc in gcc clang; do
+        case $cc in gcc) cxx=g++ ;; *) cxx=clang++ ;; esac
+        failing=""
+        for std in $c_stds; do
+            for hosting in -fhosted -ffreestanding; do
+                $cc -std=$std $hosting $strict -c "$tmp/use.c" -o "$tmp/use.o" 2>>"$tmp/err.$cc" ||
+                    failing="$failing $std$hosting"
+            done
+        done
+        for std in $cxx_stds; do
+            $cxx -std=$std $strict -c "$tmp/use.cpp" -o "$tmp/use.o" 2>>"$tmp/err.$cc" ||
+                failing="$failing $std"
+        done
+        result "${header%.h}_h_compiles_pedantic_in_c89_to_c23_and_cxx98_to_cxx20_$cc" \
+            "$([ -z "$failing" ]; echo $?)" "fails as:$failing; $(grep -m 2 'error:' "$tmp/err.$cc")"
+        rm -f "$tmp/err.$cc"
+    done
+done
 
-# 6. Namespace: beyond what the three standard headers define, every macro
+# 6. A port file includes vmem_port.h and nothing else of libvmem, and
+#    still has VMEM_PAGE_SIZE and the port options.
+cat >"$tmp/port.c" <<'PORT'
+#include "vmem_port.h"
+static unsigned char port_pages[4][VMEM_PAGE_SIZE];
+void *vmem_port_page_alloc(size_t npages, int vmflag)
+{
+    (void)vmflag;
+    return npages == 1 && VMEM_PORT_CAN_SLEEP == 0 ? port_pages[0] : NULL;
+}
+PORT
+gcc -std=c11 -ffreestanding $strict -c "$tmp/port.c" -o "$tmp/port.o" 2>"$tmp/err"
+result port_file_needs_only_vmem_port_h $? "$(head -5 "$tmp/err")"
+
+# 7. src/ compiled freestanding with no -D options defaults to a port that
+#    cannot sleep, so it links, with nothing undefined, against the example
+#    port, which has no cond hooks.
+kernel_flags="-std=c11 -Wall -Wextra -Werror -Iinclude -Isrc -O2 -ffreestanding -fno-stack-protector
+              -fno-pic -mno-red-zone -mno-sse -mno-mmx -mno-80387 -mcmodel=kernel"
+mkdir "$tmp/kernel"
+: >"$tmp/err"
+status=0
+for src in src/*.c tests/example_port/vmem_port_example.c tests/example_port/kernel_vmem.c \
+           tests/example_port/kernel_stubs.c; do
+    gcc $kernel_flags -c "$src" -o "$tmp/kernel/$(basename "$src" .c).o" 2>>"$tmp/err" || status=1
+done
+[ $status -eq 0 ] && ld -static -nostdlib --no-undefined -e kernel_entry -Ttext=0xffffffff80100000 \
+    -o "$tmp/kernel.elf" "$tmp"/kernel/*.o 2>>"$tmp/err"
+result freestanding_defaults_link_without_cond_hooks $? \
+    "$(grep -m 5 -E 'error|undefined' "$tmp/err" | sort -u)"
+
+# 8. Namespace: beyond what the three standard headers define, every macro
 #    the header adds is VMEM_ / VM_ (its include guard is VMEM_H).
 printf '#include <stddef.h>\n#include <stdint.h>\n#include <stdbool.h>\n' >"$tmp/std.c"
 printf '#include <stddef.h>\n#include <stdint.h>\n#include <stdbool.h>\n#include "vmem.h"\n' >"$tmp/with.c"
