@@ -144,6 +144,27 @@ typedef union {
 } VmemCond;
 
 /*
+ * Layout agreement. VMEM_LOCK_WORDS and VMEM_COND_WORDS set the size and
+ * layout of Vmem, which callers embed: a file compiled with other values
+ * than the library would hand it storage of the wrong shape, and nothing
+ * would say so until arenas went wrong. So every file that includes this
+ * header refers to a symbol whose name spells both values, and the library
+ * defines only the one it was built with; a mismatch fails at link time,
+ * naming the values the file was compiled with:
+ *     undefined reference to `vmem_abi_VMEM_LOCK_WORDS_2_VMEM_COND_WORDS_8'
+ * (so give both as plain decimal numbers). The reference costs one pointer
+ * of read-only data per object file and nothing per call. Compilers other
+ * than gcc and clang go unchecked.
+ */
+#define VMEM_ABI_NAME(lock, cond) VMEM_ABI_NAME_(lock, cond)
+#define VMEM_ABI_NAME_(lock, cond) vmem_abi_VMEM_LOCK_WORDS_##lock##_VMEM_COND_WORDS_##cond
+#define VMEM_ABI_SYMBOL VMEM_ABI_NAME(VMEM_LOCK_WORDS, VMEM_COND_WORDS)
+extern const char VMEM_ABI_SYMBOL;
+#if defined(__GNUC__) || defined(__clang__)
+static const char *const vmem_abi_reference __attribute__((used)) = &VMEM_ABI_SYMBOL;
+#endif
+
+/*
  * Free segments sit on size-class freelists: each power-of-two range of
  * sizes [2^n, 2^(n+1)) is split into VMEM_FREELIST_SPLIT equal classes
  * (sizes below VMEM_FREELIST_SPLIT get a class each), so instant-fit picks

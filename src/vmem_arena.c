@@ -142,6 +142,13 @@
  * call's register saves cost as much as the helper's own work. */
 #define HOT_INLINE static inline __attribute__((always_inline))
 
+/* ---- Layout agreement ----------------------------------------------------- */
+
+/* The one symbol of the vmem_abi_ family that vmem.h makes every caller
+ * refer to: its name spells the layout options this library was built
+ * with, so a caller built with others fails to link. */
+const char VMEM_ABI_SYMBOL = 1;
+
 /* ---- Reports ------------------------------------------------------------- */
 
 const char *vmem_misuse_name(VmemMisuseKind kind)

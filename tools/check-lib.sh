@@ -123,7 +123,60 @@ done
 result freestanding_defaults_link_without_cond_hooks $? \
     "$(grep -m 5 -E 'error|undefined' "$tmp/err" | sort -u)"
 
-# 8. Namespace: beyond what the three standard headers define, every macro
+# 9. Layout agreement: a program compiled with the library's VMEM_LOCK_WORDS
+#    and VMEM_COND_WORDS links and runs; one compiled with another value of
+#    either fails to link, and the linker names the values it was compiled
+#    with. Both for a user program with the hosted library and for a kernel
+#    (the example port) with the freestanding one.
+cat >"$tmp/abi.c" <<'ABI'
+#include "vmem.h"
+int main(void)
+{
+    static Vmem ids;
+    void *id;
+    int ok;
+    vmem_bootstrap();
+    if (vmem_init(&ids, "ids", (void *)1, 100, 1, 0, 0, 0, 0, VM_NOSLEEP) != 0)
+        return 1;
+    id = vmem_alloc(&ids, 1, VM_NOSLEEP);
+    ok = id == (void *)1 && ids.name[0] == 'i' && vmem_check(&ids, 0) == 0;
+    vmem_free(&ids, id, 1);
+    vmem_destroy(&ids);
+    return ok ? 0 : 1;
+}
+ABI
+gcc -std=c99 -Wall -Wextra -Werror -Iinclude "$tmp/abi.c" "$host_lib" -lpthread -o "$tmp/abi" \
+    >"$tmp/err" 2>&1 && "$tmp/abi" >>"$tmp/err" 2>&1
+result abi_matching_layout_links_and_runs $? "$(head -5 "$tmp/err")"
+for option in VMEM_LOCK_WORDS=2 VMEM_COND_WORDS=16; do
+    want=$(echo "vmem_abi_VMEM_LOCK_WORDS_8_VMEM_COND_WORDS_8" | sed "s/${option%=*}_8/${option%=*}_${option#*=}/")
+    if gcc -std=c99 -D$option -Iinclude "$tmp/abi.c" "$host_lib" -lpthread -o "$tmp/abi" >"$tmp/err" 2>&1; then
+        status=1 detail="linked although compiled with -D$option"
+    else
+        grep -q "undefined reference to .$want'" "$tmp/err"
+        status=$? detail="the link failed without naming $want: $(head -3 "$tmp/err")"
+    fi
+    result "abi_${option%=*}_mismatch_fails_to_link_naming_it" $status "$detail"
+done
+: >"$tmp/err"
+status=0
+for src in vmem_port_example kernel_vmem kernel_stubs; do
+    gcc $kernel_flags -DVMEM_LOCK_WORDS=2 -DVMEM_PORT_CAN_SLEEP=0 -DVMEM_PORT_CPU_CLAIMS=0 \
+        -c tests/example_port/$src.c -o "$tmp/kernel/$src.o" 2>>"$tmp/err" || status=1
+done
+if [ $status -ne 0 ]; then
+    detail="the example port does not compile with -DVMEM_LOCK_WORDS=2: $(head -3 "$tmp/err")"
+elif ld -static -nostdlib --no-undefined -e kernel_entry -Ttext=0xffffffff80100000 \
+        -o "$tmp/kernel.elf" "$tmp"/kernel/{vmem_port_example,kernel_vmem,kernel_stubs}.o "$lib" \
+        >>"$tmp/err" 2>&1; then
+    status=1 detail="a kernel compiled with -DVMEM_LOCK_WORDS=2 linked against $lib"
+else
+    grep -q "undefined reference to .vmem_abi_VMEM_LOCK_WORDS_2_VMEM_COND_WORDS_8'" "$tmp/err"
+    status=$? detail="the link failed for another reason: $(head -3 "$tmp/err")"
+fi
+result abi_kernel_with_other_lock_words_fails_to_link_prebuilt_library $status "$detail"
+
+# 10. Namespace: beyond what the three standard headers define, every macro
 #    the header adds is VMEM_ / VM_ (its include guard is VMEM_H).
 printf '#include <stddef.h>\n#include <stdint.h>\n#include <stdbool.h>\n' >"$tmp/std.c"
 printf '#include <stddef.h>\n#include <stdint.h>\n#include <stdbool.h>\n#include "vmem.h"\n' >"$tmp/with.c"
