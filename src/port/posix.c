@@ -65,12 +65,22 @@ _Static_assert(_Alignof(PortMutex) <= _Alignof(VmemLock),
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static PortMutex *registry_first; /* every registered mutex; under registry_lock */
+static size_t registry_count;     /* how many; a longer list has a cycle */
 static pthread_once_t fork_handlers_once = PTHREAD_ONCE_INIT;
 
 static void fork_prepare(void)
 {
     for (unsigned round = 0;; round++) {
         pthread_mutex_lock(&registry_lock);
+        /* Only a lock initialised twice (vmem_init on a live arena) links
+         * itself into the list again, making a cycle in which the sweep
+         * below would find its own lock busy forever: say so instead. */
+        size_t length = 0;
+        for (PortMutex *m = registry_first; m != NULL && length <= registry_count; m = m->next)
+            length++;
+        if (length > registry_count)
+            vmem_port_panic("fork: the lock registry is corrupt: a vmem lock was initialised "
+                            "twice (vmem_init on a live arena?)");
         PortMutex *busy = NULL;
         for (PortMutex *m = registry_first; m != NULL; m = m->next) {
             if (pthread_mutex_trylock(&m->mutex) != 0) {
@@ -118,6 +128,7 @@ static void port_mutex_register(PortMutex *m)
     if (registry_first != NULL)
         registry_first->prev = m;
     registry_first = m;
+    registry_count++;
     pthread_mutex_unlock(&registry_lock);
 }
 
@@ -131,6 +142,7 @@ static void port_mutex_unregister(PortMutex *m)
         registry_first = m->next;
     if (m->next != NULL)
         m->next->prev = m->prev;
+    registry_count--;
     pthread_mutex_unlock(&registry_lock);
 }
 
