@@ -14,8 +14,8 @@
  * is new.
  *
  * This header includes only <stddef.h>, <stdint.h> and <stdbool.h>, defines
- * names only in the vmem_ / Vmem / VM_ / VMEM_ namespaces, and compiles as
- * C11 and as C++.
+ * names only in the vmem_ / Vmem / VM_ / VMEM_ namespaces, and compiles
+ * warning-free (-Wpedantic) as C89 to C23 and as C++98 to C++20.
  *
  * Conventions used throughout:
  *  - Ranges are half-open, [addr, addr + size). A span may end exactly at the
@@ -41,6 +41,15 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* bool is C99's _Bool, which gcc and clang also offer in C89 but flag under
+ * -Wpedantic; __extension__ says the header uses it knowingly. */
+#if defined(__GNUC__) && !defined(__cplusplus) && \
+    (!defined(__STDC_VERSION__) || __STDC_VERSION__ < 199901L)
+#define VMEM_C99_BOOL __extension__
+#else
+#define VMEM_C99_BOOL
 #endif
 
 /* ---- Flags (values are those of the original header) ------------------- */
@@ -185,6 +194,27 @@ typedef union {
     uint64_t vc_words[VMEM_COND_WORDS];
     void *vc_align;
 } VmemCond;
+
+/*
+ * Layout agreement. VMEM_LOCK_WORDS and VMEM_COND_WORDS set the size and
+ * layout of Vmem, which callers embed: a file compiled with other values
+ * than the library would hand it storage of the wrong shape, and nothing
+ * would say so until arenas went wrong. So every file that includes this
+ * header refers to a symbol whose name spells both values, and the library
+ * defines only the one it was built with; a mismatch fails at link time,
+ * naming the values the file was compiled with:
+ *     undefined reference to `vmem_abi_VMEM_LOCK_WORDS_2_VMEM_COND_WORDS_8'
+ * (so give both as plain decimal numbers). The reference costs one pointer
+ * of read-only data per object file and nothing per call. Compilers other
+ * than gcc and clang go unchecked.
+ */
+#define VMEM_ABI_NAME(lock, cond) VMEM_ABI_NAME_(lock, cond)
+#define VMEM_ABI_NAME_(lock, cond) vmem_abi_VMEM_LOCK_WORDS_##lock##_VMEM_COND_WORDS_##cond
+#define VMEM_ABI_SYMBOL VMEM_ABI_NAME(VMEM_LOCK_WORDS, VMEM_COND_WORDS)
+extern const char VMEM_ABI_SYMBOL;
+#if defined(__GNUC__) || defined(__clang__)
+static const char *const vmem_abi_reference __attribute__((used)) = &VMEM_ABI_SYMBOL;
+#endif
 
 /*
  * Free segments sit on size-class freelists: each power-of-two range of
@@ -395,7 +425,7 @@ typedef void VmemWalker(void *arg, uintptr_t addr, size_t size, int type);
 void vmem_walk(Vmem *vmp, int typemask, VmemWalker *func, void *arg);
 
 /* True if [addr, addr + size) lies within one span of the arena. */
-bool vmem_contains(Vmem *vmp, void *addr, size_t size);
+VMEM_C99_BOOL bool vmem_contains(Vmem *vmp, void *addr, size_t size);
 
 /* The arena's statistics as its callers see them, exactly: resources held
  * by the quantum caches count as free, and their slabs as nothing. (The
@@ -448,8 +478,8 @@ typedef enum {
     VMEM_MISUSE_FREE_WRONG_CALL,   /* vmem_free of an xalloc segment, or the
                                       reverse, where the caches make it matter */
     VMEM_MISUSE_DESTROY_BUSY,      /* vmem_destroy with allocated segments */
-    VMEM_MISUSE_CANNOT_SLEEP,      /* VM_SLEEP that would wait, port can't */
-} VmemMisuseKind;
+    VMEM_MISUSE_CANNOT_SLEEP       /* VM_SLEEP that would wait, port can't */
+} VmemMisuseKind; /* no comma after the last: C89 and C++98 forbid it */
 
 typedef struct {
     const char *arena;   /* arena name ("?" when there is no arena) */

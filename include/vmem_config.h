@@ -3,12 +3,14 @@
  *
  * Every option is an #ifndef default, so a kernel can override any of them
  * with -D or by naming its own header in VMEM_CONFIG_HEADER (included first).
- * The _Static_asserts at the bottom reject combinations the allocator cannot
- * honour, at compile time rather than at boot.
+ * The static assertions at the bottom reject combinations the allocator
+ * cannot honour, at compile time rather than at boot.
  *
- * Only the library's sources include this file, and the tests, which must
- * know how the library was built; the public header vmem.h stays free of
- * anything but <stddef.h>, <stdint.h> and <stdbool.h>.
+ * The library's sources include this file, and so does vmem_port.h, since
+ * a port needs VMEM_PAGE_SIZE and the port options; the public header
+ * vmem.h stays free of anything but <stddef.h>, <stdint.h> and <stdbool.h>.
+ * A port file may be written in any C from C89 on, or C++: this file keeps
+ * to what all of them accept.
  */
 #ifndef VMEM_CONFIG_H
 #define VMEM_CONFIG_H
@@ -38,10 +40,19 @@
 #define VMEM_TAG_RESERVE 32
 #endif
 
-/* Set to 0 in a port without a scheduler: VM_SLEEP then never waits and a
- * VM_SLEEP request that cannot be satisfied is reported as misuse. */
+/* 1: the port provides the vmem_port_cond_* hooks (vmem_port.h) and
+ * VM_SLEEP waits on them. 0, for a port without a scheduler: VM_SLEEP then
+ * never waits and a VM_SLEEP request that cannot be satisfied is reported
+ * as misuse. The default is 1 in a hosted build (the POSIX port sleeps on
+ * pthread condition variables) and 0 in a freestanding one, so that a
+ * kernel without a scheduler links without the cond hooks; a kernel that
+ * can sleep says -DVMEM_PORT_CAN_SLEEP=1. */
 #ifndef VMEM_PORT_CAN_SLEEP
+#if defined(__STDC_HOSTED__) && __STDC_HOSTED__ == 1
 #define VMEM_PORT_CAN_SLEEP 1
+#else
+#define VMEM_PORT_CAN_SLEEP 0
+#endif
 #endif
 
 /* Per-CPU magazine pairs in each quantum cache: vmem_port_cpu_enter()
@@ -69,18 +80,31 @@
  * 3 x qcache_max, so with at most 16 caches it holds at most 64 quanta. */
 #define VMEM_QCACHE_SLAB_OBJS 64
 
-_Static_assert(VMEM_MAX_CPUS >= 1, "VMEM_MAX_CPUS must be at least 1");
-_Static_assert(VMEM_QCACHE_MAX_CACHES >= 1 && VMEM_QCACHE_MAX_CACHES <= 16,
-               "a slab's objects are tracked in one 64-bit word: at most 16 caches");
-_Static_assert(VMEM_PAGE_SIZE >= 1024 && (VMEM_PAGE_SIZE & (VMEM_PAGE_SIZE - 1)) == 0,
-               "VMEM_PAGE_SIZE must be a power of two of at least 1 KiB");
-_Static_assert(VMEM_TAG_RESERVE >= 8,
-               "VMEM_TAG_RESERVE must cover at least two nested worst-case operations");
-_Static_assert(VMEM_BOOTSTRAP_TAGS >= 2 * VMEM_TAG_RESERVE,
-               "the static pool must hold the reserve and leave room for real work");
-_Static_assert(VMEM_PORT_CAN_SLEEP == 0 || VMEM_PORT_CAN_SLEEP == 1,
-               "VMEM_PORT_CAN_SLEEP is 0 or 1");
-_Static_assert(VMEM_QCACHE_MAG_ROUNDS >= 2 && VMEM_QCACHE_MAG_ROUNDS <= 200,
-               "a magazine holds 2 to 200 objects (it must fit in a page)");
+/* _Static_assert where the language has it; before C11 and C++11, an array
+ * type whose size is negative, and so an error, when the condition fails. */
+#if defined(__cplusplus) && __cplusplus >= 201103L
+#define VMEM_STATIC_ASSERT(condition, message) static_assert(condition, message)
+#elif !defined(__cplusplus) && defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define VMEM_STATIC_ASSERT(condition, message) _Static_assert(condition, message)
+#else
+#define VMEM_STATIC_ASSERT_NAME(line) VMEM_STATIC_ASSERT_NAME2(line)
+#define VMEM_STATIC_ASSERT_NAME2(line) vmem_static_assert_line_##line
+#define VMEM_STATIC_ASSERT(condition, message) \
+    typedef char VMEM_STATIC_ASSERT_NAME(__LINE__)[(condition) ? 1 : -1]
+#endif
+
+VMEM_STATIC_ASSERT(VMEM_MAX_CPUS >= 1, "VMEM_MAX_CPUS must be at least 1");
+VMEM_STATIC_ASSERT(VMEM_QCACHE_MAX_CACHES >= 1 && VMEM_QCACHE_MAX_CACHES <= 16,
+                   "a slab's objects are tracked in one 64-bit word: at most 16 caches");
+VMEM_STATIC_ASSERT(VMEM_PAGE_SIZE >= 1024 && (VMEM_PAGE_SIZE & (VMEM_PAGE_SIZE - 1)) == 0,
+                   "VMEM_PAGE_SIZE must be a power of two of at least 1 KiB");
+VMEM_STATIC_ASSERT(VMEM_TAG_RESERVE >= 8,
+                   "VMEM_TAG_RESERVE must cover at least two nested worst-case operations");
+VMEM_STATIC_ASSERT(VMEM_BOOTSTRAP_TAGS >= 2 * VMEM_TAG_RESERVE,
+                   "the static pool must hold the reserve and leave room for real work");
+VMEM_STATIC_ASSERT(VMEM_PORT_CAN_SLEEP == 0 || VMEM_PORT_CAN_SLEEP == 1,
+                   "VMEM_PORT_CAN_SLEEP is 0 or 1");
+VMEM_STATIC_ASSERT(VMEM_QCACHE_MAG_ROUNDS >= 2 && VMEM_QCACHE_MAG_ROUNDS <= 200,
+                   "a magazine holds 2 to 200 objects (it must fit in a page)");
 
 #endif /* VMEM_CONFIG_H */

@@ -26,6 +26,7 @@
 #define VMEM_PORT_H
 
 #include "vmem.h"
+#include "vmem_config.h" /* VMEM_PAGE_SIZE and the port options */
 
 #ifdef __cplusplus
 extern "C" {

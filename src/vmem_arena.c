@@ -157,6 +157,13 @@
  * call's register saves cost as much as the helper's own work. */
 #define HOT_INLINE static inline __attribute__((always_inline))
 
+/* ---- Layout agreement ----------------------------------------------------- */
+
+/* The one symbol of the vmem_abi_ family that vmem.h makes every caller
+ * refer to: its name spells the layout options this library was built
+ * with, so a caller built with others fails to link. */
+const char VMEM_ABI_SYMBOL = 1;
+
 /* ---- Reports ------------------------------------------------------------- */
 
 const char *vmem_misuse_name(VmemMisuseKind kind)
@@ -797,7 +804,8 @@ static VmemTag *best_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 static VmemTag *next_fit_indexed(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
     if (vm->vm_rotor > req->min) {
-        VmemRequest after_rotor = *req;
+        VmemRequest after_rotor;
+        request_copy(&after_rotor, req);
         after_rotor.min = vm->vm_rotor;
         if (after_rotor.min <= after_rotor.max_last) {
             VmemTag *tag = address_order_fit(vm, &after_rotor, addrp);
@@ -822,7 +830,8 @@ static VmemTag *next_fit_indexed(Vmem *vm, const VmemRequest *req, uintptr_t *ad
 static VmemTag *next_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
     uintptr_t rotor = vm->vm_rotor;
-    VmemRequest after_rotor = *req;
+    VmemRequest after_rotor;
+    request_copy(&after_rotor, req);
     if (rotor > after_rotor.min)
         after_rotor.min = rotor;
     int budget = NEXT_FIT_WALK;
@@ -956,6 +965,18 @@ typedef struct {
     uintptr_t align, phase, nocross, min, max;
 } ImportShape;
 
+/* Field by field: a struct assignment or initialiser may become a call to
+ * memcpy or memset, which a freestanding library may not make. */
+static void shape_set(ImportShape *to, const ImportShape *from)
+{
+    to->size = from->size;
+    to->align = from->align;
+    to->phase = from->phase;
+    to->nocross = from->nocross;
+    to->min = from->min;
+    to->max = from->max;
+}
+
 #define MAX_IMPORT_SHAPES 3
 
 /* Appends a shape of `need` units rounded up to the import quantum `iq`
@@ -972,7 +993,7 @@ static size_t add_sizes(ImportShape *out, size_t n, const ImportShape *shape, si
     for (size_t i = 0; i < count; i++) {
         if (shape->nocross != 0 && sizes[i] > shape->nocross)
             continue;
-        out[n] = *shape;
+        shape_set(&out[n], shape);
         out[n].size = sizes[i];
         n++;
     }
@@ -993,7 +1014,10 @@ static size_t import_shapes(const VmemRequest *req, size_t u, size_t iq, bool co
                             ImportShape *out)
 {
     const uintptr_t below_u = u - 1;
-    ImportShape shape = {0, u, 0, 0, 0, 0};
+    ImportShape shape;
+    shape.size = 0;
+    shape.align = u;
+    shape.phase = shape.nocross = shape.min = shape.max = 0;
     size_t comfortable = vmem_fit_comfortable_size(req);
     if (!constrained)
         return add_sizes(out, 0, &shape, comfortable, u, iq);
@@ -1050,7 +1074,7 @@ static size_t import_shapes(const VmemRequest *req, size_t u, size_t iq, bool co
             shape.size = span_last - shape.min + 1;
             shape.max = span_last + 1; /* 0 at the top */
             if (shape.size != 0)
-                out[n++] = shape;
+                shape_set(&out[n++], &shape);
         }
     }
     return n;
@@ -1105,7 +1129,10 @@ static bool import_span(Vmem *vm, VmemIrqState *state, const VmemRequest *req, i
     uintptr_t last = base + (size - 1);
     bool sane = last >= base && base % vm->quantum == 0 && !span_overlaps(vm, base, last);
     if (!sane || !vmem_stash_fill(vm, state, vmflag) || span_overlaps(vm, base, last)) {
-        GiveBack give = {base, size, release};
+        GiveBack give; /* not an initialiser: that may become a memcpy call */
+        give.base = base;
+        give.size = size;
+        give.release = release;
         vmem_port_unlock(&vm->vm_lock, *state);
         if (release != NULL)
             give_back(vm, &give);
@@ -2137,7 +2164,12 @@ typedef struct {
 static void arena_view(Vmem *vm, ArenaView *view)
 {
     VmemIrqState state = vmem_port_lock(&vm->vm_lock);
-    view->stat = vm->stat;
+    /* Field by field: a struct assignment may become a memcpy call. */
+    view->stat.in_use = vm->stat.in_use;
+    view->stat.import = vm->stat.import;
+    view->stat.total = vm->stat.total;
+    view->stat.alloc = vm->stat.alloc;
+    view->stat.free = vm->stat.free;
     view->slab_bytes = vm->vm_slab_bytes;
     view->slabs_made = vm->vm_slabs_made;
     view->slabs_freed = vm->vm_slabs_freed;
@@ -2170,7 +2202,9 @@ static void user_stat(Vmem *vm, VmemStat *out)
             break;
     }
     size_t bytes = cached.bytes < after.slab_bytes ? cached.bytes : after.slab_bytes;
-    *out = after.stat;
+    /* Field by field: a struct assignment may become a memcpy call. */
+    out->import = after.stat.import;
+    out->total = after.stat.total;
     out->in_use = after.stat.in_use - after.slab_bytes + bytes;
     out->alloc = after.stat.alloc - after.slabs_made + cached.allocs;
     out->free = after.stat.free - after.slabs_freed + cached.frees;

@@ -400,13 +400,16 @@ static bool check_counters(const Vmem *vm, const Census *c, Problem *p)
 
 int vmem_check(Vmem *vmp, VmemCheckReport *report)
 {
-    Problem p = {NULL, NULL};
+    Problem p; /* not `= {NULL, NULL}`: that may become a memset call */
+    p.reason = NULL;
+    p.tag = NULL;
     int result = -VMEM_ERR_NOT_FOUND;
     if (!vmem_arena_usable(vmp, "vmem_check", 0, 0)) {
         p.reason = "not an initialised arena";
         result = -VMEM_ERR_INVALID;
     } else {
-        Census c = {0, 0, 0, 0, 0, 0};
+        Census c; /* not `= {0}`: that may become a memset call */
+        c.spans = c.free = c.alloc = c.total = c.import = c.in_use = 0;
         VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
         if (check_segments(vmp, &c, &p) && check_freelists(vmp, &c, &p) &&
             check_indexes(vmp, &c, &p))

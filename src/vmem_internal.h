@@ -121,6 +121,20 @@ static inline unsigned log2_floor(uintptr_t x)
     return (unsigned)(sizeof(uintptr_t) * 8 - 1) - (unsigned)__builtin_clzl((unsigned long)x);
 }
 
+/* Index of the lowest set bit of a non-zero 64-bit word. On a 32-bit
+ * target gcc turns __builtin_ctzll into a call to libgcc's __ctzdi2, which
+ * a kernel need not link; two 32-bit halves need no runtime. */
+static inline unsigned ctz64(uint64_t x)
+{
+#if UINTPTR_MAX > 0xffffffffu
+    return (unsigned)__builtin_ctzll(x);
+#else
+    uint32_t low = (uint32_t)x;
+    return low != 0 ? (unsigned)__builtin_ctz(low)
+                    : 32u + (unsigned)__builtin_ctz((uint32_t)(x >> 32));
+#endif
+}
+
 /*
  * Size classes of the freelists (see VMEM_FREELIST_SPLIT in vmem.h). A size
  * s >= SPLIT is 1.m x 2^e in binary; its class is picked by e and by the
@@ -211,6 +225,21 @@ typedef struct {
     uintptr_t max_last; /* last acceptable unit (inclusive) */
     bool top_down;      /* VM_ENDALLOC: highest placement */
 } VmemRequest;
+
+/* *to = *from, field by field: compilers turn a struct assignment of this
+ * size into a call to memcpy at some optimisation levels and on some
+ * targets, and the library calls nothing but the port (check-cross). */
+static inline void request_copy(VmemRequest *to, const VmemRequest *from)
+{
+    to->size = from->size;
+    to->quantum = from->quantum;
+    to->align = from->align;
+    to->phase = from->phase;
+    to->nocross = from->nocross;
+    to->min = from->min;
+    to->max_last = from->max_last;
+    to->top_down = from->top_down;
+}
 
 /* Where in [base, base + size) the request fits, or false. */
 bool vmem_fit_in(const VmemRequest *req, uintptr_t base, size_t size, uintptr_t *addrp);

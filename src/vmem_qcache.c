@@ -336,7 +336,7 @@ static void mag_fill(const VmemQcacheState *qs, QcCache *cache, VmemMag *mag)
 {
     VmemSlab *slab;
     while (mag->rounds < MAG_ROUNDS && (slab = cache->partial) != NULL) {
-        unsigned q = (unsigned)__builtin_ctzll(slab->in_slab);
+        unsigned q = ctz64(slab->in_slab);
         slab->in_slab &= slab->in_slab - 1;
         slab->out++;
         state_set(&slab->state[q], OBJ_IN_MAGAZINE);

@@ -16,9 +16,10 @@ extern const struct vtest_suite suite_threads;
 extern const struct vtest_suite suite_pages;
 extern const struct vtest_suite suite_prebootstrap;
 extern const struct vtest_suite suite_host_misuse;
+extern const struct vtest_suite suite_fork;
 static const struct vtest_suite *const before_bootstrap[] = {&suite_prebootstrap};
 static const struct vtest_suite *const host_suites[] = {&suite_threads, &suite_pages,
-                                                        &suite_host_misuse};
+                                                        &suite_host_misuse, &suite_fork};
 static const size_t host_suite_count = sizeof(host_suites) / sizeof(host_suites[0]);
 
 static size_t misuse_count;

@@ -7,6 +7,13 @@
  * page accounting (vmem_posix.h) so tests can prove that a failing page
  * source is handled cleanly and that nothing leaks, and checks the
  * CPU-section contract in builds without NDEBUG.
+ *
+ * fork(): a child inherits every mutex as it was, and a mutex some other
+ * thread of the parent held is locked forever in the child, which has no
+ * such thread. So the port keeps a registry of the mutexes it initialised
+ * (arena, tag-pool and quantum-cache locks) and takes them all, and then
+ * every CPU section, around fork() (Fork, below): the child starts with
+ * every lock free and every arena consistent.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -18,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "vmem_config.h"
 #include "vmem_port.h"
@@ -35,20 +43,144 @@ static _Thread_local bool in_cpu_section;
 #define SECTION_CHECK(what) ((void)0)
 #endif
 
-_Static_assert(sizeof(pthread_mutex_t) <= sizeof(VmemLock),
-               "pthread_mutex_t does not fit in VmemLock: raise VMEM_LOCK_WORDS");
-_Static_assert(_Alignof(pthread_mutex_t) <= _Alignof(VmemLock),
+/*
+ * Fork. Every mutex the port hands out is a PortMutex: the pthread mutex
+ * (first, so that a VmemLock is usable as one) and its links in the
+ * registry, a list of every initialised one under registry_lock.
+ *
+ * Before fork() (fork_prepare) the forking thread takes registry_lock and
+ * then every registered mutex, so no other thread is inside any of them;
+ * after it, parent and child each release them all. Taking them all must
+ * not deadlock against the library, which holds one lock while it takes
+ * another (a quantum cache's depot lock, then its state lock: vmem_port.h)
+ * in an order the registry does not know, and may init or fini a lock
+ * while it holds one. So the prepare step never waits for a mutex while it
+ * holds any: it only tries them, and on the first that is busy it lets go
+ * of everything, registry_lock too, yields so that the holder can finish,
+ * and starts again. The holders hold their locks briefly and never across
+ * a fork, so a round soon finds every one free; while it goes on, the
+ * mutexes already taken stop other threads from taking more.
+ *
+ * A port-internal mutex joins with port_mutex_register() (say, from a
+ * pthread_once routine), and leaves with port_mutex_unregister().
+ */
+typedef struct PortMutex {
+    pthread_mutex_t mutex;
+    struct PortMutex *prev, *next;
+} PortMutex;
+
+_Static_assert(sizeof(PortMutex) <= sizeof(VmemLock),
+               "pthread_mutex_t and its fork links do not fit in VmemLock: raise VMEM_LOCK_WORDS");
+_Static_assert(_Alignof(PortMutex) <= _Alignof(VmemLock),
                "VmemLock is not aligned enough for pthread_mutex_t");
 
-static pthread_mutex_t *as_mutex(VmemLock *lock) { return (pthread_mutex_t *)(void *)lock; }
+static void cpu_sections_lock_all(void);
+static void cpu_sections_unlock_all(void);
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static PortMutex *registry_first; /* every registered mutex; under registry_lock */
+static size_t registry_count;     /* how many; a longer list has a cycle */
+static pthread_once_t fork_handlers_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void)
+{
+    for (unsigned round = 0;; round++) {
+        pthread_mutex_lock(&registry_lock);
+        /* Only a lock initialised twice (vmem_init on a live arena) links
+         * itself into the list again, making a cycle in which the sweep
+         * below would find its own lock busy forever: say so instead. */
+        size_t length = 0;
+        for (PortMutex *m = registry_first; m != NULL && length <= registry_count; m = m->next)
+            length++;
+        if (length > registry_count)
+            vmem_port_panic("fork: the lock registry is corrupt: a vmem lock was initialised "
+                            "twice (vmem_init on a live arena?)");
+        PortMutex *busy = NULL;
+        for (PortMutex *m = registry_first; m != NULL; m = m->next) {
+            if (pthread_mutex_trylock(&m->mutex) != 0) {
+                busy = m;
+                break;
+            }
+        }
+        if (busy == NULL) {
+            /* Then every CPU section: a thread inside one takes no lock and
+             * leaves soon, so waiting for it while holding the mutexes
+             * cannot deadlock. */
+            cpu_sections_lock_all();
+            return; /* registry_lock, every mutex and every section held */
+        }
+        for (PortMutex *m = registry_first; m != busy; m = m->next)
+            pthread_mutex_unlock(&m->mutex);
+        pthread_mutex_unlock(&registry_lock);
+        if (round < 64) {
+            sched_yield();
+        } else { /* a holder that is not running: let it be scheduled */
+            struct timespec pause = {0, 100000};
+            nanosleep(&pause, NULL);
+        }
+    }
+}
+
+/* In the parent and in the child alike: what fork_prepare() took. (In the
+ * child the forking thread is the one that took them; the mutexes are of
+ * the default kind, which a child may unlock.) */
+static void fork_release(void)
+{
+    cpu_sections_unlock_all();
+    for (PortMutex *m = registry_first; m != NULL; m = m->next)
+        pthread_mutex_unlock(&m->mutex);
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void fork_handlers_install(void)
+{
+    if (pthread_atfork(fork_prepare, fork_release, fork_release) != 0)
+        vmem_port_panic("pthread_atfork failed");
+}
+
+/* Adds an initialised, unheld mutex to those taken around fork(). */
+static void port_mutex_register(PortMutex *m)
+{
+    pthread_once(&fork_handlers_once, fork_handlers_install);
+    pthread_mutex_lock(&registry_lock);
+    m->prev = NULL;
+    m->next = registry_first;
+    if (registry_first != NULL)
+        registry_first->prev = m;
+    registry_first = m;
+    registry_count++;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/* Removes a registered, unheld mutex, before it is destroyed. */
+static void port_mutex_unregister(PortMutex *m)
+{
+    pthread_mutex_lock(&registry_lock);
+    if (m->prev != NULL)
+        m->prev->next = m->next;
+    else
+        registry_first = m->next;
+    if (m->next != NULL)
+        m->next->prev = m->prev;
+    registry_count--;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static PortMutex *as_port_mutex(VmemLock *lock) { return (PortMutex *)(void *)lock; }
+static pthread_mutex_t *as_mutex(VmemLock *lock) { return &as_port_mutex(lock)->mutex; }
 
 void vmem_port_lock_init(VmemLock *lock)
 {
     if (pthread_mutex_init(as_mutex(lock), NULL) != 0)
         vmem_port_panic("pthread_mutex_init failed");
+    port_mutex_register(as_port_mutex(lock));
 }
 
-void vmem_port_lock_fini(VmemLock *lock) { pthread_mutex_destroy(as_mutex(lock)); }
+void vmem_port_lock_fini(VmemLock *lock)
+{
+    port_mutex_unregister(as_port_mutex(lock));
+    pthread_mutex_destroy(as_mutex(lock));
+}
 
 /* Every vmem_alloc and vmem_free takes and drops a lock, so these two are
  * a call into pthreads and nothing more. The mutexes are of the default
@@ -207,7 +339,7 @@ void vmem_port_panic(const char *message)
  * registration failed (an emulator, an old kernel, GLIBC_TUNABLES),
  * sched_getcpu() answers.
  *
- * At fork, whoever takes the port's locks for the child takes these too
+ * At fork the prepare handler takes these too, after the mutexes
  * (cpu_sections_lock_all / _unlock_all).
  */
 #if defined(__has_include) && defined(__has_builtin)
@@ -276,16 +408,16 @@ void vmem_port_cpu_leave(unsigned cpu, VmemIrqState state)
     atomic_store_explicit(&cpu_sections[cpu].taken, 0, memory_order_release);
 }
 
-/* For a fork handler: every section taken, so that none is mid-way in the
- * child; then given back in both processes. */
-static __attribute__((unused)) void cpu_sections_lock_all(void)
+/* For the fork handlers: every section taken, so that none is mid-way in
+ * the child; then given back in both processes. */
+static void cpu_sections_lock_all(void)
 {
     for (unsigned cpu = 0; cpu < VMEM_MAX_CPUS; cpu++)
         if (atomic_exchange_explicit(&cpu_sections[cpu].taken, 1, memory_order_acquire) != 0)
             cpu_section_wait(&cpu_sections[cpu]);
 }
 
-static __attribute__((unused)) void cpu_sections_unlock_all(void)
+static void cpu_sections_unlock_all(void)
 {
     for (unsigned cpu = 0; cpu < VMEM_MAX_CPUS; cpu++)
         atomic_store_explicit(&cpu_sections[cpu].taken, 0, memory_order_release);
