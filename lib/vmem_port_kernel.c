@@ -14,7 +14,9 @@
  * addresses are physical: the page source hands out their direct-map
  * pointer (phys_to_virt) and converts back when pages return. The source
  * passes the caller's vmflag (with VM_BOOTSTRAP) straight on to
- * vmem_alloc, so refilling tags draws on the reserve and cannot recurse.
+ * vmem_xalloc, so refilling tags draws on the reserve and cannot recurse,
+ * and adds VM_ENDALLOC: metadata comes from the top of physical memory,
+ * away from the frames the kernel takes from the bottom.
  * Pages are filled with a poison pattern when handed out and when given
  * back: the contract promises no zeroed memory, and poison makes any
  * reliance on it, or any use after free, show up.
@@ -169,7 +171,8 @@ void *vmem_port_page_alloc(size_t npages, int vmflag)
         return NULL;
     page_alloc_depth++;
     enter_page_source("vmem_port_page_alloc", npages);
-    void *phys = vmem_alloc(&kmem_phys, npages * VMEM_PAGE_SIZE, vmflag);
+    void *phys = vmem_xalloc(&kmem_phys, npages * VMEM_PAGE_SIZE, 0, 0, 0, NULL, NULL,
+                             vmflag | VM_ENDALLOC);
     page_source_depth--;
     page_alloc_depth--;
     if (phys == NULL)
@@ -193,7 +196,7 @@ void vmem_port_page_free(void *addr, size_t npages)
     poison(addr, npages, POISON_FREE);
     pages_outstanding -= npages;
     enter_page_source("vmem_port_page_free", npages);
-    vmem_free(&kmem_phys, (void *)(uintptr_t)virt_to_phys(addr), npages * VMEM_PAGE_SIZE);
+    vmem_xfree(&kmem_phys, (void *)(uintptr_t)virt_to_phys(addr), npages * VMEM_PAGE_SIZE);
     page_source_depth--;
 }
 
