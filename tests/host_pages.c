@@ -151,6 +151,50 @@ static void a_burst_leaves_the_frame_arena_no_page_lent(void)
     VT_CONSISTENT(&frames);
 }
 
+/* The same burst, with a small arena made near its end kept: its
+ * few tags (its span, two segments, its spare tags) took one or two pages
+ * of the burst's. Those pages stay, and each record of a page left keeps
+ * a page of the record level above; the free gap left below a page that
+ * stays keeps the page with its tag, a level-1 record page. So what stays
+ * is at most those pages, their record pages, and every level-1 page the
+ * burst made: one per TAGS_PER_PAGE_MIN pages it took. */
+#define TAGS_PER_PAGE_MIN (PAGE / (12 * sizeof(void *)) - 1) /* a tag is 12 words */
+static void a_small_arena_kept_from_a_burst_keeps_few_pages_of_the_frame_arena(void)
+{
+    static Vmem burst, kept;
+    static uintptr_t live[40000];
+    pages_with_no_tag_pages_kept();
+    VT_ASSERT(use_frame_pages());
+    VT_ASSERT(vmem_init(&burst, "burst", TS_PTR(WORK_BASE), WORK_BYTES, PAGE, NULL, NULL, NULL,
+                        0, VM_NOSLEEP) == 0);
+    for (size_t i = 0; i < 40000; i++) {
+        if (i == 36000) {
+            VT_ASSERT(vmem_init(&kept, "kept", TS_PTR(CACHED_BASE), 1UL << 20, PAGE, NULL, NULL,
+                                NULL, 0, VM_NOSLEEP) == 0);
+            VT_ASSERT(vmem_alloc(&kept, PAGE, VM_NOSLEEP) != NULL);
+        }
+        void *got = vmem_alloc(&burst, PAGE, VM_NOSLEEP);
+        VT_ASSERT(got != NULL);
+        live[i] = TS_ADDR(got);
+    }
+    size_t peak = frame_census().alloc_pages;
+    for (size_t i = 0; i < 40000; i++)
+        vmem_free(&burst, TS_PTR(live[i]), PAGE);
+    vmem_destroy(&burst);
+    vmem_release_pages();
+    FrameCensus census = frame_census();
+    print_census("with a small arena kept", census);
+    size_t kept_pages = 2; /* its tags came from at most two pages */
+    VT_ASSERT(census.alloc_pages <=
+              kept_pages * (1 + 3) + (peak + TAGS_PER_PAGE_MIN - 1) / TAGS_PER_PAGE_MIN);
+    vmem_free(&kept, TS_PTR(CACHED_BASE), PAGE);
+    vmem_destroy(&kept);
+    vmem_release_pages();
+    VT_ASSERT(frame_census().alloc_pages == 0);
+    vmem_posix_use_arena_pages(NULL);
+    VT_CONSISTENT(&frames);
+}
+
 /* A kernel takes its frames from the bottom of its frame arena while the
  * allocator's metadata grows: the metadata must not be strewn among those
  * frames, neither while they are out nor after a teardown. */
@@ -386,6 +430,7 @@ static void a_cached_arena_gives_every_page_back_at_destroy(void)
 
 VTEST_SUITE(suite_pages,
             VTEST_CASE(a_burst_leaves_the_frame_arena_no_page_lent),
+            VTEST_CASE(a_small_arena_kept_from_a_burst_keeps_few_pages_of_the_frame_arena),
             VTEST_CASE(frames_and_metadata_interleaved_leave_no_metadata_among_the_frames),
             VTEST_CASE(growing_and_shrinking_hashes_never_recurse_into_the_page_source),
             VTEST_CASE(caches_of_the_page_arena_are_bypassed_by_the_page_source),
