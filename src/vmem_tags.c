@@ -38,8 +38,9 @@
  *     that arena's stash, where the allocation of the page takes it. Record
  *     tags come from record pages: a page of level k > 0 holds records of
  *     pages of level k - 1 only, and level 0 holds every arena's tags. The
- *     record of a page of the top level, RECORD_LEVELS, is a static tag set
- *     aside at vmem_bootstrap() (TOP_RECORDS of them), which no page holds.
+ *     record of a page of the top level, RECORD_LEVELS, is a static tag,
+ *     which no page holds: the pool keeps TOP_RECORDS of them for that,
+ *     and hands them out for other uses only when it has nothing else.
  *     A record is taken from the highest page of its level that has one:
  *     a page source that lends from the top (as ports do, VM_ENDALLOC) lent
  *     the highest pages first, so records gather on the oldest pages.
@@ -55,18 +56,17 @@
 static VmemLock pool_lock;
 static bool pool_ready;
 static VmemTag *bootstrap_free;     /* the static tags in the pool */
-static VmemTag *top_records;        /* static tags set aside: records of the top level */
+static VmemTag *top_records;        /* static tags kept for the top level's records */
 static size_t top_records_count;
 /* Levels of record pages (see "Records" above). Each level multiplies by
  * TAGS_PER_PAGE the level-0 pages one top-level page can lead to: three
  * cover millions of tags per static record. */
 #define RECORD_LEVELS 3
 #define TOP_RECORDS 4
-_Static_assert(VMEM_BOOTSTRAP_TAGS >= TOP_RECORDS + 2 * VMEM_TAG_RESERVE,
-               "the static tags cover the top-level records and the reserve");
 /* Pages with tags in the pool, by level. */
 static struct tag_page *tag_pages[RECORD_LEVELS + 1];
-static size_t pool_count;           /* level-0 and static tags in the pool */
+static size_t pool_count;           /* static and level-0 tags in the pool */
+static size_t record_count;         /* tags of record pages in the pool */
 static Vmem *page_source_arena;     /* see "Records" above */
 static Vmem *storage_free;
 
@@ -153,13 +153,13 @@ static void pool_push(VmemTag *tag)
 {
     tag->type = 0;
     if (from_bootstrap(tag)) {
+        pool_count++;
         if (top_records_count < TOP_RECORDS) {
             tag->u.pool_next = top_records;
             top_records = tag;
             top_records_count++;
             return;
         }
-        pool_count++;
         tag->u.pool_next = bootstrap_free;
         bootstrap_free = tag;
         return;
@@ -167,6 +167,8 @@ static void pool_push(VmemTag *tag)
     TagPage *page = page_of(tag);
     if (page->level == 0)
         pool_count++;
+    else
+        record_count++;
     tag->u.pool_next = page->free;
     page->free = tag;
     if (page->in_pool++ == 0)
@@ -175,6 +177,10 @@ static void pool_push(VmemTag *tag)
 
 static VmemTag *page_pop(TagPage *page)
 {
+    if (page->level == 0)
+        pool_count--;
+    else
+        record_count--;
     VmemTag *tag = page->free;
     page->free = tag->u.pool_next;
     if (--page->in_pool == 0)
@@ -182,18 +188,31 @@ static VmemTag *page_pop(TagPage *page)
     return tag;
 }
 
+static VmemTag *top_record_pop(void)
+{
+    VmemTag *tag = top_records;
+    if (tag != NULL) {
+        pool_count--;
+        top_records = tag->u.pool_next;
+        top_records_count--;
+    }
+    return tag;
+}
+
 /* The static tags first (they can never be released), then the first
- * listed page until it has none left. The pool is not empty. */
+ * listed page until it has none left, and the static tags kept for
+ * records last. The pool is not empty. */
 static VmemTag *pool_pop(void)
 {
-    VmemTag *tag;
-    pool_count--;
     if (bootstrap_free != NULL) {
-        tag = bootstrap_free;
+        VmemTag *tag = bootstrap_free;
+        pool_count--;
         bootstrap_free = tag->u.pool_next;
         return tag;
     }
-    return page_pop(tag_pages[0]);
+    if (tag_pages[0] != NULL)
+        return page_pop(tag_pages[0]);
+    return top_record_pop();
 }
 
 void vmem_bootstrap(void)
@@ -211,7 +230,7 @@ void vmem_bootstrap(void)
 size_t vmem_pool_free_tags(void)
 {
     VmemIrqState state = vmem_port_lock(&pool_lock);
-    size_t count = pool_count;
+    size_t count = pool_count + record_count;
     vmem_port_unlock(&pool_lock, state);
     return count;
 }
@@ -239,12 +258,7 @@ static VmemTag *record_for_next_page(uint16_t *level)
         }
     }
     *level = RECORD_LEVELS;
-    VmemTag *record = top_records;
-    if (record != NULL) {
-        top_records = record->u.pool_next;
-        top_records_count--;
-    }
-    return record;
+    return top_record_pop();
 }
 
 /* Puts record on top of the page-source arena's spare tags, where its
@@ -354,6 +368,8 @@ static size_t release_unused_pages(void)
             page_unlist(page);
             if (level == 0)
                 pool_count -= TAGS_PER_PAGE;
+            else
+                record_count -= TAGS_PER_PAGE;
             page->next = leaving;
             leaving = page;
         }
