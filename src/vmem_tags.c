@@ -45,7 +45,10 @@
  *     a page source that lends from the top (as ports do, VM_ENDALLOC) lent
  *     the highest pages first, so records gather on the oldest pages.
  *   - vmem_release_pages() takes the page-source arena's spare tags back
- *     before each pass, so that they keep no page either.
+ *     before each pass, so that they keep no page either, and gives that
+ *     arena the smaller hash table it asks for (a table lent low among the
+ *     tag pages keeps the pages above it, through the records of the free
+ *     gaps between them).
  * A record then keeps a page only while the page it records stays, and a
  * chain of records is at most RECORD_LEVELS pages long, ending on a static
  * tag. vmem.h (vmem_release_pages) states what this lets the pool give
@@ -403,6 +406,51 @@ static void trim_page_source_stash(void)
     vmem_pool_return(tags);
 }
 
+/* Buckets moved per hold of the arena lock when a release finishes a
+ * migration: a short hold, as for any operation's migration step. */
+#define MIGRATE_PER_HOLD 64
+
+/* Gives the page-source arena the smaller hash table it asks for and
+ * moves into it at once. That arena only frees while its pages come back,
+ * and frees never allocate a table (vmem_hash.c, 5): its oversized table,
+ * lent by the page source and lying low among the tag pages, would stay,
+ * and with it every tag page whose record or gap it keeps. Returns whether
+ * a table went back. No lock held. */
+static bool shrink_page_source_hash(void)
+{
+    Vmem *vm = __atomic_load_n(&page_source_arena, __ATOMIC_ACQUIRE);
+    if (vm == NULL)
+        return false;
+    size_t wanted = __atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED);
+    size_t pages = (wanted + VMEM_PAGE_SIZE - 1) / VMEM_PAGE_SIZE;
+    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    bool smaller = vm->vm_magic == VMEM_MAGIC && wanted != 0 && wanted < vmem_hash_table_bytes(vm);
+    vmem_port_unlock(&vm->vm_lock, state);
+    void *table = smaller ? vmem_port_page_alloc(pages, VM_NOSLEEP | VM_BOOTSTRAP) : NULL;
+    bool returned = false;
+    for (bool more = true; more;) {
+        void *unused = NULL, *retired = NULL;
+        size_t retired_bytes = 0;
+        state = vmem_port_lock(&vm->vm_lock);
+        more = vm->vm_magic == VMEM_MAGIC;
+        if (table != NULL && !(more && vmem_hash_install(vm, table, wanted)))
+            unused = table;
+        table = NULL;
+        if (more) {
+            more = vmem_hash_migrate_some(vm, MIGRATE_PER_HOLD);
+            retired = vmem_hash_take_retired(vm, &retired_bytes);
+        }
+        vmem_port_unlock(&vm->vm_lock, state);
+        if (unused != NULL)
+            vmem_port_page_free(unused, pages);
+        if (retired != NULL) {
+            vmem_port_page_free(retired, (retired_bytes + VMEM_PAGE_SIZE - 1) / VMEM_PAGE_SIZE);
+            returned = true;
+        }
+    }
+    return returned;
+}
+
 size_t vmem_release_pages(void)
 {
     if (!vmem_library_ready())
@@ -410,12 +458,14 @@ size_t vmem_release_pages(void)
     /* A page given back to a page source that is an arena is a free in
      * that arena, which may give tags back to the pool and so leave more
      * pages wholly unused: go on until a pass finds none. Each pass but the
-     * last gives back a page, so this ends. */
+     * last gives back a page or a larger hash table for a smaller one, so
+     * this ends. */
     size_t released = 0;
     for (;;) {
         trim_page_source_stash();
+        bool shrunk = shrink_page_source_hash();
         size_t pass = release_unused_pages();
-        if (pass == 0)
+        if (pass == 0 && !shrunk)
             break;
         released += pass;
     }
