@@ -110,7 +110,7 @@ static void print_census(const char *when, FrameCensus census)
 }
 
 /*
- * The two tests below run first, on a fresh frame arena whose span tag
+ * The next three tests run first, on a fresh frame arena whose span tag
  * predates its use as page source, as a kernel's frame arena does: tag
  * pages then come top-down with no gap to reuse, the setting in which
  * vmem.h states what vmem_release_pages() keeps.
@@ -198,9 +198,9 @@ static void a_small_arena_kept_from_a_burst_keeps_few_pages_of_the_frame_arena(v
 /* A kernel takes its frames from the bottom of its frame arena while the
  * allocator's metadata grows: the metadata must not be strewn among those
  * frames while they are out, and after a teardown what is left of it must
- * be one run at the top of the arena. (Here nothing is left, as vmem.h
- * promises when tag pages come top-down; they do not quite, the frames
- * having taken a few of the gaps old hash tables left among them.) */
+ * be one run at the top of the arena. (Here nothing is left; vmem.h
+ * promises that only for tag pages taken top-down into free space, and
+ * here some went into gaps that old hash tables left.) */
 static void frames_and_metadata_interleaved_leave_no_metadata_among_the_frames(void)
 {
     static Vmem work;
