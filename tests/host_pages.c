@@ -26,9 +26,9 @@
 #define CACHED_BASE 0x80000000UL
 #endif
 
-/* Frames for the page source. Never destroyed: tag pages taken from it
- * stay in the library's pool for the life of the process, most of them
- * pinned there by its own tags (see hold_spare_tags). */
+/* Frames for the page source. Never destroyed: pages it lent may stay in
+ * the library's pool while tags on them are in use (see hold_spare_tags),
+ * and the port gives pages back only to the arena they came from. */
 static Vmem frames;
 static bool frames_ready;
 
@@ -314,13 +314,13 @@ static void sparse_free(Vmem *vm, size_t n)
 }
 
 /*
- * The pool hands out the tags it has before it takes a page, and some pages
- * never go back: the frame arena, never destroyed, keeps a tag for each page
- * it lent the pool and one for each gap between them, on most of those pages
- * (after the first test, thousands of pages with over a hundred thousand
- * spare tags). A test whose arena must take new pages first takes every
- * spare tag into `hold`, sized from the pages out: a tag is at least its
- * 8-word hot part, and each sparse page after the first costs two tags.
+ * The pool hands out the tags it has before it takes a page, and pages that
+ * hold a tag in use do not go back (the frame arena, never destroyed, keeps
+ * its records of the pages it lent, its free gaps and its hash table on
+ * some), so after earlier tests it may hold many spare tags. A test whose
+ * arena must take new pages first takes every spare tag into `hold`, sized
+ * from the pages out: a tag is at least its 8-word hot part, and each
+ * sparse page after the first costs two tags.
  */
 #define TAGS_PER_PAGE_MAX (PAGE / (8 * sizeof(void *)))
 
