@@ -443,7 +443,29 @@ void vmem_reap(Vmem *vmp);
  * unused because a page it gave back to an arena freed that arena's tags.
  * The allocator keeps tag pages when tags are freed (the next operation
  * will likely want them); call this after destroying arenas, or when
- * memory is short. Safe at any time. */
+ * memory is short. Safe at any time.
+ *
+ * What stays, when the page source is an arena (a kernel's frame arena,
+ * taking pages from the top with VM_ENDALLOC as vmem_port.h advises): that
+ * arena describes each page it lends with a tag of its own, a record,
+ * which lives on a tag page too. This call first takes that arena's spare
+ * tags back and gives it the smaller hash table it may be waiting for
+ * (frees alone never shrink one), and the library places each record on a
+ * record page of the level above (three levels; the top one is recorded by
+ * static tags), so a record keeps a page only while the page it records
+ * stays. A record lives on a page taken before the page it records; with
+ * pages taken top-down into free space, the lowest page left is the
+ * newest, so it holds no record of a page left, nor the tag of a free gap
+ * between pages left (the record of a page above it). Hence the bound:
+ * when no other arena has tags, and the page source's arena lends nothing
+ * but tag pages (and its own hash table, which shrinks as they go), took
+ * them top-down (none into a gap an earlier release left), and keeps its
+ * span and free-space tags on pages it did not lend (it was set up before
+ * it became the page source, as at boot), every page comes back: none
+ * stays. Otherwise a page stays while it holds a tag in use - another
+ * arena's, or one of the page-source arena's own (spans, free gaps, other
+ * allocations) - and so may each record page above it, and a page holding
+ * the tag of a free gap below a page that stays. */
 size_t vmem_release_pages(void);
 
 /* What vmem_check() found wrong, if anything. */

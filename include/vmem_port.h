@@ -74,8 +74,11 @@ void vmem_port_cond_broadcast(VmemCond *cond);
  * memory for boundary tags, hash tables and vmem_create() storage, or NULL.
  * Called with no vmem lock held. vmflag carries VM_SLEEP / VM_NOSLEEP from
  * the request that needs the memory, and always VM_BOOTSTRAP: if the port
- * takes the pages from a vmem arena it must pass vmflag on unchanged, so
- * that allocation draws on the reserved tags and cannot recurse.
+ * takes the pages from a vmem arena it must pass vmflag on, so that
+ * allocation draws on the reserved tags and cannot recurse - and should
+ * add VM_ENDALLOC (with vmem_xalloc, freeing with vmem_xfree), so that
+ * metadata grows down from the top, apart from the frames a kernel takes
+ * from the bottom: what vmem_release_pages() keeps (vmem.h) assumes it.
  */
 void *vmem_port_page_alloc(size_t npages, int vmflag);
 

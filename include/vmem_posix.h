@@ -35,8 +35,10 @@ void vmem_posix_set_misuse_handler(VmemPosixMisuseHandler *handler);
 void vmem_posix_fail_pages_after(size_t countdown);
 void vmem_posix_stop_page_faults(void);
 
-/* Takes pages from `arena` (with vmem_alloc, passing the vmflag the
- * library gives) instead of mmap, as a kernel whose page source is its
+/* Takes pages from `arena` (with vmem_xalloc, passing the vmflag the
+ * library gives, and VM_ENDALLOC: from the top, as a kernel's page source
+ * should, so that metadata stays apart from the frames the kernel takes
+ * from the bottom) instead of mmap, as a kernel whose page source is its
  * frame arena does; the arena must span real, writable memory. NULL goes
  * back to mmap. Re-entering the page source from inside it panics. */
 void vmem_posix_use_arena_pages(Vmem *arena);

@@ -24,7 +24,9 @@
  * addresses are physical: the page source hands out their direct-map
  * pointer (phys_to_virt) and converts back when pages return. The source
  * passes the caller's vmflag (with VM_BOOTSTRAP) straight on to
- * vmem_alloc, so refilling tags draws on the reserve and cannot recurse.
+ * vmem_xalloc, so refilling tags draws on the reserve and cannot recurse,
+ * and adds VM_ENDALLOC: metadata comes from the top of physical memory,
+ * away from the frames the kernel takes from the bottom.
  * Pages are filled with a poison pattern when handed out and when given
  * back: the contract promises no zeroed memory, and poison makes any
  * reliance on it, or any use after free, show up. A page-source call runs
@@ -230,7 +232,8 @@ void *vmem_port_page_alloc(size_t npages, int vmflag)
     if (!page_fault_now()) {
         me->page_alloc_depth++;
         enter_page_source(me, "vmem_port_page_alloc", npages);
-        void *phys = vmem_alloc(&kmem_phys, npages * VMEM_PAGE_SIZE, vmflag);
+        void *phys = vmem_xalloc(&kmem_phys, npages * VMEM_PAGE_SIZE, 0, 0, 0, NULL, NULL,
+                                 vmflag | VM_ENDALLOC);
         me->page_source_depth--;
         me->page_alloc_depth--;
         if (phys != NULL) {
@@ -258,7 +261,7 @@ void vmem_port_page_free(void *addr, size_t npages)
     poison(addr, npages, POISON_FREE);
     __atomic_sub_fetch(&pages_outstanding, npages, __ATOMIC_RELAXED);
     enter_page_source(me, "vmem_port_page_free", npages);
-    vmem_free(&kmem_phys, (void *)(uintptr_t)virt_to_phys(addr), npages * VMEM_PAGE_SIZE);
+    vmem_xfree(&kmem_phys, (void *)(uintptr_t)virt_to_phys(addr), npages * VMEM_PAGE_SIZE);
     me->page_source_depth--;
     cpu_irq_restore(irq);
 }

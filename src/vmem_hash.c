@@ -75,7 +75,11 @@
  *    Retired tables are handed back the same way, after unlocking. Frees
  *    never allocate a table. The first VMEM_HASH_EMBEDDED buckets live
  *    inside the arena, so a new arena allocates nothing; shrinking back
- *    into them needs no memory and happens inline.
+ *    into them needs no memory and happens inline. An arena that only
+ *    frees never gets its smaller table that way: vmem_release_pages()
+ *    installs it for the page source's arena, whose oversized table would
+ *    otherwise keep its pages (vmem_tags.c), and finishes the migration
+ *    a few buckets per lock hold (vmem_hash_migrate_some).
  *
  * 6. Hot and cold code. What every vmem_alloc/vmem_free pair runs is
  *    inline in vmem_internal.h: the window probe, an insert into a free
@@ -361,6 +365,15 @@ bool vmem_hash_install(Vmem *vm, void *table, size_t bytes)
     begin_migration(vm, (VmemHashBucket *)table, buckets);
     return true;
 }
+
+bool vmem_hash_migrate_some(Vmem *vm, size_t buckets)
+{
+    for (size_t moved = 0; vmem_hash_migrating(vm) && moved < buckets; moved++)
+        migrate_bucket(vm, ~0u);
+    return vmem_hash_migrating(vm);
+}
+
+size_t vmem_hash_table_bytes(const Vmem *vm) { return table_bytes(&vm->vm_hash); }
 
 void *vmem_hash_take_retired(Vmem *vm, size_t *bytes)
 {

@@ -548,6 +548,12 @@ void vmem_hash_init(Vmem *vm);
 bool vmem_hash_install(Vmem *vm, void *table, size_t bytes);
 /* A table retired while locked, for the caller to free once unlocked. */
 void *vmem_hash_take_retired(Vmem *vm, size_t *bytes);
+/* Moves the entries of up to `buckets` old buckets of a migration under
+ * way (retiring the old table when it empties); true while one remains.
+ * For vmem_release_pages(), not the operations. Arena locked. */
+bool vmem_hash_migrate_some(Vmem *vm, size_t buckets);
+/* Bytes of the current table (of the embedded buckets, when they serve). */
+size_t vmem_hash_table_bytes(const Vmem *vm);
 /* Is there one? A test every operation makes before unlocking. */
 static inline bool vmem_hash_has_retired(const Vmem *vm) { return vm->vm_hash_retired != NULL; }
 /* Verifies both tables and that every allocated segment is found; counts

@@ -24,14 +24,53 @@
  * until vmem_release_pages() finds them wholly unused (tags migrate between
  * arenas, so that is rare while arenas are busy; once they are destroyed,
  * it is every page).
+ *
+ * Records. When the page source is an arena (a kernel's frame arena), that
+ * arena describes each tag page it lends with a tag of its own - the
+ * page's record - and that tag lives on some tag page too. Left to chance,
+ * the record of a page sits on a page taken shortly before it, whose
+ * record sits on one taken before that, and so on: one tag page still in
+ * use at the end of such a chain keeps every page of it, though each holds
+ * nothing but a record. So the pool chooses where records go:
+ *   - The page-source arena is the arena that refills its stash for a
+ *     VM_BOOTSTRAP request (only page-source calls pass that flag).
+ *   - Before it asks for a tag page, the pool puts a record tag on top of
+ *     that arena's stash, where the allocation of the page takes it. Record
+ *     tags come from record pages: a page of level k > 0 holds records of
+ *     pages of level k - 1 only, and level 0 holds every arena's tags. The
+ *     record of a page of the top level, RECORD_LEVELS, is a static tag,
+ *     which no page holds: the pool keeps TOP_RECORDS of them for that,
+ *     and hands them out for other uses only when it has nothing else.
+ *     A record is taken from the highest page of its level that has one:
+ *     a page source that lends from the top (as ports do, VM_ENDALLOC) lent
+ *     the highest pages first, so records gather on the oldest pages.
+ *   - vmem_release_pages() takes the page-source arena's spare tags back
+ *     before each pass, so that they keep no page either, and gives that
+ *     arena the smaller hash table it asks for (a table lent low among the
+ *     tag pages keeps the pages above it, through the records of the free
+ *     gaps between them).
+ * A record then keeps a page only while the page it records stays, and a
+ * chain of records is at most RECORD_LEVELS pages long, ending on a static
+ * tag. vmem.h (vmem_release_pages) states what this lets the pool give
+ * back, and why.
  */
 #include "vmem_internal.h"
 
 static VmemLock pool_lock;
 static bool pool_ready;
 static VmemTag *bootstrap_free;     /* the static tags in the pool */
-static struct tag_page *tag_pages;  /* pages with tags in the pool */
-static size_t pool_count;           /* tags in the pool, static ones included */
+static VmemTag *top_records;        /* static tags kept for the top level's records */
+static size_t top_records_count;
+/* Levels of record pages (see "Records" above). Each level multiplies by
+ * TAGS_PER_PAGE the level-0 pages one top-level page can lead to: three
+ * cover millions of tags per static record. */
+#define RECORD_LEVELS 3
+#define TOP_RECORDS 4
+/* Pages with tags in the pool, by level. */
+static struct tag_page *tag_pages[RECORD_LEVELS + 1];
+static size_t pool_count;           /* static and level-0 tags in the pool */
+static size_t record_count;         /* tags of record pages in the pool */
+static Vmem *page_source_arena;     /* see "Records" above */
 static Vmem *storage_free;
 
 /*
@@ -46,14 +85,16 @@ static Vmem *storage_free;
  */
 typedef struct tag_page {
     VmemTag *free;          /* this page's tags in the pool */
-    struct tag_page *next;  /* pages with tags in the pool, on tag_pages */
-    struct tag_page *prev;
-    size_t in_pool;         /* length of free; 0 exactly when not listed */
+    struct tag_page *next;  /* pages with tags in the pool, on tag_pages[level] */
+    struct tag_page *prev;  /* (tag_pages[level]) */
+    uint16_t in_pool;       /* length of free; 0 exactly when not listed */
+    uint16_t level;         /* 0, or the level of a record page */
 } TagPage;
 
 #define TAGS_PER_PAGE VMEM_TAGS_PER_PAGE
 _Static_assert(sizeof(TagPage) <= VMEM_TAG_PAGE_HEADER, "the page header fits its reserved space");
 _Static_assert(TAGS_PER_PAGE >= 8, "a page must hold a useful number of boundary tags");
+_Static_assert(TAGS_PER_PAGE <= UINT16_MAX, "a page's count of tags fits its header");
 
 /* The static tags of vmem_bootstrap(), in pages laid out like those of the
  * page source, since tag_links() finds a tag's links by its page. */
@@ -87,15 +128,18 @@ static VmemTag *first_tag_of(TagPage *page)
 
 bool vmem_library_ready(void) { return __atomic_load_n(&pool_ready, __ATOMIC_ACQUIRE); }
 
+static TagPage **page_list_of(const TagPage *page) { return &tag_pages[page->level]; }
+
 /* A page that just got a tag back goes first: its tags are the most
  * recently used, so the likeliest to be in the cache. */
 static void page_list(TagPage *page)
 {
+    TagPage **list = page_list_of(page);
     page->prev = NULL;
-    page->next = tag_pages;
-    if (tag_pages != NULL)
-        tag_pages->prev = page;
-    tag_pages = page;
+    page->next = *list;
+    if (*list != NULL)
+        (*list)->prev = page;
+    *list = page;
 }
 
 static void page_unlist(TagPage *page)
@@ -103,7 +147,7 @@ static void page_unlist(TagPage *page)
     if (page->prev != NULL)
         page->prev->next = page->next;
     else
-        tag_pages = page->next;
+        *page_list_of(page) = page->next;
     if (page->next != NULL)
         page->next->prev = page->prev;
 }
@@ -111,36 +155,67 @@ static void page_unlist(TagPage *page)
 static void pool_push(VmemTag *tag)
 {
     tag->type = 0;
-    pool_count++;
     if (from_bootstrap(tag)) {
+        pool_count++;
+        if (top_records_count < TOP_RECORDS) {
+            tag->u.pool_next = top_records;
+            top_records = tag;
+            top_records_count++;
+            return;
+        }
         tag->u.pool_next = bootstrap_free;
         bootstrap_free = tag;
         return;
     }
     TagPage *page = page_of(tag);
+    if (page->level == 0)
+        pool_count++;
+    else
+        record_count++;
     tag->u.pool_next = page->free;
     page->free = tag;
     if (page->in_pool++ == 0)
         page_list(page);
 }
 
-/* The static tags first (they can never be released), then the first
- * listed page until it has none left. The pool is not empty. */
-static VmemTag *pool_pop(void)
+static VmemTag *page_pop(TagPage *page)
 {
-    VmemTag *tag;
-    pool_count--;
-    if (bootstrap_free != NULL) {
-        tag = bootstrap_free;
-        bootstrap_free = tag->u.pool_next;
-        return tag;
-    }
-    TagPage *page = tag_pages;
-    tag = page->free;
+    if (page->level == 0)
+        pool_count--;
+    else
+        record_count--;
+    VmemTag *tag = page->free;
     page->free = tag->u.pool_next;
     if (--page->in_pool == 0)
         page_unlist(page);
     return tag;
+}
+
+static VmemTag *top_record_pop(void)
+{
+    VmemTag *tag = top_records;
+    if (tag != NULL) {
+        pool_count--;
+        top_records = tag->u.pool_next;
+        top_records_count--;
+    }
+    return tag;
+}
+
+/* The static tags first (they can never be released), then the first
+ * listed page until it has none left, and the static tags kept for
+ * records last. The pool is not empty. */
+static VmemTag *pool_pop(void)
+{
+    if (bootstrap_free != NULL) {
+        VmemTag *tag = bootstrap_free;
+        pool_count--;
+        bootstrap_free = tag->u.pool_next;
+        return tag;
+    }
+    if (tag_pages[0] != NULL)
+        return page_pop(tag_pages[0]);
+    return top_record_pop();
 }
 
 void vmem_bootstrap(void)
@@ -148,7 +223,8 @@ void vmem_bootstrap(void)
     if (vmem_library_ready())
         return;
     vmem_port_lock_init(&pool_lock);
-    /* Pushed from the top, so that they are handed out in address order. */
+    /* Pushed from the top, so that they are handed out in address order
+     * (the first TOP_RECORDS pushed are set aside). */
     for (size_t i = VMEM_BOOTSTRAP_TAGS; i > 0; i--)
         pool_push(bootstrap_tag(i - 1));
     __atomic_store_n(&pool_ready, true, __ATOMIC_RELEASE);
@@ -157,12 +233,84 @@ void vmem_bootstrap(void)
 size_t vmem_pool_free_tags(void)
 {
     VmemIrqState state = vmem_port_lock(&pool_lock);
-    size_t count = pool_count;
+    size_t count = pool_count + record_count;
     vmem_port_unlock(&pool_lock, state);
     return count;
 }
 
 static int page_flags(int vmflag) { return (vmflag & (VM_SLEEP | VM_NOSLEEP)) | VM_BOOTSTRAP; }
+
+/* Under pool_lock: the record the page-source arena should describe the
+ * next tag page with, and in *level that page's level: the lowest level
+ * whose level above has a record to give, from its highest page (a static
+ * tag for the top level, while one is set aside). NULL when pages do not
+ * come from an arena: the pool then takes level-0 pages only. */
+static VmemTag *record_for_next_page(uint16_t *level)
+{
+    *level = 0;
+    if (__atomic_load_n(&page_source_arena, __ATOMIC_RELAXED) == NULL)
+        return NULL;
+    for (uint16_t below = 0; below < RECORD_LEVELS; below++) {
+        TagPage *highest = NULL;
+        for (TagPage *page = tag_pages[below + 1]; page != NULL; page = page->next)
+            if (highest == NULL || (uintptr_t)page > (uintptr_t)highest)
+                highest = page;
+        if (highest != NULL) {
+            *level = below;
+            return page_pop(highest);
+        }
+    }
+    *level = RECORD_LEVELS;
+    return top_record_pop();
+}
+
+/* Puts record on top of the page-source arena's spare tags, where its
+ * next allocation, the page about to be asked for, takes it. No lock held. */
+static void hand_record_to_page_source(VmemTag *record)
+{
+    Vmem *vm = __atomic_load_n(&page_source_arena, __ATOMIC_ACQUIRE);
+    if (vm != NULL) {
+        VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+        bool usable = vm->vm_magic == VMEM_MAGIC;
+        if (usable)
+            vmem_stash_put(vm, record);
+        vmem_port_unlock(&vm->vm_lock, state);
+        if (usable)
+            return;
+    }
+    VmemIrqState state = vmem_port_lock(&pool_lock);
+    pool_push(record);
+    vmem_port_unlock(&pool_lock, state);
+}
+
+/* After the page source was called: a record still on top of the
+ * page-source arena's stash was not what described the page, because the
+ * page did not come from that arena (a port may change where its pages
+ * come from) or came whole from a free segment. The record goes back to
+ * the pool, the pool forgets that arena until its next VM_BOOTSTRAP
+ * refill, and the caller treats the page as one no record describes.
+ * No lock held. */
+static bool record_went_unused(VmemTag *record)
+{
+    Vmem *vm = __atomic_load_n(&page_source_arena, __ATOMIC_ACQUIRE);
+    if (vm == NULL)
+        return true; /* forgotten meanwhile: the record went back to the pool */
+    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    bool unused = vm->vm_magic == VMEM_MAGIC && vm->vm_stash == record;
+    if (unused) {
+        vmem_stash_take(vm);
+        Vmem *expected = vm;
+        __atomic_compare_exchange_n(&page_source_arena, &expected, NULL, false, __ATOMIC_RELEASE,
+                                    __ATOMIC_RELAXED);
+    }
+    vmem_port_unlock(&vm->vm_lock, state);
+    if (unused) {
+        state = vmem_port_lock(&pool_lock);
+        pool_push(record);
+        vmem_port_unlock(&pool_lock, state);
+    }
+    return unused;
+}
 
 /* Takes n tags from the pool into *list, refilling from the page source
  * when needed and allowed. No lock held on entry or exit. */
@@ -175,8 +323,14 @@ static bool pool_take(size_t n, int vmflag, VmemTag **list)
             vmem_port_unlock(&pool_lock, state);
             return false;
         }
+        uint16_t level;
+        VmemTag *record = record_for_next_page(&level);
         vmem_port_unlock(&pool_lock, state);
+        if (record != NULL)
+            hand_record_to_page_source(record);
         VmemTag *page = vmem_port_page_alloc(1, page_flags(vmflag));
+        if (record != NULL && record_went_unused(record))
+            level = 0;
         state = vmem_port_lock(&pool_lock);
         if (page == NULL) {
             if (pool_count >= n + reserve)
@@ -187,6 +341,7 @@ static bool pool_take(size_t n, int vmflag, VmemTag **list)
         TagPage *header = page_of(page);
         header->free = NULL;
         header->in_pool = 0;
+        header->level = level;
         for (size_t i = TAGS_PER_PAGE; i > 0; i--)
             pool_push(&page[i - 1]);
     }
@@ -208,14 +363,19 @@ static size_t release_unused_pages(void)
      * (nothing can reach them after that) and go back without it. */
     TagPage *leaving = NULL;
     VmemIrqState state = vmem_port_lock(&pool_lock);
-    for (TagPage *page = tag_pages, *next; page != NULL; page = next) {
-        next = page->next;
-        if (page->in_pool != TAGS_PER_PAGE)
-            continue;
-        page_unlist(page);
-        pool_count -= TAGS_PER_PAGE;
-        page->next = leaving;
-        leaving = page;
+    for (size_t level = 0; level <= RECORD_LEVELS; level++) {
+        for (TagPage *page = tag_pages[level], *next; page != NULL; page = next) {
+            next = page->next;
+            if (page->in_pool != TAGS_PER_PAGE)
+                continue;
+            page_unlist(page);
+            if (level == 0)
+                pool_count -= TAGS_PER_PAGE;
+            else
+                record_count -= TAGS_PER_PAGE;
+            page->next = leaving;
+            leaving = page;
+        }
     }
     vmem_port_unlock(&pool_lock, state);
     size_t released = 0;
@@ -228,6 +388,69 @@ static size_t release_unused_pages(void)
     return released;
 }
 
+/* Takes the page-source arena's spare tags back into the pool, so that
+ * they keep no page of it from going back. */
+static void trim_page_source_stash(void)
+{
+    Vmem *vm = __atomic_load_n(&page_source_arena, __ATOMIC_ACQUIRE);
+    if (vm == NULL)
+        return;
+    VmemTag *tags = NULL;
+    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    while (vm->vm_magic == VMEM_MAGIC && vm->vm_stash_count > 0) {
+        VmemTag *tag = vmem_stash_take(vm);
+        tag->u.pool_next = tags;
+        tags = tag;
+    }
+    vmem_port_unlock(&vm->vm_lock, state);
+    vmem_pool_return(tags);
+}
+
+/* Buckets moved per hold of the arena lock when a release finishes a
+ * migration: a short hold, as for any operation's migration step. */
+#define MIGRATE_PER_HOLD 64
+
+/* Gives the page-source arena the smaller hash table it asks for and
+ * moves into it at once. That arena only frees while its pages come back,
+ * and frees never allocate a table (vmem_hash.c, 5): its oversized table,
+ * lent by the page source and lying low among the tag pages, would stay,
+ * and with it every tag page whose record or gap it keeps. Returns whether
+ * a table went back. No lock held. */
+static bool shrink_page_source_hash(void)
+{
+    Vmem *vm = __atomic_load_n(&page_source_arena, __ATOMIC_ACQUIRE);
+    if (vm == NULL)
+        return false;
+    size_t wanted = __atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED);
+    size_t pages = (wanted + VMEM_PAGE_SIZE - 1) / VMEM_PAGE_SIZE;
+    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    bool smaller = vm->vm_magic == VMEM_MAGIC && wanted != 0 && wanted < vmem_hash_table_bytes(vm);
+    vmem_port_unlock(&vm->vm_lock, state);
+    void *table = smaller ? vmem_port_page_alloc(pages, VM_NOSLEEP | VM_BOOTSTRAP) : NULL;
+    bool returned = false;
+    for (bool more = true; more;) {
+        void *unused = NULL, *retired = NULL;
+        size_t retired_bytes = 0;
+        state = vmem_port_lock(&vm->vm_lock);
+        more = vm->vm_magic == VMEM_MAGIC;
+        if (table != NULL && !(more && vmem_hash_install(vm, table, wanted)))
+            unused = table;
+        table = NULL;
+        if (more) {
+            more = vmem_hash_migrate_some(vm, MIGRATE_PER_HOLD);
+            retired = vmem_hash_take_retired(vm, &retired_bytes);
+        }
+        vmem_port_unlock(&vm->vm_lock, state);
+        if (unused != NULL)
+            vmem_port_page_free(unused, pages);
+        if (retired != NULL) {
+            vmem_port_page_free(retired, (retired_bytes + VMEM_PAGE_SIZE - 1) / VMEM_PAGE_SIZE);
+            returned = true;
+        }
+    }
+    return returned;
+}
+
 size_t vmem_release_pages(void)
 {
     if (!vmem_library_ready())
@@ -235,10 +458,17 @@ size_t vmem_release_pages(void)
     /* A page given back to a page source that is an arena is a free in
      * that arena, which may give tags back to the pool and so leave more
      * pages wholly unused: go on until a pass finds none. Each pass but the
-     * last gives back a page, so this ends. */
+     * last gives back a page or a larger hash table for a smaller one, so
+     * this ends. */
     size_t released = 0;
-    for (size_t pass = release_unused_pages(); pass != 0; pass = release_unused_pages())
+    for (;;) {
+        trim_page_source_stash();
+        bool shrunk = shrink_page_source_hash();
+        size_t pass = release_unused_pages();
+        if (pass == 0 && !shrunk)
+            break;
         released += pass;
+    }
     return released;
 }
 
@@ -257,6 +487,8 @@ void vmem_pool_return(VmemTag *list)
 
 bool vmem_stash_fill(Vmem *vm, VmemIrqState *state, int vmflag)
 {
+    if ((vmflag & VM_BOOTSTRAP) && __atomic_load_n(&page_source_arena, __ATOMIC_RELAXED) != vm)
+        __atomic_store_n(&page_source_arena, vm, __ATOMIC_RELEASE);
     while (vm->vm_stash_count < VMEM_TAGS_PER_OP) {
         /* Refill to the middle of the band, where a give-back also leaves
          * the stash: a count that starts there wanders further, on
@@ -283,6 +515,12 @@ bool vmem_stash_fill(Vmem *vm, VmemIrqState *state, int vmflag)
 VmemTag *vmem_stash_detach(Vmem *vm, bool all)
 {
     size_t keep = all ? 0 : VMEM_STASH_KEEP;
+    if (all) {
+        /* The arena is going away: the pool must forget it. */
+        Vmem *expected = vm;
+        __atomic_compare_exchange_n(&page_source_arena, &expected, NULL, false, __ATOMIC_RELEASE,
+                                    __ATOMIC_RELAXED);
+    }
     VmemTag *detached = NULL;
     while (vm->vm_stash_count > keep) {
         VmemTag *tag = vmem_stash_take(vm);

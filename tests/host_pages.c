@@ -5,6 +5,7 @@
  * panics if the library calls the page source from inside a page-source
  * allocation, so any recursion fails these tests loudly.
  */
+#include <stdio.h>
 #include <sys/mman.h>
 
 #include "test_support.h"
@@ -25,9 +26,9 @@
 #define CACHED_BASE 0x80000000UL
 #endif
 
-/* Frames for the page source. Never destroyed: tag pages taken from it
- * stay in the library's pool for the life of the process, most of them
- * pinned there by its own tags (see hold_spare_tags). */
+/* Frames for the page source. Never destroyed: pages it lent may stay in
+ * the library's pool while tags on them are in use (see hold_spare_tags),
+ * and the port gives pages back only to the arena they came from. */
 static Vmem frames;
 static bool frames_ready;
 
@@ -57,6 +58,189 @@ static size_t pages_with_no_tag_pages_kept(void)
     vmem_posix_use_arena_pages(NULL);
     vmem_release_pages();
     return vmem_posix_pages_outstanding();
+}
+
+/*
+ * The frame arena's own bookkeeping, seen from outside with vmem_walk: its
+ * spans and tags (one per segment and one per span), the pages it has
+ * lent, into how many runs of adjacent pages those fall, and where the
+ * lowest and the last of them are.
+ */
+typedef struct {
+    size_t spans;
+    size_t tags;
+    size_t alloc_pages;
+    size_t runs;
+    uintptr_t lowest;   /* start of the lowest allocated segment */
+    uintptr_t first_run_end; /* end of the run that starts there */
+    uintptr_t run_end;  /* end of the last allocated segment seen */
+    uintptr_t span_end; /* end of the last span seen */
+} FrameCensus;
+
+static void count_frame_segment(void *arg, uintptr_t addr, size_t size, int type)
+{
+    FrameCensus *census = arg;
+    census->tags++;
+    if (type == VMEM_SPAN) {
+        census->spans++;
+        census->span_end = addr + size;
+    } else if (type == VMEM_ALLOC) {
+        if (census->runs == 0)
+            census->lowest = addr;
+        census->alloc_pages += size / PAGE;
+        if (census->runs == 0 || addr != census->run_end)
+            census->runs++;
+        census->run_end = addr + size;
+        if (census->runs == 1)
+            census->first_run_end = census->run_end;
+    }
+}
+
+static FrameCensus frame_census(void)
+{
+    FrameCensus census = {0, 0, 0, 0, 0, 0, 0, 0};
+    vmem_walk(&frames, VMEM_ALLOC | VMEM_FREE | VMEM_SPAN, count_frame_segment, &census);
+    return census;
+}
+
+static void print_census(const char *when, FrameCensus census)
+{
+    printf("    %s: the frame arena lends %zu pages in %zu runs and has %zu tags\n", when,
+           census.alloc_pages, census.runs, census.tags);
+}
+
+/*
+ * The next three tests run first, on a fresh frame arena whose span tag
+ * predates its use as page source, as a kernel's frame arena does: tag
+ * pages then come top-down with no gap to reuse, the setting in which
+ * vmem.h states what vmem_release_pages() keeps.
+ */
+
+/* 40,000 segments with a tag each - a thousand tag pages on LP64 - in an
+ * arena that is then destroyed: in this setting vmem.h promises that every
+ * page the frame arena lent comes back, its records of them keeping none
+ * (its span and free-space tags came from the pool before it lent any). */
+static void a_burst_leaves_the_frame_arena_no_page_lent(void)
+{
+    static Vmem burst;
+    static uintptr_t live[40000];
+    pages_with_no_tag_pages_kept();
+    VT_ASSERT(use_frame_pages());
+    VT_ASSERT(vmem_init(&burst, "burst", TS_PTR(WORK_BASE), WORK_BYTES, PAGE, NULL, NULL, NULL,
+                        0, VM_NOSLEEP) == 0);
+    for (size_t i = 0; i < 40000; i++) {
+        void *got = vmem_alloc(&burst, PAGE, VM_NOSLEEP);
+        VT_ASSERT(got != NULL);
+        live[i] = TS_ADDR(got);
+    }
+    VT_ASSERT(frame_census().alloc_pages > 400);
+    VtestRng rng;
+    vtest_rng_seed(&rng, 0xb0257);
+    for (size_t left = 40000; left > 0; left--) {
+        size_t j = (size_t)vtest_rng_below(&rng, left);
+        vmem_free(&burst, TS_PTR(live[j]), PAGE);
+        live[j] = live[left - 1];
+    }
+    vmem_destroy(&burst);
+    vmem_release_pages();
+    FrameCensus census = frame_census();
+    print_census("after the burst", census);
+    VT_ASSERT(census.alloc_pages == 0);
+    VT_ASSERT(census.tags == 2 * census.spans); /* each span one free segment */
+    vmem_posix_use_arena_pages(NULL);
+    VT_CONSISTENT(&frames);
+}
+
+/* The same burst, with a small arena made near its end kept: its
+ * few tags (its span, two segments, its spare tags) took one or two pages
+ * of the burst's. Those pages stay, and each record of a page left keeps
+ * a page of the record level above; the free gap left below a page that
+ * stays keeps the page with its tag, a level-1 record page. So what stays
+ * is at most those pages, their record pages, and every level-1 page the
+ * burst made: one per TAGS_PER_PAGE_MIN pages it took. */
+#define TAGS_PER_PAGE_MIN (PAGE / (12 * sizeof(void *)) - 1) /* a tag is 12 words */
+static void a_small_arena_kept_from_a_burst_keeps_few_pages_of_the_frame_arena(void)
+{
+    static Vmem burst, kept;
+    static uintptr_t live[40000];
+    pages_with_no_tag_pages_kept();
+    VT_ASSERT(use_frame_pages());
+    VT_ASSERT(vmem_init(&burst, "burst", TS_PTR(WORK_BASE), WORK_BYTES, PAGE, NULL, NULL, NULL,
+                        0, VM_NOSLEEP) == 0);
+    for (size_t i = 0; i < 40000; i++) {
+        if (i == 36000) {
+            VT_ASSERT(vmem_init(&kept, "kept", TS_PTR(CACHED_BASE), 1UL << 20, PAGE, NULL, NULL,
+                                NULL, 0, VM_NOSLEEP) == 0);
+            VT_ASSERT(vmem_alloc(&kept, PAGE, VM_NOSLEEP) != NULL);
+        }
+        void *got = vmem_alloc(&burst, PAGE, VM_NOSLEEP);
+        VT_ASSERT(got != NULL);
+        live[i] = TS_ADDR(got);
+    }
+    size_t peak = frame_census().alloc_pages;
+    for (size_t i = 0; i < 40000; i++)
+        vmem_free(&burst, TS_PTR(live[i]), PAGE);
+    vmem_destroy(&burst);
+    vmem_release_pages();
+    FrameCensus census = frame_census();
+    print_census("with a small arena kept", census);
+    size_t kept_pages = 2; /* its tags came from at most two pages */
+    VT_ASSERT(census.alloc_pages <=
+              kept_pages * (1 + 3) + (peak + TAGS_PER_PAGE_MIN - 1) / TAGS_PER_PAGE_MIN);
+    vmem_free(&kept, TS_PTR(CACHED_BASE), PAGE);
+    vmem_destroy(&kept);
+    vmem_release_pages();
+    VT_ASSERT(frame_census().alloc_pages == 0);
+    vmem_posix_use_arena_pages(NULL);
+    VT_CONSISTENT(&frames);
+}
+
+/* A kernel takes its frames from the bottom of its frame arena while the
+ * allocator's metadata grows: the metadata must not be strewn among those
+ * frames while they are out, and after a teardown what is left of it must
+ * be one run at the top of the arena. (Here nothing is left; vmem.h
+ * promises that only for tag pages taken top-down into free space, and
+ * here some went into gaps that old hash tables left.) */
+static void frames_and_metadata_interleaved_leave_no_metadata_among_the_frames(void)
+{
+    static Vmem work;
+    static void *frame[2000];
+    pages_with_no_tag_pages_kept();
+    VT_ASSERT(use_frame_pages());
+    VT_ASSERT(vmem_init(&work, "work", TS_PTR(WORK_BASE), WORK_BYTES, PAGE, NULL, NULL, NULL, 0,
+                        VM_NOSLEEP) == 0);
+    /* Each frame is followed by 20 segments of work: metadata grows by a
+     * tag page every other frame or so. */
+    for (size_t i = 0; i < 2000; i++) {
+        frame[i] = vmem_alloc(&frames, PAGE, VM_NOSLEEP);
+        VT_ASSERT(frame[i] != NULL);
+        for (size_t j = 0; j < 20; j++)
+            VT_ASSERT(vmem_alloc_exact(&work, WORK_BASE + (i * 20 + j) * PAGE, PAGE,
+                                       VM_NOSLEEP) == 0);
+    }
+    /* The run of pages at the bottom of the arena is the kernel's frames
+     * and nothing else. */
+    FrameCensus peak = frame_census();
+    print_census("at the peak", peak);
+    size_t frames_at_bottom = 0;
+    for (size_t i = 0; i < 2000; i++)
+        if (TS_ADDR(frame[i]) >= peak.lowest && TS_ADDR(frame[i]) < peak.first_run_end)
+            frames_at_bottom++;
+    VT_ASSERT(frames_at_bottom > 0);
+    VT_ASSERT(frames_at_bottom * PAGE == peak.first_run_end - peak.lowest);
+    for (size_t i = 0; i < 2000 * 20; i++)
+        vmem_xfree(&work, TS_PTR(WORK_BASE + i * PAGE), PAGE);
+    vmem_destroy(&work);
+    for (size_t i = 0; i < 2000; i++)
+        vmem_free(&frames, frame[i], PAGE);
+    vmem_release_pages();
+    FrameCensus census = frame_census();
+    print_census("after the teardown", census);
+    VT_ASSERT(census.runs <= 1);
+    VT_ASSERT(census.runs == 0 || census.run_end == census.span_end);
+    VT_ASSERT(census.runs == 0 || census.lowest >= peak.first_run_end);
+    vmem_posix_use_arena_pages(NULL);
+    VT_CONSISTENT(&frames);
 }
 
 static void growing_and_shrinking_hashes_never_recurse_into_the_page_source(void)
@@ -130,13 +314,13 @@ static void sparse_free(Vmem *vm, size_t n)
 }
 
 /*
- * The pool hands out the tags it has before it takes a page, and some pages
- * never go back: the frame arena, never destroyed, keeps a tag for each page
- * it lent the pool and one for each gap between them, on most of those pages
- * (after the first test, thousands of pages with over a hundred thousand
- * spare tags). A test whose arena must take new pages first takes every
- * spare tag into `hold`, sized from the pages out: a tag is at least its
- * 8-word hot part, and each sparse page after the first costs two tags.
+ * The pool hands out the tags it has before it takes a page, and pages that
+ * hold a tag in use do not go back (the frame arena, never destroyed, keeps
+ * its records of the pages it lent, its free gaps and its hash table on
+ * some), so after earlier tests it may hold many spare tags. A test whose
+ * arena must take new pages first takes every spare tag into `hold`, sized
+ * from the pages out: a tag is at least its 8-word hot part, and each
+ * sparse page after the first costs two tags.
  */
 #define TAGS_PER_PAGE_MAX (PAGE / (8 * sizeof(void *)))
 
@@ -249,6 +433,9 @@ static void a_cached_arena_gives_every_page_back_at_destroy(void)
 }
 
 VTEST_SUITE(suite_pages,
+            VTEST_CASE(a_burst_leaves_the_frame_arena_no_page_lent),
+            VTEST_CASE(a_small_arena_kept_from_a_burst_keeps_few_pages_of_the_frame_arena),
+            VTEST_CASE(frames_and_metadata_interleaved_leave_no_metadata_among_the_frames),
             VTEST_CASE(growing_and_shrinking_hashes_never_recurse_into_the_page_source),
             VTEST_CASE(caches_of_the_page_arena_are_bypassed_by_the_page_source),
             VTEST_CASE(released_tag_pages_go_back_to_the_page_source),

@@ -269,7 +269,10 @@ void *vmem_port_page_alloc(size_t npages, int vmflag)
         if (page_source_depth > 0)
             vmem_port_panic("the page source was re-entered from a page-source allocation");
         page_source_depth++;
-        pages = vmem_alloc(arena, npages * VMEM_PAGE_SIZE, vmflag);
+        /* From the top, away from the frames a kernel takes from the
+         * bottom (vmem_port.h). */
+        pages = vmem_xalloc(arena, npages * VMEM_PAGE_SIZE, 0, 0, 0, NULL, NULL,
+                            vmflag | VM_ENDALLOC);
         page_source_depth--;
         if (pages == NULL)
             return NULL;
@@ -289,7 +292,7 @@ void vmem_port_page_free(void *addr, size_t npages)
     Vmem *arena = atomic_load(&page_arena_ever);
     if (arena != NULL && vmem_contains(arena, addr, npages * VMEM_PAGE_SIZE)) {
         page_source_depth++;
-        vmem_free(arena, addr, npages * VMEM_PAGE_SIZE);
+        vmem_xfree(arena, addr, npages * VMEM_PAGE_SIZE);
         page_source_depth--;
     } else if (munmap(addr, npages * VMEM_PAGE_SIZE) != 0) {
         vmem_port_panic("munmap of a vmem page failed");
