@@ -8,6 +8,15 @@
 # Warnings are errors under gcc and clang alike (CC=clang make check).
 
 CC      ?= gcc
+
+# Quiet builds: one line per step ("  CC      src/vmem_tree.c"); make V=1
+# shows every command in full. Used as $(call quiet,CC,$<)command.
+V ?= 0
+ifeq ($(V),1)
+quiet =
+else
+quiet = @printf '  %-7s %s\n' '$(1)' '$(2)';
+endif
 AR      ?= ar
 BUILD   := build
 
@@ -50,22 +59,22 @@ all: $(LIB) $(HOST_LIB)
 
 $(BUILD)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(FREESTANDING_CFLAGS) -c $< -o $@
+	$(call quiet,CC,$<)$(CC) $(FREESTANDING_CFLAGS) -c $< -o $@
 
 $(BUILD)/host/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(HOST_CFLAGS) -c $< -o $@
+	$(call quiet,CC,host $<)$(CC) $(HOST_CFLAGS) -c $< -o $@
 
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
-	$(AR) rcs $@ $^
+	$(call quiet,AR,$@)$(AR) rcs $@ $^
 
 $(HOST_LIB): $(HOST_LIB_OBJS)
 	@rm -f $@
-	$(AR) rcs $@ $^
+	$(call quiet,AR,$@)$(AR) rcs $@ $^
 
 $(HOST_TESTS): $(HOST_TEST_OBJS) $(HOST_LIB)
-	$(CC) $(HOST_CFLAGS) -o $@ $(HOST_TEST_OBJS) $(HOST_LIB) $(HOST_LDLIBS)
+	$(call quiet,LD,$@)$(CC) $(HOST_CFLAGS) -o $@ $(HOST_TEST_OBJS) $(HOST_LIB) $(HOST_LDLIBS)
 
 # Layer: the host unit, property and model tests.
 check-host: $(HOST_TESTS)

@@ -63,32 +63,32 @@ CPUS ?= 1
 
 $(KERNEL_OBJ_DIR)/%.o: %.c $(KERNEL_HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(KERNEL_CFLAGS) -c $< -o $@
+	$(call quiet,CC,kernel $<)$(CC) $(KERNEL_CFLAGS) -c $< -o $@
 
 $(KERNEL_OBJ_DIR)/%.o: %.S lib/layout.h
 	@mkdir -p $(dir $@)
-	$(CC) $(KERNEL_CFLAGS) -c $< -o $@
+	$(call quiet,CC,kernel $<)$(CC) $(KERNEL_CFLAGS) -c $< -o $@
 
 $(KERNEL_OBJ_DIR)/lib/string.o: KERNEL_CFLAGS += $(KERNEL_NO_LOOP_CALLS)
 
 $(KERNEL_DIR)/main/kmain.o: boot/kmain.c $(KERNEL_HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(KERNEL_CFLAGS) -c $< -o $@
+	$(call quiet,CC,kernel $<)$(CC) $(KERNEL_CFLAGS) -c $< -o $@
 
 # "no-result" -> -DKERNEL_BREAK=KERNEL_BREAK_NO_RESULT
 $(KERNEL_DIR)/break-%/kmain.o: boot/kmain.c $(KERNEL_HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(KERNEL_CFLAGS) -DKERNEL_BREAK=KERNEL_BREAK_$$(echo $* | tr a-z- A-Z_) -c $< -o $@
+	$(call quiet,CC,kernel $< ($*))$(CC) $(KERNEL_CFLAGS) -DKERNEL_BREAK=KERNEL_BREAK_$$(echo $* | tr a-z- A-Z_) -c $< -o $@
 
 # Links write to a temporary name: a failed link must not leave a file that
 # looks up to date.
 $(KERNEL_DIR)/vmem-kernel.elf: $(KERNEL_DIR)/main/kmain.o $(KERNEL_OBJS) $(KERNEL_LIB) \
                               boot/kernel.ld
-	$(CC) $(KERNEL_LDFLAGS) -o $@.tmp $< $(KERNEL_OBJS) $(KERNEL_LIB) && mv $@.tmp $@
+	$(call quiet,LD,$@)$(CC) $(KERNEL_LDFLAGS) -o $@.tmp $< $(KERNEL_OBJS) $(KERNEL_LIB) && mv $@.tmp $@
 
 $(KERNEL_DIR)/vmem-kernel-break-%.elf: $(KERNEL_DIR)/break-%/kmain.o $(KERNEL_OBJS) \
                                        $(KERNEL_LIB) boot/kernel.ld
-	$(CC) $(KERNEL_LDFLAGS) -o $@.tmp $< $(KERNEL_OBJS) $(KERNEL_LIB) && mv $@.tmp $@
+	$(call quiet,LD,$@)$(CC) $(KERNEL_LDFLAGS) -o $@.tmp $< $(KERNEL_OBJS) $(KERNEL_LIB) && mv $@.tmp $@
 
 # QEMU's -kernel loads Multiboot 1 images only as ELF32. The conversion
 # keeps what QEMU uses: the program headers' physical (load) addresses,
@@ -96,7 +96,7 @@ $(KERNEL_DIR)/vmem-kernel-break-%.elf: $(KERNEL_DIR)/break-%/kmain.o $(KERNEL_OB
 # The higher-half virtual addresses do not fit 32 bits and come out
 # truncated (0x801xxxxx): read symbols and addresses in the 64-bit .elf.
 $(KERNEL_DIR)/%.elf32: $(KERNEL_DIR)/%.elf
-	$(KERNEL_OBJCOPY) -O elf32-i386 $< $@
+	$(call quiet,OBJCOPY,$@)$(KERNEL_OBJCOPY) -O elf32-i386 $< $@
 
 # Keep the per-variant objects and 64-bit images make would otherwise
 # delete as intermediates (gdb wants the .elf).
@@ -117,10 +117,12 @@ RUN_TIMEOUT ?= 600
 RUN_LOG := $(KERNEL_DIR)/logs/run-$(RUN_MEMORY)$(if $(filter-out 1,$(CPUS)),-cpus$(CPUS)).log
 SVG_TOOL ?= tools/vmem-svg
 run: $(KERNEL)
-	@status=0; tools/run-qemu.sh --memory $(RUN_MEMORY) --cpus $(CPUS) --timeout $(RUN_TIMEOUT) \
-	    --log $(RUN_LOG) $(KERNEL) || status=$$?; \
-	python3 $(SVG_TOOL) --output-dir $(dir $(RUN_LOG)) --prefix $(notdir $(basename $(RUN_LOG)))- $(RUN_LOG) || \
-	    echo "run: no pictures of the arenas (tools/vmem-svg failed)"; \
+	@status=0; tools/run-qemu.sh --summary --memory $(RUN_MEMORY) --cpus $(CPUS) \
+	    --timeout $(RUN_TIMEOUT) --log $(RUN_LOG) $(KERNEL) || status=$$?; \
+	if pictures=$$(python3 $(SVG_TOOL) --skip-empty --output-dir $(dir $(RUN_LOG)) \
+	        --prefix $(notdir $(basename $(RUN_LOG)))- $(RUN_LOG)); then \
+	    echo "run: $$(echo "$$pictures" | grep -c .) pictures of arenas: $(dir $(RUN_LOG))$(notdir $(basename $(RUN_LOG)))-*.svg"; \
+	else echo "run: no pictures of the arenas (tools/vmem-svg failed)"; fi; \
 	exit $$status
 
 check-kernel: $(KERNEL) $(KERNEL_BREAK_IMAGES)

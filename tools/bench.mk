@@ -23,10 +23,10 @@ BENCH_FLAGS   = $(if $(filter-out 0,$(BENCH_QUICK)),--quick) $(BENCH_ARGS)
 
 $(BENCH_LIB_OBJS) $(BENCH_OBJ): $(BENCH_DIR)/obj/%.o: %.c $(HEADERS) tools/bench/classic.h
 	@mkdir -p $(dir $@)
-	$(CC) $(BENCH_CFLAGS) -c $< -o $@
+	$(call quiet,CC,bench $<)$(CC) $(BENCH_CFLAGS) -c $< -o $@
 
 $(BENCH_BIN): $(BENCH_OBJ) $(BENCH_LIB_OBJS)
-	$(CC) $(BENCH_CFLAGS) -o $@ $^ -lpthread -lm
+	$(call quiet,LD,$@)$(CC) $(BENCH_CFLAGS) -o $@ $^ -lpthread -lm
 
 bench: $(BENCH_BIN)
 	$(BENCH_BIN) $(BENCH_FLAGS) --csv $(BENCH_DIR)/results.csv

@@ -64,11 +64,11 @@ cross_flags = --target=$(CROSS_TARGET_$(1)) $(CROSS_FLAGS_$(1)) $(CROSS_CFLAGS)
 define CROSS_ARCH_RULES
 $(BUILD)/cross/$(1)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $$(dir $$@)
-	$(CROSS_CC) $$(call cross_flags,$(1)) -c $$< -o $$@
+	$$(call quiet,CC,$(1) $$<)$(CROSS_CC) $$(call cross_flags,$(1)) -c $$< -o $$@
 
 $(BUILD)/cross/$(1)/libvmem.a: $(LIB_SRCS:%.c=$(BUILD)/cross/$(1)/obj/%.o)
 	@rm -f $$@
-	$(CROSS_AR) rcs $$@ $$^
+	$$(call quiet,AR,$$@)$(CROSS_AR) rcs $$@ $$^
 
 # Verifies one archive; prints why it is wrong and fails if it is.
 .PHONY: cross-verify-$(1)

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # run-qemu.sh - boot the libvmem test kernel under QEMU and judge the run.
 #
-#   tools/run-qemu.sh [--memory SIZE] [--cpus N] [--timeout SECONDS] [--log FILE] [--quiet] KERNEL
+#   tools/run-qemu.sh [--memory SIZE] [--cpus N] [--timeout SECONDS] [--log FILE] [--quiet|--summary] KERNEL
 #
 # Boots KERNEL (a Multiboot 1 ELF32) with qemu-system-x86_64 under TCG (never
 # KVM), with N CPUs (default 1; with more, multi-threaded TCG: one host
 # thread per guest CPU), COM1 written to a log file and QEMU's isa-debug-exit device at port
 # 0xf4. Shows the serial log as it grows (with --quiet: only on failure, the
-# last lines), then one verdict line:
+# last lines; with --summary: passing tests counted per suite and dumps cut
+# to their heading, tools/log-summary.awk), then one verdict line:
 #   run-qemu: PASS: ...                      or
 #   run-qemu: FAIL: <one-line reason>
 # and, last, "N passed, N failed" for tools/check.sh to sum. Exits 0 on PASS.
@@ -32,10 +33,11 @@ cpus=1
 timeout_s=300
 log=
 quiet=0
+summary=0
 qemu=${QEMU:-qemu-system-x86_64}
 
 usage() {
-    echo "usage: $0 [--memory SIZE] [--cpus N] [--timeout SECONDS] [--log FILE] [--quiet] KERNEL" >&2
+    echo "usage: $0 [--memory SIZE] [--cpus N] [--timeout SECONDS] [--log FILE] [--quiet|--summary] KERNEL" >&2
     exit 2
 }
 
@@ -46,6 +48,7 @@ while [ $# -gt 0 ]; do
     -t | --timeout) [ $# -ge 2 ] || usage; timeout_s=$2; shift 2 ;;
     -l | --log) [ $# -ge 2 ] || usage; log=$2; shift 2 ;;
     -q | --quiet) quiet=1; shift ;;
+    -s | --summary) summary=1; shift ;;
     -h | --help) usage ;;
     -*) usage ;;
     *) break ;;
@@ -98,7 +101,11 @@ timeout --kill-after=10 "$timeout_s" "$qemu" -accel "$accel" -smp "$cpus" -m "$m
 qemu_pid=$!
 tail_pid=
 if [ "$quiet" -eq 0 ]; then
-    tail -n +1 -f --pid="$qemu_pid" "$log" &
+    if [ "$summary" -eq 1 ]; then
+        tail -n +1 -f --pid="$qemu_pid" "$log" | awk -f "$(dirname "$0")/log-summary.awk" &
+    else
+        tail -n +1 -f --pid="$qemu_pid" "$log" &
+    fi
     tail_pid=$!
 fi
 wait "$qemu_pid"

@@ -30,11 +30,11 @@ EXAMPLE_LDFLAGS_riscv64 := -Ttext=0x80200000
 define EXAMPLE_ARCH_RULES
 $(BUILD)/example/$(1)/obj/%.o: %.c $(EXAMPLE_HDRS)
 	@mkdir -p $$(dir $$@)
-	$(CROSS_CC) $$(call cross_flags,$(1)) -c $$< -o $$@
+	$$(call quiet,CC,$(1) $$<)$(CROSS_CC) $$(call cross_flags,$(1)) -c $$< -o $$@
 
 $(BUILD)/example/$(1)/kernel.elf: $(patsubst %.c,$(BUILD)/example/$(1)/obj/%.o,$(EXAMPLE_SRCS) $(EXAMPLE_DIR)/kernel_stubs.c) \
                                   $(BUILD)/cross/$(1)/libvmem.a
-	$(EXAMPLE_LD) -static -nostdlib --no-undefined -e kernel_entry $(EXAMPLE_LDFLAGS_$(1)) \
+	$$(call quiet,LD,$$@)$(EXAMPLE_LD) -static -nostdlib --no-undefined -e kernel_entry $(EXAMPLE_LDFLAGS_$(1)) \
 	    -o $$@ $$^
 endef
 $(foreach arch,$(CROSS_ARCHS),$(eval $(call EXAMPLE_ARCH_RULES,$(arch))))
@@ -46,10 +46,10 @@ EXAMPLE_HOST := $(BUILD)/example/host/example_kernel
 
 $(BUILD)/example/host/obj/%.o: %.c $(EXAMPLE_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(EXAMPLE_HOST_CFLAGS) -c $< -o $@
+	$(call quiet,CC,example $<)$(CC) $(EXAMPLE_HOST_CFLAGS) -c $< -o $@
 
 $(EXAMPLE_HOST): $(EXAMPLE_HOST_OBJS)
-	$(CC) $(EXAMPLE_HOST_CFLAGS) -o $@ $^
+	$(call quiet,LD,$@)$(CC) $(EXAMPLE_HOST_CFLAGS) -o $@ $^
 
 .PHONY: example check-example
 example: $(EXAMPLE_HOST) $(foreach arch,$(CROSS_ARCHS),$(BUILD)/example/$(arch)/kernel.elf)
