@@ -372,7 +372,8 @@ void vmem_bootstrap(void);
 
 /* The paper's constructor: like vmem_init(), with arena storage taken from
  * the library's own metadata pages. Returns NULL on failure. vmem_destroy()
- * gives the storage back. */
+ * keeps the storage for the next vmem_create() (it is not given back to
+ * the page source). */
 Vmem *vmem_create(const char *name, void *base, size_t size, size_t quantum,
                   VmemAlloc *afunc, VmemFree *ffunc, Vmem *source, size_t qcache_max,
                   int vmflag);

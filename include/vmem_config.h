@@ -69,9 +69,8 @@
 
 /* Objects a quantum-cache magazine holds. A CPU visits the depot (the
  * cache's lock, lines other CPUs write) when both its magazines run empty
- * or full, so larger ones make that rarer: with 31 instead of 15, two
- * threads on one arena do a tenth as many depot trips and scale ×1.90
- * instead of ×1.79 (README, W6). 31 fills 512 bytes with the header. */
+ * or full, so larger ones make that rarer, at the price of more objects
+ * held per CPU. 31 fills 512 bytes with the magazine's header. */
 #ifndef VMEM_QCACHE_MAG_ROUNDS
 #define VMEM_QCACHE_MAG_ROUNDS 31
 #endif
@@ -98,6 +97,8 @@ VMEM_STATIC_ASSERT(VMEM_QCACHE_MAX_CACHES >= 1 && VMEM_QCACHE_MAX_CACHES <= 16,
                    "a slab's objects are tracked in one 64-bit word: at most 16 caches");
 VMEM_STATIC_ASSERT(VMEM_PAGE_SIZE >= 1024 && (VMEM_PAGE_SIZE & (VMEM_PAGE_SIZE - 1)) == 0,
                    "VMEM_PAGE_SIZE must be a power of two of at least 1 KiB");
+/* (vmem_tags.c also needs a whole Vmem to fit in one page, for
+ * vmem_create(): 4 KiB on LP64, 2 KiB on 32-bit targets.) */
 VMEM_STATIC_ASSERT(VMEM_TAG_RESERVE >= 8,
                    "VMEM_TAG_RESERVE must cover at least two nested worst-case operations");
 VMEM_STATIC_ASSERT(VMEM_BOOTSTRAP_TAGS >= 2 * VMEM_TAG_RESERVE,

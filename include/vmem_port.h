@@ -16,7 +16,8 @@
  * drops its lock before calling into its source. It never calls
  * vmem_port_page_alloc(), vmem_port_page_free(), an import or give-back
  * callback, or vmem_port_misuse() with any of its locks held; only
- * vmem_port_puts() (from vmem_dump) and the lock hooks themselves are.
+ * vmem_port_puts() (from vmem_dump), the lock and condition hooks
+ * themselves, and vmem_port_panic() (which does not return) are.
  *
  * Two ports ship with libvmem: src/port/posix.c (pthreads; used by every
  * host test and by user-space programs) and lib/vmem_port_kernel.c (the
@@ -36,8 +37,8 @@ extern "C" {
  * to the matching vmem_port_unlock(). */
 typedef uintptr_t VmemIrqState;
 
-/* Prepares the lock storage embedded in an arena (or the library's global
- * pool lock). Called once per lock, never concurrently with its use. The
+/* Prepares the lock storage embedded in an arena, in a quantum cache, or
+ * the library's global pool lock. Called once per lock, never concurrently with its use. The
  * lock must fit in sizeof(VmemLock); check that with _Static_assert. */
 void vmem_port_lock_init(VmemLock *lock);
 
@@ -64,7 +65,9 @@ void vmem_port_cond_fini(VmemCond *cond);
 /* Called with `lock` held (as vmem_port_lock() took it): atomically
  * releases it and sleeps until vmem_port_cond_broadcast() on the same
  * condition (or spuriously), then reacquires it before returning, with the
- * interrupt state the caller had. The only hook that may block. */
+ * interrupt state the caller had. With vmem_port_lock() the only hook the
+ * library itself waits in; a page source built on an arena may also wait
+ * there when the request it serves has VM_SLEEP. */
 void vmem_port_cond_wait(VmemCond *cond, VmemLock *lock);
 /* Wakes every waiter on cond. Called with the matching lock held. */
 void vmem_port_cond_broadcast(VmemCond *cond);

@@ -22,9 +22,9 @@
  *    free then reads its predecessor's tag only to merge with it, not to
  *    find out whether to. Neighbours' tags are different cache lines, so
  *    with many live segments that is a miss saved on every free that does
- *    not merge downwards; the price is writing the successor's tag when a
- *    free segment is taken whole. (Cachegrind, 8 MiB last level: W1 at
- *    10^5 -10% last-level misses, W4 instant-fit -29%; +1% instructions.)
+ *    not merge downwards (what it buys: fewer last-level misses per free
+ *    once the tags outgrow the caches); the price is writing the
+ *    successor's tag when a free segment is taken whole.
  *
  * 3. Free segments sit on size-class freelists, and one bit per class in
  *    vm_freemap says whether its list is empty - from the first request
@@ -41,9 +41,8 @@
  *    finer classes are what keeps instant-fit close to best-fit: a
  *    segment at most a quarter larger than the class boundary above the
  *    request, instead of up to twice its size, so large segments stay
- *    whole for large requests (W2 of the benchmarks: 90% of the arena
- *    allocated at the first failure, against 75% with plain power-of-two
- *    lists). Only when neither finds anything does it search the one
+ *    whole for large requests (what it buys: markedly less fragmentation
+ *    than plain power-of-two lists, docs/performance.md). Only when neither finds anything does it search the one
  *    class that may hold a fit.
  *    Next-fit walks the segment list from its rotor, a few segments at
  *    most (next_fit). An arena that needs more - best-fit, first-fit,
@@ -876,8 +875,8 @@ static VmemTag *find_placement(Vmem *vm, const VmemRequest *req, int vmflag, uin
         /* Prefer a segment of the next power of two: carving an aligned
          * piece out of the middle of a barely comfortable segment leaves
          * two slivers and touches more tags, which a long-running arena,
-         * whose tags are scattered, pays for in cache misses (W3 after
-         * W1 at 10^6: 560 -> 290 ns); the exact class is the fallback. */
+         * whose tags are scattered, pays for in cache misses; the exact
+         * class is the fallback. */
         size_t comfortable = vmem_fit_comfortable_size(req);
         size_t whole = whole_size(comfortable);
         VmemTag *tag = freelist_heads_fit(vm, req, whole, 4, addrp);

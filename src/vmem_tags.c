@@ -493,9 +493,8 @@ bool vmem_stash_fill(Vmem *vm, VmemIrqState *state, int vmflag)
         /* Refill to the middle of the band, where a give-back also leaves
          * the stash: a count that starts there wanders further, on
          * average, before it reaches either edge and costs a pool visit
-         * (W4 next-fit, where a free may give back two tags or none while
-         * each allocation takes one, refilled on one pair in three when
-         * it refilled to 8, on one in eight now). */
+         * (as in next-fit IDs, where a free may give back two tags or
+         * none while each allocation takes one). */
         size_t want = VMEM_STASH_KEEP - vm->vm_stash_count;
         VmemTag *list;
         vmem_port_unlock(&vm->vm_lock, *state);

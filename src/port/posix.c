@@ -53,8 +53,7 @@ static _Thread_local bool in_cpu_section;
  * after it, parent and child each release them all. Taking them all must
  * not deadlock against the library, which holds one lock while it takes
  * another (a quantum cache's depot lock, then its state lock: vmem_port.h)
- * in an order the registry does not know, and may init or fini a lock
- * while it holds one. So the prepare step never waits for a mutex while it
+ * in an order the registry does not know. So the prepare step never waits for a mutex while it
  * holds any: it only tries them, and on the first that is busy it lets go
  * of everything, registry_lock too, yields so that the holder can finish,
  * and starts again. The holders hold their locks briefly and never across
