@@ -33,8 +33,8 @@ COMMON_CFLAGS := -std=c11 $(WARNINGS) -Iinclude -Isrc
 # (interrupt handlers share the stack), and the kernel code model so it links
 # both low and in a higher-half kernel at -2 GiB.
 # It is built for a port without a scheduler, like the test kernel's
-# (VMEM_PORT_CAN_SLEEP=0); a kernel
-# that can sleep compiles src/ with its own configuration (see the README).
+# (VMEM_PORT_CAN_SLEEP=0); a kernel that can sleep compiles src/ with its
+# own configuration (see docs/porting.md).
 FREESTANDING_CONFIG ?= -DVMEM_PORT_CAN_SLEEP=0
 FREESTANDING_CFLAGS := $(COMMON_CFLAGS) $(FREESTANDING_CONFIG) -O2 -ffreestanding -fno-stack-protector \
             -fno-pic -mno-red-zone -mno-sse -mno-mmx -mno-80387 -mcmodel=kernel \

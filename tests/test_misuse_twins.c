@@ -1,6 +1,6 @@
 /*
  * test_misuse_twins.c - a reported misuse changes nothing a later call can
- * observe. For each row of the misuse catalogue (README.md) two arenas are
+ * observe. For each row of the misuse catalogue (docs/misuse.md) two arenas are
  * given the same history; one of them then suffers the misuse (reported
  * through a handler that records and returns), and both run the same
  * sequence of allocations and frees under every policy - instant-fit,

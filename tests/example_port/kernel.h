@@ -3,8 +3,9 @@
  * needs from it (a console, a way to halt, interrupt save/restore), and
  * what the example's kernel_main sets up (the arenas and their helpers).
  *
- * This directory is the minimal port the README's integration guide walks
- * through, for a kernel with spinlocks and no scheduler:
+ * This directory is the minimal port that the README's port checklist and
+ * docs/porting.md walk through, for a kernel with spinlocks and no
+ * scheduler:
  *   vmem_port_example.c  every vmem_port_* hook
  *   kernel_vmem.c        a kernel_main-style setup: physical frames, kernel
  *                        virtual memory importing from them through a mapping

@@ -1,6 +1,6 @@
 /*
  * kernel_vmem.c - how a kernel lays out its resources with vmem: the
- * example the README's integration guide shows.
+ * example docs/porting.md walks through.
  *
  *   kernel_phys  physical frames, quantum one page, a span per usable
  *                region of the memory map
