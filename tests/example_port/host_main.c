@@ -178,6 +178,66 @@ static bool pids_run_out_cleanly(void)
     return ok && vmem_size(&kernel_pids, VMEM_ALLOC) == 0;
 }
 
+/* The spans a memory-map recipe run left in an arena, for checking. */
+struct span_list {
+    size_t count;
+    uintptr_t base[16], size[16];
+};
+
+static void collect_span(void *arg, uintptr_t addr, size_t size, int type)
+{
+    struct span_list *list = arg;
+    (void)type;
+    if (list->count < 16) {
+        list->base[list->count] = addr;
+        list->size[list->count] = size;
+    }
+    list->count++;
+}
+
+/* kernel_add_frames on QEMU's memory map (as the test kernel's serial log
+ * prints it at 512 MiB), with the reservations a multiboot kernel makes,
+ * and on regions that are not page-aligned: exactly the free whole pages
+ * become spans - never page 0, the first MiB, the kernel image or the boot
+ * loader's structures. */
+static bool memory_map_recipe_adds_only_free_whole_pages(void)
+{
+    static const struct kernel_mem_region qemu_available[] = {
+        {0x0, 0x9fc00}, {0x100000, 0x1ffe0000 - 0x100000}};
+    static const struct kernel_mem_region reserved[] = {
+        {0x0, 0x100000},           /* first MiB: BIOS data, real-mode code */
+        {0x9000, 0x1000},          /* multiboot info (inside the first MiB) */
+        {0x100000, 0xbe7000},      /* kernel image, stacks, boot page tables */
+        {0xce7123, 0x20},          /* multiboot command line, not page-aligned */
+    };
+    Vmem frames;
+    struct span_list spans = {0, {0}, {0}};
+    if (vmem_init(&frames, "frames", NULL, 0, KERNEL_PAGE_SIZE, NULL, NULL, NULL, 0, VM_NOSLEEP) != 0)
+        return false;
+    bool ok = true;
+    for (size_t i = 0; i < 2; i++)
+        ok &= kernel_add_frames(&frames, qemu_available[i].base,
+                                qemu_available[i].base + qemu_available[i].size, reserved,
+                                sizeof(reserved) / sizeof(reserved[0])) == 0;
+    vmem_walk(&frames, VMEM_SPAN, collect_span, &spans);
+    ok &= spans.count == 1 && spans.base[0] == 0xce8000 && spans.size[0] == 0x1ffe0000 - 0xce8000;
+    vmem_destroy(&frames);
+
+    /* No reservations: a region at 0 loses page 0 and its partial last
+     * page; one inside a page adds nothing; a misaligned one is rounded in. */
+    struct span_list bare = {0, {0}, {0}};
+    if (vmem_init(&frames, "frames", NULL, 0, KERNEL_PAGE_SIZE, NULL, NULL, NULL, 0, VM_NOSLEEP) != 0)
+        return false;
+    ok &= kernel_add_frames(&frames, 0x0, 0x9fc00, NULL, 0) == 0;
+    ok &= kernel_add_frames(&frames, 0xa0010, 0xa0ff0, NULL, 0) == 0;
+    ok &= kernel_add_frames(&frames, 0x200123, 0x203456, NULL, 0) == 0;
+    vmem_walk(&frames, VMEM_SPAN, collect_span, &bare);
+    ok &= bare.count == 2 && bare.base[0] == 0x1000 && bare.size[0] == 0x9f000 - 0x1000 &&
+          bare.base[1] == 0x201000 && bare.size[1] == 0x2000;
+    vmem_destroy(&frames);
+    return ok;
+}
+
 static bool misuse_is_reported_and_changes_nothing(void)
 {
     kernel_misuse_panics = false;
@@ -210,6 +270,7 @@ int main(void)
     check(pids_are_handed_out_round_robin(), "pids_are_handed_out_round_robin");
     check(pids_run_out_cleanly(), "pids_run_out_cleanly");
     check(misuse_is_reported_and_changes_nothing(), "misuse_is_reported_and_changes_nothing");
+    check(memory_map_recipe_adds_only_free_whole_pages(), "memory_map_recipe_adds_only_free_whole_pages");
     check(all_consistent() && freeing_everything_returns_every_frame(), "everything_is_back_at_the_end");
     check(kernel_port_contract_violations() == 0 && kernel_page_pool_failures() == 0 &&
               kernel_mapping_errors() == 0,

@@ -82,6 +82,14 @@ extern Vmem kernel_pids;  /* process IDs */
  * on the console what failed. Call once, on the boot CPU. */
 int kernel_vmem_init(const struct kernel_mem_region *map, size_t nregions);
 
+/* Adds the usable frames of one "available" memory-map region [base, end)
+ * to phys: whole pages only (rounded inward), never page 0, and none of a
+ * page that holds a byte of a reserved range (the first MiB, the kernel
+ * image, the boot loader's structures...; sorted by base). Returns 0, or
+ * -1 if vmem_add_range refused a piece (it reports why). */
+int kernel_add_frames(Vmem *phys, uint64_t base, uint64_t end,
+                      const struct kernel_mem_region *reserved, size_t nreserved);
+
 /* A kernel_main: the memory map of the example's pretend machine, the
  * arenas, and a short demonstration of each. Returns 0 on success. */
 int kernel_main(void);

@@ -96,6 +96,36 @@ static void kva_release(Vmem *phys, void *va, size_t size)
 
 /* ---- Setting up ---------------------------------------------------------------- */
 
+int kernel_add_frames(Vmem *phys, uint64_t base, uint64_t end,
+                      const struct kernel_mem_region *reserved, size_t nreserved)
+{
+    /* A boot loader's regions need not be page-aligned: only the whole
+     * pages inside one are usable. */
+    base = (base + (PAGE - 1)) & ~(uint64_t)(PAGE - 1);
+    end &= ~(uint64_t)(PAGE - 1);
+    /* Never page 0: the void * calls use NULL for failure. */
+    if (base < PAGE)
+        base = PAGE;
+    int result = 0;
+    for (size_t i = 0; i < nreserved && base < end; i++) {
+        /* Rounded outward: a page that holds any reserved byte is taken. */
+        uint64_t r_base = reserved[i].base & ~(uint64_t)(PAGE - 1);
+        uint64_t r_end = ((uint64_t)reserved[i].base + reserved[i].size + (PAGE - 1)) &
+                         ~(uint64_t)(PAGE - 1);
+        if (r_end <= base || r_base >= end)
+            continue;
+        if (r_base > base && vmem_add_range(phys, (uintptr_t)base, (size_t)(r_base - base),
+                                            VM_NOSLEEP) != 0)
+            result = -1;
+        if (r_end > base)
+            base = r_end;
+    }
+    if (base < end &&
+        vmem_add_range(phys, (uintptr_t)base, (size_t)(end - base), VM_NOSLEEP) != 0)
+        result = -1;
+    return result;
+}
+
 static int setup_failed(const char *what)
 {
     kernel_console_write("kernel_vmem_init: ");
@@ -114,7 +144,8 @@ int kernel_vmem_init(const struct kernel_mem_region *map, size_t nregions)
     if (vmem_init(&kernel_phys, "phys", NULL, 0, PAGE, NULL, NULL, NULL, 0, VM_NOSLEEP) != 0)
         return setup_failed("phys arena");
     for (size_t i = 0; i < nregions; i++) {
-        if (vmem_add(&kernel_phys, (void *)map[i].base, map[i].size, VM_NOSLEEP) == NULL)
+        if (kernel_add_frames(&kernel_phys, map[i].base, (uint64_t)map[i].base + map[i].size,
+                              NULL, 0) != 0)
             return setup_failed("adding a memory-map region");
     }
 
