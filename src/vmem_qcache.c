@@ -7,57 +7,53 @@
  * 1. Layers. Per CPU, a loaded and a previous magazine (stacks of free
  *    objects): allocations pop the loaded one, frees push onto it, the two
  *    swap when it is empty (full). The depot (the cache's lock) keeps full
- *    magazines, traded when both of a CPU's are empty (full); empty ones
- *    wait on a shared list. Slabs, runs of objects carved from one arena
- *    segment (the next power of two above 3 x qcache_max, aligned to its
- *    size), fill magazines; a slab wholly free goes back to the arena.
+ *    magazines, traded when both of a CPU's are empty (full). Slabs, runs
+ *    of objects carved from one arena segment (the next power of two above
+ *    3 x qcache_max, aligned to its size), fill magazines; a slab wholly
+ *    free goes back to the arena.
  *
  * 2. CPU sections. A CPU's magazines are touched only inside its section,
  *    which the port provides (a kernel disables interrupts; the POSIX port
- *    takes a lock per CPU index). Inside, the library pops, pushes, swaps,
- *    installs or removes a magazine and bumps that CPU's counters: no lock,
- *    no other hook, no waiting. Trades with the depot, the slabs, the arena
- *    or the page source run outside, on a magazine a section handed out; a
- *    second section installs the result (and hands back what it displaces).
- *    Only destroy, when nobody may use the arena, touches every CPU's.
+ *    takes a lock per CPU index). Inside, the library only pops, pushes,
+ *    swaps, installs or removes a magazine and counts: no lock, no other
+ *    hook, no waiting. Depot, slab, arena and page work runs outside, on a
+ *    magazine the section handed out; a second section installs the
+ *    result. Only destroy, when nobody may use the arena, touches every
+ *    CPU's magazines.
  *
  * 3. What stays cached. vmem_reap(), a request that drains before it fails
- *    or sleeps, and a free that sees a sleeper (point 4) empty the depot and
- *    the calling CPU's magazines. Any other CPU keeps at most its two
- *    magazines per cache (2 x VMEM_QCACHE_MAG_ROUNDS objects) until it
- *    reaps, or frees into that cache while a VM_SLEEP request waits.
+ *    or sleeps, and a free that sees a sleeper empty the depot and the
+ *    calling CPU's magazines. Any other CPU keeps at most its two
+ *    magazines per cache until it reaps, or frees while a request waits.
  *
  * 4. Waking sleepers. A VM_SLEEP request that must wait counts itself in
- *    vm_qcache_waiters, drains, and sleeps in the arena. A free pushes, then
- *    reads that count (both sequentially consistent): seeing a waiter, it
- *    drains, so that wholly free slabs go back to the arena, whose free
- *    wakes the sleeper. A free that read zero came before the count.
+ *    vm_qcache_waiters, drains, and sleeps in the arena. A free pushes,
+ *    then reads that count (both sequentially consistent): seeing a
+ *    waiter, it drains, so that wholly free slabs go back to the arena,
+ *    whose free wakes the sleeper. A free that read zero came before.
  *
  * 5. Checked frees. Each slab has an external descriptor (objects are
  *    integers) with a state per quantum: no object start, in the slab,
- *    allocated, in a magazine. Before entering a section, a free finds the
- *    descriptor in the slab table (open addressing by slab base, written
- *    under qs_lock with release stores, old tables kept until destroy) and
- *    moves the state from "allocated" to "in a magazine" by compare-and-
- *    swap: a double free (even two racing on two CPUs), an interior or a
- *    foreign address fails, is reported, and changes nothing. Descriptors
- *    are reused at once, so states carry a generation, changed when the
- *    slab is carved and released: a free that found the descriptor before
- *    its reuse expects the old one, and fails.
+ *    allocated, in a magazine. A free finds the descriptor in the slab
+ *    table (open addressing by slab base, written under qs_lock with
+ *    release stores, old tables kept until destroy) and moves the state
+ *    from "allocated" to "in a magazine" by compare-and-swap, the one step
+ *    two CPUs' frees cannot both win: a double free (even two racing), an
+ *    interior or a foreign address is reported and changes nothing.
+ *    Descriptors are reused at once, so states carry a generation, bumped
+ *    when a slab is carved and released: a free that found the descriptor
+ *    before its reuse expects the old one, and fails.
  *
- * 6. Exact statistics. Each object handed out is counted once in an
- *    allocation counter, each taken back once in a free counter: per CPU
- *    (written only in its section), or per cache for a free that finds no
- *    magazine (under its lock). Counters only grow, by release stores. A
- *    reader sums a cache's frees, then its allocations, and at the end all
- *    frees again (acquire loads). An allocation is counted before its
- *    object can reach a freer, so allocations read after frees are never
- *    fewer; and if both sums of frees agree, the difference lies between
- *    what was outstanding when the read began and when it ended. The arena
- *    (user_stat) brackets this with two views of its own counters, which
- *    count slabs apart, and takes it when they agree too; else, after a few
- *    tries, it clamps the cached bytes to the slab bytes. So every answer
- *    has 0 <= in_use <= total and free <= alloc.
+ * 6. Exact statistics. Each object handed out is counted once as an
+ *    allocation, each taken back once as a free: per CPU (in its section),
+ *    or per cache for a free that finds no magazine (under its lock), by
+ *    release stores of counters that only grow. A reader sums frees, then
+ *    allocations, then frees again (acquire loads). An allocation is
+ *    counted before its object can reach a freer, so allocations read
+ *    after frees are never fewer; if both sums of frees agree, the
+ *    difference lies between what was outstanding at the read's start and
+ *    at its end. The arena (user_stat) brackets this with its own counters
+ *    and retries, then clamps: 0 <= in_use <= total and free <= alloc.
  *
  * 7. Lock order: cache lock -> qs_lock. Neither is held inside a section,
  *    nor while calling the arena, the page source or the misuse hook.
@@ -69,6 +65,7 @@
 #define SLAB_QUANTA_MAX VMEM_QCACHE_SLAB_OBJS
 #define COLD __attribute__((noinline, cold))
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define LIKELY(x) __builtin_expect(!!(x), 1)
 
 /* A quantum's state: its kind in the low bits, its slab's generation above. */
 enum { OBJ_NONE, OBJ_IN_SLAB, OBJ_ALLOCATED, OBJ_IN_MAGAZINE, KIND_MASK = 3 };
@@ -181,24 +178,19 @@ static void *qc_pages(VmemQcacheState *qs, size_t bytes, int vmflag)
     return (char *)page + BLOCK_OFFSET;
 }
 
-/* Pushes an item (its first word links) onto a free list, or pops one. */
-static void list_put(VmemQcacheState *qs, void **list, void *item)
+/* Pushes an item (its first word links) onto a free list, or with item
+ * NULL pops one. */
+static void *list_put(VmemQcacheState *qs, void **list, void *item)
 {
     VmemIrqState state = vmem_port_lock(&qs->qs_lock);
-    *(void **)item = *list;
-    *list = item;
-    vmem_port_unlock(&qs->qs_lock, state);
-}
-
-static void *list_pop(VmemQcacheState *qs, void **list)
-{
-    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
-    void **item = *list;
+    void **top = *list;
+    *list = item != NULL ? item : top != NULL ? *top : NULL;
     if (item != NULL)
-        *list = *item;
+        *(void **)item = top;
     vmem_port_unlock(&qs->qs_lock, state);
-    return item;
+    return top;
 }
+#define list_pop(qs, list) list_put(qs, list, NULL)
 
 /* An item from a free list, refilled a page at a time. No lock held. */
 static void *list_get(VmemQcacheState *qs, void **list, size_t item_size, int vmflag)
@@ -442,6 +434,19 @@ size_t vmem_qcache_count(const Vmem *vm)
     return n > VMEM_QCACHE_MAX_CACHES ? VMEM_QCACHE_MAX_CACHES : n;
 }
 
+/* Releases qs (npages long) and every page it took. Nobody uses it. */
+static void state_free(VmemQcacheState *qs, size_t npages)
+{
+    for (size_t c = 0; c < qs->ncaches; c++)
+        vmem_port_lock_fini(&qs->cache[c].lock);
+    vmem_port_lock_fini(&qs->qs_lock);
+    for (QcPage *page = qs->pages, *next; page != NULL; page = next) {
+        next = page->next;
+        vmem_port_page_free(page, page->npages);
+    }
+    vmem_port_page_free(qs, npages);
+}
+
 /* The state of vm's caches, created on first use. No lock held. */
 static COLD VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
 {
@@ -485,13 +490,9 @@ static COLD VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
         __atomic_store_n(&vm->vm_qcache, qs, __ATOMIC_RELEASE);
     }
     vmem_port_unlock(&vm->vm_lock, state);
-    if (existing == NULL)
-        return qs;
-    for (size_t c = 0; c < n; c++)
-        vmem_port_lock_fini(&qs->cache[c].lock);
-    vmem_port_lock_fini(&qs->qs_lock);
-    vmem_port_page_free(qs, npages);
-    return existing;
+    if (existing != NULL)
+        state_free(qs, npages);
+    return existing != NULL ? existing : qs;
 }
 
 /* A full magazine from the depot, or NULL. Cache lock held. */
@@ -520,76 +521,84 @@ static void depot_put(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, VmemSla
     list_put(qs, (void **)&qs->mag_free, mag);
 }
 
-/* depot_put() from outside, then the freed slabs back. No lock held. */
-static void mag_return(Vmem *vm, VmemQcacheState *qs, QcCache *cache, VmemMag *mag)
+/* depot_put() from outside - or, without a magazine, a freed object
+ * straight into its slab - then the freed slabs back. No lock held. */
+static void cache_return(Vmem *vm, VmemQcacheState *qs, QcCache *cache, VmemMag *mag,
+                         VmemRound round)
 {
     VmemSlab *release = NULL;
     VmemIrqState cstate = vmem_port_lock(&cache->lock);
-    depot_put(qs, cache, mag, &release);
+    if (mag != NULL) {
+        depot_put(qs, cache, mag, &release);
+    } else {
+        slab_put(qs, cache, round, &release);
+        count(&cache->frees);
+    }
     vmem_port_unlock(&cache->lock, cstate);
     slabs_release(vm, qs, release);
 }
 
-/* Enters a section to install a magazine handed out earlier as the loaded
- * one (the loaded one becomes the previous), and returns the previous one
- * it displaces (NULL unless something ran there meanwhile). */
-static inline VmemMag *mag_install(QcCache *cache, VmemMag *mag, QcCpu **cpu, VmemIrqState *irq)
+/* In the section: the magazine to pop from (to push onto, for a free),
+ * swapping in the previous one if it is full (empty); NULL if neither can
+ * serve. */
+static inline VmemMag *mag_ready(QcCpu *cpu, bool for_free)
 {
-    *cpu = cpu_enter(cache, irq);
-    VmemMag *displaced = (*cpu)->previous;
-    (*cpu)->previous = (*cpu)->loaded;
-    (*cpu)->loaded = mag;
-    return displaced;
+    VmemMag *mag = cpu->loaded, *previous = cpu->previous;
+    if (LIKELY(mag != NULL && mag->rounds != (for_free ? MAG_ROUNDS : 0)))
+        return mag;
+    if (previous == NULL || (previous->rounds == 0) != for_free)
+        return NULL;
+    cpu->loaded = previous;
+    cpu->previous = mag;
+    return previous;
 }
 
-/* ---- Allocation ----------------------------------------------------------------------- */
-
-static inline uintptr_t pop_and_leave(const VmemQcacheState *qs, QcCache *cache, QcCpu *cpu,
-                                      VmemMag *mag, VmemIrqState irq)
-{
-    VmemRound round = mag->round[--mag->rounds];
-    state_set(state_of(qs, round.slab, round.addr), OBJ_ALLOCATED);
-    count(&cpu->allocs);
-    cpu_leave(cache, cpu, irq);
-    return round.addr;
-}
-
-/* Both magazines empty: the section hands out the previous one, traded for
- * a full one from the depot or filled from the slabs (a new slab, or a new
- * magazine, if need be); a second section installs it and pops the
- * caller's object. 0 if none can be had at once (the arena then serves
- * the request). Entered inside the section; returns outside it. */
-static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu,
-                                 VmemIrqState irq, int vmflag)
+/* A miss: the section hands out the previous magazine, traded in the
+ * depot for a full one (allocation: else filled from the slabs, a new slab
+ * if need be) or for an empty one (free: the depot takes the previous). A
+ * second section installs the result as the loaded magazine and returns
+ * it, with *displaced the previous one it displaces (NULL unless something
+ * ran there meanwhile); NULL, outside the section, if none can be had. */
+static COLD VmemMag *mag_replace(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu **cpu,
+                                 VmemIrqState *irq, bool for_free, int vmflag,
+                                 VmemMag **displaced)
 {
     QcCache *cache = &qs->cache[c];
-    VmemMag *mag = cpu->previous;
-    cpu->previous = NULL;
-    cpu_leave(cache, cpu, irq);
+    VmemMag *mag = (*cpu)->previous, *full = NULL;
+    VmemSlab *release = NULL;
+    (*cpu)->previous = NULL;
+    cpu_leave(cache, *cpu, *irq);
     VmemIrqState cstate = vmem_port_lock(&cache->lock);
-    VmemMag *full = depot_take(cache);
-    if (full != NULL && mag != NULL)
-        list_put(qs, (void **)&qs->mag_free, mag); /* an empty one for a full one */
-    mag = full != NULL ? full : mag != NULL ? mag : list_pop(qs, (void **)&qs->mag_free);
-    if (full == NULL && mag != NULL) {
-        mag->rounds = 0; /* it was empty, or is new */
-        mag_fill(qs, cache, mag);
+    if (!for_free && (full = depot_take(cache)) == NULL) {
+        if (mag == NULL)
+            mag = list_pop(qs, (void **)&qs->mag_free);
+        if (mag != NULL) {
+            mag->rounds = 0; /* it was empty, or is new */
+            mag_fill(qs, cache, mag);
+        }
+    } else {
+        if (mag != NULL)
+            depot_put(qs, cache, mag, &release);
+        mag = full;
     }
     vmem_port_unlock(&cache->lock, cstate);
+    slabs_release(vm, qs, release);
     if (mag == NULL)
         mag = mag_new(qs);
-    if (mag != NULL && mag->rounds == 0)
+    if (!for_free && mag != NULL && mag->rounds == 0) {
         slab_grow(vm, qs, c, (vmflag & ~VM_SLEEP) | VM_NOSLEEP, mag);
-    if (mag == NULL || mag->rounds == 0) {
-        if (mag != NULL)
+        if (mag->rounds == 0) {
             list_put(qs, (void **)&qs->mag_free, mag);
-        return 0;
+            return NULL;
+        }
     }
-    VmemMag *displaced = mag_install(cache, mag, &cpu, &irq);
-    uintptr_t addr = pop_and_leave(qs, cache, cpu, mag, irq);
-    if (UNLIKELY(displaced != NULL))
-        mag_return(vm, qs, cache, displaced);
-    return addr;
+    if (mag != NULL) {
+        *cpu = cpu_enter(cache, irq);
+        *displaced = (*cpu)->previous;
+        (*cpu)->previous = (*cpu)->loaded;
+        (*cpu)->loaded = mag;
+    }
+    return mag;
 }
 
 uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
@@ -601,20 +610,22 @@ uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
         return 0;
     if (c >= qs->ncaches)
         return 0;
+    QcCache *cache = &qs->cache[c];
     VmemIrqState irq;
-    QcCpu *cpu = cpu_enter(&qs->cache[c], &irq);
-    VmemMag *mag = cpu->loaded;
-    if (UNLIKELY(mag == NULL || mag->rounds == 0)) {
-        if (cpu->previous == NULL || cpu->previous->rounds == 0)
-            return alloc_miss(vm, qs, c, cpu, irq, vmflag);
-        cpu->loaded = cpu->previous;
-        cpu->previous = mag;
-        mag = cpu->loaded;
-    }
-    return pop_and_leave(qs, &qs->cache[c], cpu, mag, irq);
+    VmemMag *displaced = NULL;
+    QcCpu *cpu = cpu_enter(cache, &irq);
+    VmemMag *mag = mag_ready(cpu, false);
+    if (UNLIKELY(mag == NULL) &&
+        (mag = mag_replace(vm, qs, c, &cpu, &irq, false, vmflag, &displaced)) == NULL)
+        return 0; /* the arena serves the request */
+    VmemRound round = mag->round[--mag->rounds];
+    state_set(state_of(qs, round.slab, round.addr), OBJ_ALLOCATED);
+    count(&cpu->allocs);
+    cpu_leave(cache, cpu, irq);
+    if (UNLIKELY(displaced != NULL))
+        cache_return(vm, qs, cache, displaced, round);
+    return round.addr;
 }
-
-/* ---- Free ------------------------------------------------------------------------------- */
 
 static COLD void free_refused(Vmem *vm, const VmemQcacheState *qs, const char *call,
                               uintptr_t addr, size_t size, bool other_cache, unsigned seen)
@@ -627,40 +638,6 @@ static COLD void free_refused(Vmem *vm, const VmemQcacheState *qs, const char *c
                 other_cache ? "the address belongs to the quantum cache of another size"
                 : inside    ? "the address is not the start of a cached object"
                             : "the cached object is already free");
-}
-
-/* Both magazines full: the section hands out the previous one, traded for
- * an empty one (new, if need be), which takes the object and is installed
- * by a second section; without one, the object goes back to its slab.
- * Entered inside the section with the object "in a magazine"; returns
- * outside it. */
-static COLD void free_miss(Vmem *vm, VmemQcacheState *qs, QcCache *cache, QcCpu *cpu,
-                           VmemIrqState irq, VmemRound round)
-{
-    VmemMag *carry = cpu->previous;
-    cpu->previous = NULL;
-    cpu_leave(cache, cpu, irq);
-    VmemSlab *release = NULL;
-    VmemIrqState cstate = vmem_port_lock(&cache->lock);
-    if (carry != NULL)
-        depot_put(qs, cache, carry, &release);
-    vmem_port_unlock(&cache->lock, cstate);
-    VmemMag *empty = mag_new(qs);
-    if (empty != NULL) {
-        empty->round[0] = round;
-        empty->rounds = 1;
-        VmemMag *displaced = mag_install(cache, empty, &cpu, &irq);
-        count(&cpu->frees);
-        cpu_leave(cache, cpu, irq);
-        if (UNLIKELY(displaced != NULL))
-            mag_return(vm, qs, cache, displaced);
-    } else {
-        cstate = vmem_port_lock(&cache->lock);
-        slab_put(qs, cache, round, &release);
-        count(&cache->frees);
-        vmem_port_unlock(&cache->lock, cstate);
-    }
-    slabs_release(vm, qs, release);
 }
 
 static void drain_cache(Vmem *vm, VmemQcacheState *qs, QcCache *cache, bool all_cpus);
@@ -691,21 +668,20 @@ void vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
     }
     QcCache *cache = &qs->cache[c];
     VmemIrqState irq;
+    VmemMag *displaced = NULL;
     QcCpu *cpu = cpu_enter(cache, &irq);
-    VmemMag *mag = cpu->loaded;
-    if (UNLIKELY(mag == NULL || mag->rounds == MAG_ROUNDS)) {
-        if (cpu->previous == NULL || cpu->previous->rounds != 0) {
-            free_miss(vm, qs, cache, cpu, irq, (VmemRound){addr, slab});
-            goto pushed;
-        }
-        cpu->loaded = cpu->previous;
-        cpu->previous = mag;
-        mag = cpu->loaded;
+    VmemMag *mag = mag_ready(cpu, true);
+    VmemRound round = {addr, slab};
+    if (UNLIKELY(mag == NULL) &&
+        (mag = mag_replace(vm, qs, c, &cpu, &irq, true, 0, &displaced)) == NULL) {
+        cache_return(vm, qs, cache, NULL, round); /* no magazine to be had */
+    } else {
+        mag->round[mag->rounds++] = round;
+        count(&cpu->frees);
+        cpu_leave(cache, cpu, irq);
+        if (UNLIKELY(displaced != NULL))
+            cache_return(vm, qs, cache, displaced, round);
     }
-    mag->round[mag->rounds++] = (VmemRound){addr, slab};
-    count(&cpu->frees);
-    cpu_leave(cache, cpu, irq);
-pushed:
     if (UNLIKELY(__atomic_load_n(&vm->vm_qcache_waiters, __ATOMIC_SEQ_CST) != 0))
         drain_cache(vm, qs, cache, false); /* point 4 */
 }
@@ -782,16 +758,7 @@ bool vmem_qcache_counts(Vmem *vm, VmemQcacheCounts *out)
 
 void vmem_qcache_fini(Vmem *vm)
 {
-    VmemQcacheState *qs = vm->vm_qcache;
-    if (qs == NULL)
-        return;
+    if (vm->vm_qcache != NULL)
+        state_free(vm->vm_qcache, vm->vm_qcache_pages);
     vm->vm_qcache = NULL;
-    for (size_t c = 0; c < qs->ncaches; c++)
-        vmem_port_lock_fini(&qs->cache[c].lock);
-    vmem_port_lock_fini(&qs->qs_lock);
-    for (QcPage *page = qs->pages, *next; page != NULL; page = next) {
-        next = page->next;
-        vmem_port_page_free(page, page->npages);
-    }
-    vmem_port_page_free(qs, vm->vm_qcache_pages);
 }
