@@ -6,25 +6,22 @@
  *
  * 1. Layers. Per CPU, a loaded and a previous magazine (stacks of free
  *    objects): allocations pop the loaded one, frees push onto it, the two
- *    swap when it is empty (full). The depot (the cache's lock) keeps full
- *    magazines, traded when both of a CPU's are empty (full). Slabs, runs
- *    of objects carved from one arena segment (the next power of two above
- *    3 x qcache_max, aligned to its size), fill magazines; a slab wholly
- *    free goes back to the arena.
+ *    swap when it is empty (full). The depot (the cache's lock) trades full
+ *    magazines when both are empty (full). Slabs, runs of objects carved
+ *    from one arena segment (the next power of two above 3 x qcache_max,
+ *    aligned to its size), fill magazines; a wholly free slab goes back.
  *
  * 2. CPU sections. A CPU's magazines are touched only inside its section,
  *    which the port provides (a kernel disables interrupts; the POSIX port
- *    takes a lock per CPU index). Inside, the library only pops, pushes,
- *    swaps, installs or removes a magazine and counts: no lock, no other
- *    hook, no waiting. Depot, slab, arena and page work runs outside, on a
- *    magazine the section handed out; a second section installs the
- *    result. Only destroy, when nobody may use the arena, touches every
- *    CPU's magazines.
+ *    takes a lock per CPU index). Inside: pops, pushes, magazine swaps and
+ *    counters only - no lock, no other hook, no waiting. Depot, slab, arena
+ *    and page work runs outside on a magazine the section handed out, and
+ *    a second section installs the result. Only destroy, when nobody may
+ *    use the arena, touches every CPU's magazines.
  *
  * 3. What stays cached. vmem_reap(), a request that drains before it fails
  *    or sleeps, and a free that sees a sleeper empty the depot and the
- *    calling CPU's magazines. Any other CPU keeps at most its two
- *    magazines per cache until it reaps, or frees while a request waits.
+ *    calling CPU's magazines; another CPU keeps at most its two per cache.
  *
  * 4. Waking sleepers. A VM_SLEEP request that must wait counts itself in
  *    vm_qcache_waiters, drains, and sleeps in the arena. A free pushes,
@@ -35,25 +32,23 @@
  * 5. Checked frees. Each slab has an external descriptor (objects are
  *    integers) with a state per quantum: no object start, in the slab,
  *    allocated, in a magazine. A free finds the descriptor in the slab
- *    table (open addressing by slab base, written under qs_lock with
- *    release stores, old tables kept until destroy) and moves the state
- *    from "allocated" to "in a magazine" by compare-and-swap, the one step
- *    two CPUs' frees cannot both win: a double free (even two racing), an
- *    interior or a foreign address is reported and changes nothing.
- *    Descriptors are reused at once, so states carry a generation, bumped
- *    when a slab is carved and released: a free that found the descriptor
- *    before its reuse expects the old one, and fails.
+ *    table (open addressing, written under qs_lock with release stores,
+ *    old tables kept until destroy) and moves the state from allocated to
+ *    in a magazine by compare-and-swap, which only one of two racing frees
+ *    on two CPUs can win: a double free, an interior or a foreign address
+ *    is reported and changes nothing. Descriptors are reused at once, so
+ *    states carry a generation, bumped when a slab is carved and released:
+ *    a free that found the descriptor before its reuse fails.
  *
  * 6. Exact statistics. Each object handed out is counted once as an
- *    allocation, each taken back once as a free: per CPU (in its section),
- *    or per cache for a free that finds no magazine (under its lock), by
- *    release stores of counters that only grow. A reader sums frees, then
- *    allocations, then frees again (acquire loads). An allocation is
- *    counted before its object can reach a freer, so allocations read
- *    after frees are never fewer; if both sums of frees agree, the
- *    difference lies between what was outstanding at the read's start and
- *    at its end. The arena (user_stat) brackets this with its own counters
- *    and retries, then clamps: 0 <= in_use <= total and free <= alloc.
+ *    allocation, each taken back once as a free, per CPU (in its section)
+ *    or per cache (under its lock), in counters that only grow (release
+ *    stores). A reader sums frees, allocations, then frees again (acquire
+ *    loads). An allocation is counted before its object can reach a
+ *    freer, so allocations read after frees are never fewer; if both sums
+ *    of frees agree, the difference lies between what was outstanding at
+ *    the start and at the end of the read. The arena brackets this with
+ *    its own counters and retries, then clamps: 0 <= in_use <= total.
  *
  * 7. Lock order: cache lock -> qs_lock. Neither is held inside a section,
  *    nor while calling the arena, the page source or the misuse hook.
@@ -202,15 +197,6 @@ static void *list_get(VmemQcacheState *qs, void **list, size_t item_size, int vm
     return item != NULL ? item : block;
 }
 
-/* An empty magazine from the shared list, or a new one. No lock held. */
-static VmemMag *mag_new(VmemQcacheState *qs)
-{
-    VmemMag *mag = list_get(qs, (void **)&qs->mag_free, sizeof(VmemMag), VM_NOSLEEP);
-    if (mag != NULL)
-        mag->rounds = 0;
-    return mag;
-}
-
 /* ---- The slab table and object states ----------------------------------------- */
 
 static inline uint16_t *state_of(const VmemQcacheState *qs, VmemSlab *slab, uintptr_t addr)
@@ -232,8 +218,10 @@ static size_t slot_of(const VmemQcacheState *qs, const SlabTable *table, uintptr
     return (size_t)(((uint64_t)(key >> qs->slab_shift) * 0x9e3779b97f4a7c15ULL) >> table->shift);
 }
 
-/* The descriptor last published for the slab holding addr, or NULL. */
-static inline VmemSlab *slab_of(const VmemQcacheState *qs, uintptr_t addr)
+/* The descriptor of the slab holding addr, or NULL; *gen its generation,
+ * read before what it guards (point 5): the base, checked again because the
+ * slab may have gone back meanwhile. */
+static inline VmemSlab *slab_of(const VmemQcacheState *qs, uintptr_t addr, unsigned *gen)
 {
     SlabTable *table = __atomic_load_n(&qs->table, __ATOMIC_ACQUIRE);
     uintptr_t key = addr & qs->slab_mask;
@@ -243,8 +231,10 @@ static inline VmemSlab *slab_of(const VmemQcacheState *qs, uintptr_t addr)
         VmemSlab *slab = __atomic_load_n(&table->slot[i].slab, __ATOMIC_ACQUIRE);
         if (slab == NULL)
             break;
-        if (slab != TOMBSTONE && __atomic_load_n(&table->slot[i].key, __ATOMIC_RELAXED) == key)
-            return slab;
+        if (slab == TOMBSTONE || __atomic_load_n(&table->slot[i].key, __ATOMIC_RELAXED) != key)
+            continue;
+        *gen = __atomic_load_n(&slab->gen, __ATOMIC_ACQUIRE);
+        return __atomic_load_n(&slab->base, __ATOMIC_RELAXED) == key ? slab : NULL;
     }
     return NULL;
 }
@@ -583,8 +573,9 @@ static COLD VmemMag *mag_replace(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu 
     }
     vmem_port_unlock(&cache->lock, cstate);
     slabs_release(vm, qs, release);
-    if (mag == NULL)
-        mag = mag_new(qs);
+    if (mag == NULL && (mag = list_get(qs, (void **)&qs->mag_free, sizeof(VmemMag),
+                                       VM_NOSLEEP)) != NULL)
+        mag->rounds = 0; /* an empty one from the shared list, or a new one */
     if (!for_free && mag != NULL && mag->rounds == 0) {
         slab_grow(vm, qs, c, (vmflag & ~VM_SLEEP) | VM_NOSLEEP, mag);
         if (mag->rounds == 0) {
@@ -647,14 +638,9 @@ void vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
     VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
     size_t c = (size - 1) >> vm->vm_quantum_shift;
     VmemSlab *slab;
-    if (qs == NULL || c >= qs->ncaches || (slab = slab_of(qs, addr)) == NULL) {
+    unsigned gen;
+    if (qs == NULL || c >= qs->ncaches || (slab = slab_of(qs, addr, &gen)) == NULL) {
         vmem_arena_free_segment(vm, call, addr, size); /* not a cached object */
-        return;
-    }
-    /* The generation first, then what it guards (point 5). */
-    unsigned gen = __atomic_load_n(&slab->gen, __ATOMIC_ACQUIRE);
-    if (UNLIKELY(__atomic_load_n(&slab->base, __ATOMIC_RELAXED) != (addr & qs->slab_mask))) {
-        vmem_arena_free_segment(vm, call, addr, size); /* the slab went back meanwhile */
         return;
     }
     uint16_t seen = (uint16_t)(gen << GEN_SHIFT | OBJ_ALLOCATED);
@@ -689,7 +675,8 @@ void vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
 bool vmem_qcache_owns(Vmem *vm, uintptr_t addr)
 {
     VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
-    return qs != NULL && slab_of(qs, addr) != NULL;
+    unsigned gen;
+    return qs != NULL && slab_of(qs, addr, &gen) != NULL;
 }
 
 /* ---- Draining, counting, teardown ------------------------------------------------- */
