@@ -185,12 +185,11 @@ static void *list_put(VmemQcacheState *qs, void **list, void *item)
     vmem_port_unlock(&qs->qs_lock, state);
     return top;
 }
-#define list_pop(qs, list) list_put(qs, list, NULL)
 
 /* An item from a free list, refilled a page at a time. No lock held. */
 static void *list_get(VmemQcacheState *qs, void **list, size_t item_size, int vmflag)
 {
-    void *item = list_pop(qs, list);
+    void *item = list_put(qs, list, NULL);
     char *block = item != NULL ? NULL : qc_pages(qs, VMEM_PAGE_SIZE - BLOCK_OFFSET, vmflag);
     for (size_t i = 1; block != NULL && i < (VMEM_PAGE_SIZE - BLOCK_OFFSET) / item_size; i++)
         list_put(qs, list, block + i * item_size);
@@ -225,7 +224,6 @@ static inline VmemSlab *slab_of(const VmemQcacheState *qs, uintptr_t addr, unsig
 {
     SlabTable *table = __atomic_load_n(&qs->table, __ATOMIC_ACQUIRE);
     uintptr_t key = addr & qs->slab_mask;
-    /* A table is never more than 3/4 used: an empty slot ends the probe. */
     for (size_t i = table != NULL ? slot_of(qs, table, key) : 0; table != NULL;
          i = (i + 1) & table->mask) {
         VmemSlab *slab = __atomic_load_n(&table->slot[i].slab, __ATOMIC_ACQUIRE);
@@ -239,7 +237,7 @@ static inline VmemSlab *slab_of(const VmemQcacheState *qs, uintptr_t addr, unsig
     return NULL;
 }
 
-/* qs_lock held, for the two below. */
+/* qs_lock held. */
 static void table_put(VmemQcacheState *qs, SlabTable *table, uintptr_t key, VmemSlab *slab)
 {
     size_t i = slot_of(qs, table, key);
@@ -251,66 +249,56 @@ static void table_put(VmemQcacheState *qs, SlabTable *table, uintptr_t key, Vmem
     __atomic_store_n(&table->slot[i].slab, slab, __ATOMIC_RELEASE);
 }
 
-/* Slots a table needs to take one more slab, or 0 if it has room. */
-static size_t table_wanted_slots(const VmemQcacheState *qs)
-{
-    const SlabTable *table = qs->table;
-    if (table != NULL && (table->used + 1) * 4 <= (table->mask + 1) * 3)
-        return 0;
-    size_t slots = 64;
-    while (table != NULL && slots * 3 < (table->live + 1) * 8)
-        slots *= 2;
-    return slots;
-}
-
-/* Makes room in the table for one more slab and returns with qs_lock held
- * (the state in *state); false, not held, without memory. */
+/* Makes room in the table for one more slab - at most 3/4 of its slots
+ * used, so that an empty slot ends every probe - and returns with qs_lock
+ * held (the state in *state); false, not held, without memory. */
 static bool table_room_locked(VmemQcacheState *qs, int vmflag, VmemIrqState *state)
 {
-    for (;;) {
+    for (SlabTable *fresh = NULL;;) {
         *state = vmem_port_lock(&qs->qs_lock);
-        size_t slots = table_wanted_slots(qs);
-        if (slots == 0)
+        SlabTable *old = qs->table;
+        size_t slots = 64;
+        if (old != NULL && (old->used + 1) * 4 <= (old->mask + 1) * 3)
             return true;
+        while (old != NULL && slots * 3 < (old->live + 1) * 8)
+            slots *= 2;
+        if (fresh != NULL && fresh->mask + 1 == slots) { /* else another thread grew it */
+            for (size_t i = 0; old != NULL && i <= old->mask; i++)
+                if (old->slot[i].slab != NULL && old->slot[i].slab != TOMBSTONE)
+                    table_put(qs, fresh, old->slot[i].key, old->slot[i].slab);
+            __atomic_store_n(&qs->table, fresh, __ATOMIC_RELEASE);
+            return true;
+        }
         vmem_port_unlock(&qs->qs_lock, *state);
-        SlabTable *fresh = qc_pages(qs, sizeof(SlabTable) + slots * sizeof(SlabSlot), vmflag);
-        if (fresh == NULL)
+        if ((fresh = qc_pages(qs, sizeof(SlabTable) + slots * sizeof(SlabSlot), vmflag)) == NULL)
             return false;
         fresh->mask = slots - 1;
         fresh->shift = 64 - log2_floor(slots);
         fresh->used = fresh->live = 0;
         for (size_t i = 0; i < slots; i++)
             fresh->slot[i] = (SlabSlot){0, NULL};
-        *state = vmem_port_lock(&qs->qs_lock);
-        SlabTable *old = qs->table;
-        if (table_wanted_slots(qs) == slots) { /* else another thread grew it */
-            for (size_t i = 0; old != NULL && i <= old->mask; i++)
-                if (old->slot[i].slab != NULL && old->slot[i].slab != TOMBSTONE)
-                    table_put(qs, fresh, old->slot[i].key, old->slot[i].slab);
-            __atomic_store_n(&qs->table, fresh, __ATOMIC_RELEASE);
-        }
-        vmem_port_unlock(&qs->qs_lock, *state);
     }
 }
 
 /* ---- Slabs (cache lock held unless said otherwise) ------------------------------ */
 
-static void partial_add(QcCache *cache, VmemSlab *slab)
+/* Puts a slab on the cache's partial list (on), or takes it off. */
+static void partial_set(QcCache *cache, VmemSlab *slab, bool on)
 {
-    slab->partial = true;
+    if (slab->partial == on)
+        return;
+    slab->partial = on;
+    if (!on) {
+        *(slab->prev != NULL ? &slab->prev->next : &cache->partial) = slab->next;
+        if (slab->next != NULL)
+            slab->next->prev = slab->prev;
+        return;
+    }
     slab->prev = NULL;
     slab->next = cache->partial;
     if (cache->partial != NULL)
         cache->partial->prev = slab;
     cache->partial = slab;
-}
-
-static void partial_remove(QcCache *cache, VmemSlab *slab)
-{
-    slab->partial = false;
-    *(slab->prev != NULL ? &slab->prev->next : &cache->partial) = slab->next;
-    if (slab->next != NULL)
-        slab->next->prev = slab->prev;
 }
 
 /* Fills a magazine with the lowest free objects of the partial slabs. */
@@ -323,7 +311,7 @@ static void mag_fill(const VmemQcacheState *qs, QcCache *cache, VmemMag *mag)
         slab->out++;
         state_set(&slab->state[q], OBJ_IN_MAGAZINE);
         if (slab->in_slab == 0)
-            partial_remove(cache, slab);
+            partial_set(cache, slab, false);
         mag->round[mag->rounds++] =
             (VmemRound){slab->base + ((uintptr_t)q << qs->quantum_shift), slab};
     }
@@ -337,13 +325,10 @@ static void slab_put(const VmemQcacheState *qs, QcCache *cache, VmemRound round,
     unsigned q = (unsigned)((round.addr - slab->base) >> qs->quantum_shift);
     state_set(&slab->state[q], OBJ_IN_SLAB);
     slab->in_slab |= (uint64_t)1 << q;
-    if (--slab->out == 0) {
-        if (slab->partial)
-            partial_remove(cache, slab);
+    partial_set(cache, slab, --slab->out != 0);
+    if (slab->out == 0) {
         slab->next = *release;
         *release = slab;
-    } else if (!slab->partial) {
-        partial_add(cache, slab);
     }
 }
 
@@ -411,7 +396,7 @@ static void slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, VmemM
     vmem_port_unlock(&qs->qs_lock, state);
     QcCache *cache = &qs->cache[c];
     VmemIrqState cstate = vmem_port_lock(&cache->lock);
-    partial_add(cache, slab);
+    partial_set(cache, slab, true);
     mag_fill(qs, cache, mag);
     vmem_port_unlock(&cache->lock, cstate);
 }
@@ -561,7 +546,7 @@ static COLD VmemMag *mag_replace(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu 
     VmemIrqState cstate = vmem_port_lock(&cache->lock);
     if (!for_free && (full = depot_take(cache)) == NULL) {
         if (mag == NULL)
-            mag = list_pop(qs, (void **)&qs->mag_free);
+            mag = list_put(qs, (void **)&qs->mag_free, NULL);
         if (mag != NULL) {
             mag->rounds = 0; /* it was empty, or is new */
             mag_fill(qs, cache, mag);
@@ -597,9 +582,8 @@ uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
     VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
     size_t c = (size - 1) >> vm->vm_quantum_shift;
     /* The first allocation creates the caches (without memory: the arena). */
-    if (UNLIKELY(qs == NULL) && (c >= vmem_qcache_count(vm) || !(qs = qcache_state(vm, vmflag))))
-        return 0;
-    if (c >= qs->ncaches)
+    if ((UNLIKELY(qs == NULL) && (c >= vmem_qcache_count(vm) || !(qs = qcache_state(vm, vmflag)))) ||
+        c >= qs->ncaches)
         return 0;
     QcCache *cache = &qs->cache[c];
     VmemIrqState irq;
