@@ -19,15 +19,15 @@
  *    a second section installs the result. Only destroy, when nobody may
  *    use the arena, touches every CPU's magazines.
  *
- * 3. What stays cached. vmem_reap(), a request that drains before it fails
- *    or sleeps, and a free that sees a sleeper empty the depot and the
- *    calling CPU's magazines; another CPU keeps at most its two per cache.
+ * 3. Draining. vmem_reap(), a request that drains before it fails or
+ *    sleeps, and a free that sees a sleeper empty the depot and the
+ *    calling CPU's magazines; another CPU keeps at most two per cache.
  *
- * 4. Waking sleepers. A VM_SLEEP request that must wait counts itself in
- *    vm_qcache_waiters, drains, and sleeps in the arena. A free pushes,
- *    then reads that count (both sequentially consistent): seeing a
- *    waiter, it drains, so that wholly free slabs go back to the arena,
- *    whose free wakes the sleeper. A free that read zero came before.
+ * 4. Sleepers. A VM_SLEEP request that must wait counts itself in
+ *    vm_qcache_waiters, drains and sleeps in the arena. A free pushes, then
+ *    reads that count (both sequentially consistent): seeing a waiter, it
+ *    drains, and wholly free slabs go back to the arena, whose free wakes
+ *    the sleeper. A free that read zero came before the waiter's drain.
  *
  * 5. Checked frees. Each slab has an external descriptor (objects are
  *    integers) with a state per quantum: no object start, in the slab,
@@ -136,7 +136,7 @@ struct vmem_qcache_state {
     QcCache cache[];
 };
 
-/* The calling CPU's section (point 2). */
+/* The calling CPU's section (point 2), entered and left. */
 static inline QcCpu *cpu_enter(QcCache *cache, VmemIrqState *irq)
 {
     unsigned cpu = vmem_port_cpu_enter(irq);
@@ -144,11 +144,7 @@ static inline QcCpu *cpu_enter(QcCache *cache, VmemIrqState *irq)
         vmem_port_panic("vmem_port_cpu_enter returned an index >= VMEM_MAX_CPUS");
     return &cache->cpu[cpu];
 }
-
-static inline void cpu_leave(QcCache *cache, QcCpu *cpu, VmemIrqState irq)
-{
-    vmem_port_cpu_leave((unsigned)(cpu - cache->cpu), irq);
-}
+#define cpu_leave(cache_, cpu_, irq_) vmem_port_cpu_leave((unsigned)((cpu_) - (cache_)->cpu), irq_)
 
 /* One writer at a time: a plain increment, published for readers. */
 static inline void count(size_t *counter)
@@ -332,12 +328,6 @@ static void slab_put(const VmemQcacheState *qs, QcCache *cache, VmemRound round,
     }
 }
 
-static void mag_flush(const VmemQcacheState *qs, QcCache *cache, VmemMag *mag, VmemSlab **release)
-{
-    while (mag->rounds > 0)
-        slab_put(qs, cache, mag->round[--mag->rounds], release);
-}
-
 /* Gives wholly free slabs back to the arena. No lock held. */
 static void slabs_release(Vmem *vm, VmemQcacheState *qs, VmemSlab *list)
 {
@@ -482,17 +472,19 @@ static VmemMag *depot_take(QcCache *cache)
 }
 
 /* Takes a magazine back (cache lock held): a full one joins the depot
- * unless it holds DEPOT_MAX; any other is emptied into its slabs (which
- * may then go back) and goes to the shared list. */
-static void depot_put(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, VmemSlab **release)
+ * unless it holds DEPOT_MAX, or draining; any other is emptied into its
+ * slabs (which may then go back) and goes to the shared list. */
+static void depot_put(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, VmemSlab **release,
+                      bool draining)
 {
-    if (mag->rounds == MAG_ROUNDS && cache->nfull < DEPOT_MAX) {
+    if (mag->rounds == MAG_ROUNDS && cache->nfull < DEPOT_MAX && !draining) {
         mag->next = cache->full;
         cache->full = mag;
         cache->nfull++;
         return;
     }
-    mag_flush(qs, cache, mag, release);
+    while (mag->rounds > 0)
+        slab_put(qs, cache, mag->round[--mag->rounds], release);
     list_put(qs, (void **)&qs->mag_free, mag);
 }
 
@@ -504,7 +496,7 @@ static void cache_return(Vmem *vm, VmemQcacheState *qs, QcCache *cache, VmemMag 
     VmemSlab *release = NULL;
     VmemIrqState cstate = vmem_port_lock(&cache->lock);
     if (mag != NULL) {
-        depot_put(qs, cache, mag, &release);
+        depot_put(qs, cache, mag, &release, false);
     } else {
         slab_put(qs, cache, round, &release);
         count(&cache->frees);
@@ -513,9 +505,8 @@ static void cache_return(Vmem *vm, VmemQcacheState *qs, QcCache *cache, VmemMag 
     slabs_release(vm, qs, release);
 }
 
-/* In the section: the magazine to pop from (to push onto, for a free),
- * swapping in the previous one if it is full (empty); NULL if neither can
- * serve. */
+/* In the section: the magazine to pop from (push onto, for a free),
+ * swapped with the previous if need be; NULL if neither can serve. */
 static inline VmemMag *mag_ready(QcCpu *cpu, bool for_free)
 {
     VmemMag *mag = cpu->loaded, *previous = cpu->previous;
@@ -530,10 +521,9 @@ static inline VmemMag *mag_ready(QcCpu *cpu, bool for_free)
 
 /* A miss: the section hands out the previous magazine, traded in the
  * depot for a full one (allocation: else filled from the slabs, a new slab
- * if need be) or for an empty one (free: the depot takes the previous). A
- * second section installs the result as the loaded magazine and returns
- * it, with *displaced the previous one it displaces (NULL unless something
- * ran there meanwhile); NULL, outside the section, if none can be had. */
+ * if need be) or an empty one (free). A second section installs and
+ * returns it, with *displaced the previous one (NULL unless something ran
+ * there meanwhile); NULL, outside the section, if none can be had. */
 static COLD VmemMag *mag_replace(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu **cpu,
                                  VmemIrqState *irq, bool for_free, int vmflag,
                                  VmemMag **displaced)
@@ -553,7 +543,7 @@ static COLD VmemMag *mag_replace(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu 
         }
     } else {
         if (mag != NULL)
-            depot_put(qs, cache, mag, &release);
+            depot_put(qs, cache, mag, &release, false);
         mag = full;
     }
     vmem_port_unlock(&cache->lock, cstate);
@@ -686,8 +676,7 @@ static void drain_cache(Vmem *vm, VmemQcacheState *qs, QcCache *cache, bool all_
     for (VmemMag *mag; n > 0 || (mag = depot_take(cache)) != NULL;) {
         if (n > 0 && (mag = mags[--n]) == NULL)
             continue;
-        mag_flush(qs, cache, mag, &release);
-        depot_put(qs, cache, mag, &release);
+        depot_put(qs, cache, mag, &release, true);
     }
     vmem_port_unlock(&cache->lock, cstate);
     slabs_release(vm, qs, release);
