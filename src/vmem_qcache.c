@@ -350,17 +350,21 @@ static void slabs_release(Vmem *vm, VmemQcacheState *qs, VmemSlab *list)
 }
 
 /* Carves a new slab for cache c and fills mag (empty) from it: no slab is
- * ever partial with no object out, where nothing would release it. */
-static void slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, VmemMag *mag)
+ * ever partial with no object out, where nothing would release it.
+ * Without a slab, mag goes back to the shared list and the result is NULL. */
+static VmemMag *slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, VmemMag *mag)
 {
     VmemSlab *slab = list_get(qs, (void **)&qs->desc_free, sizeof(VmemSlab), vmflag);
     uintptr_t base;
     VmemIrqState state;
-    if (slab == NULL)
-        return;
-    if (vmem_arena_alloc_slab(vm, qs->slab_size, vmflag, &base) != 0) {
-        list_put(qs, (void **)&qs->desc_free, slab);
-        return;
+    bool carved = slab != NULL && vmem_arena_alloc_slab(vm, qs->slab_size, vmflag, &base) == 0;
+    if (!carved || !table_room_locked(qs, vmflag, &state)) {
+        if (carved)
+            vmem_arena_free_slab(vm, base, qs->slab_size);
+        if (slab != NULL)
+            list_put(qs, (void **)&qs->desc_free, slab);
+        list_put(qs, (void **)&qs->mag_free, mag);
+        return NULL;
     }
     uint16_t gen = (uint16_t)((slab->gen + 1) & GEN_MASK);
     __atomic_store_n(&slab->base, base, __ATOMIC_RELAXED);
@@ -375,11 +379,6 @@ static void slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, VmemM
                          __ATOMIC_RELAXED);
     }
     __atomic_store_n(&slab->gen, gen, __ATOMIC_RELEASE);
-    if (!table_room_locked(qs, vmflag, &state)) {
-        vmem_arena_free_slab(vm, base, qs->slab_size);
-        list_put(qs, (void **)&qs->desc_free, slab);
-        return;
-    }
     /* Published before it is on the partial list: a free meanwhile finds
      * no object handed out, and is refused. */
     table_put(qs, qs->table, base, slab);
@@ -389,6 +388,7 @@ static void slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, VmemM
     partial_set(cache, slab, true);
     mag_fill(qs, cache, mag);
     vmem_port_unlock(&cache->lock, cstate);
+    return mag;
 }
 
 /* ---- Creation and the depot ------------------------------------------------------- */
@@ -551,13 +551,8 @@ static COLD VmemMag *mag_replace(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu 
     if (mag == NULL && (mag = list_get(qs, (void **)&qs->mag_free, sizeof(VmemMag),
                                        VM_NOSLEEP)) != NULL)
         mag->rounds = 0; /* an empty one from the shared list, or a new one */
-    if (!for_free && mag != NULL && mag->rounds == 0) {
-        slab_grow(vm, qs, c, (vmflag & ~VM_SLEEP) | VM_NOSLEEP, mag);
-        if (mag->rounds == 0) {
-            list_put(qs, (void **)&qs->mag_free, mag);
-            return NULL;
-        }
-    }
+    if (!for_free && mag != NULL && mag->rounds == 0)
+        mag = slab_grow(vm, qs, c, (vmflag & ~VM_SLEEP) | VM_NOSLEEP, mag);
     if (mag != NULL) {
         *cpu = cpu_enter(cache, irq);
         *displaced = (*cpu)->previous;
