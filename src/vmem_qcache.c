@@ -89,16 +89,13 @@ struct vmem_slab {
     uint16_t state[SLAB_QUANTA_MAX] __attribute__((aligned(64))); /* written by hits */
 };
 
-typedef struct {
-    uintptr_t key;
-    VmemSlab *slab; /* NULL: never used; TOMBSTONE: deleted */
-} SlabSlot;
 #define TOMBSTONE ((VmemSlab *)1)
 
+/* Slots keyed by the slab's base, which the descriptor holds. */
 typedef struct {
     size_t mask, used, live; /* used: live + tombstones */
     unsigned shift;          /* 64 - log2(slots): slot_of() keeps the top bits */
-    SlabSlot slot[];
+    VmemSlab *slot[];        /* NULL: never used; TOMBSTONE: deleted */
 } SlabTable;
 
 /* A CPU's magazines and counters: a line touched only in its section. */
@@ -214,35 +211,34 @@ static size_t slot_of(const VmemQcacheState *qs, const SlabTable *table, uintptr
 }
 
 /* The descriptor of the slab holding addr, or NULL; *gen its generation,
- * read before what it guards (point 5): the base, checked again because the
- * slab may have gone back meanwhile. */
+ * read before what it guards (point 5), the base that is the key. */
 static inline VmemSlab *slab_of(const VmemQcacheState *qs, uintptr_t addr, unsigned *gen)
 {
     SlabTable *table = __atomic_load_n(&qs->table, __ATOMIC_ACQUIRE);
     uintptr_t key = addr & qs->slab_mask;
     for (size_t i = table != NULL ? slot_of(qs, table, key) : 0; table != NULL;
          i = (i + 1) & table->mask) {
-        VmemSlab *slab = __atomic_load_n(&table->slot[i].slab, __ATOMIC_ACQUIRE);
+        VmemSlab *slab = __atomic_load_n(&table->slot[i], __ATOMIC_ACQUIRE);
         if (slab == NULL)
             break;
-        if (slab == TOMBSTONE || __atomic_load_n(&table->slot[i].key, __ATOMIC_RELAXED) != key)
+        if (slab == TOMBSTONE)
             continue;
         *gen = __atomic_load_n(&slab->gen, __ATOMIC_ACQUIRE);
-        return __atomic_load_n(&slab->base, __ATOMIC_RELAXED) == key ? slab : NULL;
+        if (__atomic_load_n(&slab->base, __ATOMIC_RELAXED) == key)
+            return slab;
     }
     return NULL;
 }
 
 /* qs_lock held. */
-static void table_put(VmemQcacheState *qs, SlabTable *table, uintptr_t key, VmemSlab *slab)
+static void table_put(VmemQcacheState *qs, SlabTable *table, VmemSlab *slab)
 {
-    size_t i = slot_of(qs, table, key);
-    while (table->slot[i].slab != NULL && table->slot[i].slab != TOMBSTONE)
+    size_t i = slot_of(qs, table, slab->base);
+    while (table->slot[i] != NULL && table->slot[i] != TOMBSTONE)
         i = (i + 1) & table->mask;
-    table->used += table->slot[i].slab == NULL;
+    table->used += table->slot[i] == NULL;
     table->live++;
-    __atomic_store_n(&table->slot[i].key, key, __ATOMIC_RELAXED);
-    __atomic_store_n(&table->slot[i].slab, slab, __ATOMIC_RELEASE);
+    __atomic_store_n(&table->slot[i], slab, __ATOMIC_RELEASE);
 }
 
 /* Makes room in the table for one more slab - at most 3/4 of its slots
@@ -260,19 +256,19 @@ static bool table_room_locked(VmemQcacheState *qs, int vmflag, VmemIrqState *sta
             slots *= 2;
         if (fresh != NULL && fresh->mask + 1 == slots) { /* else another thread grew it */
             for (size_t i = 0; old != NULL && i <= old->mask; i++)
-                if (old->slot[i].slab != NULL && old->slot[i].slab != TOMBSTONE)
-                    table_put(qs, fresh, old->slot[i].key, old->slot[i].slab);
+                if (old->slot[i] != NULL && old->slot[i] != TOMBSTONE)
+                    table_put(qs, fresh, old->slot[i]);
             __atomic_store_n(&qs->table, fresh, __ATOMIC_RELEASE);
             return true;
         }
         vmem_port_unlock(&qs->qs_lock, *state);
-        if ((fresh = qc_pages(qs, sizeof(SlabTable) + slots * sizeof(SlabSlot), vmflag)) == NULL)
+        if ((fresh = qc_pages(qs, sizeof(SlabTable) + slots * sizeof(VmemSlab *), vmflag)) == NULL)
             return false;
         fresh->mask = slots - 1;
         fresh->shift = 64 - log2_floor(slots);
         fresh->used = fresh->live = 0;
         for (size_t i = 0; i < slots; i++)
-            fresh->slot[i] = (SlabSlot){0, NULL};
+            fresh->slot[i] = NULL;
     }
 }
 
@@ -337,9 +333,9 @@ static void slabs_release(Vmem *vm, VmemQcacheState *qs, VmemSlab *list)
         VmemIrqState state = vmem_port_lock(&qs->qs_lock);
         SlabTable *table = qs->table;
         size_t i = slot_of(qs, table, base);
-        while (table->slot[i].slab != list)
+        while (table->slot[i] != list)
             i = (i + 1) & table->mask;
-        __atomic_store_n(&table->slot[i].slab, TOMBSTONE, __ATOMIC_RELEASE);
+        __atomic_store_n(&table->slot[i], TOMBSTONE, __ATOMIC_RELEASE);
         table->live--;
         /* A free still holding the descriptor now expects a dead generation. */
         __atomic_store_n(&list->gen, (uint16_t)((list->gen + 1) & GEN_MASK), __ATOMIC_RELEASE);
@@ -381,7 +377,7 @@ static VmemMag *slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, V
     __atomic_store_n(&slab->gen, gen, __ATOMIC_RELEASE);
     /* Published before it is on the partial list: a free meanwhile finds
      * no object handed out, and is refused. */
-    table_put(qs, qs->table, base, slab);
+    table_put(qs, qs->table, slab);
     vmem_port_unlock(&qs->qs_lock, state);
     QcCache *cache = &qs->cache[c];
     VmemIrqState cstate = vmem_port_lock(&cache->lock);
