@@ -42,13 +42,13 @@
  *
  * 6. Exact statistics. Each object handed out is counted once as an
  *    allocation, each taken back once as a free, per CPU (in its section)
- *    or per cache (under its lock), in counters that only grow (release
- *    stores). A reader sums frees, allocations, then frees again (acquire
- *    loads). An allocation is counted before its object can reach a
- *    freer, so allocations read after frees are never fewer; if both sums
- *    of frees agree, the difference lies between what was outstanding at
- *    the start and at the end of the read. The arena brackets this with
- *    its own counters and retries, then clamps: 0 <= in_use <= total.
+ *    or per cache (under its lock): one writer each, a plain increment
+ *    published by a release store. A reader sums frees, allocations, then
+ *    frees again (acquire loads). An allocation is counted before its
+ *    object can reach a freer, so allocations read after frees are never
+ *    fewer; if both sums of frees agree, the difference lies between what
+ *    was outstanding at the start and at the end of the read. The arena
+ *    brackets this with its own counters, retries, then clamps.
  *
  * 7. Lock order: cache lock -> qs_lock. Neither is held inside a section,
  *    nor while calling the arena, the page source or the misuse hook.
@@ -57,10 +57,8 @@
 
 #define MAG_ROUNDS VMEM_QCACHE_MAG_ROUNDS
 #define DEPOT_MAX 4 /* full magazines a depot keeps; more are emptied into slabs */
-#define SLAB_QUANTA_MAX VMEM_QCACHE_SLAB_OBJS
 #define COLD __attribute__((noinline, cold))
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define LIKELY(x) __builtin_expect(!!(x), 1)
 
 /* A quantum's state: its kind in the low bits, its slab's generation above. */
 enum { OBJ_NONE, OBJ_IN_SLAB, OBJ_ALLOCATED, OBJ_IN_MAGAZINE, KIND_MASK = 3 };
@@ -86,7 +84,7 @@ struct vmem_slab {
     uint64_t in_slab;         /* bit q: the object at quantum q is in the slab */
     uint16_t cache, gen, out; /* out: objects not in the slab */
     bool partial;
-    uint16_t state[SLAB_QUANTA_MAX] __attribute__((aligned(64))); /* written by hits */
+    uint16_t state[VMEM_QCACHE_SLAB_OBJS] __attribute__((aligned(64))); /* written by hits */
 };
 
 #define TOMBSTONE ((VmemSlab *)1)
@@ -143,31 +141,9 @@ static inline QcCpu *cpu_enter(QcCache *cache, VmemIrqState *irq)
 }
 #define cpu_leave(cache_, cpu_, irq_) vmem_port_cpu_leave((unsigned)((cpu_) - (cache_)->cpu), irq_)
 
-/* One writer at a time: a plain increment, published for readers. */
-static inline void count(size_t *counter)
-{
-    __atomic_store_n(counter, *counter + 1, __ATOMIC_RELEASE);
-}
-
 /* ---- Memory for the caches' own structures -------------------------------------- */
 
-/* Pages for qs, kept until destroy. No lock held. */
-static void *qc_pages(VmemQcacheState *qs, size_t bytes, int vmflag)
-{
-    size_t npages = (bytes + BLOCK_OFFSET + VMEM_PAGE_SIZE - 1) / VMEM_PAGE_SIZE;
-    QcPage *page = vmem_port_page_alloc(npages, (vmflag & (VM_SLEEP | VM_NOSLEEP)) | VM_BOOTSTRAP);
-    if (page == NULL)
-        return NULL;
-    page->npages = npages;
-    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
-    page->next = qs->pages;
-    qs->pages = page;
-    vmem_port_unlock(&qs->qs_lock, state);
-    return (char *)page + BLOCK_OFFSET;
-}
-
-/* Pushes an item (its first word links) onto a free list, or with item
- * NULL pops one. */
+/* Pushes an item (its first word links) onto a free list, or pops one. */
 static void *list_put(VmemQcacheState *qs, void **list, void *item)
 {
     VmemIrqState state = vmem_port_lock(&qs->qs_lock);
@@ -177,6 +153,18 @@ static void *list_put(VmemQcacheState *qs, void **list, void *item)
         *(void **)item = top;
     vmem_port_unlock(&qs->qs_lock, state);
     return top;
+}
+
+/* Pages for qs, kept until destroy. No lock held. */
+static void *qc_pages(VmemQcacheState *qs, size_t bytes, int vmflag)
+{
+    size_t npages = (bytes + BLOCK_OFFSET + VMEM_PAGE_SIZE - 1) / VMEM_PAGE_SIZE;
+    QcPage *page = vmem_port_page_alloc(npages, (vmflag & (VM_SLEEP | VM_NOSLEEP)) | VM_BOOTSTRAP);
+    if (page == NULL)
+        return NULL;
+    page->npages = npages;
+    list_put(qs, (void **)&qs->pages, page);
+    return (char *)page + BLOCK_OFFSET;
 }
 
 /* An item from a free list, refilled a page at a time. No lock held. */
@@ -241,9 +229,8 @@ static void table_put(VmemQcacheState *qs, SlabTable *table, VmemSlab *slab)
     __atomic_store_n(&table->slot[i], slab, __ATOMIC_RELEASE);
 }
 
-/* Makes room in the table for one more slab - at most 3/4 of its slots
- * used, so that an empty slot ends every probe - and returns with qs_lock
- * held (the state in *state); false, not held, without memory. */
+/* Room for one more slab (at most 3/4 of the slots used: an empty slot ends
+ * every probe), then true with qs_lock held (state in *state); or false. */
 static bool table_room_locked(VmemQcacheState *qs, int vmflag, VmemIrqState *state)
 {
     for (SlabTable *fresh = NULL;;) {
@@ -346,8 +333,8 @@ static void slabs_release(Vmem *vm, VmemQcacheState *qs, VmemSlab *list)
 }
 
 /* Carves a new slab for cache c and fills mag (empty) from it: no slab is
- * ever partial with no object out, where nothing would release it.
- * Without a slab, mag goes back to the shared list and the result is NULL. */
+ * ever partial with no object out, where nothing would release it. Without
+ * a slab, NULL: mag goes back to the shared list. */
 static VmemMag *slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, VmemMag *mag)
 {
     VmemSlab *slab = list_get(qs, (void **)&qs->desc_free, sizeof(VmemSlab), vmflag);
@@ -368,7 +355,7 @@ static VmemMag *slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, V
     slab->out = 0;
     slab->in_slab = 0;
     size_t stride = c + 1, quanta = qs->slab_size >> qs->quantum_shift;
-    for (size_t q = 0; q < SLAB_QUANTA_MAX; q++) {
+    for (size_t q = 0; q < VMEM_QCACHE_SLAB_OBJS; q++) {
         bool starts = q % stride == 0 && q + stride <= quanta;
         slab->in_slab |= (uint64_t)starts << q;
         __atomic_store_n(&slab->state[q], (uint16_t)(gen << GEN_SHIFT | (starts ? OBJ_IN_SLAB : 0)),
@@ -467,9 +454,8 @@ static VmemMag *depot_take(QcCache *cache)
     return mag;
 }
 
-/* Takes a magazine back (cache lock held): a full one joins the depot
- * unless it holds DEPOT_MAX, or draining; any other is emptied into its
- * slabs (which may then go back) and goes to the shared list. */
+/* Takes a magazine back (cache lock held): a full one joins the depot unless
+ * it holds DEPOT_MAX or drains; any other is emptied into the slabs. */
 static void depot_put(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, VmemSlab **release,
                       bool draining)
 {
@@ -484,8 +470,7 @@ static void depot_put(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, VmemSla
     list_put(qs, (void **)&qs->mag_free, mag);
 }
 
-/* depot_put() from outside - or, without a magazine, a freed object
- * straight into its slab - then the freed slabs back. No lock held. */
+/* depot_put(), or without mag a freed object into its slab. No lock held. */
 static void cache_return(Vmem *vm, VmemQcacheState *qs, QcCache *cache, VmemMag *mag,
                          VmemRound round)
 {
@@ -495,7 +480,7 @@ static void cache_return(Vmem *vm, VmemQcacheState *qs, QcCache *cache, VmemMag 
         depot_put(qs, cache, mag, &release, false);
     } else {
         slab_put(qs, cache, round, &release);
-        count(&cache->frees);
+        __atomic_store_n(&cache->frees, cache->frees + 1, __ATOMIC_RELEASE);
     }
     vmem_port_unlock(&cache->lock, cstate);
     slabs_release(vm, qs, release);
@@ -506,7 +491,7 @@ static void cache_return(Vmem *vm, VmemQcacheState *qs, QcCache *cache, VmemMag 
 static inline VmemMag *mag_ready(QcCpu *cpu, bool for_free)
 {
     VmemMag *mag = cpu->loaded, *previous = cpu->previous;
-    if (LIKELY(mag != NULL && mag->rounds != (for_free ? MAG_ROUNDS : 0)))
+    if (mag != NULL && mag->rounds != (for_free ? MAG_ROUNDS : 0))
         return mag;
     if (previous == NULL || (previous->rounds == 0) != for_free)
         return NULL;
@@ -515,11 +500,10 @@ static inline VmemMag *mag_ready(QcCpu *cpu, bool for_free)
     return previous;
 }
 
-/* A miss: the section hands out the previous magazine, traded in the
- * depot for a full one (allocation: else filled from the slabs, a new slab
- * if need be) or an empty one (free). A second section installs and
- * returns it, with *displaced the previous one (NULL unless something ran
- * there meanwhile); NULL, outside the section, if none can be had. */
+/* A miss: the section hands out the previous magazine, traded for a full
+ * one (allocation: else filled from the slabs) or an empty one (free). A
+ * second section installs and returns it, with *displaced what it displaced
+ * (NULL unless something ran there meanwhile); NULL if none can be had. */
 static COLD VmemMag *mag_replace(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu **cpu,
                                  VmemIrqState *irq, bool for_free, int vmflag,
                                  VmemMag **displaced)
@@ -563,8 +547,9 @@ uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
     VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
     size_t c = (size - 1) >> vm->vm_quantum_shift;
     /* The first allocation creates the caches (without memory: the arena). */
-    if ((UNLIKELY(qs == NULL) && (c >= vmem_qcache_count(vm) || !(qs = qcache_state(vm, vmflag)))) ||
-        c >= qs->ncaches)
+    if (UNLIKELY(qs == NULL) && c < vmem_qcache_count(vm))
+        qs = qcache_state(vm, vmflag);
+    if (qs == NULL || c >= qs->ncaches)
         return 0;
     QcCache *cache = &qs->cache[c];
     VmemIrqState irq;
@@ -576,7 +561,7 @@ uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
         return 0; /* the arena serves the request */
     VmemRound round = mag->round[--mag->rounds];
     state_set(state_of(qs, round.slab, round.addr), OBJ_ALLOCATED);
-    count(&cpu->allocs);
+    __atomic_store_n(&cpu->allocs, cpu->allocs + 1, __ATOMIC_RELEASE);
     cpu_leave(cache, cpu, irq);
     if (UNLIKELY(displaced != NULL))
         cache_return(vm, qs, cache, displaced, round);
@@ -628,7 +613,7 @@ void vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
         cache_return(vm, qs, cache, NULL, round); /* no magazine to be had */
     } else {
         mag->round[mag->rounds++] = round;
-        count(&cpu->frees);
+        __atomic_store_n(&cpu->frees, cpu->frees + 1, __ATOMIC_RELEASE);
         cpu_leave(cache, cpu, irq);
         if (UNLIKELY(displaced != NULL))
             cache_return(vm, qs, cache, displaced, round);
@@ -664,11 +649,9 @@ static void drain_cache(Vmem *vm, VmemQcacheState *qs, QcCache *cache, bool all_
     }
     VmemSlab *release = NULL;
     VmemIrqState cstate = vmem_port_lock(&cache->lock);
-    for (VmemMag *mag; n > 0 || (mag = depot_take(cache)) != NULL;) {
-        if (n > 0 && (mag = mags[--n]) == NULL)
-            continue;
-        depot_put(qs, cache, mag, &release, true);
-    }
+    for (VmemMag *mag; n > 0 || (mag = depot_take(cache)) != NULL;)
+        if (n == 0 || (mag = mags[--n]) != NULL)
+            depot_put(qs, cache, mag, &release, true);
     vmem_port_unlock(&cache->lock, cstate);
     slabs_release(vm, qs, release);
 }
