@@ -64,11 +64,9 @@
 enum { OBJ_NONE, OBJ_IN_SLAB, OBJ_ALLOCATED, OBJ_IN_MAGAZINE, KIND_MASK = 3 };
 enum { GEN_SHIFT = 2, GEN_MASK = 0x3fff };
 
-typedef struct vmem_slab VmemSlab;
-
 typedef struct {
     uintptr_t addr;
-    VmemSlab *slab; /* spares allocations a table lookup */
+    struct vmem_slab *slab; /* spares allocations a table lookup */
 } VmemRound;
 
 /* Whole lines, so that two CPUs' magazines never share one. */
@@ -78,14 +76,14 @@ typedef struct vmem_mag {
     VmemRound round[MAG_ROUNDS];
 } __attribute__((aligned(64))) VmemMag;
 
-struct vmem_slab {
-    VmemSlab *next, *prev;    /* the partial list (next: the descriptor free list) */
+typedef struct vmem_slab {
+    struct vmem_slab *next, *prev;    /* the partial list (next: the descriptor free list) */
     uintptr_t base;           /* base, cache, gen: atomic, read by frees unlocked */
     uint64_t in_slab;         /* bit q: the object at quantum q is in the slab */
     uint16_t cache, gen, out; /* out: objects not in the slab */
     bool partial;
     uint16_t state[VMEM_QCACHE_SLAB_OBJS] __attribute__((aligned(64))); /* written by hits */
-};
+} VmemSlab;
 
 #define TOMBSTONE ((VmemSlab *)1)
 
@@ -204,11 +202,10 @@ static inline VmemSlab *slab_of(const VmemQcacheState *qs, uintptr_t addr, unsig
 {
     SlabTable *table = __atomic_load_n(&qs->table, __ATOMIC_ACQUIRE);
     uintptr_t key = addr & qs->slab_mask;
-    for (size_t i = table != NULL ? slot_of(qs, table, key) : 0; table != NULL;
+    VmemSlab *slab;
+    for (size_t i = table != NULL ? slot_of(qs, table, key) : 0;
+         table != NULL && (slab = __atomic_load_n(&table->slot[i], __ATOMIC_ACQUIRE)) != NULL;
          i = (i + 1) & table->mask) {
-        VmemSlab *slab = __atomic_load_n(&table->slot[i], __ATOMIC_ACQUIRE);
-        if (slab == NULL)
-            break;
         if (slab == TOMBSTONE)
             continue;
         *gen = __atomic_load_n(&slab->gen, __ATOMIC_ACQUIRE);
@@ -218,8 +215,7 @@ static inline VmemSlab *slab_of(const VmemQcacheState *qs, uintptr_t addr, unsig
     return NULL;
 }
 
-/* qs_lock held. */
-static void table_put(VmemQcacheState *qs, SlabTable *table, VmemSlab *slab)
+static void table_put(VmemQcacheState *qs, SlabTable *table, VmemSlab *slab) /* qs_lock held */
 {
     size_t i = slot_of(qs, table, slab->base);
     while (table->slot[i] != NULL && table->slot[i] != TOMBSTONE)
@@ -374,7 +370,7 @@ static VmemMag *slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, V
     return mag;
 }
 
-/* ---- Creation and the depot ------------------------------------------------------- */
+/* ---- Creation, the depot, allocation and free ---------------------------------- */
 
 size_t vmem_qcache_count(const Vmem *vm)
 {
@@ -405,7 +401,6 @@ static COLD VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
         vmem_port_page_alloc(npages, (vmflag & (VM_SLEEP | VM_NOSLEEP)) | VM_BOOTSTRAP);
     if (qs == NULL)
         return NULL;
-    /* The paper's slab size: the next power of two above 3 x qcache_max. */
     unsigned slab_shift = log2_floor(3 * n * vm->quantum) + 1;
     /* Field by field: a compound literal may become a memset call. */
     qs->ncaches = n;
@@ -486,151 +481,6 @@ static void cache_return(Vmem *vm, VmemQcacheState *qs, QcCache *cache, VmemMag 
     slabs_release(vm, qs, release);
 }
 
-/* In the section: the magazine to pop from (push onto, for a free),
- * swapped with the previous if need be; NULL if neither can serve. */
-static inline VmemMag *mag_ready(QcCpu *cpu, bool for_free)
-{
-    VmemMag *mag = cpu->loaded, *previous = cpu->previous;
-    if (mag != NULL && mag->rounds != (for_free ? MAG_ROUNDS : 0))
-        return mag;
-    if (previous == NULL || (previous->rounds == 0) != for_free)
-        return NULL;
-    cpu->loaded = previous;
-    cpu->previous = mag;
-    return previous;
-}
-
-/* A miss: the section hands out the previous magazine, traded for a full
- * one (allocation: else filled from the slabs) or an empty one (free). A
- * second section installs and returns it, with *displaced what it displaced
- * (NULL unless something ran there meanwhile); NULL if none can be had. */
-static COLD VmemMag *mag_replace(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu **cpu,
-                                 VmemIrqState *irq, bool for_free, int vmflag,
-                                 VmemMag **displaced)
-{
-    QcCache *cache = &qs->cache[c];
-    VmemMag *mag = (*cpu)->previous, *full = NULL;
-    VmemSlab *release = NULL;
-    (*cpu)->previous = NULL;
-    cpu_leave(cache, *cpu, *irq);
-    VmemIrqState cstate = vmem_port_lock(&cache->lock);
-    if (!for_free && (full = depot_take(cache)) == NULL) {
-        if (mag == NULL)
-            mag = list_put(qs, (void **)&qs->mag_free, NULL);
-        if (mag != NULL) {
-            mag->rounds = 0; /* it was empty, or is new */
-            mag_fill(qs, cache, mag);
-        }
-    } else {
-        if (mag != NULL)
-            depot_put(qs, cache, mag, &release, false);
-        mag = full;
-    }
-    vmem_port_unlock(&cache->lock, cstate);
-    slabs_release(vm, qs, release);
-    if (mag == NULL && (mag = list_get(qs, (void **)&qs->mag_free, sizeof(VmemMag),
-                                       VM_NOSLEEP)) != NULL)
-        mag->rounds = 0; /* an empty one from the shared list, or a new one */
-    if (!for_free && mag != NULL && mag->rounds == 0)
-        mag = slab_grow(vm, qs, c, (vmflag & ~VM_SLEEP) | VM_NOSLEEP, mag);
-    if (mag != NULL) {
-        *cpu = cpu_enter(cache, irq);
-        *displaced = (*cpu)->previous;
-        (*cpu)->previous = (*cpu)->loaded;
-        (*cpu)->loaded = mag;
-    }
-    return mag;
-}
-
-uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
-{
-    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
-    size_t c = (size - 1) >> vm->vm_quantum_shift;
-    /* The first allocation creates the caches (without memory: the arena). */
-    if (UNLIKELY(qs == NULL) && c < vmem_qcache_count(vm))
-        qs = qcache_state(vm, vmflag);
-    if (qs == NULL || c >= qs->ncaches)
-        return 0;
-    QcCache *cache = &qs->cache[c];
-    VmemIrqState irq;
-    VmemMag *displaced = NULL;
-    QcCpu *cpu = cpu_enter(cache, &irq);
-    VmemMag *mag = mag_ready(cpu, false);
-    if (UNLIKELY(mag == NULL) &&
-        (mag = mag_replace(vm, qs, c, &cpu, &irq, false, vmflag, &displaced)) == NULL)
-        return 0; /* the arena serves the request */
-    VmemRound round = mag->round[--mag->rounds];
-    state_set(state_of(qs, round.slab, round.addr), OBJ_ALLOCATED);
-    __atomic_store_n(&cpu->allocs, cpu->allocs + 1, __ATOMIC_RELEASE);
-    cpu_leave(cache, cpu, irq);
-    if (UNLIKELY(displaced != NULL))
-        cache_return(vm, qs, cache, displaced, round);
-    return round.addr;
-}
-
-static COLD void free_refused(Vmem *vm, const VmemQcacheState *qs, const char *call,
-                              uintptr_t addr, size_t size, bool other_cache, unsigned seen)
-{
-    bool inside = (addr & qs->quantum_mask) != 0 || (seen & KIND_MASK) == OBJ_NONE;
-    vmem_report(vm, call, addr, size,
-                other_cache ? VMEM_MISUSE_FREE_WRONG_SIZE
-                : inside    ? VMEM_MISUSE_FREE_INSIDE
-                            : VMEM_MISUSE_DOUBLE_FREE,
-                other_cache ? "the address belongs to the quantum cache of another size"
-                : inside    ? "the address is not the start of a cached object"
-                            : "the cached object is already free");
-}
-
-static void drain_cache(Vmem *vm, VmemQcacheState *qs, QcCache *cache, bool all_cpus);
-
-void vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
-{
-    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
-    size_t c = (size - 1) >> vm->vm_quantum_shift;
-    VmemSlab *slab;
-    unsigned gen;
-    if (qs == NULL || c >= qs->ncaches || (slab = slab_of(qs, addr, &gen)) == NULL) {
-        vmem_arena_free_segment(vm, call, addr, size); /* not a cached object */
-        return;
-    }
-    uint16_t seen = (uint16_t)(gen << GEN_SHIFT | OBJ_ALLOCATED);
-    bool other_cache = __atomic_load_n(&slab->cache, __ATOMIC_RELAXED) != c;
-    if (UNLIKELY(other_cache || (addr & qs->quantum_mask) != 0 ||
-                 !__atomic_compare_exchange_n(state_of(qs, slab, addr), &seen,
-                                              (uint16_t)(gen << GEN_SHIFT | OBJ_IN_MAGAZINE),
-                                              false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))) {
-        free_refused(vm, qs, call, addr, size, other_cache, seen);
-        return;
-    }
-    QcCache *cache = &qs->cache[c];
-    VmemIrqState irq;
-    VmemMag *displaced = NULL;
-    QcCpu *cpu = cpu_enter(cache, &irq);
-    VmemMag *mag = mag_ready(cpu, true);
-    VmemRound round = {addr, slab};
-    if (UNLIKELY(mag == NULL) &&
-        (mag = mag_replace(vm, qs, c, &cpu, &irq, true, 0, &displaced)) == NULL) {
-        cache_return(vm, qs, cache, NULL, round); /* no magazine to be had */
-    } else {
-        mag->round[mag->rounds++] = round;
-        __atomic_store_n(&cpu->frees, cpu->frees + 1, __ATOMIC_RELEASE);
-        cpu_leave(cache, cpu, irq);
-        if (UNLIKELY(displaced != NULL))
-            cache_return(vm, qs, cache, displaced, round);
-    }
-    if (UNLIKELY(__atomic_load_n(&vm->vm_qcache_waiters, __ATOMIC_SEQ_CST) != 0))
-        drain_cache(vm, qs, cache, false); /* point 4 */
-}
-
-bool vmem_qcache_owns(Vmem *vm, uintptr_t addr)
-{
-    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
-    unsigned gen;
-    return qs != NULL && slab_of(qs, addr, &gen) != NULL;
-}
-
-/* ---- Draining, counting, teardown ------------------------------------------------- */
-
 /* Empties the depot and the calling CPU's magazines, or with all_cpus
  * (destroy: nobody uses the arena) every CPU's, into the slabs, and gives
  * wholly free slabs back to the arena. No lock held. */
@@ -655,6 +505,157 @@ static void drain_cache(Vmem *vm, VmemQcacheState *qs, QcCache *cache, bool all_
     vmem_port_unlock(&cache->lock, cstate);
     slabs_release(vm, qs, release);
 }
+
+/* In the section: the magazine to pop from (push onto, for a free),
+ * swapped with the previous if need be; NULL if neither can serve. */
+static inline VmemMag *mag_ready(QcCpu *cpu, bool for_free)
+{
+    VmemMag *mag = cpu->loaded, *previous = cpu->previous;
+    if (mag != NULL && mag->rounds != (for_free ? MAG_ROUNDS : 0))
+        return mag;
+    if (previous == NULL || (previous->rounds == 0) != for_free)
+        return NULL;
+    cpu->loaded = previous;
+    cpu->previous = mag;
+    return previous;
+}
+
+/* In the section: pops the caller's object, or pushes the freed one. */
+static inline uintptr_t mag_use(const VmemQcacheState *qs, QcCpu *cpu, VmemMag *mag,
+                                bool for_free, VmemRound freed)
+{
+    if (for_free) {
+        mag->round[mag->rounds++] = freed;
+        __atomic_store_n(&cpu->frees, cpu->frees + 1, __ATOMIC_RELEASE);
+        return 0;
+    }
+    VmemRound round = mag->round[--mag->rounds];
+    state_set(state_of(qs, round.slab, round.addr), OBJ_ALLOCATED);
+    __atomic_store_n(&cpu->allocs, cpu->allocs + 1, __ATOMIC_RELEASE);
+    return round.addr;
+}
+
+/* A miss, entered in the section: it hands out the previous magazine,
+ * traded for a full one (allocation: else filled from the slabs) or an
+ * empty one (free), which a second section installs and uses. Without one
+ * the arena serves the allocation (0); the freed object goes to its slab. */
+static COLD uintptr_t cache_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu,
+                                 VmemIrqState irq, int vmflag, bool for_free, VmemRound freed)
+{
+    QcCache *cache = &qs->cache[c];
+    VmemMag *mag = cpu->previous, *full = NULL;
+    VmemSlab *release = NULL;
+    cpu->previous = NULL;
+    cpu_leave(cache, cpu, irq);
+    VmemIrqState cstate = vmem_port_lock(&cache->lock);
+    if (!for_free && (full = depot_take(cache)) == NULL) {
+        if (mag == NULL)
+            mag = list_put(qs, (void **)&qs->mag_free, NULL);
+        if (mag != NULL) {
+            mag->rounds = 0; /* it was empty, or is new */
+            mag_fill(qs, cache, mag);
+        }
+    } else {
+        if (mag != NULL)
+            depot_put(qs, cache, mag, &release, false);
+        mag = full;
+    }
+    vmem_port_unlock(&cache->lock, cstate);
+    slabs_release(vm, qs, release);
+    if (mag == NULL && (mag = list_get(qs, (void **)&qs->mag_free, sizeof(VmemMag),
+                                       VM_NOSLEEP)) != NULL)
+        mag->rounds = 0; /* an empty one from the shared list, or a new one */
+    if (!for_free && mag != NULL && mag->rounds == 0)
+        mag = slab_grow(vm, qs, c, (vmflag & ~VM_SLEEP) | VM_NOSLEEP, mag);
+    if (mag == NULL && for_free)
+        cache_return(vm, qs, cache, NULL, freed);
+    if (mag == NULL)
+        return 0;
+    cpu = cpu_enter(cache, &irq);
+    VmemMag *displaced = cpu->previous; /* NULL unless something ran here meanwhile */
+    cpu->previous = cpu->loaded;
+    cpu->loaded = mag;
+    uintptr_t addr = mag_use(qs, cpu, mag, for_free, freed);
+    cpu_leave(cache, cpu, irq);
+    if (UNLIKELY(displaced != NULL))
+        cache_return(vm, qs, cache, displaced, freed);
+    return addr;
+}
+
+uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
+{
+    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
+    size_t c = (size - 1) >> vm->vm_quantum_shift;
+    /* The first allocation creates the caches (without memory: the arena). */
+    if (UNLIKELY(qs == NULL) && c < vmem_qcache_count(vm))
+        qs = qcache_state(vm, vmflag);
+    if (qs == NULL || c >= qs->ncaches)
+        return 0;
+    QcCache *cache = &qs->cache[c];
+    VmemIrqState irq;
+    QcCpu *cpu = cpu_enter(cache, &irq);
+    VmemMag *mag = mag_ready(cpu, false);
+    if (UNLIKELY(mag == NULL))
+        return cache_miss(vm, qs, c, cpu, irq, vmflag, false, (VmemRound){0, NULL});
+    uintptr_t addr = mag_use(qs, cpu, mag, false, (VmemRound){0, NULL});
+    cpu_leave(cache, cpu, irq);
+    return addr;
+}
+
+static COLD void free_refused(Vmem *vm, const VmemQcacheState *qs, const char *call,
+                              uintptr_t addr, size_t size, bool other_cache, unsigned seen)
+{
+    bool inside = (addr & qs->quantum_mask) != 0 || (seen & KIND_MASK) == OBJ_NONE;
+    vmem_report(vm, call, addr, size,
+                other_cache ? VMEM_MISUSE_FREE_WRONG_SIZE
+                : inside    ? VMEM_MISUSE_FREE_INSIDE
+                            : VMEM_MISUSE_DOUBLE_FREE,
+                other_cache ? "the address belongs to the quantum cache of another size"
+                : inside    ? "the address is not the start of a cached object"
+                            : "the cached object is already free");
+}
+
+void vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
+{
+    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
+    size_t c = (size - 1) >> vm->vm_quantum_shift;
+    VmemSlab *slab;
+    unsigned gen;
+    if (qs == NULL || c >= qs->ncaches || (slab = slab_of(qs, addr, &gen)) == NULL) {
+        vmem_arena_free_segment(vm, call, addr, size); /* not a cached object */
+        return;
+    }
+    uint16_t seen = (uint16_t)(gen << GEN_SHIFT | OBJ_ALLOCATED);
+    bool other_cache = __atomic_load_n(&slab->cache, __ATOMIC_RELAXED) != c;
+    if (UNLIKELY(other_cache || (addr & qs->quantum_mask) != 0 ||
+                 !__atomic_compare_exchange_n(state_of(qs, slab, addr), &seen,
+                                              (uint16_t)(gen << GEN_SHIFT | OBJ_IN_MAGAZINE),
+                                              false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))) {
+        free_refused(vm, qs, call, addr, size, other_cache, seen);
+        return;
+    }
+    QcCache *cache = &qs->cache[c];
+    VmemIrqState irq;
+    QcCpu *cpu = cpu_enter(cache, &irq);
+    VmemMag *mag = mag_ready(cpu, true);
+    if (UNLIKELY(mag == NULL)) {
+        cache_miss(vm, qs, c, cpu, irq, 0, true, (VmemRound){addr, slab});
+    } else {
+        mag_use(qs, cpu, mag, true, (VmemRound){addr, slab});
+        cpu_leave(cache, cpu, irq);
+    }
+    if (UNLIKELY(__atomic_load_n(&vm->vm_qcache_waiters, __ATOMIC_SEQ_CST) != 0))
+        drain_cache(vm, qs, cache, false); /* point 4 */
+}
+
+bool vmem_qcache_owns(Vmem *vm, uintptr_t addr)
+{
+    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
+    unsigned gen;
+    return qs != NULL && slab_of(qs, addr, &gen) != NULL;
+}
+
+/* ---- Counting, teardown -------------------------------------------------------- */
 
 void vmem_qcache_drain(Vmem *vm, bool all_cpus)
 {
