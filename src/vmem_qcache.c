@@ -350,6 +350,7 @@ static VmemMag *slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, V
     __atomic_store_n(&slab->cache, (uint16_t)c, __ATOMIC_RELAXED);
     slab->out = 0;
     slab->in_slab = 0;
+    slab->partial = false; /* a new descriptor's memory is not zeroed */
     size_t stride = c + 1, quanta = qs->slab_size >> qs->quantum_shift;
     for (size_t q = 0; q < VMEM_QCACHE_SLAB_OBJS; q++) {
         bool starts = q % stride == 0 && q + stride <= quanta;
