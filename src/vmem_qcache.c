@@ -6,58 +6,49 @@
  *
  * 1. Layers. Per CPU, a loaded and a previous magazine (stacks of free
  *    objects): allocations pop the loaded one, frees push onto it, the two
- *    swap when it is empty (full). The depot (the cache's lock) keeps full
- *    magazines, traded when both of a CPU's are empty (full); empty ones
- *    wait on a shared list. Slabs, runs of objects carved from one arena
- *    segment (the next power of two above 3 x qcache_max, aligned to its
- *    size), fill magazines; a slab wholly free goes back to the arena.
+ *    swap when it is empty (full). The depot (the cache's lock) trades full
+ *    magazines when both are empty (full). Slabs, runs of objects carved
+ *    from one arena segment (the next power of two above 3 x qcache_max,
+ *    aligned to its size), fill magazines; a wholly free slab goes back.
  *
  * 2. CPU sections. A CPU's magazines are touched only inside its section,
  *    which the port provides (a kernel disables interrupts; the POSIX port
- *    takes a lock per CPU index). Inside, the library pops, pushes, swaps,
- *    installs or removes a magazine and bumps that CPU's counters: no lock,
- *    no other hook, no waiting. Trades with the depot, the slabs, the arena
- *    or the page source run outside, on a magazine a section handed out; a
- *    second section installs the result (and hands back what it displaces).
- *    Only destroy, when nobody may use the arena, touches every CPU's.
+ *    takes a lock per CPU index). Inside: pops, pushes, magazine swaps and
+ *    counters only - no lock, no other hook, no waiting. Depot, slab, arena
+ *    and page work runs outside on a magazine the section handed out, and
+ *    a second section installs the result. Only destroy, when nobody may
+ *    use the arena, touches every CPU's magazines.
  *
- * 3. What stays cached. vmem_reap(), a request that drains before it fails
- *    or sleeps, and a free that sees a sleeper (point 4) empty the depot and
- *    the calling CPU's magazines. Any other CPU keeps at most its two
- *    magazines per cache (2 x VMEM_QCACHE_MAG_ROUNDS objects) until it
- *    reaps, or frees into that cache while a VM_SLEEP request waits.
+ * 3. Draining. vmem_reap(), a request that drains before it fails or
+ *    sleeps, and a free that sees a sleeper empty the depot and the
+ *    calling CPU's magazines; another CPU keeps at most two per cache.
  *
- * 4. Waking sleepers. A VM_SLEEP request that must wait counts itself in
- *    vm_qcache_waiters, drains, and sleeps in the arena. A free pushes, then
+ * 4. Sleepers. A VM_SLEEP request that must wait counts itself in
+ *    vm_qcache_waiters, drains and sleeps in the arena. A free pushes, then
  *    reads that count (both sequentially consistent): seeing a waiter, it
- *    drains, so that wholly free slabs go back to the arena, whose free
- *    wakes the sleeper. A free that read zero came before the count.
+ *    drains, and wholly free slabs go back to the arena, whose free wakes
+ *    the sleeper. A free that read zero came before the waiter's drain.
  *
  * 5. Checked frees. Each slab has an external descriptor (objects are
  *    integers) with a state per quantum: no object start, in the slab,
- *    allocated, in a magazine. Before entering a section, a free finds the
- *    descriptor in the slab table (open addressing by slab base, written
- *    under qs_lock with release stores, old tables kept until destroy) and
- *    moves the state from "allocated" to "in a magazine" by compare-and-
- *    swap: a double free (even two racing on two CPUs), an interior or a
- *    foreign address fails, is reported, and changes nothing. Descriptors
- *    are reused at once, so states carry a generation, changed when the
- *    slab is carved and released: a free that found the descriptor before
- *    its reuse expects the old one, and fails.
+ *    allocated, in a magazine. A free finds the descriptor in the slab
+ *    table (open addressing, written under qs_lock with release stores,
+ *    old tables kept until destroy) and moves the state from allocated to
+ *    in a magazine by compare-and-swap, which only one of two racing frees
+ *    on two CPUs can win: a double free, an interior or a foreign address
+ *    is reported and changes nothing. Descriptors are reused at once, so
+ *    states carry a generation, bumped when a slab is carved and released:
+ *    a free that found the descriptor before its reuse fails.
  *
- * 6. Exact statistics. Each object handed out is counted once in an
- *    allocation counter, each taken back once in a free counter: per CPU
- *    (written only in its section), or per cache for a free that finds no
- *    magazine (under its lock). Counters only grow, by release stores. A
- *    reader sums a cache's frees, then its allocations, and at the end all
+ * 6. Exact statistics. Each object handed out is counted once as an
+ *    allocation, each taken back once as a free, per CPU (in its section)
+ *    or per cache (under its lock): one writer each, a plain increment
+ *    published by a release store. A reader sums frees, allocations, then
  *    frees again (acquire loads). An allocation is counted before its
  *    object can reach a freer, so allocations read after frees are never
- *    fewer; and if both sums of frees agree, the difference lies between
- *    what was outstanding when the read began and when it ended. The arena
- *    (user_stat) brackets this with two views of its own counters, which
- *    count slabs apart, and takes it when they agree too; else, after a few
- *    tries, it clamps the cached bytes to the slab bytes. So every answer
- *    has 0 <= in_use <= total and free <= alloc.
+ *    fewer; if both sums of frees agree, the difference lies between what
+ *    was outstanding at the start and at the end of the read. The arena
+ *    brackets this with its own counters, retries, then clamps.
  *
  * 7. Lock order: cache lock -> qs_lock. Neither is held inside a section,
  *    nor while calling the arena, the page source or the misuse hook.
@@ -66,7 +57,6 @@
 
 #define MAG_ROUNDS VMEM_QCACHE_MAG_ROUNDS
 #define DEPOT_MAX 4 /* full magazines a depot keeps; more are emptied into slabs */
-#define SLAB_QUANTA_MAX VMEM_QCACHE_SLAB_OBJS
 #define COLD __attribute__((noinline, cold))
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
@@ -74,11 +64,9 @@
 enum { OBJ_NONE, OBJ_IN_SLAB, OBJ_ALLOCATED, OBJ_IN_MAGAZINE, KIND_MASK = 3 };
 enum { GEN_SHIFT = 2, GEN_MASK = 0x3fff };
 
-typedef struct vmem_slab VmemSlab;
-
 typedef struct {
     uintptr_t addr;
-    VmemSlab *slab; /* spares allocations a table lookup */
+    struct vmem_slab *slab; /* spares allocations a table lookup */
 } VmemRound;
 
 /* Whole lines, so that two CPUs' magazines never share one. */
@@ -88,25 +76,22 @@ typedef struct vmem_mag {
     VmemRound round[MAG_ROUNDS];
 } __attribute__((aligned(64))) VmemMag;
 
-struct vmem_slab {
-    VmemSlab *next, *prev;    /* the partial list (next: the descriptor free list) */
+typedef struct vmem_slab {
+    struct vmem_slab *next, *prev;    /* the partial list (next: the descriptor free list) */
     uintptr_t base;           /* base, cache, gen: atomic, read by frees unlocked */
     uint64_t in_slab;         /* bit q: the object at quantum q is in the slab */
     uint16_t cache, gen, out; /* out: objects not in the slab */
     bool partial;
-    uint16_t state[SLAB_QUANTA_MAX] __attribute__((aligned(64))); /* written by hits */
-};
+    uint16_t state[VMEM_QCACHE_SLAB_OBJS] __attribute__((aligned(64))); /* written by hits */
+} VmemSlab;
 
-typedef struct {
-    uintptr_t key;
-    VmemSlab *slab; /* NULL: never used; TOMBSTONE: deleted */
-} SlabSlot;
 #define TOMBSTONE ((VmemSlab *)1)
 
+/* Slots keyed by the slab's base, which the descriptor holds. */
 typedef struct {
     size_t mask, used, live; /* used: live + tombstones */
     unsigned shift;          /* 64 - log2(slots): slot_of() keeps the top bits */
-    SlabSlot slot[];
+    VmemSlab *slot[];        /* NULL: never used; TOMBSTONE: deleted */
 } SlabTable;
 
 /* A CPU's magazines and counters: a line touched only in its section. */
@@ -144,7 +129,7 @@ struct vmem_qcache_state {
     QcCache cache[];
 };
 
-/* The calling CPU's section (point 2). */
+/* The calling CPU's section (point 2), entered and left. */
 static inline QcCpu *cpu_enter(QcCache *cache, VmemIrqState *irq)
 {
     unsigned cpu = vmem_port_cpu_enter(irq);
@@ -152,19 +137,21 @@ static inline QcCpu *cpu_enter(QcCache *cache, VmemIrqState *irq)
         vmem_port_panic("vmem_port_cpu_enter returned an index >= VMEM_MAX_CPUS");
     return &cache->cpu[cpu];
 }
-
-static inline void cpu_leave(QcCache *cache, QcCpu *cpu, VmemIrqState irq)
-{
-    vmem_port_cpu_leave((unsigned)(cpu - cache->cpu), irq);
-}
-
-/* One writer at a time: a plain increment, published for readers. */
-static inline void count(size_t *counter)
-{
-    __atomic_store_n(counter, *counter + 1, __ATOMIC_RELEASE);
-}
+#define cpu_leave(cache_, cpu_, irq_) vmem_port_cpu_leave((unsigned)((cpu_) - (cache_)->cpu), irq_)
 
 /* ---- Memory for the caches' own structures -------------------------------------- */
+
+/* Pushes an item (its first word links) onto a free list, or pops one. */
+static void *list_put(VmemQcacheState *qs, void **list, void *item)
+{
+    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
+    void **top = *list;
+    *list = item != NULL ? item : top != NULL ? *top : NULL;
+    if (item != NULL)
+        *(void **)item = top;
+    vmem_port_unlock(&qs->qs_lock, state);
+    return top;
+}
 
 /* Pages for qs, kept until destroy. No lock held. */
 static void *qc_pages(VmemQcacheState *qs, size_t bytes, int vmflag)
@@ -174,49 +161,18 @@ static void *qc_pages(VmemQcacheState *qs, size_t bytes, int vmflag)
     if (page == NULL)
         return NULL;
     page->npages = npages;
-    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
-    page->next = qs->pages;
-    qs->pages = page;
-    vmem_port_unlock(&qs->qs_lock, state);
+    list_put(qs, (void **)&qs->pages, page);
     return (char *)page + BLOCK_OFFSET;
-}
-
-/* Pushes an item (its first word links) onto a free list, or pops one. */
-static void list_put(VmemQcacheState *qs, void **list, void *item)
-{
-    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
-    *(void **)item = *list;
-    *list = item;
-    vmem_port_unlock(&qs->qs_lock, state);
-}
-
-static void *list_pop(VmemQcacheState *qs, void **list)
-{
-    VmemIrqState state = vmem_port_lock(&qs->qs_lock);
-    void **item = *list;
-    if (item != NULL)
-        *list = *item;
-    vmem_port_unlock(&qs->qs_lock, state);
-    return item;
 }
 
 /* An item from a free list, refilled a page at a time. No lock held. */
 static void *list_get(VmemQcacheState *qs, void **list, size_t item_size, int vmflag)
 {
-    void *item = list_pop(qs, list);
+    void *item = list_put(qs, list, NULL);
     char *block = item != NULL ? NULL : qc_pages(qs, VMEM_PAGE_SIZE - BLOCK_OFFSET, vmflag);
     for (size_t i = 1; block != NULL && i < (VMEM_PAGE_SIZE - BLOCK_OFFSET) / item_size; i++)
         list_put(qs, list, block + i * item_size);
     return item != NULL ? item : block;
-}
-
-/* An empty magazine from the shared list, or a new one. No lock held. */
-static VmemMag *mag_new(VmemQcacheState *qs)
-{
-    VmemMag *mag = list_get(qs, (void **)&qs->mag_free, sizeof(VmemMag), VM_NOSLEEP);
-    if (mag != NULL)
-        mag->rounds = 0;
-    return mag;
 }
 
 /* ---- The slab table and object states ----------------------------------------- */
@@ -240,95 +196,84 @@ static size_t slot_of(const VmemQcacheState *qs, const SlabTable *table, uintptr
     return (size_t)(((uint64_t)(key >> qs->slab_shift) * 0x9e3779b97f4a7c15ULL) >> table->shift);
 }
 
-/* The descriptor last published for the slab holding addr, or NULL. */
-static inline VmemSlab *slab_of(const VmemQcacheState *qs, uintptr_t addr)
+/* The descriptor of the slab holding addr, or NULL; *gen its generation,
+ * read before what it guards (point 5), the base that is the key. */
+static inline VmemSlab *slab_of(const VmemQcacheState *qs, uintptr_t addr, unsigned *gen)
 {
     SlabTable *table = __atomic_load_n(&qs->table, __ATOMIC_ACQUIRE);
     uintptr_t key = addr & qs->slab_mask;
-    /* A table is never more than 3/4 used: an empty slot ends the probe. */
-    for (size_t i = table != NULL ? slot_of(qs, table, key) : 0; table != NULL;
+    VmemSlab *slab;
+    for (size_t i = table != NULL ? slot_of(qs, table, key) : 0;
+         table != NULL && (slab = __atomic_load_n(&table->slot[i], __ATOMIC_ACQUIRE)) != NULL;
          i = (i + 1) & table->mask) {
-        VmemSlab *slab = __atomic_load_n(&table->slot[i].slab, __ATOMIC_ACQUIRE);
-        if (slab == NULL)
-            break;
-        if (slab != TOMBSTONE && __atomic_load_n(&table->slot[i].key, __ATOMIC_RELAXED) == key)
+        if (slab == TOMBSTONE)
+            continue;
+        *gen = __atomic_load_n(&slab->gen, __ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&slab->base, __ATOMIC_RELAXED) == key)
             return slab;
     }
     return NULL;
 }
 
-/* qs_lock held, for the two below. */
-static void table_put(VmemQcacheState *qs, SlabTable *table, uintptr_t key, VmemSlab *slab)
+static void table_put(VmemQcacheState *qs, SlabTable *table, VmemSlab *slab) /* qs_lock held */
 {
-    size_t i = slot_of(qs, table, key);
-    while (table->slot[i].slab != NULL && table->slot[i].slab != TOMBSTONE)
+    size_t i = slot_of(qs, table, slab->base);
+    while (table->slot[i] != NULL && table->slot[i] != TOMBSTONE)
         i = (i + 1) & table->mask;
-    table->used += table->slot[i].slab == NULL;
+    table->used += table->slot[i] == NULL;
     table->live++;
-    __atomic_store_n(&table->slot[i].key, key, __ATOMIC_RELAXED);
-    __atomic_store_n(&table->slot[i].slab, slab, __ATOMIC_RELEASE);
+    __atomic_store_n(&table->slot[i], slab, __ATOMIC_RELEASE);
 }
 
-/* Slots a table needs to take one more slab, or 0 if it has room. */
-static size_t table_wanted_slots(const VmemQcacheState *qs)
-{
-    const SlabTable *table = qs->table;
-    if (table != NULL && (table->used + 1) * 4 <= (table->mask + 1) * 3)
-        return 0;
-    size_t slots = 64;
-    while (table != NULL && slots * 3 < (table->live + 1) * 8)
-        slots *= 2;
-    return slots;
-}
-
-/* Makes room in the table for one more slab and returns with qs_lock held
- * (the state in *state); false, not held, without memory. */
+/* Room for one more slab (at most 3/4 of the slots used: an empty slot ends
+ * every probe), then true with qs_lock held (state in *state); or false. */
 static bool table_room_locked(VmemQcacheState *qs, int vmflag, VmemIrqState *state)
 {
-    for (;;) {
+    for (SlabTable *fresh = NULL;;) {
         *state = vmem_port_lock(&qs->qs_lock);
-        size_t slots = table_wanted_slots(qs);
-        if (slots == 0)
+        SlabTable *old = qs->table;
+        size_t slots = 64;
+        if (old != NULL && (old->used + 1) * 4 <= (old->mask + 1) * 3)
             return true;
+        while (old != NULL && slots * 3 < (old->live + 1) * 8)
+            slots *= 2;
+        if (fresh != NULL && fresh->mask + 1 == slots) { /* else another thread grew it */
+            for (size_t i = 0; old != NULL && i <= old->mask; i++)
+                if (old->slot[i] != NULL && old->slot[i] != TOMBSTONE)
+                    table_put(qs, fresh, old->slot[i]);
+            __atomic_store_n(&qs->table, fresh, __ATOMIC_RELEASE);
+            return true;
+        }
         vmem_port_unlock(&qs->qs_lock, *state);
-        SlabTable *fresh = qc_pages(qs, sizeof(SlabTable) + slots * sizeof(SlabSlot), vmflag);
-        if (fresh == NULL)
+        if ((fresh = qc_pages(qs, sizeof(SlabTable) + slots * sizeof(VmemSlab *), vmflag)) == NULL)
             return false;
         fresh->mask = slots - 1;
         fresh->shift = 64 - log2_floor(slots);
         fresh->used = fresh->live = 0;
         for (size_t i = 0; i < slots; i++)
-            fresh->slot[i] = (SlabSlot){0, NULL};
-        *state = vmem_port_lock(&qs->qs_lock);
-        SlabTable *old = qs->table;
-        if (table_wanted_slots(qs) == slots) { /* else another thread grew it */
-            for (size_t i = 0; old != NULL && i <= old->mask; i++)
-                if (old->slot[i].slab != NULL && old->slot[i].slab != TOMBSTONE)
-                    table_put(qs, fresh, old->slot[i].key, old->slot[i].slab);
-            __atomic_store_n(&qs->table, fresh, __ATOMIC_RELEASE);
-        }
-        vmem_port_unlock(&qs->qs_lock, *state);
+            fresh->slot[i] = NULL;
     }
 }
 
 /* ---- Slabs (cache lock held unless said otherwise) ------------------------------ */
 
-static void partial_add(QcCache *cache, VmemSlab *slab)
+/* Puts a slab on the cache's partial list (on), or takes it off. */
+static void partial_set(QcCache *cache, VmemSlab *slab, bool on)
 {
-    slab->partial = true;
+    if (slab->partial == on)
+        return;
+    slab->partial = on;
+    if (!on) {
+        *(slab->prev != NULL ? &slab->prev->next : &cache->partial) = slab->next;
+        if (slab->next != NULL)
+            slab->next->prev = slab->prev;
+        return;
+    }
     slab->prev = NULL;
     slab->next = cache->partial;
     if (cache->partial != NULL)
         cache->partial->prev = slab;
     cache->partial = slab;
-}
-
-static void partial_remove(QcCache *cache, VmemSlab *slab)
-{
-    slab->partial = false;
-    *(slab->prev != NULL ? &slab->prev->next : &cache->partial) = slab->next;
-    if (slab->next != NULL)
-        slab->next->prev = slab->prev;
 }
 
 /* Fills a magazine with the lowest free objects of the partial slabs. */
@@ -341,7 +286,7 @@ static void mag_fill(const VmemQcacheState *qs, QcCache *cache, VmemMag *mag)
         slab->out++;
         state_set(&slab->state[q], OBJ_IN_MAGAZINE);
         if (slab->in_slab == 0)
-            partial_remove(cache, slab);
+            partial_set(cache, slab, false);
         mag->round[mag->rounds++] =
             (VmemRound){slab->base + ((uintptr_t)q << qs->quantum_shift), slab};
     }
@@ -355,20 +300,11 @@ static void slab_put(const VmemQcacheState *qs, QcCache *cache, VmemRound round,
     unsigned q = (unsigned)((round.addr - slab->base) >> qs->quantum_shift);
     state_set(&slab->state[q], OBJ_IN_SLAB);
     slab->in_slab |= (uint64_t)1 << q;
-    if (--slab->out == 0) {
-        if (slab->partial)
-            partial_remove(cache, slab);
+    partial_set(cache, slab, --slab->out != 0);
+    if (slab->out == 0) {
         slab->next = *release;
         *release = slab;
-    } else if (!slab->partial) {
-        partial_add(cache, slab);
     }
-}
-
-static void mag_flush(const VmemQcacheState *qs, QcCache *cache, VmemMag *mag, VmemSlab **release)
-{
-    while (mag->rounds > 0)
-        slab_put(qs, cache, mag->round[--mag->rounds], release);
 }
 
 /* Gives wholly free slabs back to the arena. No lock held. */
@@ -380,9 +316,9 @@ static void slabs_release(Vmem *vm, VmemQcacheState *qs, VmemSlab *list)
         VmemIrqState state = vmem_port_lock(&qs->qs_lock);
         SlabTable *table = qs->table;
         size_t i = slot_of(qs, table, base);
-        while (table->slot[i].slab != list)
+        while (table->slot[i] != list)
             i = (i + 1) & table->mask;
-        __atomic_store_n(&table->slot[i].slab, TOMBSTONE, __ATOMIC_RELEASE);
+        __atomic_store_n(&table->slot[i], TOMBSTONE, __ATOMIC_RELEASE);
         table->live--;
         /* A free still holding the descriptor now expects a dead generation. */
         __atomic_store_n(&list->gen, (uint16_t)((list->gen + 1) & GEN_MASK), __ATOMIC_RELEASE);
@@ -393,53 +329,67 @@ static void slabs_release(Vmem *vm, VmemQcacheState *qs, VmemSlab *list)
 }
 
 /* Carves a new slab for cache c and fills mag (empty) from it: no slab is
- * ever partial with no object out, where nothing would release it. */
-static void slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, VmemMag *mag)
+ * ever partial with no object out, where nothing would release it. Without
+ * a slab, NULL: mag goes back to the shared list. */
+static VmemMag *slab_grow(Vmem *vm, VmemQcacheState *qs, size_t c, int vmflag, VmemMag *mag)
 {
     VmemSlab *slab = list_get(qs, (void **)&qs->desc_free, sizeof(VmemSlab), vmflag);
     uintptr_t base;
     VmemIrqState state;
-    if (slab == NULL)
-        return;
-    if (vmem_arena_alloc_slab(vm, qs->slab_size, vmflag, &base) != 0) {
-        list_put(qs, (void **)&qs->desc_free, slab);
-        return;
+    bool carved = slab != NULL && vmem_arena_alloc_slab(vm, qs->slab_size, vmflag, &base) == 0;
+    if (!carved || !table_room_locked(qs, vmflag, &state)) {
+        if (carved)
+            vmem_arena_free_slab(vm, base, qs->slab_size);
+        if (slab != NULL)
+            list_put(qs, (void **)&qs->desc_free, slab);
+        list_put(qs, (void **)&qs->mag_free, mag);
+        return NULL;
     }
     uint16_t gen = (uint16_t)((slab->gen + 1) & GEN_MASK);
     __atomic_store_n(&slab->base, base, __ATOMIC_RELAXED);
     __atomic_store_n(&slab->cache, (uint16_t)c, __ATOMIC_RELAXED);
     slab->out = 0;
     slab->in_slab = 0;
+    slab->partial = false; /* a new descriptor's memory is not zeroed */
     size_t stride = c + 1, quanta = qs->slab_size >> qs->quantum_shift;
-    for (size_t q = 0; q < SLAB_QUANTA_MAX; q++) {
+    for (size_t q = 0; q < VMEM_QCACHE_SLAB_OBJS; q++) {
         bool starts = q % stride == 0 && q + stride <= quanta;
         slab->in_slab |= (uint64_t)starts << q;
         __atomic_store_n(&slab->state[q], (uint16_t)(gen << GEN_SHIFT | (starts ? OBJ_IN_SLAB : 0)),
                          __ATOMIC_RELAXED);
     }
     __atomic_store_n(&slab->gen, gen, __ATOMIC_RELEASE);
-    if (!table_room_locked(qs, vmflag, &state)) {
-        vmem_arena_free_slab(vm, base, qs->slab_size);
-        list_put(qs, (void **)&qs->desc_free, slab);
-        return;
-    }
     /* Published before it is on the partial list: a free meanwhile finds
      * no object handed out, and is refused. */
-    table_put(qs, qs->table, base, slab);
+    table_put(qs, qs->table, slab);
     vmem_port_unlock(&qs->qs_lock, state);
     QcCache *cache = &qs->cache[c];
     VmemIrqState cstate = vmem_port_lock(&cache->lock);
-    partial_add(cache, slab);
+    partial_set(cache, slab, true);
     mag_fill(qs, cache, mag);
     vmem_port_unlock(&cache->lock, cstate);
+    return mag;
 }
 
-/* ---- Creation and the depot ------------------------------------------------------- */
+/* ---- Creation, the depot, allocation and free ---------------------------------- */
 
 size_t vmem_qcache_count(const Vmem *vm)
 {
     size_t n = vm->qcache_max >> vm->vm_quantum_shift;
     return n > VMEM_QCACHE_MAX_CACHES ? VMEM_QCACHE_MAX_CACHES : n;
+}
+
+/* Releases qs (npages long) and every page it took. Nobody uses it. */
+static void state_free(VmemQcacheState *qs, size_t npages)
+{
+    for (size_t c = 0; c < qs->ncaches; c++)
+        vmem_port_lock_fini(&qs->cache[c].lock);
+    vmem_port_lock_fini(&qs->qs_lock);
+    for (QcPage *page = qs->pages, *next; page != NULL; page = next) {
+        next = page->next;
+        vmem_port_page_free(page, page->npages);
+    }
+    vmem_port_page_free(qs, npages);
 }
 
 /* The state of vm's caches, created on first use. No lock held. */
@@ -452,7 +402,6 @@ static COLD VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
         vmem_port_page_alloc(npages, (vmflag & (VM_SLEEP | VM_NOSLEEP)) | VM_BOOTSTRAP);
     if (qs == NULL)
         return NULL;
-    /* The paper's slab size: the next power of two above 3 x qcache_max. */
     unsigned slab_shift = log2_floor(3 * n * vm->quantum) + 1;
     /* Field by field: a compound literal may become a memset call. */
     qs->ncaches = n;
@@ -485,13 +434,9 @@ static COLD VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
         __atomic_store_n(&vm->vm_qcache, qs, __ATOMIC_RELEASE);
     }
     vmem_port_unlock(&vm->vm_lock, state);
-    if (existing == NULL)
-        return qs;
-    for (size_t c = 0; c < n; c++)
-        vmem_port_lock_fini(&qs->cache[c].lock);
-    vmem_port_lock_fini(&qs->qs_lock);
-    vmem_port_page_free(qs, npages);
-    return existing;
+    if (existing != NULL)
+        state_free(qs, npages);
+    return existing != NULL ? existing : qs;
 }
 
 /* A full magazine from the depot, or NULL. Cache lock held. */
@@ -505,218 +450,37 @@ static VmemMag *depot_take(QcCache *cache)
     return mag;
 }
 
-/* Takes a magazine back (cache lock held): a full one joins the depot
- * unless it holds DEPOT_MAX; any other is emptied into its slabs (which
- * may then go back) and goes to the shared list. */
-static void depot_put(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, VmemSlab **release)
+/* Takes a magazine back (cache lock held): a full one joins the depot unless
+ * it holds DEPOT_MAX or drains; any other is emptied into the slabs. */
+static void depot_put(VmemQcacheState *qs, QcCache *cache, VmemMag *mag, VmemSlab **release,
+                      bool draining)
 {
-    if (mag->rounds == MAG_ROUNDS && cache->nfull < DEPOT_MAX) {
+    if (mag->rounds == MAG_ROUNDS && cache->nfull < DEPOT_MAX && !draining) {
         mag->next = cache->full;
         cache->full = mag;
         cache->nfull++;
         return;
     }
-    mag_flush(qs, cache, mag, release);
+    while (mag->rounds > 0)
+        slab_put(qs, cache, mag->round[--mag->rounds], release);
     list_put(qs, (void **)&qs->mag_free, mag);
 }
 
-/* depot_put() from outside, then the freed slabs back. No lock held. */
-static void mag_return(Vmem *vm, VmemQcacheState *qs, QcCache *cache, VmemMag *mag)
+/* depot_put(), or without mag a freed object into its slab. No lock held. */
+static void cache_return(Vmem *vm, VmemQcacheState *qs, QcCache *cache, VmemMag *mag,
+                         VmemRound round)
 {
     VmemSlab *release = NULL;
     VmemIrqState cstate = vmem_port_lock(&cache->lock);
-    depot_put(qs, cache, mag, &release);
-    vmem_port_unlock(&cache->lock, cstate);
-    slabs_release(vm, qs, release);
-}
-
-/* Enters a section to install a magazine handed out earlier as the loaded
- * one (the loaded one becomes the previous), and returns the previous one
- * it displaces (NULL unless something ran there meanwhile). */
-static inline VmemMag *mag_install(QcCache *cache, VmemMag *mag, QcCpu **cpu, VmemIrqState *irq)
-{
-    *cpu = cpu_enter(cache, irq);
-    VmemMag *displaced = (*cpu)->previous;
-    (*cpu)->previous = (*cpu)->loaded;
-    (*cpu)->loaded = mag;
-    return displaced;
-}
-
-/* ---- Allocation ----------------------------------------------------------------------- */
-
-static inline uintptr_t pop_and_leave(const VmemQcacheState *qs, QcCache *cache, QcCpu *cpu,
-                                      VmemMag *mag, VmemIrqState irq)
-{
-    VmemRound round = mag->round[--mag->rounds];
-    state_set(state_of(qs, round.slab, round.addr), OBJ_ALLOCATED);
-    count(&cpu->allocs);
-    cpu_leave(cache, cpu, irq);
-    return round.addr;
-}
-
-/* Both magazines empty: the section hands out the previous one, traded for
- * a full one from the depot or filled from the slabs (a new slab, or a new
- * magazine, if need be); a second section installs it and pops the
- * caller's object. 0 if none can be had at once (the arena then serves
- * the request). Entered inside the section; returns outside it. */
-static COLD uintptr_t alloc_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu,
-                                 VmemIrqState irq, int vmflag)
-{
-    QcCache *cache = &qs->cache[c];
-    VmemMag *mag = cpu->previous;
-    cpu->previous = NULL;
-    cpu_leave(cache, cpu, irq);
-    VmemIrqState cstate = vmem_port_lock(&cache->lock);
-    VmemMag *full = depot_take(cache);
-    if (full != NULL && mag != NULL)
-        list_put(qs, (void **)&qs->mag_free, mag); /* an empty one for a full one */
-    mag = full != NULL ? full : mag != NULL ? mag : list_pop(qs, (void **)&qs->mag_free);
-    if (full == NULL && mag != NULL) {
-        mag->rounds = 0; /* it was empty, or is new */
-        mag_fill(qs, cache, mag);
-    }
-    vmem_port_unlock(&cache->lock, cstate);
-    if (mag == NULL)
-        mag = mag_new(qs);
-    if (mag != NULL && mag->rounds == 0)
-        slab_grow(vm, qs, c, (vmflag & ~VM_SLEEP) | VM_NOSLEEP, mag);
-    if (mag == NULL || mag->rounds == 0) {
-        if (mag != NULL)
-            list_put(qs, (void **)&qs->mag_free, mag);
-        return 0;
-    }
-    VmemMag *displaced = mag_install(cache, mag, &cpu, &irq);
-    uintptr_t addr = pop_and_leave(qs, cache, cpu, mag, irq);
-    if (UNLIKELY(displaced != NULL))
-        mag_return(vm, qs, cache, displaced);
-    return addr;
-}
-
-uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
-{
-    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
-    size_t c = (size - 1) >> vm->vm_quantum_shift;
-    /* The first allocation creates the caches (without memory: the arena). */
-    if (UNLIKELY(qs == NULL) && (c >= vmem_qcache_count(vm) || !(qs = qcache_state(vm, vmflag))))
-        return 0;
-    if (c >= qs->ncaches)
-        return 0;
-    VmemIrqState irq;
-    QcCpu *cpu = cpu_enter(&qs->cache[c], &irq);
-    VmemMag *mag = cpu->loaded;
-    if (UNLIKELY(mag == NULL || mag->rounds == 0)) {
-        if (cpu->previous == NULL || cpu->previous->rounds == 0)
-            return alloc_miss(vm, qs, c, cpu, irq, vmflag);
-        cpu->loaded = cpu->previous;
-        cpu->previous = mag;
-        mag = cpu->loaded;
-    }
-    return pop_and_leave(qs, &qs->cache[c], cpu, mag, irq);
-}
-
-/* ---- Free ------------------------------------------------------------------------------- */
-
-static COLD void free_refused(Vmem *vm, const VmemQcacheState *qs, const char *call,
-                              uintptr_t addr, size_t size, bool other_cache, unsigned seen)
-{
-    bool inside = (addr & qs->quantum_mask) != 0 || (seen & KIND_MASK) == OBJ_NONE;
-    vmem_report(vm, call, addr, size,
-                other_cache ? VMEM_MISUSE_FREE_WRONG_SIZE
-                : inside    ? VMEM_MISUSE_FREE_INSIDE
-                            : VMEM_MISUSE_DOUBLE_FREE,
-                other_cache ? "the address belongs to the quantum cache of another size"
-                : inside    ? "the address is not the start of a cached object"
-                            : "the cached object is already free");
-}
-
-/* Both magazines full: the section hands out the previous one, traded for
- * an empty one (new, if need be), which takes the object and is installed
- * by a second section; without one, the object goes back to its slab.
- * Entered inside the section with the object "in a magazine"; returns
- * outside it. */
-static COLD void free_miss(Vmem *vm, VmemQcacheState *qs, QcCache *cache, QcCpu *cpu,
-                           VmemIrqState irq, VmemRound round)
-{
-    VmemMag *carry = cpu->previous;
-    cpu->previous = NULL;
-    cpu_leave(cache, cpu, irq);
-    VmemSlab *release = NULL;
-    VmemIrqState cstate = vmem_port_lock(&cache->lock);
-    if (carry != NULL)
-        depot_put(qs, cache, carry, &release);
-    vmem_port_unlock(&cache->lock, cstate);
-    VmemMag *empty = mag_new(qs);
-    if (empty != NULL) {
-        empty->round[0] = round;
-        empty->rounds = 1;
-        VmemMag *displaced = mag_install(cache, empty, &cpu, &irq);
-        count(&cpu->frees);
-        cpu_leave(cache, cpu, irq);
-        if (UNLIKELY(displaced != NULL))
-            mag_return(vm, qs, cache, displaced);
+    if (mag != NULL) {
+        depot_put(qs, cache, mag, &release, false);
     } else {
-        cstate = vmem_port_lock(&cache->lock);
         slab_put(qs, cache, round, &release);
-        count(&cache->frees);
-        vmem_port_unlock(&cache->lock, cstate);
+        __atomic_store_n(&cache->frees, cache->frees + 1, __ATOMIC_RELEASE);
     }
+    vmem_port_unlock(&cache->lock, cstate);
     slabs_release(vm, qs, release);
 }
-
-static void drain_cache(Vmem *vm, VmemQcacheState *qs, QcCache *cache, bool all_cpus);
-
-void vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
-{
-    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
-    size_t c = (size - 1) >> vm->vm_quantum_shift;
-    VmemSlab *slab;
-    if (qs == NULL || c >= qs->ncaches || (slab = slab_of(qs, addr)) == NULL) {
-        vmem_arena_free_segment(vm, call, addr, size); /* not a cached object */
-        return;
-    }
-    /* The generation first, then what it guards (point 5). */
-    unsigned gen = __atomic_load_n(&slab->gen, __ATOMIC_ACQUIRE);
-    if (UNLIKELY(__atomic_load_n(&slab->base, __ATOMIC_RELAXED) != (addr & qs->slab_mask))) {
-        vmem_arena_free_segment(vm, call, addr, size); /* the slab went back meanwhile */
-        return;
-    }
-    uint16_t seen = (uint16_t)(gen << GEN_SHIFT | OBJ_ALLOCATED);
-    bool other_cache = __atomic_load_n(&slab->cache, __ATOMIC_RELAXED) != c;
-    if (UNLIKELY(other_cache || (addr & qs->quantum_mask) != 0 ||
-                 !__atomic_compare_exchange_n(state_of(qs, slab, addr), &seen,
-                                              (uint16_t)(gen << GEN_SHIFT | OBJ_IN_MAGAZINE),
-                                              false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))) {
-        free_refused(vm, qs, call, addr, size, other_cache, seen);
-        return;
-    }
-    QcCache *cache = &qs->cache[c];
-    VmemIrqState irq;
-    QcCpu *cpu = cpu_enter(cache, &irq);
-    VmemMag *mag = cpu->loaded;
-    if (UNLIKELY(mag == NULL || mag->rounds == MAG_ROUNDS)) {
-        if (cpu->previous == NULL || cpu->previous->rounds != 0) {
-            free_miss(vm, qs, cache, cpu, irq, (VmemRound){addr, slab});
-            goto pushed;
-        }
-        cpu->loaded = cpu->previous;
-        cpu->previous = mag;
-        mag = cpu->loaded;
-    }
-    mag->round[mag->rounds++] = (VmemRound){addr, slab};
-    count(&cpu->frees);
-    cpu_leave(cache, cpu, irq);
-pushed:
-    if (UNLIKELY(__atomic_load_n(&vm->vm_qcache_waiters, __ATOMIC_SEQ_CST) != 0))
-        drain_cache(vm, qs, cache, false); /* point 4 */
-}
-
-bool vmem_qcache_owns(Vmem *vm, uintptr_t addr)
-{
-    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
-    return qs != NULL && slab_of(qs, addr) != NULL;
-}
-
-/* ---- Draining, counting, teardown ------------------------------------------------- */
 
 /* Empties the depot and the calling CPU's magazines, or with all_cpus
  * (destroy: nobody uses the arena) every CPU's, into the slabs, and gives
@@ -736,15 +500,163 @@ static void drain_cache(Vmem *vm, VmemQcacheState *qs, QcCache *cache, bool all_
     }
     VmemSlab *release = NULL;
     VmemIrqState cstate = vmem_port_lock(&cache->lock);
-    for (VmemMag *mag; n > 0 || (mag = depot_take(cache)) != NULL;) {
-        if (n > 0 && (mag = mags[--n]) == NULL)
-            continue;
-        mag_flush(qs, cache, mag, &release);
-        depot_put(qs, cache, mag, &release);
-    }
+    for (VmemMag *mag; n > 0 || (mag = depot_take(cache)) != NULL;)
+        if (n == 0 || (mag = mags[--n]) != NULL)
+            depot_put(qs, cache, mag, &release, true);
     vmem_port_unlock(&cache->lock, cstate);
     slabs_release(vm, qs, release);
 }
+
+/* In the section: the magazine to pop from (push onto, for a free),
+ * swapped with the previous if need be; NULL if neither can serve. */
+static inline VmemMag *mag_ready(QcCpu *cpu, bool for_free)
+{
+    VmemMag *mag = cpu->loaded, *previous = cpu->previous;
+    if (mag != NULL && mag->rounds != (for_free ? MAG_ROUNDS : 0))
+        return mag;
+    if (previous == NULL || (previous->rounds == 0) != for_free)
+        return NULL;
+    cpu->loaded = previous;
+    cpu->previous = mag;
+    return previous;
+}
+
+/* In the section: pops the caller's object, or pushes the freed one. */
+static inline uintptr_t mag_use(const VmemQcacheState *qs, QcCpu *cpu, VmemMag *mag,
+                                bool for_free, VmemRound freed)
+{
+    if (for_free) {
+        mag->round[mag->rounds++] = freed;
+        __atomic_store_n(&cpu->frees, cpu->frees + 1, __ATOMIC_RELEASE);
+        return 0;
+    }
+    VmemRound round = mag->round[--mag->rounds];
+    state_set(state_of(qs, round.slab, round.addr), OBJ_ALLOCATED);
+    __atomic_store_n(&cpu->allocs, cpu->allocs + 1, __ATOMIC_RELEASE);
+    return round.addr;
+}
+
+/* A miss, entered in the section: it hands out the previous magazine,
+ * traded for a full one (allocation: else filled from the slabs) or an
+ * empty one (free), which a second section installs and uses. Without one
+ * the arena serves the allocation (0); the freed object goes to its slab. */
+static COLD uintptr_t cache_miss(Vmem *vm, VmemQcacheState *qs, size_t c, QcCpu *cpu,
+                                 VmemIrqState irq, int vmflag, bool for_free, VmemRound freed)
+{
+    QcCache *cache = &qs->cache[c];
+    VmemMag *mag = cpu->previous, *full = NULL;
+    VmemSlab *release = NULL;
+    cpu->previous = NULL;
+    cpu_leave(cache, cpu, irq);
+    VmemIrqState cstate = vmem_port_lock(&cache->lock);
+    if (!for_free && (full = depot_take(cache)) == NULL) {
+        if (mag == NULL)
+            mag = list_put(qs, (void **)&qs->mag_free, NULL);
+        if (mag != NULL) {
+            mag->rounds = 0; /* it was empty, or is new */
+            mag_fill(qs, cache, mag);
+        }
+    } else {
+        if (mag != NULL)
+            depot_put(qs, cache, mag, &release, false);
+        mag = full;
+    }
+    vmem_port_unlock(&cache->lock, cstate);
+    slabs_release(vm, qs, release);
+    if (mag == NULL && (mag = list_get(qs, (void **)&qs->mag_free, sizeof(VmemMag),
+                                       VM_NOSLEEP)) != NULL)
+        mag->rounds = 0; /* an empty one from the shared list, or a new one */
+    if (!for_free && mag != NULL && mag->rounds == 0)
+        mag = slab_grow(vm, qs, c, (vmflag & ~VM_SLEEP) | VM_NOSLEEP, mag);
+    if (mag == NULL && for_free)
+        cache_return(vm, qs, cache, NULL, freed);
+    if (mag == NULL)
+        return 0;
+    cpu = cpu_enter(cache, &irq);
+    VmemMag *displaced = cpu->previous; /* NULL unless something ran here meanwhile */
+    cpu->previous = cpu->loaded;
+    cpu->loaded = mag;
+    uintptr_t addr = mag_use(qs, cpu, mag, for_free, freed);
+    cpu_leave(cache, cpu, irq);
+    if (UNLIKELY(displaced != NULL))
+        cache_return(vm, qs, cache, displaced, freed);
+    return addr;
+}
+
+uintptr_t vmem_qcache_alloc(Vmem *vm, size_t size, int vmflag)
+{
+    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
+    size_t c = (size - 1) >> vm->vm_quantum_shift;
+    /* The first allocation creates the caches (without memory: the arena). */
+    if (UNLIKELY(qs == NULL) && c < vmem_qcache_count(vm))
+        qs = qcache_state(vm, vmflag);
+    if (qs == NULL || c >= qs->ncaches)
+        return 0;
+    QcCache *cache = &qs->cache[c];
+    VmemIrqState irq;
+    QcCpu *cpu = cpu_enter(cache, &irq);
+    VmemMag *mag = mag_ready(cpu, false);
+    if (UNLIKELY(mag == NULL))
+        return cache_miss(vm, qs, c, cpu, irq, vmflag, false, (VmemRound){0, NULL});
+    uintptr_t addr = mag_use(qs, cpu, mag, false, (VmemRound){0, NULL});
+    cpu_leave(cache, cpu, irq);
+    return addr;
+}
+
+static COLD void free_refused(Vmem *vm, const VmemQcacheState *qs, const char *call,
+                              uintptr_t addr, size_t size, bool other_cache, unsigned seen)
+{
+    bool inside = (addr & qs->quantum_mask) != 0 || (seen & KIND_MASK) == OBJ_NONE;
+    vmem_report(vm, call, addr, size,
+                other_cache ? VMEM_MISUSE_FREE_WRONG_SIZE
+                : inside    ? VMEM_MISUSE_FREE_INSIDE
+                            : VMEM_MISUSE_DOUBLE_FREE,
+                other_cache ? "the address belongs to the quantum cache of another size"
+                : inside    ? "the address is not the start of a cached object"
+                            : "the cached object is already free");
+}
+
+void vmem_qcache_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
+{
+    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
+    size_t c = (size - 1) >> vm->vm_quantum_shift;
+    VmemSlab *slab;
+    unsigned gen;
+    if (qs == NULL || c >= qs->ncaches || (slab = slab_of(qs, addr, &gen)) == NULL) {
+        vmem_arena_free_segment(vm, call, addr, size); /* not a cached object */
+        return;
+    }
+    uint16_t seen = (uint16_t)(gen << GEN_SHIFT | OBJ_ALLOCATED);
+    bool other_cache = __atomic_load_n(&slab->cache, __ATOMIC_RELAXED) != c;
+    if (UNLIKELY(other_cache || (addr & qs->quantum_mask) != 0 ||
+                 !__atomic_compare_exchange_n(state_of(qs, slab, addr), &seen,
+                                              (uint16_t)(gen << GEN_SHIFT | OBJ_IN_MAGAZINE),
+                                              false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))) {
+        free_refused(vm, qs, call, addr, size, other_cache, seen);
+        return;
+    }
+    QcCache *cache = &qs->cache[c];
+    VmemIrqState irq;
+    QcCpu *cpu = cpu_enter(cache, &irq);
+    VmemMag *mag = mag_ready(cpu, true);
+    if (UNLIKELY(mag == NULL)) {
+        cache_miss(vm, qs, c, cpu, irq, 0, true, (VmemRound){addr, slab});
+    } else {
+        mag_use(qs, cpu, mag, true, (VmemRound){addr, slab});
+        cpu_leave(cache, cpu, irq);
+    }
+    if (UNLIKELY(__atomic_load_n(&vm->vm_qcache_waiters, __ATOMIC_SEQ_CST) != 0))
+        drain_cache(vm, qs, cache, false); /* point 4 */
+}
+
+bool vmem_qcache_owns(Vmem *vm, uintptr_t addr)
+{
+    VmemQcacheState *qs = __atomic_load_n(&vm->vm_qcache, __ATOMIC_ACQUIRE);
+    unsigned gen;
+    return qs != NULL && slab_of(qs, addr, &gen) != NULL;
+}
+
+/* ---- Counting, teardown -------------------------------------------------------- */
 
 void vmem_qcache_drain(Vmem *vm, bool all_cpus)
 {
@@ -782,16 +694,7 @@ bool vmem_qcache_counts(Vmem *vm, VmemQcacheCounts *out)
 
 void vmem_qcache_fini(Vmem *vm)
 {
-    VmemQcacheState *qs = vm->vm_qcache;
-    if (qs == NULL)
-        return;
+    if (vm->vm_qcache != NULL)
+        state_free(vm->vm_qcache, vm->vm_qcache_pages);
     vm->vm_qcache = NULL;
-    for (size_t c = 0; c < qs->ncaches; c++)
-        vmem_port_lock_fini(&qs->cache[c].lock);
-    vmem_port_lock_fini(&qs->qs_lock);
-    for (QcPage *page = qs->pages, *next; page != NULL; page = next) {
-        next = page->next;
-        vmem_port_page_free(page, page->npages);
-    }
-    vmem_port_page_free(qs, vm->vm_qcache_pages);
 }
