@@ -109,6 +109,21 @@ static void print_census(const char *when, FrameCensus census)
            census.alloc_pages, census.runs, census.tags);
 }
 
+/* Frees the pages live[0..n) one at a time in an order drawn from seed,
+ * with release (vmem_free or vmem_xfree): the pattern that scatters free
+ * tags over every tag page. */
+static void free_pages_in_random_order(Vmem *vm, uintptr_t *live, size_t n, uint64_t seed,
+                                       void (*release)(Vmem *, void *, size_t))
+{
+    VtestRng rng;
+    vtest_rng_seed(&rng, seed);
+    for (size_t left = n; left > 0; left--) {
+        size_t j = (size_t)vtest_rng_below(&rng, left);
+        release(vm, TS_PTR(live[j]), PAGE);
+        live[j] = live[left - 1];
+    }
+}
+
 /*
  * The next three tests run first, on a fresh frame arena whose span tag
  * predates its use as page source, as a kernel's frame arena does: tag
@@ -134,13 +149,7 @@ static void a_burst_leaves_the_frame_arena_no_page_lent(void)
         live[i] = TS_ADDR(got);
     }
     VT_ASSERT(frame_census().alloc_pages > 400);
-    VtestRng rng;
-    vtest_rng_seed(&rng, 0xb0257);
-    for (size_t left = 40000; left > 0; left--) {
-        size_t j = (size_t)vtest_rng_below(&rng, left);
-        vmem_free(&burst, TS_PTR(live[j]), PAGE);
-        live[j] = live[left - 1];
-    }
+    free_pages_in_random_order(&burst, live, 40000, 0xb0257, vmem_free);
     vmem_destroy(&burst);
     vmem_release_pages();
     FrameCensus census = frame_census();
@@ -376,13 +385,7 @@ static void a_small_arena_after_a_scattered_pool_keeps_few_tag_pages(void)
     VT_ASSERT(sparse_arena(&vm, "scatter", 0x10000000UL, 30000));
     for (size_t i = 0; i < 30000; i++)
         live[i] = sparse_page(i);
-    VtestRng rng;
-    vtest_rng_seed(&rng, 0x5ca7);
-    for (size_t left = 30000; left > 0; left--) {
-        size_t j = (size_t)vtest_rng_below(&rng, left);
-        vmem_xfree(&vm, TS_PTR(live[j]), PAGE);
-        live[j] = live[left - 1];
-    }
+    free_pages_in_random_order(&vm, live, 30000, 0x5ca7, vmem_xfree);
     vmem_destroy(&vm);
     size_t scattered = vmem_posix_pages_outstanding() - baseline;
     VT_ASSERT(scattered > 500);
