@@ -1247,154 +1247,6 @@ static int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *req, int 
     return result;
 }
 
-/* The quick paths' lock: they decline before locking when the arena
- * wants a new hash table, which only the general path may allocate. */
-static inline bool quick_lock(Vmem *vm, VmemIrqState *state)
-{
-    if (__atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED) != 0)
-        return false;
-    *state = vmem_port_lock(&vm->vm_lock);
-    return true;
-}
-
-/* ...and their unlock, with no table of theirs to hand back. */
-static inline void quick_unlock(Vmem *vm, VmemIrqState state)
-{
-    Leftovers left;
-    left.unused_table = NULL;
-    left.unused_table_bytes = 0;
-    unlock_and_release(vm, state, &left);
-}
-
-/*
- * vmem_alloc's everyday request - unconstrained instant-fit of `size`
- * (already rounded), never at address 0 - when nothing unusual stands in
- * the way: the freelists are built, the stash covers a split, no hash
- * table is wanted, and the segment instant_fit() would choose does not
- * start at 0. It chooses exactly that segment, by the same own-class peek
- * and head, and carves the allocation from its base. Anything else
- * (nothing fits, a refill, an import, sleeping) declines, returning 0, and
- * leaves the arena unchanged for arena_xalloc() to do in full: this path
- * exists only to skip the general one's request building, policy dispatch
- * and bookkeeping, which cost as much as the work itself (W1, W4).
- */
-HOT_INLINE uintptr_t alloc_plain_quick(Vmem *vm, size_t size, uint8_t tag_flags)
-{
-    VmemIrqState state;
-    if (!quick_lock(vm, &state))
-        return 0;
-    VmemTag *tag = NULL;
-    if (__builtin_expect(listed(vm) && vm->vm_stash_count >= VMEM_TAGS_PER_OP, 1)) {
-        unsigned own = size_class(size), fitting = own;
-        if (!size_class_exact(size)) {
-            fitting = own + 1;
-            int peek = INSTANT_FIT_PEEK;
-            for (tag = vm->vm_freelist[own]; tag != NULL && peek-- > 0; tag = tag->u.free.list_next)
-                if (tag->size >= size)
-                    break;
-            if (peek < 0)
-                tag = NULL;
-        }
-        if (tag == NULL) {
-            unsigned c = first_nonempty_class(vm, fitting);
-            if (c < VMEM_FREELISTS)
-                tag = vm->vm_freelist[c];
-        }
-    }
-    if (__builtin_expect(tag == NULL || tag->base == 0, 0)) {
-        vmem_port_unlock(&vm->vm_lock, state);
-        return 0;
-    }
-    uintptr_t addr = tag->base;
-    carve(vm, tag, addr, size, tag_flags);
-    quick_unlock(vm, state);
-    return addr;
-}
-
-/*
- * vmem_xalloc's instant-fit request constrained by an alignment alone
- * (above the quantum; size rounded), under the same conditions as
- * alloc_plain_quick(): it takes the segment find_placement() would, the
- * head of the first non-empty class of whole_size(), else of the
- * comfortable size, and places the allocation at the lowest aligned
- * address in it. Declines (0, arena unchanged) whenever that head is not
- * the answer - none there, or one at address 0 that cannot fit - and
- * whenever the general path has anything more to do.
- */
-static inline uintptr_t alloc_aligned_quick(Vmem *vm, size_t size, size_t align)
-{
-    VmemIrqState state;
-    if (size > SIZE_MAX - (align - vm->quantum))
-        return 0;
-    size_t comfortable = size + (align - vm->quantum);
-    size_t whole = whole_size(comfortable);
-    if (!quick_lock(vm, &state))
-        return 0;
-    VmemTag *tag = NULL;
-    if (__builtin_expect(listed(vm) && vm->vm_stash_count >= VMEM_TAGS_PER_OP, 1)) {
-        unsigned c = first_nonempty_class(vm, fitting_class(whole));
-        if (c >= VMEM_FREELISTS && whole != comfortable)
-            c = first_nonempty_class(vm, fitting_class(comfortable));
-        if (c < VMEM_FREELISTS)
-            tag = vm->vm_freelist[c];
-    }
-    uintptr_t addr = 0;
-    if (tag != NULL) {
-        uintptr_t lowest = tag->base != 0 ? tag->base : 1; /* 0 means failure */
-        addr = (lowest + (align - 1)) & ~(uintptr_t)(align - 1);
-        if (addr < lowest || addr > tag_last(tag) || tag_last(tag) - addr < size - 1)
-            addr = 0;
-    }
-    if (__builtin_expect(addr == 0, 0)) {
-        vmem_port_unlock(&vm->vm_lock, state);
-        return 0;
-    }
-    carve(vm, tag, addr, size, TAG_XALLOC);
-    quick_unlock(vm, state);
-    return addr;
-}
-
-/*
- * vmem_alloc's unconstrained next-fit request (size rounded), under the
- * conditions of alloc_plain_quick(), when next_fit()'s first walk - from
- * the rotor tag up, NEXT_FIT_WALK segments at most - finds the segment: it
- * makes the same walk and the same placement (the lowest address at or
- * above the rotor, never 0), and moves the rotor as arena_xalloc() does.
- * A wrap to the bottom, the index, a refill or an import: declines (0).
- */
-static inline uintptr_t alloc_next_quick(Vmem *vm, size_t size)
-{
-    VmemIrqState state;
-    if (!quick_lock(vm, &state))
-        return 0;
-    const uintptr_t lowest = vm->vm_rotor > 1 ? vm->vm_rotor : 1, under_q = vm->quantum - 1;
-    VmemTag *tag = NULL;
-    uintptr_t addr = 0;
-    if (__builtin_expect(vm->vm_stash_count >= VMEM_TAGS_PER_OP, 1)) {
-        int budget = NEXT_FIT_WALK;
-        tag = vm->vm_rotor_tag != NULL ? vm->vm_rotor_tag : vm->vm_seg_first;
-        for (; tag != NULL && budget-- > 0; tag = tag->seg_next) {
-            if (tag->type != SEG_FREE)
-                continue;
-            uintptr_t lo = tag->base > lowest ? tag->base : lowest;
-            uintptr_t at = (lo + under_q) & ~under_q;
-            if (at >= lo && at <= tag_last(tag) && tag_last(tag) - at >= size - 1) {
-                addr = at;
-                break;
-            }
-        }
-    }
-    if (__builtin_expect(addr == 0, 0)) {
-        vmem_port_unlock(&vm->vm_lock, state);
-        return 0;
-    }
-    VmemTag *alloc = carve(vm, tag, addr, size, 0);
-    vm->vm_rotor = addr + size; /* 0 after the top: wraps */
-    vm->vm_rotor_tag = vm->vm_rotor != 0 ? alloc : NULL;
-    quick_unlock(vm, state);
-    return addr;
-}
-
 /* arena_xalloc for an arena with quantum caches: before failing (or
  * sleeping) it drains them, since their free objects and slabs may be
  * what the request needs. */
@@ -1500,32 +1352,6 @@ static bool make_request(const Vmem *vm, const char *call, size_t size, size_t a
     return true;
 }
 
-/* Does a request need no checks beyond its alignment? True when vmflag
- * holds at most one policy and a consistent sleep choice, nothing else,
- * and size is not 0 and rounds to the quantum q without overflow. */
-static inline bool plain_flags_and_size(int vmflag, size_t size, size_t q)
-{
-    const int policy = vmflag & ~(VM_SLEEP | VM_NOSLEEP);
-    return (policy & ~POLICY_FLAGS) == 0 && (policy & (policy - 1)) == 0 &&
-           (vmflag & (VM_SLEEP | VM_NOSLEEP)) != (VM_SLEEP | VM_NOSLEEP) &&
-           size - 1 < SIZE_MAX - (q - 1);
-}
-
-/* A request constrained by its alignment alone (a power-of-two multiple of
- * the quantum), of `rounded` (a multiple of q): what make_request() would
- * build, for the calls that check such a request themselves with
- * plain_flags_and_size() and skip its general checks. */
-static inline void plain_request(size_t q, size_t rounded, size_t align, VmemRequest *req)
-{
-    req->size = rounded;
-    req->quantum = q;
-    req->align = align;
-    req->phase = req->nocross = 0;
-    req->min = 1; /* NULL means failure, so 0 is never handed out here */
-    req->max_last = UINTPTR_MAX;
-    req->top_down = false;
-}
-
 int vmem_xalloc_addr(Vmem *vmp, size_t size, size_t align, size_t phase, size_t nocross,
                      uintptr_t minaddr, uintptr_t maxaddr, int vmflag, uintptr_t *addrp)
 {
@@ -1549,30 +1375,14 @@ void *vmem_xalloc(Vmem *vmp, size_t size, size_t align, size_t phase, size_t noc
     static const char call[] = "vmem_xalloc";
     VmemRequest req;
     uintptr_t addr;
-    if (!usable(vmp, call, (uintptr_t)minaddr, size))
+    if (!usable(vmp, call, (uintptr_t)minaddr, size) ||
+        !make_request(vmp, call, size, align, phase, nocross, (uintptr_t)minaddr,
+                      (uintptr_t)maxaddr, maxaddr != NULL, vmflag, &req))
         return NULL;
-    const size_t q = vmp->quantum;
-    if (phase == 0 && nocross == 0 && minaddr == NULL && maxaddr == NULL &&
-        plain_flags_and_size(vmflag, size, q) &&
-        (align == 0 || (is_pow2(align) && (align & (q - 1)) == 0))) {
-        /* An alignment and one policy, nothing else. */
-        size_t rounded = round_up(size, q);
-        if (!(vmflag & (VM_BESTFIT | VM_NEXTFIT | VM_FIRSTFIT))) {
-            addr = align <= q ? alloc_plain_quick(vmp, rounded, TAG_XALLOC)
-                              : alloc_aligned_quick(vmp, rounded, align);
-            if (addr != 0)
-                return (void *)addr;
-        }
-        plain_request(q, rounded, align != 0 ? align : q, &req);
-    } else if (!make_request(vmp, call, size, align, phase, nocross, (uintptr_t)minaddr,
-                             (uintptr_t)maxaddr, maxaddr != NULL, vmflag, &req)) {
-        return NULL;
-    }
     if (req.min == 0)
         req.min = 1; /* NULL means failure, so 0 is never handed out here */
-    if (req.min > req.max_last)
-        return NULL;
-    if (alloc_or_drain(vmp, call, &req, vmflag, TAG_XALLOC, &addr) != 0)
+    if (req.min > req.max_last ||
+        alloc_or_drain(vmp, call, &req, vmflag, TAG_XALLOC, &addr) != 0)
         return NULL;
     return (void *)addr;
 }
@@ -1595,29 +1405,10 @@ void *vmem_alloc(Vmem *vmp, size_t size, int vmflag)
     static const char call[] = "vmem_alloc";
     VmemRequest req;
     uintptr_t addr;
-    if (!usable(vmp, call, 0, size))
+    if (!usable(vmp, call, 0, size) ||
+        !make_request(vmp, call, size, 0, 0, 0, 0, 0, false, vmflag, &req))
         return NULL;
-    const size_t q = vmp->quantum;
-    if (plain_flags_and_size(vmflag, size, q)) {
-        /* The common request - one policy, nothing to validate beyond the
-         * size - and a cache hit needs nothing more. */
-        if (uses_qcache(vmp, size, vmflag)) {
-            addr = vmem_qcache_alloc(vmp, size, vmflag);
-            if (addr != 0)
-                return (void *)addr;
-        }
-        size_t rounded = round_up(size, q);
-        addr = 0;
-        if (!(vmflag & (VM_BESTFIT | VM_NEXTFIT | VM_FIRSTFIT)))
-            addr = alloc_plain_quick(vmp, rounded, 0);
-        else if (vmflag & VM_NEXTFIT)
-            addr = alloc_next_quick(vmp, rounded);
-        if (addr != 0)
-            return (void *)addr;
-        plain_request(q, rounded, q, &req);
-    } else if (!make_request(vmp, call, size, 0, 0, 0, 0, 0, false, vmflag, &req)) {
-        return NULL;
-    } else if (uses_qcache(vmp, req.size, vmflag)) {
+    if (uses_qcache(vmp, req.size, vmflag)) {
         addr = vmem_qcache_alloc(vmp, req.size, vmflag);
         if (addr != 0)
             return (void *)addr;
