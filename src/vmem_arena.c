@@ -17,14 +17,6 @@
  *    address space, which is what makes coalescing O(1): a freed segment
  *    merges with a free predecessor and a free successor, never across a
  *    span marker. Invariant: no two free segments are adjacent in the list.
- *    Each tag also carries whether the one before it is free
- *    (TAG_PREV_FREE), kept exact by the list and type changes below: a
- *    free then reads its predecessor's tag only to merge with it, not to
- *    find out whether to. Neighbours' tags are different cache lines, so
- *    with many live segments that is a miss saved on every free that does
- *    not merge downwards (what it buys: fewer last-level misses per free
- *    once the tags outgrow the caches); the price is writing the
- *    successor's tag when a free segment is taken whole.
  *
  * 3. Free segments sit on size-class freelists, and one bit per class in
  *    vm_freemap says whether its list is empty - from the first request
@@ -266,27 +258,9 @@ static bool valid_flags(const Vmem *vm, const char *call, int vmflag, uintptr_t 
 
 /* ---- Segment list and span list ------------------------------------------ */
 
-/* Sets or clears tag's TAG_PREV_FREE; callers mostly pass a constant. */
-static inline void set_prev_free(VmemTag *tag, bool prev_free)
-{
-    if (prev_free)
-        tag->flags |= TAG_PREV_FREE;
-    else
-        tag->flags &= (uint8_t)~TAG_PREV_FREE;
-}
-
 static inline bool is_free(const VmemTag *tag) { return tag != NULL && tag->type == SEG_FREE; }
 
-/* Marks the tag after `tag`, if any (its old successor, once tag is
- * unlinked): whether what now precedes it is free. */
-static inline void tell_successor(VmemTag *tag, bool prev_free)
-{
-    if (tag->seg_next != NULL)
-        set_prev_free(tag->seg_next, prev_free);
-}
-
-/* Links tag in after prev (NULL: first). TAG_PREV_FREE marks are the
- * caller's: it knows them without reading the neighbours. */
+/* Links tag in after prev (NULL: first). */
 static void seg_insert_after(Vmem *vm, VmemTag *prev, VmemTag *tag)
 {
     VmemTag *next = prev != NULL ? prev->seg_next : vm->vm_seg_first;
@@ -302,8 +276,6 @@ static void seg_insert_after(Vmem *vm, VmemTag *prev, VmemTag *tag)
         vm->vm_seg_last = tag;
 }
 
-/* Unlinks tag, leaving its successor's TAG_PREV_FREE to the caller (a
- * free that merges knows what it will be; seg_remove() works it out). */
 HOT_INLINE void seg_unlink(Vmem *vm, VmemTag *tag)
 {
     if (tag->seg_prev != NULL)
@@ -314,12 +286,6 @@ HOT_INLINE void seg_unlink(Vmem *vm, VmemTag *tag)
         tag->seg_next->seg_prev = tag->seg_prev;
     else
         vm->vm_seg_last = tag->seg_prev;
-}
-
-static void seg_remove(Vmem *vm, VmemTag *tag)
-{
-    seg_unlink(vm, tag);
-    tell_successor(tag, is_free(tag->seg_prev));
 }
 
 /* The span marker of the last span that starts below base, or NULL. */
@@ -437,7 +403,7 @@ static bool size_indexed(const Vmem *vm) { return (vm->vm_state & VMEM_STATE_SIZ
 HOT_INLINE void free_index_insert(Vmem *vm, VmemTag *tag)
 {
     tag->type = SEG_FREE;
-    tag->flags &= TAG_PREV_FREE; /* the caller tells the successor, if it must */
+    tag->flags = 0;
     if (listed(vm))
         freelist_insert(vm, tag);
     if (addr_indexed(vm))
@@ -532,13 +498,10 @@ static VmemTag *span_add(Vmem *vm, uintptr_t base, size_t size, uint8_t flags)
     /* The new span's tags go right before the next span's marker. */
     VmemTag *before = next_span != NULL ? next_span->seg_prev : vm->vm_seg_last;
     seg_insert_after(vm, before, marker);
-    set_prev_free(marker, is_free(before));
     seg->base = base;
     seg->size = size;
-    seg->flags = 0; /* after a span marker */
     seg_insert_after(vm, marker, seg);
     free_index_insert(vm, seg);
-    tell_successor(seg, true); /* the next span's marker */
     vm->vm_nsegs++;
     vm->stat.total += size;
     if (flags & TAG_IMPORTED)
@@ -571,8 +534,8 @@ static void span_remove_free(Vmem *vm, VmemTag *marker, VmemTag *seg, GiveBack *
     give->size = marker->size;
     give->release = span_release(vm, marker->flags);
     free_index_remove(vm, seg);
-    seg_remove(vm, seg);
-    seg_remove(vm, marker);
+    seg_unlink(vm, seg);
+    seg_unlink(vm, marker);
     span_list_remove(vm, marker);
     vm->vm_nsegs--;
     vm->stat.total -= marker->size;
@@ -902,8 +865,6 @@ HOT_INLINE VmemTag *carve(Vmem *vm, VmemTag *free, uintptr_t addr, size_t size, 
     uintptr_t seg_base = free->base, seg_last = tag_last(free);
     uintptr_t alloc_last = addr + (size - 1);
     bool lead = addr > seg_base, trail = alloc_last < seg_last;
-    /* What precedes the allocation: free's lead, or what preceded free. */
-    bool after_free = lead || (free->flags & TAG_PREV_FREE) != 0;
     VmemTag *alloc;
 
     if (!lead && !trail) {
@@ -925,8 +886,6 @@ HOT_INLINE VmemTag *carve(Vmem *vm, VmemTag *free, uintptr_t addr, size_t size, 
                 VmemTag *rest = vmem_stash_take(vm);
                 rest->base = alloc_last + 1;
                 rest->size = seg_last - alloc_last;
-                /* rest's successor followed free, so its mark is right;
-                 * rest's own is set below, alloc coming before it. */
                 seg_insert_after(vm, free, rest);
                 free_index_insert(vm, rest);
                 vm->vm_nsegs++;
@@ -935,8 +894,7 @@ HOT_INLINE VmemTag *carve(Vmem *vm, VmemTag *free, uintptr_t addr, size_t size, 
         }
     }
     alloc->type = SEG_ALLOC;
-    alloc->flags = (uint8_t)(flags | (after_free ? TAG_PREV_FREE : 0));
-    tell_successor(alloc, false);
+    alloc->flags = flags;
     alloc->base = addr;
     alloc->size = size;
     vmem_hash_insert(vm, alloc);
@@ -1537,17 +1495,16 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
     VmemTag *next = tag->seg_next;
     if (is_free(next)) {
         free_index_remove(vm, next);
-        seg_unlink(vm, next); /* its successor stays marked: tag or prev is free */
+        seg_unlink(vm, next);
         tag->size += next->size;
         if (vm->vm_rotor_tag == next)
             vm->vm_rotor_tag = tag;
         vmem_stash_put(vm, next);
         vm->vm_nsegs--;
     }
-    if (tag->flags & TAG_PREV_FREE) {
-        VmemTag *prev = tag->seg_prev;
+    VmemTag *prev = tag->seg_prev;
+    if (is_free(prev)) {
         seg_unlink(vm, tag);
-        tell_successor(tag, true); /* which now follows prev */
         free_resize(vm, prev, prev->base, prev->size + tag->size);
         if (vm->vm_rotor_tag == tag)
             vm->vm_rotor_tag = prev;
@@ -1556,7 +1513,6 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
         tag = prev;
     } else {
         free_index_insert(vm, tag);
-        tell_successor(tag, true);
     }
 
     GiveBack give;

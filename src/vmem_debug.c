@@ -277,8 +277,6 @@ static bool check_segments(const Vmem *vm, Census *c, Problem *p)
             return problem(p, "segment list longer than the segment count (a cycle?)", tag);
         if (tag->seg_prev != prev)
             return problem(p, "segment list back link broken", tag);
-        if (((tag->flags & TAG_PREV_FREE) != 0) != (prev != NULL && prev->type == SEG_FREE))
-            return problem(p, "tag's mark of a free predecessor disagrees with the list", tag);
         if (tag->size == 0 || tag->base % vm->quantum != 0 || tag->size % vm->quantum != 0)
             return problem(p, "segment empty or not a multiple of the quantum", tag);
         if (tag->size - 1 > UINTPTR_MAX - tag->base)

@@ -34,10 +34,6 @@ enum { SEG_ALLOC = VMEM_ALLOC, SEG_FREE = VMEM_FREE, SEG_SPAN = VMEM_SPAN };
 #define TAG_IMPORTED 0x1 /* span marker: span came from the source arena */
 #define TAG_XALLOC 0x2   /* allocated segment: from vmem_xalloc (bypasses caches) */
 #define TAG_SLAB 0x4     /* allocated segment: a quantum-cache slab */
-/* Any tag on the segment list: the tag before it is a free segment. Kept
- * exact, so that a free learns whether it merges downwards from its own
- * tag, without reading its predecessor's (vmem_arena.c, theory statement 2). */
-#define TAG_PREV_FREE 0x8
 
 /* A node of one of the AVL trees; its height lives in the tag header. */
 typedef struct vmem_tree_link {
