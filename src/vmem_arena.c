@@ -238,7 +238,7 @@ bool vmem_arena_usable(const Vmem *vm, const char *call, uintptr_t addr, size_t 
     return usable(vm, call, addr, size);
 }
 
-static bool valid_flags(const Vmem *vm, const char *call, int vmflag, uintptr_t addr, size_t size)
+HOT_INLINE bool valid_flags(const Vmem *vm, const char *call, int vmflag, uintptr_t addr, size_t size)
 {
     const char *why = NULL;
     int policy = vmflag & POLICY_FLAGS;
@@ -640,7 +640,7 @@ static inline VmemIrqState lock_with_hash_table(Vmem *vm, int vmflag, Leftovers 
 
 /* ---- Placement ------------------------------------------------------------ */
 
-static bool unconstrained(const Vmem *vm, const VmemRequest *req)
+HOT_INLINE bool unconstrained(const Vmem *vm, const VmemRequest *req)
 {
     return req->align == vm->quantum && req->phase == 0 && req->nocross == 0 && req->min <= 1 &&
            req->max_last == UINTPTR_MAX && !req->top_down;
@@ -692,7 +692,7 @@ static bool unconstrained_fit(const VmemRequest *req, const VmemTag *tag, uintpt
 /* Instant-fit, for unconstrained requests: the head of the first class
  * whose members all fit; a second head if the first sits at address 0 and
  * the request may not use it. */
-static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
+HOT_INLINE VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
     VmemTag *tag;
     unsigned own = size_class(req->size);
@@ -826,7 +826,7 @@ static inline size_t whole_size(size_t comfortable)
                : (size_t)1 << (log2_floor(comfortable) + 1);
 }
 
-static VmemTag *find_placement(Vmem *vm, const VmemRequest *req, int vmflag, uintptr_t *addrp)
+HOT_INLINE VmemTag *find_placement(Vmem *vm, const VmemRequest *req, int vmflag, uintptr_t *addrp)
 {
     if (!(vmflag & (VM_BESTFIT | VM_NEXTFIT | VM_FIRSTFIT)) && !req->top_down) {
         ensure_index(vm, VMEM_STATE_LISTED);
@@ -1149,11 +1149,25 @@ static void wake_waiters(Vmem *vm)
 #endif
 }
 
-static int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *req, int vmflag,
-                        uint8_t tag_flags, uintptr_t *addrp)
+/* Carves the allocation from free segment seg and moves the next-fit
+ * rotor past it. Locked; the stash holds two tags. */
+HOT_INLINE void take_placement(Vmem *vm, const VmemRequest *req, int vmflag, VmemTag *seg,
+                               uintptr_t addr, uint8_t tag_flags)
 {
-    Leftovers left;
-    VmemIrqState state = lock_with_hash_table(vm, vmflag, &left);
+    VmemTag *alloc = carve(vm, seg, addr, req->size, tag_flags);
+    if (vmflag & VM_NEXTFIT) {
+        vm->vm_rotor = addr + req->size; /* 0 after the top: wraps */
+        vm->vm_rotor_tag = vm->vm_rotor != 0 ? alloc : NULL;
+    }
+}
+
+/* arena_xalloc() past its first attempt: refilling the stash, importing,
+ * sleeping, and trying again after each. Locked on entry; unlocks. */
+static __attribute__((noinline)) int arena_xalloc_slow(Vmem *vm, const char *call,
+                                                       const VmemRequest *req, int vmflag,
+                                                       uint8_t tag_flags, VmemIrqState state,
+                                                       Leftovers *left, uintptr_t *addrp)
+{
     int result = -VMEM_ERR_NO_MEM;
     int imports = 0;
     bool imported_last = false, cannot_sleep = false;
@@ -1164,13 +1178,9 @@ static int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *req, int 
         if (vm->vm_stash_count < VMEM_TAGS_PER_OP && !vmem_stash_fill(vm, &state, vmflag))
             break;
         uintptr_t addr;
-        VmemTag *free = find_placement(vm, req, vmflag, &addr);
-        if (free != NULL) {
-            VmemTag *alloc = carve(vm, free, addr, req->size, tag_flags);
-            if (vmflag & VM_NEXTFIT) {
-                vm->vm_rotor = addr + req->size; /* 0 after the top: wraps */
-                vm->vm_rotor_tag = vm->vm_rotor != 0 ? alloc : NULL;
-            }
+        VmemTag *seg = find_placement(vm, req, vmflag, &addr);
+        if (seg != NULL) {
+            take_placement(vm, req, vmflag, seg, addr, tag_flags);
             *addrp = addr;
             result = 0;
             break;
@@ -1198,11 +1208,30 @@ static int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *req, int 
      * what the request then took instead, and tags may have run out. */
     if (imported_last && (result != 0 || *addrp < span_base || *addrp - span_base >= span_size))
         return_unused_import(vm, &state, span_base, span_size);
-    unlock_and_release(vm, state, &left);
+    unlock_and_release(vm, state, left);
     if (cannot_sleep)
         vmem_report(vm, call, req->min, req->size, VMEM_MISUSE_CANNOT_SLEEP,
                     "VM_SLEEP request must wait, but the port cannot sleep");
     return result;
+}
+
+/* The allocation engine every request goes through. The first attempt is
+ * inline and, when tags are at hand and something fits, all there is. */
+static inline int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *req, int vmflag,
+                               uint8_t tag_flags, uintptr_t *addrp)
+{
+    Leftovers left;
+    VmemIrqState state = lock_with_hash_table(vm, vmflag, &left);
+    uintptr_t addr;
+    VmemTag *seg;
+    if (__builtin_expect(vm->vm_stash_count >= VMEM_TAGS_PER_OP, 1) &&
+        (seg = find_placement(vm, req, vmflag, &addr)) != NULL) {
+        take_placement(vm, req, vmflag, seg, addr, tag_flags);
+        unlock_and_release(vm, state, &left);
+        *addrp = addr;
+        return 0;
+    }
+    return arena_xalloc_slow(vm, call, req, vmflag, tag_flags, state, &left, addrp);
 }
 
 /* arena_xalloc for an arena with quantum caches: before failing (or
@@ -1265,7 +1294,7 @@ void vmem_arena_free_segment(Vmem *vm, const char *call, uintptr_t addr, size_t 
 }
 
 /* Validates and builds a request; reports misuse and returns false. */
-static bool make_request(const Vmem *vm, const char *call, size_t size, size_t align,
+HOT_INLINE bool make_request(const Vmem *vm, const char *call, size_t size, size_t align,
                          size_t phase, size_t nocross, uintptr_t min, uintptr_t max,
                          bool max_given, int vmflag, VmemRequest *req)
 {
