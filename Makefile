@@ -20,8 +20,9 @@ endif
 AR      ?= ar
 BUILD   := build
 
-LIB_SRCS := src/vmem_arena.c src/vmem_tags.c src/vmem_tree.c src/vmem_hash.c \
-            src/vmem_fit.c src/vmem_debug.c src/vmem_qcache.c
+LIB_SRCS := src/vmem_arena.c src/vmem_alloc.c src/vmem_place.c src/vmem_segment.c \
+            src/vmem_tree.c src/vmem_hash.c src/vmem_tags.c src/vmem_qcache.c \
+            src/vmem_misuse.c src/vmem_debug.c
 PORT_POSIX := src/port/posix.c
 TEST_SRCS := tests/vtest.c tests/vtest_suites.c $(sort $(wildcard tests/test_*.c))
 

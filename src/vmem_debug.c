@@ -120,7 +120,7 @@ void vmem_dump(Vmem *vmp)
 {
     char buf[LINE_MAX];
     Fmt f;
-    if (!vmem_arena_usable(vmp, "vmem_dump", 0, 0))
+    if (!vmem_usable(vmp, "vmem_dump", 0, 0))
         return;
     line_start(&f, buf);
     size_t pool_tags = vmem_pool_free_tags();
@@ -231,7 +231,7 @@ void vmem_dump(Vmem *vmp)
 
 void vmem_walk(Vmem *vmp, int typemask, VmemWalker *func, void *arg)
 {
-    if (!vmem_arena_usable(vmp, "vmem_walk", 0, 0))
+    if (!vmem_usable(vmp, "vmem_walk", 0, 0))
         return;
     if (func == NULL) {
         vmem_report(vmp, "vmem_walk", 0, 0, VMEM_MISUSE_BAD_ARGUMENT, "func is NULL");
@@ -402,7 +402,7 @@ int vmem_check(Vmem *vmp, VmemCheckReport *report)
     p.reason = NULL;
     p.tag = NULL;
     int result = -VMEM_ERR_NOT_FOUND;
-    if (!vmem_arena_usable(vmp, "vmem_check", 0, 0)) {
+    if (!vmem_usable(vmp, "vmem_check", 0, 0)) {
         p.reason = "not an initialised arena";
         result = -VMEM_ERR_INVALID;
     } else {

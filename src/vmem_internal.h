@@ -4,13 +4,16 @@
  * small arithmetic helpers.
  *
  * One file per concern:
- *   vmem_arena.c  the theory statement, arenas, spans, allocation and free
- *   vmem_fit.c    where a request can be placed inside one free segment
- *   vmem_tree.c   the two AVL indexes of free segments
- *   vmem_hash.c   the allocated-segment hash, resized incrementally
- *   vmem_tags.c   the boundary-tag pool, vmem_bootstrap, vmem_create storage
- *   vmem_qcache.c the quantum caches: per-CPU magazines, depot, slabs
- *   vmem_debug.c  vmem_dump, vmem_check, vmem_walk, and their formatting
+ *   vmem_arena.c    the theory statement; creating, destroying, querying
+ *   vmem_alloc.c    the request path: requests, allocation, import, free
+ *   vmem_place.c    the policies: which free segment, and where in it
+ *   vmem_segment.c  the segment and span lists, freelists, carve and merge
+ *   vmem_tree.c     the two AVL indexes of free segments
+ *   vmem_hash.c     the allocated-segment hash, resized incrementally
+ *   vmem_tags.c     the boundary-tag pool, vmem_bootstrap, vmem_create storage
+ *   vmem_qcache.c   the quantum caches: per-CPU magazines, depot, slabs
+ *   vmem_misuse.c   the misuse catalogue and reports, span argument checks
+ *   vmem_debug.c    vmem_dump, vmem_check, vmem_walk, and their formatting
  */
 #ifndef VMEM_INTERNAL_H
 #define VMEM_INTERNAL_H
@@ -20,6 +23,14 @@
 #include "vmem_port.h"
 
 #define VMEM_MAGIC 0x766d656dU /* "vmem" */
+
+#define POLICY_FLAGS (VM_BESTFIT | VM_INSTANTFIT | VM_NEXTFIT | VM_FIRSTFIT)
+#define KNOWN_FLAGS (POLICY_FLAGS | VM_SLEEP | VM_NOSLEEP | VM_BOOTSTRAP | VM_ENDALLOC)
+
+/* For the few helpers every allocation and free runs: the compiler keeps
+ * them out of line for their several callers, and on these paths the
+ * call's register saves cost as much as the helper's own work. */
+#define HOT_INLINE static inline __attribute__((always_inline))
 
 /* Arena state bits (Vmem.vm_state). */
 #define VMEM_STATE_CREATED 0x1 /* storage came from vmem_create() */
@@ -208,7 +219,7 @@ static inline bool freemap_has(const Vmem *vm, unsigned c)
     return (vm->vm_freemap[c / FREEMAP_BITS] >> (c % FREEMAP_BITS) & 1) != 0;
 }
 
-/* ---- vmem_fit.c -------------------------------------------------------- */
+/* ---- vmem_place.c ------------------------------------------------------ */
 
 /* A request, with sizes already rounded and validated. */
 typedef struct {
@@ -236,6 +247,11 @@ static inline void request_copy(VmemRequest *to, const VmemRequest *from)
     to->max_last = from->max_last;
     to->top_down = from->top_down;
 }
+
+/* The free segment and the address in it where req goes under the policy
+ * in vmflag, or NULL. Changes nothing but building an index on first
+ * need. Locked. */
+VmemTag *vmem_place(Vmem *vm, const VmemRequest *req, int vmflag, uintptr_t *addrp);
 
 /* Where in [base, base + size) the request fits, or false. */
 bool vmem_fit_in(const VmemRequest *req, uintptr_t base, size_t size, uintptr_t *addrp);
@@ -663,15 +679,101 @@ void vmem_arena_free_slab(Vmem *vm, uintptr_t base, size_t slab_size);
  * the arena itself; the arguments are valid, misuse is reported. */
 void vmem_arena_free_segment(Vmem *vm, const char *call, uintptr_t addr, size_t size);
 
-/* ---- vmem_arena.c ------------------------------------------------------- */
+/* ---- vmem_segment.c ----------------------------------------------------- */
+
+static inline bool is_free(const VmemTag *tag) { return tag != NULL && tag->type == SEG_FREE; }
+
+/* Does the arena keep this index of its free segments (VMEM_STATE_*)? */
+static inline bool vmem_indexed(const Vmem *vm, unsigned which) { return (vm->vm_state & which) != 0; }
+/* Builds an index of the free segments, kept from then on. Locked. */
+void vmem_index_build(Vmem *vm, unsigned which);
+static inline void vmem_index_ensure(Vmem *vm, unsigned which)
+{
+    if (!vmem_indexed(vm, which))
+        vmem_index_build(vm, which);
+}
+
+/* The first non-empty class at c or above, or VMEM_FREELISTS: a
+ * find-first-set over at most VMEM_FREEMAP_WORDS words. */
+static inline unsigned vmem_first_nonempty_class(const Vmem *vm, unsigned c)
+{
+    if (c >= VMEM_FREELISTS)
+        return VMEM_FREELISTS;
+    unsigned word = c / FREEMAP_BITS;
+    size_t bits = vm->vm_freemap[word] & ~(((size_t)1 << (c % FREEMAP_BITS)) - 1);
+    while (bits == 0) {
+        if (++word == VMEM_FREEMAP_WORDS)
+            return VMEM_FREELISTS;
+        bits = vm->vm_freemap[word];
+    }
+    return word * FREEMAP_BITS + (unsigned)__builtin_ctzl((unsigned long)bits);
+}
+
+/* A span to hand back to the source once the lock is released. */
+typedef struct {
+    uintptr_t base;
+    size_t size;
+    VmemFree *release;
+} GiveBack;
+
+/* Adds [base, base + size) as a span with one free segment; the range is
+ * valid and overlaps nothing; the stash holds two tags. */
+VmemTag *vmem_span_add(Vmem *vm, uintptr_t base, size_t size, uint8_t flags);
+/* The span containing [addr, addr + size), or NULL. */
+VmemTag *vmem_span_containing(const Vmem *vm, uintptr_t addr, size_t size);
+bool vmem_span_overlaps(const Vmem *vm, uintptr_t base, uintptr_t last);
+/* The span marker of exactly [base, base + size), or NULL. */
+VmemTag *vmem_span_find(const Vmem *vm, uintptr_t base, size_t size);
+/* The function a span with these flags goes back through (NULL: stays). */
+VmemFree *vmem_span_release(const Vmem *vm, uint8_t span_flags);
+/* Removes a wholly free imported span (its marker and its one free
+ * segment), describing it in *give. */
+void vmem_span_remove(Vmem *vm, VmemTag *marker, VmemTag *seg, GiveBack *give);
+/* Hands a removed span to its release function. No lock held. */
+void vmem_give_back(Vmem *vm, const GiveBack *give);
+/* Allocates [addr, addr + size) out of free segment seg; the stash holds
+ * two tags. Returns the allocated segment's tag (already in the hash). */
+VmemTag *vmem_seg_carve(Vmem *vm, VmemTag *seg, uintptr_t addr, size_t size, uint8_t flags);
+/* Frees allocated segment tag, which has left the hash, merging it with
+ * free neighbours; true when that freed an imported span to give back,
+ * detached into *give. */
+bool vmem_seg_free(Vmem *vm, VmemTag *tag, GiveBack *give);
+
+/* ---- vmem_misuse.c ------------------------------------------------------ */
 
 /* Reports misuse of `call` on vm (may be NULL) through the port. The caller
  * holds no lock. */
 void vmem_report(const Vmem *vm, const char *call, uintptr_t addr, size_t size,
                  VmemMisuseKind kind, const char *reason);
+/* Reports why vm may not be used (not bootstrapped, NULL, not an arena);
+ * returns false, or true if it may after all. */
+bool vmem_report_unusable(const Vmem *vm, const char *call, uintptr_t addr, size_t size);
+/* Is vm an arena that may be used? Reports if not. No lock held. Every
+ * call pays one test: vmem_init() refuses to run before vmem_bootstrap(),
+ * so the magic alone proves the library ready. */
+static inline bool vmem_usable(const Vmem *vm, const char *call, uintptr_t addr, size_t size)
+{
+    if (__builtin_expect(vm != NULL && vm->vm_magic == VMEM_MAGIC, 1))
+        return true;
+    return vmem_report_unusable(vm, call, addr, size);
+}
+/* What is wrong with a span's flags or range, or NULL; sets *kind. */
+const char *vmem_span_problem(uintptr_t base, size_t size, size_t quantum, int vmflag,
+                              VmemMisuseKind *kind);
+/* What is wrong with vmem_init's arguments (vmem NULL: vmem_create's,
+ * before its storage exists), or NULL; sets *kind. */
+const char *vmem_init_problem(const Vmem *vmem, uintptr_t base, size_t size, size_t quantum,
+                              VmemAlloc *afunc, VmemFree *ffunc, const Vmem *source,
+                              int vmflag, VmemMisuseKind *kind);
+/* Why addr is no allocated segment of vm; sets *kind. Locked; changes
+ * nothing (it builds no index). */
+const char *vmem_bad_free_problem(Vmem *vm, uintptr_t addr, VmemMisuseKind *kind);
 
-/* Is vm an arena that may be used? If not, reports why (not bootstrapped,
- * NULL, not an arena) as misuse of `call` and returns false. No lock held. */
-bool vmem_arena_usable(const Vmem *vm, const char *call, uintptr_t addr, size_t size);
+/* ---- vmem_alloc.c ------------------------------------------------------- */
+
+/* Adds a span for vmem_add, vmem_add_range and vmem_init. */
+int vmem_arena_add(Vmem *vm, const char *call, uintptr_t base, size_t size, int vmflag);
+
+static inline size_t vmem_pages_for(size_t bytes) { return (bytes + VMEM_PAGE_SIZE - 1) / VMEM_PAGE_SIZE; }
 
 #endif /* VMEM_INTERNAL_H */

@@ -1,0 +1,338 @@
+/*
+ * vmem_place.c - where a request goes: the allocation policies, and the
+ * arithmetic of placing a request inside one free range.
+ *
+ * vmem_place() picks a free segment and an address in it, or fails; it
+ * changes nothing but the indexes it builds on first need (vmem_segment.c).
+ * The arithmetic works on inclusive last addresses, so a range that ends
+ * at the top of the address space (base + size == 2^N) is like any other
+ * and nothing overflows: each addition is bounded by a value known to be
+ * representable or checked for wrap.
+ */
+#include "vmem_internal.h"
+
+/* Members of the request's own freelist instant-fit looks at before it
+ * takes a segment from a larger list (a constant: O(1) stays O(1)). */
+#define INSTANT_FIT_PEEK 4
+/* Free segments next-fit walks past before it asks the index. */
+#define NEXT_FIT_WALK 32
+/* Large-enough segments a constrained search tries in policy order before
+ * it settles for the first comfortable one. */
+#define SEARCH_BUDGET 64
+
+/* ---- Fitting a request into one range --------------------------------------- */
+
+/* True if [addr, addr + size) crosses a multiple of nocross. */
+static bool crosses(const VmemRequest *req, uintptr_t addr)
+{
+    if (req->nocross == 0)
+        return false;
+    uintptr_t last = addr + (req->size - 1);
+    return ((addr ^ last) & ~(req->nocross - 1)) != 0;
+}
+
+/* Smallest a >= from with a == phase (mod align), or false on wrap. */
+static bool align_up(const VmemRequest *req, uintptr_t from, uintptr_t *out)
+{
+    uintptr_t a = from + ((req->phase - from) & (req->align - 1));
+    if (a < from)
+        return false;
+    *out = a;
+    return true;
+}
+
+/* Largest a <= from with a == phase (mod align), or false on wrap. */
+static bool align_down(const VmemRequest *req, uintptr_t from, uintptr_t *out)
+{
+    uintptr_t a = from - ((from - req->phase) & (req->align - 1));
+    if (a > from)
+        return false;
+    *out = a;
+    return true;
+}
+
+/* Does [addr, addr + size) end at or before last? */
+static bool ends_by(const VmemRequest *req, uintptr_t addr, uintptr_t last)
+{
+    return addr <= last && last - addr >= req->size - 1;
+}
+
+static bool fit_bottom_up(const VmemRequest *req, uintptr_t lo, uintptr_t hi, uintptr_t *addrp)
+{
+    uintptr_t a;
+    if (!align_up(req, lo, &a) || !ends_by(req, a, hi))
+        return false;
+    if (crosses(req, a)) {
+        /* Restart at the boundary the placement crossed. Because phase and
+         * size are the same in every nocross window, a second crossing
+         * would repeat forever: one retry decides. */
+        uintptr_t window_last = a | (req->nocross - 1);
+        if (window_last == UINTPTR_MAX)
+            return false;
+        if (!align_up(req, window_last + 1, &a) || !ends_by(req, a, hi) || crosses(req, a))
+            return false;
+    }
+    *addrp = a;
+    return true;
+}
+
+static bool fit_top_down(const VmemRequest *req, uintptr_t lo, uintptr_t hi, uintptr_t *addrp)
+{
+    uintptr_t a;
+    if (!align_down(req, hi - (req->size - 1), &a) || a < lo)
+        return false;
+    if (crosses(req, a)) {
+        /* End just below the boundary the placement crossed. */
+        uintptr_t boundary = (a + (req->size - 1)) & ~(req->nocross - 1);
+        if (boundary < req->size)
+            return false;
+        if (!align_down(req, boundary - req->size, &a) || a < lo || crosses(req, a))
+            return false;
+    }
+    *addrp = a;
+    return true;
+}
+
+bool vmem_fit_in(const VmemRequest *req, uintptr_t base, size_t size, uintptr_t *addrp)
+{
+    uintptr_t lo = base > req->min ? base : req->min;
+    uintptr_t last = base + (size - 1);
+    uintptr_t hi = last < req->max_last ? last : req->max_last;
+    if (lo > hi || hi - lo < req->size - 1)
+        return false;
+    return req->top_down ? fit_top_down(req, lo, hi, addrp) : fit_bottom_up(req, lo, hi, addrp);
+}
+
+static size_t add_saturating(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
+
+size_t vmem_fit_comfortable_size(const VmemRequest *req)
+{
+    /* Segment bases and phases are multiples of the quantum, so reaching the
+     * next aligned address costs at most align - quantum; a crossed nocross
+     * boundary costs at most one more window. */
+    size_t need = add_saturating(req->size, req->align - req->quantum);
+    if (req->nocross != 0)
+        need = add_saturating(need, req->nocross);
+    return need;
+}
+
+/* ---- Policies ---------------------------------------------------------------- */
+
+HOT_INLINE bool unconstrained(const Vmem *vm, const VmemRequest *req)
+{
+    return req->align == vm->quantum && req->phase == 0 && req->nocross == 0 && req->min <= 1 &&
+           req->max_last == UINTPTR_MAX && !req->top_down;
+}
+
+/* Where req fits in free segment tag, if it does. An unconstrained
+ * request fits at the base of any segment large enough; only one at
+ * address 0, which the void * calls may not hand out, or a constrained
+ * request needs the general arithmetic of vmem_fit.c. */
+static bool segment_fit(const Vmem *vm, const VmemRequest *req, const VmemTag *tag,
+                        uintptr_t *addrp)
+{
+    if (tag->size < req->size)
+        return false;
+    if (unconstrained(vm, req) && tag->base >= req->min) {
+        *addrp = tag->base;
+        return true;
+    }
+    return vmem_fit_in(req, tag->base, tag->size, addrp);
+}
+
+/* Tries the heads of the first `tries` non-empty freelists of the classes
+ * whose every member is at least `need` long: when need guarantees a fit,
+ * the first head is the answer. */
+static VmemTag *freelist_heads_fit(Vmem *vm, const VmemRequest *req, size_t need, int tries,
+                                   uintptr_t *addrp)
+{
+    for (unsigned c = vmem_first_nonempty_class(vm, fitting_class(need));
+         c < VMEM_FREELISTS && tries-- > 0; c = vmem_first_nonempty_class(vm, c + 1)) {
+        if (segment_fit(vm, req, vm->vm_freelist[c], addrp))
+            return vm->vm_freelist[c];
+    }
+    return NULL;
+}
+
+/* Where an unconstrained request fits in free segment tag, if it does: at
+ * its base, unless that is address 0 and the caller may not have 0. */
+static bool unconstrained_fit(const VmemRequest *req, const VmemTag *tag, uintptr_t *addrp)
+{
+    if (tag->size < req->size)
+        return false;
+    if (tag->base >= req->min) {
+        *addrp = tag->base;
+        return true;
+    }
+    return vmem_fit_in(req, tag->base, tag->size, addrp);
+}
+
+/* Instant-fit, for unconstrained requests: the head of the first class
+ * whose members all fit; a second head if the first sits at address 0 and
+ * the request may not use it. */
+HOT_INLINE VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
+{
+    VmemTag *tag;
+    unsigned own = size_class(req->size);
+    /* fitting_class(req->size), from the class already at hand. */
+    unsigned fitting = own;
+    /* A segment from the request's own class is a closer fit than any from
+     * a larger class; looking at a few of them keeps constant time and
+     * leaves the larger segments whole for larger requests. */
+    if (!size_class_exact(req->size)) {
+        fitting = own + 1;
+        int peek = INSTANT_FIT_PEEK;
+        for (tag = vm->vm_freelist[own]; tag != NULL && peek-- > 0; tag = tag->u.free.list_next)
+            if (unconstrained_fit(req, tag, addrp))
+                return tag;
+    }
+    int heads = 2;
+    for (unsigned c = vmem_first_nonempty_class(vm, fitting);
+         c < VMEM_FREELISTS && heads-- > 0; c = vmem_first_nonempty_class(vm, c + 1)) {
+        if (unconstrained_fit(req, vm->vm_freelist[c], addrp))
+            return vm->vm_freelist[c];
+    }
+    /* No class is guaranteed to fit: search the one class that may hold a
+     * fit - through an index when the arena has one. */
+    bool exhausted;
+    if (vmem_indexed(vm, VMEM_STATE_SIZE_INDEXED))
+        return vmem_tree_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
+    if (vmem_indexed(vm, VMEM_STATE_ADDR_INDEXED))
+        return vmem_tree_first_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
+    for (tag = vm->vm_freelist[own]; tag != NULL; tag = tag->u.free.list_next)
+        if (unconstrained_fit(req, tag, addrp))
+            return tag;
+    return NULL;
+}
+
+/* The lowest placement (highest when top-down), exactly, unless more than
+ * SEARCH_BUDGET large-enough segments fail to fit before it; then the
+ * lowest comfortable one, and only if there is none, every candidate. */
+static VmemTag *address_order_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
+{
+    bool exhausted;
+    VmemTag *tag = vmem_tree_first_fit(vm, req, req->size, SEARCH_BUDGET, &exhausted, addrp);
+    if (tag != NULL || !exhausted)
+        return tag;
+    tag = vmem_tree_first_fit(vm, req, vmem_fit_comfortable_size(req), SIZE_MAX, &exhausted, addrp);
+    if (tag != NULL)
+        return tag;
+    return vmem_tree_first_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
+}
+
+static VmemTag *best_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
+{
+    bool exhausted;
+    if (unconstrained(vm, req) || (req->align == vm->quantum && req->nocross == 0 &&
+                                   req->min <= 1 && req->max_last == UINTPTR_MAX))
+        return vmem_tree_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
+    VmemTag *tag =
+        vmem_tree_best_fit(vm, req, req->size, SEARCH_BUDGET, &exhausted, addrp);
+    if (tag != NULL || !exhausted)
+        return tag;
+    tag = vmem_tree_best_fit(vm, req, vmem_fit_comfortable_size(req), SEARCH_BUDGET,
+                             &exhausted, addrp);
+    if (tag != NULL)
+        return tag;
+    /* Only a request no comfortable segment serves gets here: it must
+     * examine every candidate, in address order. */
+    vmem_index_ensure(vm, VMEM_STATE_ADDR_INDEXED);
+    return address_order_fit(vm, req, addrp);
+}
+
+/* Next-fit through the index: after the rotor, else from the bottom. */
+static VmemTag *next_fit_indexed(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
+{
+    if (vm->vm_rotor > req->min) {
+        VmemRequest after_rotor;
+        request_copy(&after_rotor, req);
+        after_rotor.min = vm->vm_rotor;
+        if (after_rotor.min <= after_rotor.max_last) {
+            VmemTag *tag = address_order_fit(vm, &after_rotor, addrp);
+            if (tag != NULL)
+                return tag;
+        }
+    }
+    return address_order_fit(vm, req, addrp); /* wrap around */
+}
+
+/*
+ * Next-fit walks the segment list from the last next-fit allocation (the
+ * rotor tag) to the top, then from the bottom up to the rotor: in an ID
+ * arena the next free ID is almost always a neighbour, so this is O(1) and
+ * needs no index. After NEXT_FIT_WALK segments it asks the index instead,
+ * so it is never linear either. In address order from the rotor, the first
+ * fit is exactly what the index would find. The rotor tag never starts
+ * above the rotor address: it is the last next-fit segment, the free
+ * segment that absorbed it, or the piece another allocation carved from
+ * the front of that free segment (carve).
+ */
+static VmemTag *next_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
+{
+    uintptr_t rotor = vm->vm_rotor;
+    VmemRequest after_rotor;
+    request_copy(&after_rotor, req);
+    if (rotor > after_rotor.min)
+        after_rotor.min = rotor;
+    int budget = NEXT_FIT_WALK;
+    VmemTag *tag = vm->vm_rotor_tag != NULL ? vm->vm_rotor_tag : vm->vm_seg_first;
+    for (; tag != NULL; tag = tag->seg_next) {
+        if (budget-- == 0)
+            goto use_index;
+        if (tag->type == SEG_FREE && vmem_fit_in(&after_rotor, tag->base, tag->size, addrp))
+            return tag;
+    }
+    for (tag = vm->vm_seg_first; tag != NULL && tag->base < rotor; tag = tag->seg_next) {
+        if (budget-- == 0)
+            goto use_index;
+        if (tag->type == SEG_FREE && vmem_fit_in(req, tag->base, tag->size, addrp))
+            return tag;
+    }
+    return NULL;
+use_index:
+    vmem_index_ensure(vm, VMEM_STATE_ADDR_INDEXED);
+    return next_fit_indexed(vm, req, addrp);
+}
+
+/* The segment size find_placement() first looks for under a constrained
+ * instant-fit request that needs `comfortable`: the next power of two (it
+ * says why). */
+static inline size_t whole_size(size_t comfortable)
+{
+    return is_pow2(comfortable) || comfortable > SIZE_MAX / 2
+               ? comfortable
+               : (size_t)1 << (log2_floor(comfortable) + 1);
+}
+
+VmemTag *vmem_place(Vmem *vm, const VmemRequest *req, int vmflag, uintptr_t *addrp)
+{
+    if (!(vmflag & (VM_BESTFIT | VM_NEXTFIT | VM_FIRSTFIT)) && !req->top_down) {
+        vmem_index_ensure(vm, VMEM_STATE_LISTED);
+        if (unconstrained(vm, req))
+            return instant_fit(vm, req, addrp);
+        /* Constrained instant-fit: a segment of the comfortable size fits
+         * wherever it lies, so the freelists answer in O(1) when one
+         * exists inside the range. */
+        /* Prefer a segment of the next power of two: carving an aligned
+         * piece out of the middle of a barely comfortable segment leaves
+         * two slivers and touches more tags, which a long-running arena,
+         * whose tags are scattered, pays for in cache misses; the exact
+         * class is the fallback. */
+        size_t comfortable = vmem_fit_comfortable_size(req);
+        size_t whole = whole_size(comfortable);
+        VmemTag *tag = freelist_heads_fit(vm, req, whole, 4, addrp);
+        if (tag == NULL && whole != comfortable)
+            tag = freelist_heads_fit(vm, req, comfortable, 4, addrp);
+        if (tag != NULL)
+            return tag;
+    }
+    if (vmflag & VM_NEXTFIT)
+        return next_fit(vm, req, addrp);
+    if (vmflag & VM_BESTFIT) {
+        vmem_index_ensure(vm, VMEM_STATE_SIZE_INDEXED);
+        return best_fit(vm, req, addrp);
+    }
+    vmem_index_ensure(vm, VMEM_STATE_ADDR_INDEXED);
+    return address_order_fit(vm, req, addrp);
+}
+

@@ -1,0 +1,379 @@
+/*
+ * vmem_segment.c - an arena's segments: the segment list, the span list,
+ * the free-segment indexes, and the two changes every operation makes to
+ * them - carving an allocation out of a free segment and freeing one with
+ * coalescing.
+ *
+ * Invariants (vmem_check verifies each):
+ *  - vm_seg_first .. vm_seg_last lists every span marker and segment in
+ *    address order; a span's marker comes right before the segments that
+ *    tile it exactly, and no two free segments are neighbours in the list.
+ *  - vm_span_first lists the span markers in address order.
+ *  - Every free segment is in each index the arena keeps (vm_state): its
+ *    size class's freelist, with the class's bit set in vm_freemap exactly
+ *    when the list is not empty; the address tree; the size tree. An index
+ *    is built on first need by vmem_index_build() and kept from then on.
+ *  - vm_nsegs counts the segments; stat.total and stat.import the units of
+ *    all spans and of imported ones.
+ * Every function here runs with the arena locked and takes its new tags
+ * from the arena's stash, which the caller has filled.
+ */
+#include "vmem_internal.h"
+
+
+/* Links tag in after prev (NULL: first). */
+static void seg_insert_after(Vmem *vm, VmemTag *prev, VmemTag *tag)
+{
+    VmemTag *next = prev != NULL ? prev->seg_next : vm->vm_seg_first;
+    tag->seg_prev = prev;
+    tag->seg_next = next;
+    if (prev != NULL)
+        prev->seg_next = tag;
+    else
+        vm->vm_seg_first = tag;
+    if (next != NULL)
+        next->seg_prev = tag;
+    else
+        vm->vm_seg_last = tag;
+}
+
+HOT_INLINE void seg_unlink(Vmem *vm, VmemTag *tag)
+{
+    if (tag->seg_prev != NULL)
+        tag->seg_prev->seg_next = tag->seg_next;
+    else
+        vm->vm_seg_first = tag->seg_next;
+    if (tag->seg_next != NULL)
+        tag->seg_next->seg_prev = tag->seg_prev;
+    else
+        vm->vm_seg_last = tag->seg_prev;
+}
+
+/* The span marker of the last span that starts below base, or NULL. */
+static VmemTag *span_before(const Vmem *vm, uintptr_t base)
+{
+    VmemTag *prev = NULL;
+    for (VmemTag *span = vm->vm_span_first; span != NULL && span->base < base;
+         span = span->u.span.next)
+        prev = span;
+    return prev;
+}
+
+/* The span containing [addr, addr + size), or NULL. */
+VmemTag *vmem_span_containing(const Vmem *vm, uintptr_t addr, size_t size)
+{
+    uintptr_t last = addr + (size - 1);
+    if (last < addr)
+        return NULL;
+    for (VmemTag *span = vm->vm_span_first; span != NULL; span = span->u.span.next)
+        if (addr >= span->base && last <= tag_last(span))
+            return span;
+    return NULL;
+}
+
+bool vmem_span_overlaps(const Vmem *vm, uintptr_t base, uintptr_t last)
+{
+    for (VmemTag *span = vm->vm_span_first; span != NULL; span = span->u.span.next)
+        if (base <= tag_last(span) && span->base <= last)
+            return true;
+    return false;
+}
+
+VmemTag *vmem_span_find(const Vmem *vm, uintptr_t base, size_t size)
+{
+    for (VmemTag *span = vm->vm_span_first; span != NULL; span = span->u.span.next)
+        if (span->base == base && span->size == size)
+            return span;
+    return NULL;
+}
+
+static void span_list_remove(Vmem *vm, VmemTag *marker)
+{
+    if (marker->u.span.prev != NULL)
+        marker->u.span.prev->u.span.next = marker->u.span.next;
+    else
+        vm->vm_span_first = marker->u.span.next;
+    if (marker->u.span.next != NULL)
+        marker->u.span.next->u.span.prev = marker->u.span.prev;
+}
+
+/* ---- Free-segment indexes --------------------------------------------------- */
+
+static void freemap_set(Vmem *vm, unsigned c)
+{
+    vm->vm_freemap[c / FREEMAP_BITS] |= (size_t)1 << (c % FREEMAP_BITS);
+}
+
+static void freemap_clear(Vmem *vm, unsigned c)
+{
+    vm->vm_freemap[c / FREEMAP_BITS] &= ~((size_t)1 << (c % FREEMAP_BITS));
+}
+
+/* Puts tag at the head of the freelist of class c, its size's class. */
+static void freelist_insert_class(Vmem *vm, VmemTag *tag, unsigned c)
+{
+    VmemTag **head = &vm->vm_freelist[c];
+    tag_set_class(tag, c);
+    tag->u.free.list_next = *head;
+    if (*head != NULL)
+        (*head)->u.free.list_pprev = &tag->u.free.list_next;
+    tag->u.free.list_pprev = head;
+    *head = tag;
+    freemap_set(vm, c);
+}
+
+static void freelist_insert(Vmem *vm, VmemTag *tag)
+{
+    freelist_insert_class(vm, tag, size_class(tag->size));
+}
+
+static void freelist_remove(Vmem *vm, VmemTag *tag)
+{
+    VmemTag *next = tag->u.free.list_next;
+    *tag->u.free.list_pprev = next;
+    if (next != NULL) {
+        next->u.free.list_pprev = tag->u.free.list_pprev;
+        return; /* the list keeps a member: its bit stays */
+    }
+    /* Only the last member's removal can empty the list. */
+    unsigned c = tag_class(tag);
+    if (vm->vm_freelist[c] == NULL)
+        freemap_clear(vm, c);
+}
+
+HOT_INLINE void index_insert(Vmem *vm, VmemTag *tag)
+{
+    tag->type = SEG_FREE;
+    tag->flags = 0;
+    if (vmem_indexed(vm, VMEM_STATE_LISTED))
+        freelist_insert(vm, tag);
+    if (vmem_indexed(vm, VMEM_STATE_ADDR_INDEXED))
+        vmem_tree_insert_addr(vm, tag);
+    if (vmem_indexed(vm, VMEM_STATE_SIZE_INDEXED))
+        vmem_tree_insert_size(vm, tag);
+}
+
+HOT_INLINE void index_remove(Vmem *vm, VmemTag *tag)
+{
+    if (vmem_indexed(vm, VMEM_STATE_LISTED))
+        freelist_remove(vm, tag);
+    if (vmem_indexed(vm, VMEM_STATE_ADDR_INDEXED))
+        vmem_tree_remove_addr(vm, tag);
+    if (vmem_indexed(vm, VMEM_STATE_SIZE_INDEXED))
+        vmem_tree_remove_size(vm, tag);
+}
+
+/* Builds one index of the free segments - a tree, or the freelists -
+ * once: from then on every change keeps it current (theory statement, 3).
+ * Each is built only when a request first needs it, so an arena that only
+ * ever asks for addresses (first-fit, VM_ENDALLOC, next-fit) never pays
+ * for the size tree, a best-fit arena for the address tree, nor either
+ * of them for the freelists, which only instant-fit reads. The walk goes
+ * down the addresses, so that each list starts at its lowest segment, as
+ * in an arena that kept its lists from the start. Locked. */
+void vmem_index_build(Vmem *vm, unsigned which)
+{
+    vm->vm_state |= which;
+    for (VmemTag *tag = vm->vm_seg_last; tag != NULL; tag = tag->seg_prev) {
+        if (tag->type != SEG_FREE)
+            continue;
+        if (which == VMEM_STATE_LISTED)
+            freelist_insert(vm, tag);
+        else if (which == VMEM_STATE_ADDR_INDEXED)
+            vmem_tree_insert_addr(vm, tag);
+        else
+            vmem_tree_insert_size(vm, tag);
+    }
+}
+
+/* Gives a free segment a new range that keeps its place in address order
+ * (it shrank, or grew into space no free segment occupies). */
+HOT_INLINE void index_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size)
+{
+    unsigned c = size_class(size);
+    bool relist = vmem_indexed(vm, VMEM_STATE_LISTED) && c != tag_class(tag);
+    if (vmem_indexed(vm, VMEM_STATE_SIZE_INDEXED))
+        vmem_tree_remove_size(vm, tag);
+    if (relist)
+        freelist_remove(vm, tag);
+    tag->base = base;
+    tag->size = size;
+    if (vmem_indexed(vm, VMEM_STATE_ADDR_INDEXED))
+        vmem_tree_refresh_addr(vm, tag);
+    if (vmem_indexed(vm, VMEM_STATE_SIZE_INDEXED))
+        vmem_tree_insert_size(vm, tag);
+    if (relist)
+        freelist_insert_class(vm, tag, c);
+}
+
+/* ---- Spans ------------------------------------------------------------------ */
+
+/* Adds [base, base + size) as a span with one free segment. Locked; the
+ * range is valid and overlaps nothing; the stash holds two tags. */
+VmemTag *vmem_span_add(Vmem *vm, uintptr_t base, size_t size, uint8_t flags)
+{
+    VmemTag *prev_span = span_before(vm, base);
+    VmemTag *next_span = prev_span != NULL ? prev_span->u.span.next : vm->vm_span_first;
+    VmemTag *marker = vmem_stash_take(vm);
+    VmemTag *seg = vmem_stash_take(vm);
+
+    marker->type = SEG_SPAN;
+    marker->flags = flags;
+    marker->base = base;
+    marker->size = size;
+    marker->u.span.prev = prev_span;
+    marker->u.span.next = next_span;
+    if (prev_span != NULL)
+        prev_span->u.span.next = marker;
+    else
+        vm->vm_span_first = marker;
+    if (next_span != NULL)
+        next_span->u.span.prev = marker;
+
+    /* The new span's tags go right before the next span's marker. */
+    VmemTag *before = next_span != NULL ? next_span->seg_prev : vm->vm_seg_last;
+    seg_insert_after(vm, before, marker);
+    seg->base = base;
+    seg->size = size;
+    seg_insert_after(vm, marker, seg);
+    index_insert(vm, seg);
+    vm->vm_nsegs++;
+    vm->stat.total += size;
+    if (flags & TAG_IMPORTED)
+        vm->stat.import += size;
+    return seg;
+}
+
+/* How an imported span goes back: through the arena's give-back function,
+ * except that one the library imported itself with vmem_xalloc_addr
+ * (TAG_XALLOC) goes back with the matching vmem_xfree when that function
+ * is vmem_free or none. NULL: the span stays. */
+VmemFree *vmem_span_release(const Vmem *vm, uint8_t span_flags)
+{
+    if ((span_flags & TAG_XALLOC) && (vm->free == NULL || vm->free == vmem_free))
+        return vmem_xfree;
+    return vm->free;
+}
+
+/* Removes a wholly free imported span (marker + its one free segment). */
+void vmem_span_remove(Vmem *vm, VmemTag *marker, VmemTag *seg, GiveBack *give)
+{
+    give->base = marker->base;
+    give->size = marker->size;
+    give->release = vmem_span_release(vm, marker->flags);
+    index_remove(vm, seg);
+    seg_unlink(vm, seg);
+    seg_unlink(vm, marker);
+    span_list_remove(vm, marker);
+    vm->vm_nsegs--;
+    vm->stat.total -= marker->size;
+    vm->stat.import -= marker->size;
+    if (vm->vm_rotor_tag == seg || vm->vm_rotor_tag == marker)
+        vm->vm_rotor_tag = NULL; /* next-fit restarts from the bottom */
+    vmem_stash_put(vm, seg);
+    vmem_stash_put(vm, marker);
+}
+
+void vmem_give_back(Vmem *vm, const GiveBack *give)
+{
+    give->release(vm->source, (void *)give->base, give->size);
+}
+
+/* If seg is the whole of an imported span, detach the span for give-back. */
+static bool span_release_if_whole(Vmem *vm, VmemTag *seg, GiveBack *give)
+{
+    VmemTag *marker = seg->seg_prev;
+    if (vm->free == NULL || marker == NULL || marker->type != SEG_SPAN ||
+        !(marker->flags & TAG_IMPORTED) || marker->size != seg->size)
+        return false;
+    vmem_span_remove(vm, marker, seg, give);
+    return true;
+}
+
+
+/* ---- Carving and freeing -------------------------------------------------- */
+
+/* Allocates [addr, addr + size) out of free segment seg. Locked; the
+ * stash holds two tags. Returns the allocated segment's tag. */
+VmemTag *vmem_seg_carve(Vmem *vm, VmemTag *seg, uintptr_t addr, size_t size, uint8_t flags)
+{
+    uintptr_t seg_base = seg->base, seg_last = tag_last(seg);
+    uintptr_t alloc_last = addr + (size - 1);
+    bool lead = addr > seg_base, trail = alloc_last < seg_last;
+    VmemTag *alloc;
+
+    if (!lead && !trail) {
+        index_remove(vm, seg);
+        alloc = seg;
+    } else {
+        alloc = vmem_stash_take(vm);
+        vm->vm_nsegs++;
+        if (!lead) {
+            index_resize(vm, seg, alloc_last + 1, seg_last - alloc_last);
+            seg_insert_after(vm, seg->seg_prev, alloc);
+            /* The rotor tag must not move up past the rotor: space freed
+             * between them later would be skipped by next-fit. */
+            if (vm->vm_rotor_tag == seg)
+                vm->vm_rotor_tag = alloc;
+        } else {
+            index_resize(vm, seg, seg_base, addr - seg_base);
+            if (trail) {
+                VmemTag *rest = vmem_stash_take(vm);
+                rest->base = alloc_last + 1;
+                rest->size = seg_last - alloc_last;
+                seg_insert_after(vm, seg, rest);
+                index_insert(vm, rest);
+                vm->vm_nsegs++;
+            }
+            seg_insert_after(vm, seg, alloc);
+        }
+    }
+    alloc->type = SEG_ALLOC;
+    alloc->flags = flags;
+    alloc->base = addr;
+    alloc->size = size;
+    vmem_hash_insert(vm, alloc);
+    vm->stat.in_use += size;
+    vm->stat.alloc++;
+    if (flags & TAG_SLAB) {
+        vm->vm_slab_bytes += size;
+        vm->vm_slabs_made++;
+    }
+    return alloc;
+}
+
+
+/*
+ * Frees allocated segment tag (already out of the hash and the stats):
+ * merges it with free neighbours and, when that leaves an imported span
+ * wholly free and the arena gives spans back, detaches the span into
+ * *give. Returns whether it did. Locked.
+ */
+bool vmem_seg_free(Vmem *vm, VmemTag *tag, GiveBack *give)
+{
+    /* A merged tag's place as the next-fit rotor goes to the survivor. */
+    VmemTag *next = tag->seg_next;
+    if (is_free(next)) {
+        index_remove(vm, next);
+        seg_unlink(vm, next);
+        tag->size += next->size;
+        if (vm->vm_rotor_tag == next)
+            vm->vm_rotor_tag = tag;
+        vmem_stash_put(vm, next);
+        vm->vm_nsegs--;
+    }
+    VmemTag *prev = tag->seg_prev;
+    if (is_free(prev)) {
+        seg_unlink(vm, tag);
+        index_resize(vm, prev, prev->base, prev->size + tag->size);
+        if (vm->vm_rotor_tag == tag)
+            vm->vm_rotor_tag = prev;
+        vmem_stash_put(vm, tag);
+        vm->vm_nsegs--;
+        tag = prev;
+    } else {
+        index_insert(vm, tag);
+    }
+
+    return span_release_if_whole(vm, tag, give);
+}
