@@ -13,8 +13,9 @@
 # builds with $(FREESTANDING_CONFIG) (VMEM_PORT_CAN_SLEEP=0: VM_SLEEP never
 # waits, and the library never calls the vmem_port_cond_* hooks, which this
 # port does not have), and compiles its own code with the same
-# configuration. The shared test sources ($(TEST_SRCS)) are compiled
-# freestanding into build/kernel/obj/.
+# configuration. The shared test sources ($(TEST_SRCS)) and the kernel's
+# own self-tests (tests/kernel/) are compiled freestanding into
+# build/kernel/obj/.
 
 KERNEL_DIR := $(BUILD)/kernel
 KERNEL_OBJ_DIR := $(KERNEL_DIR)/obj
@@ -27,7 +28,7 @@ KERNEL_OBJCOPY ?= objcopy
 # the top 2 GiB, at 0xffffffff80000000 + its physical load address: see
 # boot/kernel.ld and lib/layout.h), debug information for addr2line on the
 # higher-half addresses a fault report prints (addr2line -e the .elf).
-KERNEL_CFLAGS := $(COMMON_CFLAGS) -Ilib -Itests -O2 -g -ffreestanding -fno-stack-protector \
+KERNEL_CFLAGS := $(COMMON_CFLAGS) -Ilib -Itests -Itests/kernel -O2 -g -ffreestanding -fno-stack-protector \
                  -fno-pic -mno-red-zone -mno-sse -mno-mmx -mno-80387 -mcmodel=kernel \
                  -fno-asynchronous-unwind-tables $(FREESTANDING_CONFIG)
 KERNEL_LIB := $(LIB)
@@ -41,12 +42,15 @@ KERNEL_LDFLAGS := -nostdlib -static -Wl,-T,boot/kernel.ld \
 
 KERNEL_ASM_SRCS := boot/entry.S boot/isr.S boot/ap_start.S
 KERNEL_C_SRCS := lib/serial.c lib/kprintf.c lib/string.c lib/qemu_exit.c lib/trap.c \
-                 lib/memmap.c lib/paging.c lib/kmem.c lib/vmem_port_kernel.c \
-                 lib/ktest_env.c lib/ktests.c lib/smp.c lib/smp_stress.c
+                 lib/memmap.c lib/paging.c lib/kmem.c lib/vmem_port_kernel.c lib/smp.c
+# The kernel's own self-tests (tests/kernel/): libvmem on real memory, the
+# harness hooks of tests/vtest.h, and the SMP stress.
+KERNEL_TEST_SRCS := tests/kernel/ktest_env.c tests/kernel/ktests.c tests/kernel/smp_stress.c
 KERNEL_OBJS := $(KERNEL_ASM_SRCS:%.S=$(KERNEL_OBJ_DIR)/%.o) \
                $(KERNEL_C_SRCS:%.c=$(KERNEL_OBJ_DIR)/%.o) \
+               $(KERNEL_TEST_SRCS:%.c=$(KERNEL_OBJ_DIR)/%.o) \
                $(TEST_SRCS:%.c=$(KERNEL_OBJ_DIR)/%.o)
-KERNEL_HEADERS := $(HEADERS) $(wildcard lib/*.h)
+KERNEL_HEADERS := $(HEADERS) $(wildcard lib/*.h tests/kernel/*.h)
 
 # Deliberately broken variants of the same kernel (boot/kmain.c with
 # -DKERNEL_BREAK=...), which the runner must report as failures.

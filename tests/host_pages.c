@@ -1,7 +1,7 @@
 /*
  * host_pages.c - host-only tests of the library against a page source that
  * is itself a vmem arena, as in a kernel whose boundary tags and hash
- * tables come from its frame arena (DESIGN.md section 4). The POSIX port
+ * tables come from its frame arena (docs/design.md). The POSIX port
  * panics if the library calls the page source from inside a page-source
  * allocation, so any recursion fails these tests loudly.
  */

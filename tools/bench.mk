@@ -1,5 +1,6 @@
-# tools/bench.mk - the benchmark suite (issue 6): `make bench`, `make
-# bench-plot` and the check-bench layer of `make check`. Owns build/bench/.
+# tools/bench.mk - the benchmark suite (docs/performance.md describes its
+# workloads, method and targets): `make bench`, `make bench-plot` and the
+# check-bench layer of `make check`. Owns build/bench/.
 #
 #   make bench                  full run: table on stdout, build/bench/results.csv
 #   BENCH_QUICK=1 make bench    reduced sizes, well under 30 seconds

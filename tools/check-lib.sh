@@ -114,8 +114,8 @@ kernel_flags="-std=c11 -Wall -Wextra -Werror -Iinclude -Isrc -O2 -ffreestanding 
 mkdir "$tmp/kernel"
 : >"$tmp/err"
 status=0
-for src in src/*.c tests/example_port/vmem_port_example.c tests/example_port/kernel_vmem.c \
-           tests/example_port/kernel_stubs.c; do
+for src in src/*.c examples/kernel_port/vmem_port_example.c examples/kernel_port/kernel_vmem.c \
+           examples/kernel_port/kernel_stubs.c; do
     gcc $kernel_flags -c "$src" -o "$tmp/kernel/$(basename "$src" .c).o" 2>>"$tmp/err" || status=1
 done
 [ $status -eq 0 ] && ld -static -nostdlib --no-undefined -e kernel_entry -Ttext=0xffffffff80100000 \
@@ -162,7 +162,7 @@ done
 status=0
 for src in vmem_port_example kernel_vmem kernel_stubs; do
     gcc $kernel_flags -DVMEM_LOCK_WORDS=2 -DVMEM_PORT_CAN_SLEEP=0 \
-        -c tests/example_port/$src.c -o "$tmp/kernel/$src.o" 2>>"$tmp/err" || status=1
+        -c examples/kernel_port/$src.c -o "$tmp/kernel/$src.o" 2>>"$tmp/err" || status=1
 done
 if [ $status -ne 0 ]; then
     detail="the example port does not compile with -DVMEM_LOCK_WORDS=2: $(head -3 "$tmp/err")"

@@ -1,6 +1,6 @@
 # tools/cross.mk - the freestanding library for other architectures:
 # `make cross` and the check-cross layer of `make check`. Owns build/cross/.
-# Also pulls in the example port's layer (tests/example_port/example.mk),
+# Also pulls in the example port's layer (examples/kernel_port/example.mk),
 # which links the example kernel against these archives.
 #
 #   make cross          build/cross/<arch>/libvmem.a for every CROSS_ARCHS
@@ -158,4 +158,4 @@ check-cross:
 
 CHECK_LAYERS += check-cross
 
-include tests/example_port/example.mk
+include examples/kernel_port/example.mk

@@ -1,5 +1,6 @@
 /*
- * bench.c - the libvmem benchmark program (`make bench`, DESIGN.md section 7).
+ * bench.c - the libvmem benchmark program (`make bench`; docs/performance.md
+ * describes the workloads, the method and the targets).
  *
  * Owns the workloads and how they are timed and reported:
  *   META  boundary-tag and hash-table bytes per live segment
@@ -17,9 +18,9 @@
  * Beside libvmem, W1-W4 run a classic vmem (classic.c: the paper's design
  * as the long-standing kernel implementations build it) on the same work in
  * the same process, and report libvmem's time as a fraction of its time
- * ("vs_classic"): the issue states its targets against existing
- * implementations, and this VM's noise moves two runs in one process alike
- * far more than two processes.
+ * ("vs_classic"): the project's targets are stated against existing
+ * implementations, for which the classic vmem stands in, and this VM's
+ * noise moves two runs in one process alike far more than two processes.
  *
  * It uses only the public API (vmem.h, vmem_posix.h). Every random choice
  * comes from a fixed seed, so the work is identical from run to run and
@@ -37,9 +38,10 @@
  * crash leaves the rows measured before it). A timed loop in which an
  * allocation failed adds an "alloc_failures" row, which tools/bench/check.sh
  * treats as an insane result. The table adds two columns the CSV does not
- * have: the goal from the issue, and "cpu-median", the same figure timed by
- * the thread's CPU clock; with the share of CPU time the process got (printed
- * last), it tells a slow library from a busy machine.
+ * have: "target", the project's target for the figure (the table of
+ * targets in docs/performance.md), and "cpu-median", the same figure timed
+ * by the thread's CPU clock; with the share of CPU time the process got
+ * (printed last), it tells a slow library from a busy machine.
  *
  * For profiling, --only, --policy, --n and --pairs narrow a run down, e.g.
  *   perf record -g build/bench/vmem_bench --only W1 --n 1000000 --policy bestfit

@@ -17,9 +17,9 @@ out=$2
 workloads="META W1 W2 W3 W4 W5 W6"
 # Rows a workload must write (param:metric, or policy:param:metric),
 # beyond being sane: the classic vmem's figures and libvmem's ratio to
-# them, which the issue's targets are stated against; W5's growth, as a
-# ratio and per tenfold step in fragments; W6's scaling of one
-# shared arena and its reference, an arena per thread.
+# them, which the project's targets (docs/performance.md) are stated
+# against; W5's growth, as a ratio and per tenfold step in fragments; W6's
+# scaling of one shared arena and its reference, an arena per thread.
 required_W1="classic-instantfit:1000:ns_per_pair instantfit:1000:vs_classic instantfit:100000:vs_classic nextfit:100000:vs_classic bestfit:100000:vs_classic"
 required_W2="classic-instantfit:1GiB:pct_allocated classic-bestfit:1GiB:pct_allocated"
 required_W3="classic-instantfit:10000:ns_per_pair instantfit:10000:vs_classic"

@@ -7,9 +7,10 @@
  * one freelist per power of two with a bitmap, allocated segments in a
  * chained hash that doubles with a full rehash, tags recycled last in,
  * first out, and a rotor that next-fit walks the segment list from. It
- * exists so that the issue's targets, which are stated against existing
- * implementations, are checked in the same process as libvmem rather than
- * against figures from another day: the machine's noise moves both alike.
+ * exists so that the project's targets (docs/performance.md), which are
+ * stated against existing implementations, are checked in the same process
+ * as libvmem rather than against figures from another day: the machine's
+ * noise moves both alike.
  *
  * Only what the workloads use: one span, vmem_alloc-style requests with
  * instant-fit, best-fit or next-fit, and aligned requests. Misuse is a bug

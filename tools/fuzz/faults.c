@@ -4,7 +4,8 @@
  * Owned by the reliability layer (tools/reliability.mk). The host suite
  * tests single failures; this program drives random operation sequences
  * while the port's page source fails on many schedules, and an import
- * callback fails likewise, and holds the library to DESIGN.md section 4:
+ * callback fails likewise, and holds the library to its contract for
+ * running out of memory:
  *   - a failed allocation returns NULL / a negative code, reports no
  *     misuse, and leaves every arena consistent (vmem_check) and exactly
  *     accounted (vmem_stat against a model of the live allocations);

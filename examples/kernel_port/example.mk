@@ -1,4 +1,4 @@
-# tests/example_port/example.mk - the check-example layer: the minimal
+# examples/kernel_port/example.mk - the check-example layer: the minimal
 # example port (a kernel with spinlocks and no scheduler) and its
 # kernel_main, built the two ways that matter. Owns build/example/.
 # Included by tools/cross.mk, whose per-architecture flags and archives it
@@ -11,11 +11,11 @@
 #      the port supplies every hook the library needs, and nothing else is
 #      missing. (Linked, not run: there is no machine to boot it on here.)
 #   2. Hosted: the same port and example with the library's sources (also
-#      VMEM_PORT_CAN_SLEEP=0) and tests/example_port/host_main.c, run as a
+#      VMEM_PORT_CAN_SLEEP=0) and examples/kernel_port/host_main.c, run as a
 #      program that checks what the example promises.
 # Prints "ok   example.<what>" per build or check, then "N passed, N failed".
 
-EXAMPLE_DIR   := tests/example_port
+EXAMPLE_DIR   := examples/kernel_port
 EXAMPLE_SRCS  := $(EXAMPLE_DIR)/vmem_port_example.c $(EXAMPLE_DIR)/kernel_vmem.c
 EXAMPLE_HDRS  := $(HEADERS) $(wildcard $(EXAMPLE_DIR)/*.h)
 EXAMPLE_LD    ?= ld.lld
