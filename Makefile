@@ -40,7 +40,7 @@ FREESTANDING_CONFIG ?= -DVMEM_PORT_CAN_SLEEP=0
 FREESTANDING_CFLAGS := $(COMMON_CFLAGS) $(FREESTANDING_CONFIG) -O2 -ffreestanding -fno-stack-protector \
             -fno-pic -mno-red-zone -mno-sse -mno-mmx -mno-80387 -mcmodel=kernel \
             -fno-asynchronous-unwind-tables
-HOST_CFLAGS := $(COMMON_CFLAGS) -O2 -g -D_GNU_SOURCE -pthread
+HOST_CFLAGS := $(COMMON_CFLAGS) -O2 -g -D_GNU_SOURCE -DVMEM_DEBUG -pthread
 HOST_LDLIBS := -lpthread
 
 LIB      := $(BUILD)/libvmem.a

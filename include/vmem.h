@@ -270,6 +270,7 @@ typedef struct vmem {
     uint32_t vm_magic;         /* VMEM_MAGIC while the arena is usable */
     uint32_t vm_state;         /* internal state bits */
     VmemLock vm_lock;
+    int vm_lock_held;          /* debug builds: set while vm_lock is held */
     VmemCond vm_cv;                 /* VM_SLEEP allocations wait here */
     size_t vm_waiters;              /* how many */
     unsigned vm_quantum_shift; /* log2(quantum) */

@@ -32,7 +32,7 @@ static __attribute__((noinline)) void unlock_releasing(Vmem *vm, VmemIrqState st
 {
     left->tags = vm->vm_stash_count > VMEM_STASH_HIGH ? vmem_stash_detach(vm, false) : NULL;
     left->table = vmem_hash_take_retired(vm, &left->table_bytes);
-    vmem_port_unlock(&vm->vm_lock, state);
+    vmem_unlock(vm, state);
     if (left->tags != NULL)
         vmem_pool_return(left->tags);
     if (left->table != NULL)
@@ -48,7 +48,7 @@ static inline void unlock_and_release(Vmem *vm, VmemIrqState state, Leftovers *l
     if (__builtin_expect(vm->vm_stash_count <= VMEM_STASH_HIGH && !vmem_hash_has_retired(vm) &&
                              left->unused_table == NULL,
                          1)) {
-        vmem_port_unlock(&vm->vm_lock, state);
+        vmem_unlock(vm, state);
     } else {
         unlock_releasing(vm, state, left);
     }
@@ -60,7 +60,7 @@ static __attribute__((noinline)) VmemIrqState lock_installing_table(Vmem *vm, si
 {
     void *table = vmem_port_page_alloc(vmem_pages_for(wanted),
                                        (vmflag & (VM_SLEEP | VM_NOSLEEP)) | VM_BOOTSTRAP);
-    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    VmemIrqState state = vmem_lock(vm);
     if (table != NULL && !vmem_hash_install(vm, table, wanted)) {
         left->unused_table = table;
         left->unused_table_bytes = wanted;
@@ -85,7 +85,7 @@ static inline VmemIrqState lock_with_hash_table(Vmem *vm, int vmflag, Leftovers 
     if (!(vmflag & VM_BOOTSTRAP))
         wanted = __atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED);
     if (__builtin_expect(wanted == 0, 1))
-        return vmem_port_lock(&vm->vm_lock);
+        return vmem_lock(vm);
     return lock_installing_table(vm, wanted, vmflag, left);
 }
 
@@ -242,7 +242,7 @@ static bool import_span(Vmem *vm, VmemIrqState *state, const VmemRequest *req, i
     size_t size = 0;
     bool ok = false;
 
-    vmem_port_unlock(&vm->vm_lock, *state);
+    vmem_unlock(vm, *state);
     for (size_t i = 0; i < count && !ok; i++) {
         /* Only the last shape may wait: an earlier one that cannot be had
          * now must not keep the next from being tried. */
@@ -260,7 +260,7 @@ static bool import_span(Vmem *vm, VmemIrqState *state, const VmemRequest *req, i
         }
         size = sh->size;
     }
-    *state = vmem_port_lock(&vm->vm_lock);
+    *state = vmem_lock(vm);
     if (!ok)
         return false;
 
@@ -272,10 +272,10 @@ static bool import_span(Vmem *vm, VmemIrqState *state, const VmemRequest *req, i
         give.base = base;
         give.size = size;
         give.release = release;
-        vmem_port_unlock(&vm->vm_lock, *state);
+        vmem_unlock(vm, *state);
         if (release != NULL)
             vmem_give_back(vm, &give);
-        *state = vmem_port_lock(&vm->vm_lock);
+        *state = vmem_lock(vm);
         return false;
     }
     vmem_span_add(vm, base, size, flags);
@@ -300,9 +300,9 @@ static void return_unused_import(Vmem *vm, VmemIrqState *state, uintptr_t base, 
         return;
     GiveBack give;
     vmem_span_remove(vm, marker, marker->seg_next, &give);
-    vmem_port_unlock(&vm->vm_lock, *state);
+    vmem_unlock(vm, *state);
     vmem_give_back(vm, &give);
-    *state = vmem_port_lock(&vm->vm_lock);
+    *state = vmem_lock(vm);
 }
 
 /* Waits for a free or an added span. Locked; returns false (and the caller
@@ -311,7 +311,13 @@ static bool wait_for_space(Vmem *vm)
 {
 #if VMEM_PORT_CAN_SLEEP
     vm->vm_waiters++;
+#ifdef VMEM_DEBUG
+    vm->vm_lock_held = 0;
+#endif
     vmem_port_cond_wait(&vm->vm_cv, &vm->vm_lock);
+#ifdef VMEM_DEBUG
+    vm->vm_lock_held = 1;
+#endif
     vm->vm_waiters--;
     return true;
 #else
@@ -336,6 +342,13 @@ static void wake_waiters(Vmem *vm)
 HOT_INLINE void take_placement(Vmem *vm, const VmemRequest *req, int vmflag, VmemTag *seg,
                                uintptr_t addr, uint8_t tag_flags)
 {
+    uintptr_t last = addr + (req->size - 1);
+    /* What every allocation promises, whatever the policy found. */
+    VMEM_ASSERT(seg->type == SEG_FREE && addr >= seg->base && last >= addr &&
+                last <= tag_last(seg));
+    VMEM_ASSERT(addr >= req->min && last <= req->max_last);
+    VMEM_ASSERT(((addr - req->phase) & (req->align - 1)) == 0);
+    VMEM_ASSERT(req->nocross == 0 || ((addr ^ last) & ~(req->nocross - 1)) == 0);
     VmemTag *alloc = vmem_seg_carve(vm, seg, addr, req->size, tag_flags);
     if (vmflag & VM_NEXTFIT) {
         vm->vm_rotor = addr + req->size; /* 0 after the top: wraps */
@@ -460,6 +473,7 @@ int vmem_arena_alloc_slab(Vmem *vm, size_t slab_size, int vmflag, uintptr_t *add
     req.min = 1; /* a slab at 0 would hand out object 0, which means NULL */
     req.max_last = UINTPTR_MAX;
     req.top_down = false;
+    req.plain = true;
     /* Never sleep for a slab: the caller can still be served without one. */
     int flags = (vmflag & VM_BOOTSTRAP) | VM_NOSLEEP;
     return arena_xalloc(vm, "vmem_alloc", &req, flags, TAG_SLAB, addrp);
@@ -537,6 +551,7 @@ HOT_INLINE bool make_request(const Vmem *vm, const char *call, size_t size, size
     req->min = min;
     req->max_last = max_given ? max - 1 : UINTPTR_MAX;
     req->top_down = (vmflag & VM_ENDALLOC) != 0;
+    req->plain = phase == 0 && nocross == 0 && !max_given && !req->top_down;
     return true;
 }
 
@@ -625,6 +640,7 @@ int vmem_alloc_exact(Vmem *vmp, uintptr_t addr, size_t size, int vmflag)
         return -VMEM_ERR_INVALID;
     }
     req.max_last = addr + (req.size - 1);
+    req.plain = false;
     return alloc_or_drain(vmp, call, &req, (vmflag & ~POLICY_FLAGS) | VM_FIRSTFIT, TAG_XALLOC,
                           &got);
 }
@@ -734,9 +750,9 @@ int vmem_arena_add(Vmem *vm, const char *call, uintptr_t base, size_t size, int 
      * (and is reported as what it is when no tag can be had); and again
      * once the stash is full, as the fill may drop the lock. */
     uintptr_t last = base + (size - 1);
-    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    VmemIrqState state = vmem_lock(vm);
     bool overlaps = vmem_span_overlaps(vm, base, last);
-    vmem_port_unlock(&vm->vm_lock, state);
+    vmem_unlock(vm, state);
     int result = 0;
     if (!overlaps) {
         Leftovers left;

@@ -227,10 +227,10 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
     if (size != 0) {
         int result = vmem_arena_add(vmem, call, b, size, vmflag);
         if (result != 0) {
-            VmemIrqState state = vmem_port_lock(&vmem->vm_lock);
+            VmemIrqState state = vmem_lock(vmem);
             VmemTag *tags = vmem_stash_detach(vmem, true);
             vmem->vm_magic = 0;
-            vmem_port_unlock(&vmem->vm_lock, state);
+            vmem_unlock(vmem, state);
             vmem_pool_return(tags);
             arena_locks_fini(vmem);
             return result;
@@ -238,9 +238,9 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
     }
     if (source != NULL) {
         /* The source may not be destroyed while this arena lives. */
-        VmemIrqState state = vmem_port_lock(&source->vm_lock);
+        VmemIrqState state = vmem_lock(source);
         source->vm_importers++;
-        vmem_port_unlock(&source->vm_lock, state);
+        vmem_unlock(source, state);
     }
     return 0;
 }
@@ -301,14 +301,14 @@ int vmem_set_ximport(Vmem *vmp, VmemXImport *ximport, VmemFree *release)
     const char *why = ximport == NULL ? "the import function is NULL" : import_setting_problem(vmp);
     if (why == NULL) {
         /* Spans already imported must go back the way they came. */
-        VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
+        VmemIrqState state = vmem_lock(vmp);
         if (vmp->stat.import != 0) {
             why = "the arena already holds imported spans";
         } else {
             vmp->vm_ximport = ximport;
             vmp->free = release;
         }
-        vmem_port_unlock(&vmp->vm_lock, state);
+        vmem_unlock(vmp, state);
     }
     if (why != NULL) {
         vmem_report(vmp, call, 0, 0, VMEM_MISUSE_BAD_ARGUMENT, why);
@@ -329,9 +329,9 @@ int vmem_set_import_quantum(Vmem *vmp, size_t quantum)
         vmem_report(vmp, call, 0, quantum, VMEM_MISUSE_BAD_ARGUMENT, why);
         return -VMEM_ERR_INVALID;
     }
-    VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
+    VmemIrqState state = vmem_lock(vmp);
     vmp->vm_import_quantum = quantum > vmp->quantum ? quantum : 0;
-    vmem_port_unlock(&vmp->vm_lock, state);
+    vmem_unlock(vmp, state);
     return 0;
 }
 
@@ -344,19 +344,19 @@ void vmem_destroy(Vmem *vmp)
      * busy arena keeps its caches as they are. */
     VmemStat user;
     user_stat(vmp, &user);
-    VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
+    VmemIrqState state = vmem_lock(vmp);
     const char *why = destroy_problem(vmp, user.in_use != 0);
-    vmem_port_unlock(&vmp->vm_lock, state);
+    vmem_unlock(vmp, state);
     if (why != NULL) {
         vmem_report(vmp, call, 0, user.in_use, VMEM_MISUSE_DESTROY_BUSY, why);
         return;
     }
     vmem_qcache_drain(vmp, true);
-    state = vmem_port_lock(&vmp->vm_lock);
+    state = vmem_lock(vmp);
     why = destroy_problem(vmp, vmp->stat.in_use != 0 || vmp->vm_hash_count != 0);
     if (why != NULL) {
         size_t in_use = vmp->stat.in_use;
-        vmem_port_unlock(&vmp->vm_lock, state);
+        vmem_unlock(vmp, state);
         vmem_report(vmp, call, 0, in_use, VMEM_MISUSE_DESTROY_BUSY, why);
         return;
     }
@@ -369,9 +369,9 @@ void vmem_destroy(Vmem *vmp)
             break;
         GiveBack give;
         vmem_span_remove(vmp, marker, marker->seg_next, &give);
-        vmem_port_unlock(&vmp->vm_lock, state);
+        vmem_unlock(vmp, state);
         vmem_give_back(vmp, &give);
-        state = vmem_port_lock(&vmp->vm_lock);
+        state = vmem_lock(vmp);
     }
     VmemTag *tags = vmem_stash_detach(vmp, true);
     for (VmemTag *tag = vmp->vm_seg_first, *next; tag != NULL; tag = next) {
@@ -383,13 +383,13 @@ void vmem_destroy(Vmem *vmp)
     size_t table_bytes[2];
     vmem_hash_fini(vmp, tables, table_bytes);
     vmp->vm_magic = 0;
-    vmem_port_unlock(&vmp->vm_lock, state);
+    vmem_unlock(vmp, state);
 
     arena_locks_fini(vmp);
     if (vmp->source != NULL) {
-        state = vmem_port_lock(&vmp->source->vm_lock);
+        state = vmem_lock(vmp->source);
         vmp->source->vm_importers--;
-        vmem_port_unlock(&vmp->source->vm_lock, state);
+        vmem_unlock(vmp->source, state);
     }
     vmem_qcache_fini(vmp);
     vmem_pool_return(tags);
@@ -410,7 +410,7 @@ typedef struct {
 
 static void arena_view(Vmem *vm, ArenaView *view)
 {
-    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    VmemIrqState state = vmem_lock(vm);
     /* Field by field: a struct assignment may become a memcpy call. */
     view->stat.in_use = vm->stat.in_use;
     view->stat.import = vm->stat.import;
@@ -420,7 +420,7 @@ static void arena_view(Vmem *vm, ArenaView *view)
     view->slab_bytes = vm->vm_slab_bytes;
     view->slabs_made = vm->vm_slabs_made;
     view->slabs_freed = vm->vm_slabs_freed;
-    vmem_port_unlock(&vm->vm_lock, state);
+    vmem_unlock(vm, state);
 }
 
 static bool views_equal(const ArenaView *a, const ArenaView *b)
@@ -493,9 +493,9 @@ bool vmem_contains(Vmem *vmp, void *addr, size_t size)
 {
     if (!vmem_usable(vmp, "vmem_contains", (uintptr_t)addr, size))
         return false;
-    VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
+    VmemIrqState state = vmem_lock(vmp);
     bool inside = vmem_span_containing(vmp, (uintptr_t)addr, size != 0 ? size : 1) != NULL;
-    vmem_port_unlock(&vmp->vm_lock, state);
+    vmem_unlock(vmp, state);
     return inside;
 }
 

@@ -126,7 +126,7 @@ void vmem_dump(Vmem *vmp)
     size_t pool_tags = vmem_pool_free_tags();
     VmemStat user;
     vmem_stat(vmp, &user);
-    VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
+    VmemIrqState state = vmem_lock(vmp);
 
     fmt_str(&f, "vmem arena \"");
     fmt_str(&f, vmp->name);
@@ -224,7 +224,7 @@ void vmem_dump(Vmem *vmp)
     stat_field(&f, ", pool ", pool_tags, false);
     stat_field(&f, ", tag size ", sizeof(VmemTag) + sizeof(VmemTagLinks), false);
     line_end(&f);
-    vmem_port_unlock(&vmp->vm_lock, state);
+    vmem_unlock(vmp, state);
 }
 
 /* ---- vmem_walk --------------------------------------------------------------- */
@@ -237,11 +237,11 @@ void vmem_walk(Vmem *vmp, int typemask, VmemWalker *func, void *arg)
         vmem_report(vmp, "vmem_walk", 0, 0, VMEM_MISUSE_BAD_ARGUMENT, "func is NULL");
         return;
     }
-    VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
+    VmemIrqState state = vmem_lock(vmp);
     for (const VmemTag *tag = vmp->vm_seg_first; tag != NULL; tag = tag->seg_next)
         if (tag->type & typemask)
             func(arg, tag->base, tag->size, tag->type);
-    vmem_port_unlock(&vmp->vm_lock, state);
+    vmem_unlock(vmp, state);
 }
 
 /* ---- vmem_check --------------------------------------------------------------- */
@@ -408,11 +408,11 @@ int vmem_check(Vmem *vmp, VmemCheckReport *report)
     } else {
         Census c; /* not `= {0}`: that may become a memset call */
         c.spans = c.free = c.alloc = c.total = c.import = c.in_use = 0;
-        VmemIrqState state = vmem_port_lock(&vmp->vm_lock);
+        VmemIrqState state = vmem_lock(vmp);
         if (check_segments(vmp, &c, &p) && check_freelists(vmp, &c, &p) &&
             check_indexes(vmp, &c, &p))
             check_counters(vmp, &c, &p);
-        vmem_port_unlock(&vmp->vm_lock, state);
+        vmem_unlock(vmp, state);
     }
     if (report != NULL) {
         report->reason = p.reason;

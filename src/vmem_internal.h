@@ -27,6 +27,44 @@
 #define POLICY_FLAGS (VM_BESTFIT | VM_INSTANTFIT | VM_NEXTFIT | VM_FIRSTFIT)
 #define KNOWN_FLAGS (POLICY_FLAGS | VM_SLEEP | VM_NOSLEEP | VM_BOOTSTRAP | VM_ENDALLOC)
 
+/*
+ * Internal consistency checks (preconditions of helpers, postconditions of
+ * every allocation): compiled in when VMEM_DEBUG is defined, as in the
+ * host test builds, and to nothing otherwise. A failed one panics.
+ */
+#ifdef VMEM_DEBUG
+#define VMEM_STRINGIFY_(x) #x
+#define VMEM_STRINGIFY(x) VMEM_STRINGIFY_(x)
+#define VMEM_ASSERT(cond)                                                                 \
+    ((cond) ? (void)0                                                                     \
+            : vmem_port_panic("vmem: " __FILE__ ":" VMEM_STRINGIFY(__LINE__) ": assertion " \
+                              "failed: " #cond))
+#else
+#define VMEM_ASSERT(cond) ((void)sizeof(cond)) /* not evaluated; uses its variables */
+#endif
+
+/* The arena lock. Under VMEM_DEBUG it also records that it is held, for
+ * VMEM_ASSERT_LOCKED (a check within one thread: another thread's hold
+ * also satisfies it). */
+static inline VmemIrqState vmem_lock(Vmem *vm)
+{
+    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+#ifdef VMEM_DEBUG
+    vm->vm_lock_held = 1;
+#endif
+    return state;
+}
+
+static inline void vmem_unlock(Vmem *vm, VmemIrqState state)
+{
+#ifdef VMEM_DEBUG
+    VMEM_ASSERT(vm->vm_lock_held);
+    vm->vm_lock_held = 0;
+#endif
+    vmem_port_unlock(&vm->vm_lock, state);
+}
+#define VMEM_ASSERT_LOCKED(vm) VMEM_ASSERT((vm)->vm_lock_held)
+
 /* For the few helpers every allocation and free runs: the compiler keeps
  * them out of line for their several callers, and on these paths the
  * call's register saves cost as much as the helper's own work. */
@@ -231,6 +269,8 @@ typedef struct {
     uintptr_t min;      /* first acceptable unit */
     uintptr_t max_last; /* last acceptable unit (inclusive) */
     bool top_down;      /* VM_ENDALLOC: highest placement */
+    bool plain;         /* constrained by align and min alone: no phase,
+                           nocross or maxaddr, bottom-up */
 } VmemRequest;
 
 /* *to = *from, field by field: compilers turn a struct assignment of this
@@ -246,12 +286,19 @@ static inline void request_copy(VmemRequest *to, const VmemRequest *from)
     to->min = from->min;
     to->max_last = from->max_last;
     to->top_down = from->top_down;
+    to->plain = from->plain;
 }
 
 /* The free segment and the address in it where req goes under the policy
  * in vmflag, or NULL. Changes nothing but building an index on first
  * need. Locked. */
 VmemTag *vmem_place(Vmem *vm, const VmemRequest *req, int vmflag, uintptr_t *addrp);
+
+/* Instant-fit's constant-time step for a plain request aligned to the
+ * quantum and placed at 1 or above, on an arena that keeps its freelists:
+ * the segment and address instant-fit takes, or NULL when that step
+ * decides nothing (vmem_place then searches). Locked. */
+VmemTag *vmem_place_instant(Vmem *vm, const VmemRequest *req, uintptr_t *addrp);
 
 /* Where in [base, base + size) the request fits, or false. */
 bool vmem_fit_in(const VmemRequest *req, uintptr_t base, size_t size, uintptr_t *addrp);

@@ -118,26 +118,23 @@ size_t vmem_fit_comfortable_size(const VmemRequest *req)
 
 /* ---- Policies ---------------------------------------------------------------- */
 
-HOT_INLINE bool unconstrained(const Vmem *vm, const VmemRequest *req)
-{
-    return req->align == vm->quantum && req->phase == 0 && req->nocross == 0 && req->min <= 1 &&
-           req->max_last == UINTPTR_MAX && !req->top_down;
-}
-
-/* Where req fits in free segment tag, if it does. An unconstrained
- * request fits at the base of any segment large enough; only one at
- * address 0, which the void * calls may not hand out, or a constrained
- * request needs the general arithmetic of vmem_fit.c. */
-static bool segment_fit(const Vmem *vm, const VmemRequest *req, const VmemTag *tag,
-                        uintptr_t *addrp)
+/* Where req fits in free segment tag, if it does. A plain request (an
+ * alignment and a lowest address at most) fits at the first aligned
+ * address at or above both the segment's base and req->min, if the
+ * segment holds the request from there; anything else needs the general
+ * arithmetic. */
+HOT_INLINE bool fit_segment(const VmemRequest *req, const VmemTag *tag, uintptr_t *addrp)
 {
     if (tag->size < req->size)
         return false;
-    if (unconstrained(vm, req) && tag->base >= req->min) {
-        *addrp = tag->base;
-        return true;
-    }
-    return vmem_fit_in(req, tag->base, tag->size, addrp);
+    if (!req->plain)
+        return vmem_fit_in(req, tag->base, tag->size, addrp);
+    uintptr_t lowest = tag->base > req->min ? tag->base : req->min;
+    uintptr_t addr = (lowest + (req->align - 1)) & ~(req->align - 1);
+    if (addr < lowest || addr - tag->base > tag->size - req->size)
+        return false;
+    *addrp = addr;
+    return true;
 }
 
 /* Tries the heads of the first `tries` non-empty freelists of the classes
@@ -148,59 +145,58 @@ static VmemTag *freelist_heads_fit(Vmem *vm, const VmemRequest *req, size_t need
 {
     for (unsigned c = vmem_first_nonempty_class(vm, fitting_class(need));
          c < VMEM_FREELISTS && tries-- > 0; c = vmem_first_nonempty_class(vm, c + 1)) {
-        if (segment_fit(vm, req, vm->vm_freelist[c], addrp))
+        if (fit_segment(req, vm->vm_freelist[c], addrp))
             return vm->vm_freelist[c];
     }
     return NULL;
 }
 
-/* Where an unconstrained request fits in free segment tag, if it does: at
- * its base, unless that is address 0 and the caller may not have 0. */
-static bool unconstrained_fit(const VmemRequest *req, const VmemTag *tag, uintptr_t *addrp)
+/*
+ * Instant-fit's constant-time step, for a plain request aligned to the
+ * quantum with req->min at most 1: a fitting member among the first few
+ * of the request's own class (a closer fit than any larger class holds,
+ * and it leaves larger segments whole for larger requests), else the head
+ * of one of the first two non-empty classes whose every member is large
+ * enough (the second when the first sits at address 0 and cannot hold
+ * the request above it). NULL when that decides nothing.
+ */
+VmemTag *vmem_place_instant(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
-    if (tag->size < req->size)
-        return false;
-    if (tag->base >= req->min) {
-        *addrp = tag->base;
-        return true;
-    }
-    return vmem_fit_in(req, tag->base, tag->size, addrp);
-}
-
-/* Instant-fit, for unconstrained requests: the head of the first class
- * whose members all fit; a second head if the first sits at address 0 and
- * the request may not use it. */
-HOT_INLINE VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
-{
-    VmemTag *tag;
-    unsigned own = size_class(req->size);
-    /* fitting_class(req->size), from the class already at hand. */
-    unsigned fitting = own;
-    /* A segment from the request's own class is a closer fit than any from
-     * a larger class; looking at a few of them keeps constant time and
-     * leaves the larger segments whole for larger requests. */
+    VMEM_ASSERT(req->plain && req->align == req->quantum && req->min <= 1);
+    VMEM_ASSERT(vmem_indexed(vm, VMEM_STATE_LISTED));
+    unsigned own = size_class(req->size), fitting = own;
     if (!size_class_exact(req->size)) {
         fitting = own + 1;
         int peek = INSTANT_FIT_PEEK;
-        for (tag = vm->vm_freelist[own]; tag != NULL && peek-- > 0; tag = tag->u.free.list_next)
-            if (unconstrained_fit(req, tag, addrp))
+        for (VmemTag *tag = vm->vm_freelist[own]; tag != NULL && peek-- > 0;
+             tag = tag->u.free.list_next)
+            if (fit_segment(req, tag, addrp))
                 return tag;
     }
     int heads = 2;
     for (unsigned c = vmem_first_nonempty_class(vm, fitting);
          c < VMEM_FREELISTS && heads-- > 0; c = vmem_first_nonempty_class(vm, c + 1)) {
-        if (unconstrained_fit(req, vm->vm_freelist[c], addrp))
+        if (fit_segment(req, vm->vm_freelist[c], addrp))
             return vm->vm_freelist[c];
     }
-    /* No class is guaranteed to fit: search the one class that may hold a
-     * fit - through an index when the arena has one. */
+    return NULL;
+}
+
+/* Instant-fit for a plain request: the constant-time step, and when no
+ * class is guaranteed to fit, a search of the one class that may hold a
+ * fit - through an index when the arena keeps one. */
+static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
+{
+    VmemTag *tag = vmem_place_instant(vm, req, addrp);
+    if (tag != NULL)
+        return tag;
     bool exhausted;
     if (vmem_indexed(vm, VMEM_STATE_SIZE_INDEXED))
         return vmem_tree_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
     if (vmem_indexed(vm, VMEM_STATE_ADDR_INDEXED))
         return vmem_tree_first_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
-    for (tag = vm->vm_freelist[own]; tag != NULL; tag = tag->u.free.list_next)
-        if (unconstrained_fit(req, tag, addrp))
+    for (tag = vm->vm_freelist[size_class(req->size)]; tag != NULL; tag = tag->u.free.list_next)
+        if (fit_segment(req, tag, addrp))
             return tag;
     return NULL;
 }
@@ -223,8 +219,8 @@ static VmemTag *address_order_fit(Vmem *vm, const VmemRequest *req, uintptr_t *a
 static VmemTag *best_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
     bool exhausted;
-    if (unconstrained(vm, req) || (req->align == vm->quantum && req->nocross == 0 &&
-                                   req->min <= 1 && req->max_last == UINTPTR_MAX))
+    if (req->align == req->quantum && req->nocross == 0 && req->min <= 1 &&
+        req->max_last == UINTPTR_MAX)
         return vmem_tree_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
     VmemTag *tag =
         vmem_tree_best_fit(vm, req, req->size, SEARCH_BUDGET, &exhausted, addrp);
@@ -279,13 +275,13 @@ static VmemTag *next_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
     for (; tag != NULL; tag = tag->seg_next) {
         if (budget-- == 0)
             goto use_index;
-        if (tag->type == SEG_FREE && vmem_fit_in(&after_rotor, tag->base, tag->size, addrp))
+        if (tag->type == SEG_FREE && fit_segment(&after_rotor, tag, addrp))
             return tag;
     }
     for (tag = vm->vm_seg_first; tag != NULL && tag->base < rotor; tag = tag->seg_next) {
         if (budget-- == 0)
             goto use_index;
-        if (tag->type == SEG_FREE && vmem_fit_in(req, tag->base, tag->size, addrp))
+        if (tag->type == SEG_FREE && fit_segment(req, tag, addrp))
             return tag;
     }
     return NULL;
@@ -308,7 +304,7 @@ VmemTag *vmem_place(Vmem *vm, const VmemRequest *req, int vmflag, uintptr_t *add
 {
     if (!(vmflag & (VM_BESTFIT | VM_NEXTFIT | VM_FIRSTFIT)) && !req->top_down) {
         vmem_index_ensure(vm, VMEM_STATE_LISTED);
-        if (unconstrained(vm, req))
+        if (req->plain && req->align == req->quantum && req->min <= 1)
             return instant_fit(vm, req, addrp);
         /* Constrained instant-fit: a segment of the comfortable size fits
          * wherever it lies, so the freelists answer in O(1) when one

@@ -427,13 +427,13 @@ static COLD VmemQcacheState *qcache_state(Vmem *vm, int vmflag)
             cache->cpu[i].allocs = cache->cpu[i].frees = 0;
         }
     }
-    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    VmemIrqState state = vmem_lock(vm);
     VmemQcacheState *existing = vm->vm_qcache;
     if (existing == NULL) {
         vm->vm_qcache_pages = npages;
         __atomic_store_n(&vm->vm_qcache, qs, __ATOMIC_RELEASE);
     }
-    vmem_port_unlock(&vm->vm_lock, state);
+    vmem_unlock(vm, state);
     if (existing != NULL)
         state_free(qs, npages);
     return existing != NULL ? existing : qs;

@@ -24,6 +24,8 @@
 /* Links tag in after prev (NULL: first). */
 static void seg_insert_after(Vmem *vm, VmemTag *prev, VmemTag *tag)
 {
+    VMEM_ASSERT(prev == NULL || (prev->type == SEG_SPAN ? prev->base <= tag->base
+                                                      : tag_last(prev) < tag->base));
     VmemTag *next = prev != NULL ? prev->seg_next : vm->vm_seg_first;
     tag->seg_prev = prev;
     tag->seg_next = next;
@@ -143,6 +145,7 @@ static void freelist_remove(Vmem *vm, VmemTag *tag)
 
 HOT_INLINE void index_insert(Vmem *vm, VmemTag *tag)
 {
+    VMEM_ASSERT(tag->type != SEG_SPAN);
     tag->type = SEG_FREE;
     tag->flags = 0;
     if (vmem_indexed(vm, VMEM_STATE_LISTED))
@@ -155,6 +158,7 @@ HOT_INLINE void index_insert(Vmem *vm, VmemTag *tag)
 
 HOT_INLINE void index_remove(Vmem *vm, VmemTag *tag)
 {
+    VMEM_ASSERT(tag->type == SEG_FREE);
     if (vmem_indexed(vm, VMEM_STATE_LISTED))
         freelist_remove(vm, tag);
     if (vmem_indexed(vm, VMEM_STATE_ADDR_INDEXED))
@@ -173,6 +177,8 @@ HOT_INLINE void index_remove(Vmem *vm, VmemTag *tag)
  * in an arena that kept its lists from the start. Locked. */
 void vmem_index_build(Vmem *vm, unsigned which)
 {
+    VMEM_ASSERT_LOCKED(vm);
+    VMEM_ASSERT(!vmem_indexed(vm, which));
     vm->vm_state |= which;
     for (VmemTag *tag = vm->vm_seg_last; tag != NULL; tag = tag->seg_prev) {
         if (tag->type != SEG_FREE)
@@ -212,6 +218,8 @@ HOT_INLINE void index_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size
  * range is valid and overlaps nothing; the stash holds two tags. */
 VmemTag *vmem_span_add(Vmem *vm, uintptr_t base, size_t size, uint8_t flags)
 {
+    VMEM_ASSERT_LOCKED(vm);
+    VMEM_ASSERT(vm->vm_stash_count >= 2 && !vmem_span_overlaps(vm, base, base + (size - 1)));
     VmemTag *prev_span = span_before(vm, base);
     VmemTag *next_span = prev_span != NULL ? prev_span->u.span.next : vm->vm_span_first;
     VmemTag *marker = vmem_stash_take(vm);
@@ -258,6 +266,8 @@ VmemFree *vmem_span_release(const Vmem *vm, uint8_t span_flags)
 /* Removes a wholly free imported span (marker + its one free segment). */
 void vmem_span_remove(Vmem *vm, VmemTag *marker, VmemTag *seg, GiveBack *give)
 {
+    VMEM_ASSERT(marker->type == SEG_SPAN && (marker->flags & TAG_IMPORTED) &&
+                seg->type == SEG_FREE && seg->seg_prev == marker && seg->size == marker->size);
     give->base = marker->base;
     give->size = marker->size;
     give->release = vmem_span_release(vm, marker->flags);
@@ -290,23 +300,26 @@ static bool span_release_if_whole(Vmem *vm, VmemTag *seg, GiveBack *give)
     return true;
 }
 
-
 /* ---- Carving and freeing -------------------------------------------------- */
 
 /* Allocates [addr, addr + size) out of free segment seg. Locked; the
  * stash holds two tags. Returns the allocated segment's tag. */
 VmemTag *vmem_seg_carve(Vmem *vm, VmemTag *seg, uintptr_t addr, size_t size, uint8_t flags)
 {
+    VMEM_ASSERT_LOCKED(vm);
+    VMEM_ASSERT(seg->type == SEG_FREE && vm->vm_stash_count >= 2);
     uintptr_t seg_base = seg->base, seg_last = tag_last(seg);
     uintptr_t alloc_last = addr + (size - 1);
     bool lead = addr > seg_base, trail = alloc_last < seg_last;
     VmemTag *alloc;
 
     if (!lead && !trail) {
-        index_remove(vm, seg);
+        index_remove(vm, seg); /* taken whole: its range is the allocation's */
         alloc = seg;
     } else {
         alloc = vmem_stash_take(vm);
+        alloc->base = addr;
+        alloc->size = size;
         vm->vm_nsegs++;
         if (!lead) {
             index_resize(vm, seg, alloc_last + 1, seg_last - alloc_last);
@@ -330,8 +343,6 @@ VmemTag *vmem_seg_carve(Vmem *vm, VmemTag *seg, uintptr_t addr, size_t size, uin
     }
     alloc->type = SEG_ALLOC;
     alloc->flags = flags;
-    alloc->base = addr;
-    alloc->size = size;
     vmem_hash_insert(vm, alloc);
     vm->stat.in_use += size;
     vm->stat.alloc++;
@@ -351,6 +362,8 @@ VmemTag *vmem_seg_carve(Vmem *vm, VmemTag *seg, uintptr_t addr, size_t size, uin
  */
 bool vmem_seg_free(Vmem *vm, VmemTag *tag, GiveBack *give)
 {
+    VMEM_ASSERT_LOCKED(vm);
+    VMEM_ASSERT(tag->type == SEG_ALLOC);
     /* A merged tag's place as the next-fit rotor goes to the survivor. */
     VmemTag *next = tag->seg_next;
     if (is_free(next)) {
@@ -375,5 +388,6 @@ bool vmem_seg_free(Vmem *vm, VmemTag *tag, GiveBack *give)
         index_insert(vm, tag);
     }
 
+    VMEM_ASSERT(!is_free(tag->seg_prev) && !is_free(tag->seg_next));
     return span_release_if_whole(vm, tag, give);
 }

@@ -270,11 +270,11 @@ static void hand_record_to_page_source(VmemTag *record)
 {
     Vmem *vm = __atomic_load_n(&page_source_arena, __ATOMIC_ACQUIRE);
     if (vm != NULL) {
-        VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+        VmemIrqState state = vmem_lock(vm);
         bool usable = vm->vm_magic == VMEM_MAGIC;
         if (usable)
             vmem_stash_put(vm, record);
-        vmem_port_unlock(&vm->vm_lock, state);
+        vmem_unlock(vm, state);
         if (usable)
             return;
     }
@@ -295,7 +295,7 @@ static bool record_went_unused(VmemTag *record)
     Vmem *vm = __atomic_load_n(&page_source_arena, __ATOMIC_ACQUIRE);
     if (vm == NULL)
         return true; /* forgotten meanwhile: the record went back to the pool */
-    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    VmemIrqState state = vmem_lock(vm);
     bool unused = vm->vm_magic == VMEM_MAGIC && vm->vm_stash == record;
     if (unused) {
         vmem_stash_take(vm);
@@ -303,7 +303,7 @@ static bool record_went_unused(VmemTag *record)
         __atomic_compare_exchange_n(&page_source_arena, &expected, NULL, false, __ATOMIC_RELEASE,
                                     __ATOMIC_RELAXED);
     }
-    vmem_port_unlock(&vm->vm_lock, state);
+    vmem_unlock(vm, state);
     if (unused) {
         state = vmem_port_lock(&pool_lock);
         pool_push(record);
@@ -396,13 +396,13 @@ static void trim_page_source_stash(void)
     if (vm == NULL)
         return;
     VmemTag *tags = NULL;
-    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    VmemIrqState state = vmem_lock(vm);
     while (vm->vm_magic == VMEM_MAGIC && vm->vm_stash_count > 0) {
         VmemTag *tag = vmem_stash_take(vm);
         tag->u.pool_next = tags;
         tags = tag;
     }
-    vmem_port_unlock(&vm->vm_lock, state);
+    vmem_unlock(vm, state);
     vmem_pool_return(tags);
 }
 
@@ -423,15 +423,15 @@ static bool shrink_page_source_hash(void)
         return false;
     size_t wanted = __atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED);
     size_t pages = (wanted + VMEM_PAGE_SIZE - 1) / VMEM_PAGE_SIZE;
-    VmemIrqState state = vmem_port_lock(&vm->vm_lock);
+    VmemIrqState state = vmem_lock(vm);
     bool smaller = vm->vm_magic == VMEM_MAGIC && wanted != 0 && wanted < vmem_hash_table_bytes(vm);
-    vmem_port_unlock(&vm->vm_lock, state);
+    vmem_unlock(vm, state);
     void *table = smaller ? vmem_port_page_alloc(pages, VM_NOSLEEP | VM_BOOTSTRAP) : NULL;
     bool returned = false;
     for (bool more = true; more;) {
         void *unused = NULL, *retired = NULL;
         size_t retired_bytes = 0;
-        state = vmem_port_lock(&vm->vm_lock);
+        state = vmem_lock(vm);
         more = vm->vm_magic == VMEM_MAGIC;
         if (table != NULL && !(more && vmem_hash_install(vm, table, wanted)))
             unused = table;
@@ -440,7 +440,7 @@ static bool shrink_page_source_hash(void)
             more = vmem_hash_migrate_some(vm, MIGRATE_PER_HOLD);
             retired = vmem_hash_take_retired(vm, &retired_bytes);
         }
-        vmem_port_unlock(&vm->vm_lock, state);
+        vmem_unlock(vm, state);
         if (unused != NULL)
             vmem_port_page_free(unused, pages);
         if (retired != NULL) {
@@ -497,9 +497,9 @@ bool vmem_stash_fill(Vmem *vm, VmemIrqState *state, int vmflag)
          * none while each allocation takes one). */
         size_t want = VMEM_STASH_KEEP - vm->vm_stash_count;
         VmemTag *list;
-        vmem_port_unlock(&vm->vm_lock, *state);
+        vmem_unlock(vm, *state);
         bool ok = pool_take(want, vmflag, &list);
-        *state = vmem_port_lock(&vm->vm_lock);
+        *state = vmem_lock(vm);
         if (!ok)
             return vm->vm_stash_count >= VMEM_TAGS_PER_OP;
         while (list != NULL) {

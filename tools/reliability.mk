@@ -25,9 +25,9 @@ FUZZ_CC ?= clang
 
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
              -fno-omit-frame-pointer -O1 -g
-ASAN_CFLAGS := $(COMMON_CFLAGS) -D_GNU_SOURCE -pthread $(SAN_FLAGS)
-TSAN_CFLAGS := $(COMMON_CFLAGS) -D_GNU_SOURCE -pthread -fsanitize=thread -O1 -g
-FUZZ_CFLAGS := $(COMMON_CFLAGS) -D_GNU_SOURCE -pthread -g -O1 -fno-omit-frame-pointer \
+ASAN_CFLAGS := $(COMMON_CFLAGS) -D_GNU_SOURCE -DVMEM_DEBUG -pthread $(SAN_FLAGS)
+TSAN_CFLAGS := $(COMMON_CFLAGS) -D_GNU_SOURCE -DVMEM_DEBUG -pthread -fsanitize=thread -O1 -g
+FUZZ_CFLAGS := $(COMMON_CFLAGS) -D_GNU_SOURCE -DVMEM_DEBUG -pthread -g -O1 -fno-omit-frame-pointer \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 
 # check-asan runs the suite at its own scale (10^6 segments: about 25 s
