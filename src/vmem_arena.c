@@ -1,132 +1,93 @@
 /*
- * vmem_arena.c - arenas: spans, segments, allocation, free, import.
+ * vmem_arena.c - arenas: creating, destroying and querying them. Read this
+ * file first: its theory statement describes the whole library.
  *
  * ---------------------------------------------------------------------------
  * Theory statement
  * ---------------------------------------------------------------------------
- * 1. Arenas, spans and segments. An arena manages integers in units of its
+ * 1. Arenas, spans, segments. An arena manages integers in units of its
  *    quantum (a power of two). Ranges enter as spans, by vmem_add() or by
- *    import from a source arena. Each span is cut into segments, allocated
- *    or free, which tile it exactly. Every span and every segment is
- *    described by an external boundary tag (VmemTag): the resource need not
- *    be memory, so nothing is ever written inside it.
+ *    import from a source arena, and are cut into segments, allocated or
+ *    free, that tile each span exactly. Every span and segment is described
+ *    by an external boundary tag (VmemTag): the resource need not be
+ *    memory, so nothing is ever written inside it. (vmem_segment.c)
  *
- * 2. The segment list. All tags of an arena form one doubly linked list in
- *    address order; each span's marker comes right before the segments that
- *    tile it. A segment's neighbours in this list are its neighbours in the
- *    address space, which is what makes coalescing O(1): a freed segment
- *    merges with a free predecessor and a free successor, never across a
- *    span marker. Invariant: no two free segments are adjacent in the list.
+ * 2. The segment list holds every tag of an arena in address order, each
+ *    span's marker right before its segments. Neighbours in the list are
+ *    neighbours in the address space, so a free merges with a free
+ *    predecessor and successor in O(1), never across a span marker; no two
+ *    free segments are ever adjacent.
  *
- * 3. Free segments sit on size-class freelists, and one bit per class in
- *    vm_freemap says whether its list is empty - from the first request
- *    that reads them (instant-fit, the default policy) on: an arena that
- *    only ever asks for next-fit, first-fit or best-fit never keeps them,
- *    so that its frees and splits touch no freelist neighbours. The
- *    classes split each power-of-two range of sizes [2^n, 2^(n+1)) in
- *    VMEM_FREELIST_SPLIT equal parts (size_class() in vmem_internal.h):
- *    the paper's power-of-two lists, each cut in four. Instant-fit first
- *    looks at a few (INSTANT_FIT_PEEK) members of the request's own class
- *    for one large enough, and otherwise takes the head of the first
- *    non-empty class whose every member is large enough: O(1) either way
- *    (a bounded peek and a find-first-set over a few bitmap words). The
- *    finer classes are what keeps instant-fit close to best-fit: a
- *    segment at most a quarter larger than the class boundary above the
- *    request, instead of up to twice its size, so large segments stay
- *    whole for large requests (what it buys: markedly less fragmentation
- *    than plain power-of-two lists, docs/performance.md). Only when neither finds anything does it search the one
- *    class that may hold a fit.
- *    Next-fit walks the segment list from its rotor, a few segments at
- *    most (next_fit). An arena that needs more - best-fit, first-fit,
- *    VM_ENDALLOC, a constrained request the freelists cannot serve, or a
- *    next-fit walk that went too far - also indexes its free segments in
- *    two AVL trees (vmem_tree.c):
- *    - by address, summarised with the largest size in each subtree:
- *      first-fit, next-fit, VM_ENDALLOC and constrained requests;
- *    - by (size, address): best-fit is its lower bound.
- *    Each tree is built on first need (one walk of the segments; at once
- *    if vmem_init names a policy that needs it) and kept current from then
- *    on; an arena that never asks for best-fit never keeps the size tree,
- *    and one that only asks for best-fit keeps only the size tree unless a
- *    constrained request falls back to address order.
- *    Until then instant-fit allocation and every free are O(1): they touch
- *    a freelist, the hash and the segment list, nothing else.
+ * 3. Free segments are indexed three ways, each built the first time a
+ *    request needs it (one walk of the list) and kept from then on, so an
+ *    arena pays only for the policies it uses:
+ *    - size-class freelists with a bitmap of the non-empty ones, for
+ *      instant-fit. Each power of two of sizes is split in
+ *      VMEM_FREELIST_SPLIT classes (the paper's lists, each cut in four),
+ *      so the segment taken is rarely more than a quarter larger than the
+ *      request and large segments stay whole for large requests;
+ *    - an AVL tree by address, each node knowing the largest size below it,
+ *      for first-fit, VM_ENDALLOC, next-fit past its short walk, and
+ *      constrained requests (vmem_tree.c);
+ *    - an AVL tree by (size, address), whose lower bound is best-fit.
+ *    An arena that only asks for instant-fit keeps no tree: its allocations
+ *    and frees are O(1), touching a freelist, the hash and the list.
  *
- * 4. Constrained requests (align, phase, nocross, minaddr, maxaddr) visit
- *    candidates in their policy's order (address, or size for best-fit)
- *    and take the first in which the request fits: the exact first-fit,
- *    last-fit or best-fit answer. A large-enough segment can still fail to
- *    fit (misaligned, clipped by the range), so after SEARCH_BUDGET such
- *    failures the search settles for the first "comfortable" segment, one
- *    so large it fits wherever it lies (size + align - quantum, plus a
- *    nocross window): one more logarithmic search. Only if none exists does
- *    it examine every candidate, so vmem_xalloc() is complete - it fails
- *    only when no placement exists - and is never linear while a
- *    comfortable fit exists.
+ * 4. Placement (vmem_place.c). Instant-fit looks at a few members of the
+ *    request's own class, then takes the head of the first class whose
+ *    every member fits: O(1). Next-fit walks the list from its rotor, the
+ *    last next-fit allocation, a few segments at most, then asks the
+ *    address tree. Best-fit, first-fit and VM_ENDALLOC search a tree.
+ *    Constrained requests (align, phase, nocross, minaddr, maxaddr) visit
+ *    candidates in their policy's order and take the first that fits: the
+ *    exact answer, unless 64 large-enough candidates fail to fit first;
+ *    then the first "comfortable" segment, one large enough to fit wherever
+ *    it lies, and only if none exists every candidate. So vmem_xalloc fails
+ *    only when no placement exists, and is never linear while a
+ *    comfortable segment exists.
  *
- * 5. Allocated segments live in a hash keyed by address (vmem_hash.c), so
- *    vmem_free() finds them in O(1), checks the size, and rejects anything
- *    else as misuse. The hash resizes incrementally.
+ * 5. One request path (vmem_alloc.c). Every allocation call validates its
+ *    arguments and builds one VmemRequest; the arena, after the quantum
+ *    caches for small vmem_alloc sizes, serves it in arena_xalloc(): lock,
+ *    place, carve, unlock. Refilling tags, importing and sleeping are the
+ *    out-of-line rest of the same loop.
  *
- * 6. Import. An arena with a source imports a span when nothing fits, with
- *    its lock dropped around the callback, in units u of the coarser of
- *    its own and the source's quanta. A callback that can be told the
- *    constraints - vmem_xalloc_addr() itself when afunc is vmem_alloc, or
- *    one given with vmem_set_ximport() - is asked for spans that can hold
- *    the placement (import_shapes): the span that starts at it, with the
- *    range rounded so that exactly the starts the request allows remain;
- *    for an alignment finer than u, the units under the lowest placement
- *    in the unit that holds minaddr; for a phase or nocross finer than u,
- *    a span that fits wherever it lies, in the range rounded inward, then
- *    outward with room for what the end units hold outside it. Rounding
- *    only inward would lose a range that ends inside the source's only
- *    free unit. A plain callback is asked size + align - quantum
- *    (+ nocross). Sizes are rounded to u, so a byte-granular heap imports
- *    whole pages, and first to the import quantum when one is set. At
- *    most MAX_IMPORTS spans per call: import never loops. A span goes back
- *    to the source, through the give-back function, as soon as it is
- *    wholly free, again with the lock dropped; so does one that an
- *    allocation imported and then did not use (it holds no placement, or
- *    another thread freed room while the import ran), before that
- *    allocation returns.
+ * 6. Allocated segments are in a hash keyed by address (vmem_hash.c): a
+ *    free finds its segment in O(1), checks the size and rejects anything
+ *    else as misuse. The table grows and shrinks incrementally, its memory
+ *    taken from the page source with no lock held.
  *
- * 7. Boundary tags. Before searching, an operation fills the arena's stash
- *    to VMEM_TAGS_PER_OP tags (vmem_tags.c explains the worst case), so it
- *    cannot run out half-way: an operation either completes or changes
- *    nothing.
+ * 7. Import. An arena with a source imports a span when nothing fits, with
+ *    its lock dropped, in units of the coarser of the two quanta (and of
+ *    the import quantum, when one is set). A callback that can be told
+ *    constraints (vmem_xalloc_addr, or one set with vmem_set_ximport) is
+ *    asked for spans that hold the placement itself; a plain one for
+ *    size + align - quantum (+ nocross), which holds it wherever it lies.
+ *    vmem.h (VmemXImport) lists the shapes asked for. At most two imports
+ *    per request: import never loops. A span goes back through the
+ *    give-back function once wholly free, with the lock dropped; so does
+ *    one the request imported and then did not use.
  *
- * 8. Locking. Each arena has one lock, embedded in it. It is never held
- *    while calling the port's page source, an import or give-back callback,
- *    or the misuse hook, and never together with another arena's lock, the
- *    tag pool lock or a quantum-cache lock (those nest cache -> cache
- *    state, behind per-CPU slots, and drop all of them before calling the
- *    arena). Anything seen before the lock was dropped is looked up again
- *    after it is retaken. The one value read without it, the hash-table
- *    size hint, is an atomic, and is only a hint.
+ * 8. Boundary tags (vmem_tags.c) come from a global pool, refilled a page
+ *    at a time from the port, through a per-arena stash that an operation
+ *    fills to its worst case (VMEM_TAGS_PER_OP) before it changes anything:
+ *    it completes or changes nothing, and does not take the pool's lock.
  *
- * 9. Misuse. Every argument is validated before anything changes, and
- *    every free is checked against the hash. A problem is reported once,
- *    through vmem_port_misuse() with the lock released, and the call then
- *    fails with the arena unchanged - in everything a later call can see:
- *    finding out what kind of misuse it was builds no index and takes no
- *    tag, since an index built then would change later placements. A
- *    source counts the arenas importing from it (vm_importers, under its
- *    lock) and may not be destroyed before them.
+ * 9. Locking. Each arena has one lock, never held while calling the page
+ *    source, an import or give-back callback or the misuse hook, and
+ *    never with another arena's lock, the pool's lock or a cache lock.
+ *    Whatever was seen before a lock was dropped is looked up again after.
  *
- * 10. Address 0. The void * calls use NULL for failure, so they never place
- *    an allocation at 0 (their lowest acceptable address is 1, which
- *    alignment turns into the first quantum). The calls that return a
- *    status (vmem_xalloc_addr, vmem_alloc_exact, vmem_add_range) use 0 like
+ * 10. Misuse (vmem_misuse.c, docs/misuse.md). Arguments are checked before
+ *    anything changes, and every free against the hash. A problem is
+ *    reported once through vmem_port_misuse(), with no lock held, and the
+ *    call fails leaving the arena as it was in everything a later call can
+ *    see: classifying a bad free builds no index and takes no tag.
+ *
+ * 11. Address 0. The void * calls use NULL for failure, so they never place
+ *    an allocation at 0 (their lowest address is 1, which alignment turns
+ *    into the first quantum); the calls that return a status use 0 like
  *    any other address.
- *
- * 11. Quick paths. The commonest requests - vmem_alloc's instant-fit and
- *    next-fit, vmem_xalloc's instant-fit with an alignment alone - first
- *    try a path that makes exactly the choice the general one would, from
- *    the same freelist heads or rotor walk, and declines, leaving the
- *    arena as it found it, whenever anything else is needed (a refill, a
- *    new hash table, a search, an import, address 0). They exist because
- *    the general path's request building and policy dispatch cost as much
- *    as the work; twin-arena tests hold each to the general path's answer.
  */
 #include "vmem_internal.h"
 

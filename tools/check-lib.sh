@@ -12,7 +12,10 @@
 #     from C++98 to C++20, by gcc and clang; a port file needs no header but
 #     vmem_port.h;
 #   - src/ compiled freestanding with no -D options needs no cond hooks, so
-#     it links into a kernel without a scheduler (the example port).
+#     it links into a kernel without a scheduler (the example port);
+#   - the internal assertions (VMEM_ASSERT) are compiled into the hosted
+#     test library, which sets VMEM_DEBUG, and out of the freestanding one,
+#     and a failed one panics through the port naming its condition.
 # Ends with "N passed, N failed".
 set -u
 lib=$1
@@ -183,6 +186,45 @@ printf '#include <stddef.h>\n#include <stdint.h>\n#include <stdbool.h>\n#include
 macros() { gcc -E -dM -Iinclude "$1" | awk '{ print $2 }' | sed 's/(.*//' | sort -u; }
 bad=$(comm -13 <(macros "$tmp/std.c") <(macros "$tmp/with.c") | grep -vE '^(VMEM_|VM_)')
 result header_namespace_clean "$([ -z "$bad" ]; echo $?)" "macros outside the namespace: $(echo $bad)"
+
+# 11. VMEM_ASSERT: in the test builds (VMEM_DEBUG), nothing without it; a
+#     failed assertion reaches vmem_port_panic() with its file and condition.
+count_asserts() { strings -a "$1" | grep -c 'assertion failed' || true; }
+in_host=$(count_asserts "$host_lib")
+in_lib=$(count_asserts "$lib")
+result assertions_only_in_debug_builds "$([ "$in_host" -gt 10 ] && [ "$in_lib" -eq 0 ]; echo $?)" \
+    "assertion messages: $in_host in the hosted test library, $in_lib in the freestanding one"
+cat >"$tmp/assert.c" <<'CEOF'
+#include <setjmp.h>
+#include <stdio.h>
+#include <string.h>
+#include "vmem_internal.h"
+const char VMEM_ABI_SYMBOL = 1; /* this program is its own library */
+static jmp_buf back;
+static char seen[256];
+/* The test's own panic hook: records the message and returns to main. */
+void vmem_port_panic(const char *message)
+{
+    snprintf(seen, sizeof(seen), "%s", message);
+    longjmp(back, 1);
+}
+int main(void)
+{
+    Vmem arena;
+    arena.vm_lock_held = 0;
+    if (setjmp(back) == 0) {
+        VMEM_ASSERT_LOCKED(&arena);
+        return 1; /* the assertion did not fire */
+    }
+    return strstr(seen, "assertion failed") != NULL && strstr(seen, "vm_lock_held") != NULL ? 0 : 2;
+}
+CEOF
+status=1
+if gcc -std=c11 -D_GNU_SOURCE -DVMEM_DEBUG -Iinclude -Isrc -O2 "$tmp/assert.c" -o "$tmp/assert" \
+        2>"$tmp/err"; then
+    "$tmp/assert"; status=$?
+fi
+result failed_assertion_panics_naming_its_condition "$status" "exit $status: $(head -3 "$tmp/err")"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
