@@ -1,58 +1,37 @@
 /*
  * vmem_tags.c - where boundary tags (and vmem_create storage) come from.
  *
- * Two levels, so the common operation touches no global lock:
- *   - the global pool: vmem_bootstrap() seeds it with a static array of
- *     VMEM_BOOTSTRAP_TAGS tags; later it is refilled one page at a time
- *     from vmem_port_page_alloc(). Protected by pool_lock. It keeps free
- *     tags page by page and hands out one page's tags before the next
- *     page's (TagPage), so an arena's tags stay close together in memory.
- *   - each arena's stash: a few spare tags under the arena's own lock.
- *     Before an operation searches, it fills the stash to its worst case
- *     (VMEM_TAGS_PER_OP), so it can never run out half-way through.
+ * The global pool, under pool_lock, starts with vmem_bootstrap()'s static
+ * tags and grows a page at a time from vmem_port_page_alloc(). It hands
+ * out one page's free tags before the next page's (TagPage), so an arena's
+ * tags stay close together, and it finds a wholly unused page without a
+ * walk. Each arena keeps a stash of spare tags under its own lock, filled
+ * before an operation to its worst case (VMEM_TAGS_PER_OP): operations
+ * rarely take pool_lock, and never run out half-way.
  *
- * Recursion: a kernel's page source typically allocates its pages from a
- * vmem arena, which itself needs tags. The pool therefore holds back
- * VMEM_TAG_RESERVE tags that only VM_BOOTSTRAP requests may take, and a
- * VM_BOOTSTRAP request never refills. Every refill passes VM_BOOTSTRAP to
- * the page source, so the nested allocation is served from the reserve and
- * cannot recurse again. Ordinary requests refill before they would dip into
- * the reserve, and fail cleanly if the page source has nothing.
+ * Recursion: a kernel's page source typically allocates from a vmem arena,
+ * which needs tags. So the pool holds VMEM_TAG_RESERVE tags back for
+ * VM_BOOTSTRAP requests, which never refill; every refill passes
+ * VM_BOOTSTRAP to the page source, whose nested allocation is served from
+ * the reserve. pool_lock is taken with no arena lock held, and the page
+ * source is called with no lock at all.
  *
- * Lock order: pool_lock is only taken with no arena lock held, and the page
- * source is only called with no lock at all. Tag pages stay in the pool
- * until vmem_release_pages() finds them wholly unused (tags migrate between
- * arenas, so that is rare while arenas are busy; once they are destroyed,
- * it is every page).
- *
- * Records. When the page source is an arena (a kernel's frame arena), that
- * arena describes each tag page it lends with a tag of its own - the
- * page's record - and that tag lives on some tag page too. Left to chance,
- * the record of a page sits on a page taken shortly before it, whose
- * record sits on one taken before that, and so on: one tag page still in
- * use at the end of such a chain keeps every page of it, though each holds
- * nothing but a record. So the pool chooses where records go:
- *   - The page-source arena is the arena that refills its stash for a
- *     VM_BOOTSTRAP request (only page-source calls pass that flag).
- *   - Before it asks for a tag page, the pool puts a record tag on top of
- *     that arena's stash, where the allocation of the page takes it. Record
- *     tags come from record pages: a page of level k > 0 holds records of
- *     pages of level k - 1 only, and level 0 holds every arena's tags. The
- *     record of a page of the top level, RECORD_LEVELS, is a static tag,
- *     which no page holds: the pool keeps TOP_RECORDS of them for that,
- *     and hands them out for other uses only when it has nothing else.
- *     A record is taken from the highest page of its level that has one:
- *     a page source that lends from the top (as ports do, VM_ENDALLOC) lent
- *     the highest pages first, so records gather on the oldest pages.
- *   - vmem_release_pages() takes the page-source arena's spare tags back
- *     before each pass, so that they keep no page either, and gives that
- *     arena the smaller hash table it asks for (a table lent low among the
- *     tag pages keeps the pages above it, through the records of the free
- *     gaps between them).
- * A record then keeps a page only while the page it records stays, and a
- * chain of records is at most RECORD_LEVELS pages long, ending on a static
- * tag. vmem.h (vmem_release_pages) states what this lets the pool give
- * back, and why.
+ * Records. When the page source is an arena, it describes each tag page
+ * it lends with a tag of its own, the page's record, which lives on a tag
+ * page too. Left to chance, records chain pages together, so that one page
+ * still in use keeps every page of its chain. The pool therefore places
+ * records: the page-source arena is the one that refills its stash for a
+ * VM_BOOTSTRAP request; before asking for a page the pool puts a record
+ * tag on top of that arena's stash, where the page's allocation takes it.
+ * Records of level-k pages come from pages of level k + 1, which hold
+ * records only; level 0 holds every arena's tags; the top level's
+ * records are static tags (TOP_RECORDS are kept for them). A record is
+ * taken from the highest page of its level: a page source that lends from
+ * the top (VM_ENDALLOC, as ports do) lent the highest pages first, so
+ * records gather on the oldest pages. vmem_release_pages() first takes
+ * the page-source arena's spare tags back and gives it the smaller hash
+ * table it wants. A record then keeps a page only while the page it
+ * records stays; vmem.h states the resulting bound.
  */
 #include "vmem_internal.h"
 
@@ -61,9 +40,8 @@ static bool pool_ready;
 static VmemTag *bootstrap_free;     /* the static tags in the pool */
 static VmemTag *top_records;        /* static tags kept for the top level's records */
 static size_t top_records_count;
-/* Levels of record pages (see "Records" above). Each level multiplies by
- * TAGS_PER_PAGE the level-0 pages one top-level page can lead to: three
- * cover millions of tags per static record. */
+/* Levels of record pages: each multiplies by TAGS_PER_PAGE the level-0
+ * pages one static record leads to; three cover millions of tags. */
 #define RECORD_LEVELS 3
 #define TOP_RECORDS 4
 /* Pages with tags in the pool, by level. */
@@ -73,16 +51,9 @@ static size_t record_count;         /* tags of record pages in the pool */
 static Vmem *page_source_arena;     /* see "Records" above */
 static Vmem *storage_free;
 
-/*
- * A page of tags: VMEM_TAGS_PER_PAGE hot parts, their links (vmem_internal.h
- * explains the split), then this header in the space left at the end of
- * the page. The pool keeps each page's free tags on the page's own list and
- * hands them out a page at a time: consecutive tags come from one page, so
- * an arena's tags stay close together however scattered the pool became (a
- * destroyed arena of a million segments returns its tags in no useful
- * order), and a page whose tags all came back is found without a walk over
- * tags.
- */
+/* A page of tags: VMEM_TAGS_PER_PAGE hot parts, their links (see
+ * vmem_internal.h), then this header at the end of the page, which keeps
+ * the page's own list of its tags in the pool. */
 typedef struct tag_page {
     VmemTag *free;          /* this page's tags in the pool */
     struct tag_page *next;  /* pages with tags in the pool, on tag_pages[level] */
