@@ -209,8 +209,7 @@ void vmem_dump(Vmem *vmp)
     vmem_hash_stats(vmp, &hash);
     stat_field(&f, "  hash: ", hash.count, false);
     stat_field(&f, " segments in ", hash.buckets, false);
-    stat_field(&f, " buckets (longest chain ", hash.longest, false);
-    fmt_str(&f, ")");
+    fmt_str(&f, " buckets");
     if (hash.old_buckets != 0) {
         stat_field(&f, ", migrating from ", hash.old_buckets, false);
         stat_field(&f, " (", hash.migrated, false);

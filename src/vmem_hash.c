@@ -1,46 +1,39 @@
 /*
- * vmem_hash.c - the hash of allocated segments, keyed by address.
- *
- * vmem_free() finds its segment here in O(1), checks the size against it
- * and removes it. The lookups, the unlink and the insert are inline in
- * vmem_internal.h; this file owns resizing and the checks.
+ * vmem_hash.c - the hash of allocated segments, keyed by address: resizing
+ * and the checks. Lookup, unlink and insert are inline in vmem_internal.h.
  *
  * 1. Layout. A table is a power of two of chain heads; entries chain
- *    through their tags' u.hash_next, newest first, so an entry costs its
- *    table a pointer and nothing more. A key's bucket is the top bits of
- *    its quantum number times 2^64/phi (vmem_hash_head), so doubling a
- *    table splits bucket i into 2i and 2i + 1. A lookup returns the link
- *    that points at the entry (VmemHashWhere): the free that checked the
- *    size removes it with one store, no second walk.
+ *    through their tags' u.hash_next, newest first. A key's bucket is the
+ *    top bits of its quantum number times 2^64/phi (vmem_hash_head). A
+ *    lookup returns the link that points at the entry (VmemHashWhere), so
+ *    the free that checked the size unlinks it with one store.
  *
  * 2. Resizing. A table doubles when it holds more entries than buckets and
- *    halves under a quarter of the smaller table's limit, never all at
- *    once: while a resize is under way the old table stays, inserts go to
- *    the new one, and each insert or remove first moves up to
- *    MIGRATE_ENTRIES entries, from at most MIGRATE_BUCKETS old buckets, in
+ *    halves under a quarter full (a one-page table goes back to the
+ *    embedded heads under half their number), never at once: the old
+ *    table stays, inserts go to the new one, and each insert or remove
+ *    first moves up to MIGRATE_ENTRIES entries from a few old buckets, in
  *    bucket order (the cursor vm_hash_migrated). A lookup walks the old
- *    bucket if the cursor has not passed it, then the new one. A growing
- *    table of B buckets empties in about B / 4 operations, long before the
- *    next growth (B more inserts); a resize starts only when none is under
- *    way, so at most two tables exist and no operation rehashes a table.
+ *    bucket unless the cursor has passed it, then the new one. A migration
+ *    ends well before the count can reach the next limit, and a resize
+ *    starts only when none is under way: at most two tables, and no
+ *    operation rehashes a whole table.
  *
- * 3. Memory. Tables come from the port's page source, which may not be
- *    called under the arena lock: when the count passes a limit, or the
- *    limits move, the arena records the bytes of the table it wants
- *    (vm_hash_hint); the next allocation allocates that before locking and
- *    installs it under the lock (vmem_hash_install), which decides again.
- *    Retired tables go back the same way, after unlocking. Frees never
- *    allocate (a kernel's page source frees with vmem_free): inserts that
- *    get no bigger table just make chains longer, and the next table is
- *    sized for the count at once. The first VMEM_HASH_EMBEDDED heads live
- *    in the arena, so a new arena allocates nothing, and shrinking back
- *    into them happens inline. An arena that only frees never installs
- *    its smaller table: vmem_release_pages() does that for the page
- *    source's arena, whose oversized table would keep pages (vmem_tags.c).
+ * 3. Memory. Tables come from the page source, which may not be called
+ *    under the arena lock: past a limit the arena records the bytes it
+ *    wants (vm_hash_hint), and the next allocation allocates them before
+ *    locking and installs them under the lock (vmem_hash_install), which
+ *    decides again. Retired tables go back after unlocking. Frees never
+ *    allocate (a kernel's page source frees with vmem_free), and an insert
+ *    that gets no bigger table lengthens chains; the next table is sized
+ *    for the count at once. VMEM_HASH_EMBEDDED heads live in the arena: a
+ *    new arena allocates nothing, and shrinking back into them is inline.
+ *    An arena that only frees never installs a smaller table itself; the
+ *    page source's arena gets it from vmem_release_pages() (vmem_tags.c).
  *
  * Invariants (vmem_hash_check verifies them): every entry is an allocated
- * segment, in the chain of its own bucket; old buckets below the cursor
- * are empty; vm_hash_count counts the entries; every allocated segment is
+ * segment in the chain of its own bucket; old buckets below the cursor are
+ * empty; vm_hash_count counts the entries; every allocated segment is
  * found, exactly once.
  */
 #include "vmem_internal.h"
@@ -251,17 +244,6 @@ void vmem_hash_stats(const Vmem *vm, VmemHashStats *stats)
     stats->buckets = buckets_of(&vm->vm_hash);
     stats->old_buckets = vmem_hash_migrating(vm) ? buckets_of(&vm->vm_hash_old) : 0;
     stats->migrated = vm->vm_hash_migrated;
-    stats->longest = 0;
-    for (int which = 0; which < (vmem_hash_migrating(vm) ? 2 : 1); which++) {
-        const Table *t = which == 0 ? &vm->vm_hash : &vm->vm_hash_old;
-        for (size_t b = 0; b < buckets_of(t); b++) {
-            size_t length = 0;
-            for (const VmemTag *tag = t->ht_bucket[b]; tag != NULL && length < vm->vm_hash_count;
-                 tag = tag->u.hash_next)
-                length++;
-            stats->longest = length > stats->longest ? length : stats->longest;
-        }
-    }
 }
 
 /* Verifies one table; buckets below `first` must be empty (migrated). */

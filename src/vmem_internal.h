@@ -287,13 +287,10 @@ const VmemTag *vmem_tree_check_size(const Vmem *vm, size_t *count, const char **
 
 /* ---- vmem_hash.c ------------------------------------------------------- */
 
-/*
- * The hash's hot paths - finding a free's segment, unlinking it, pushing
- * an allocation - are inline here: the arena runs each on every
- * vmem_alloc/vmem_free, and a call across files costs as much as the
- * work. Everything a resize needs is in vmem_hash.c, whose top comment
- * explains the design and its invariants.
- */
+/* Finding a free's segment, unlinking it and pushing an allocation are
+ * inline: the arena runs each on every vmem_alloc/vmem_free, and a call
+ * costs as much as the work. Resizing is in vmem_hash.c, which explains
+ * the design. */
 static inline bool vmem_hash_migrating(const Vmem *vm) { return vm->vm_hash_old.ht_bucket != NULL; }
 
 /* The chain head for addr in table t: the quantum number times 2^64/phi
@@ -304,15 +301,12 @@ static inline VmemTag **vmem_hash_head(const Vmem *vm, const VmemHashTable *t, u
     return &t->ht_bucket[(size_t)(h >> t->ht_shift)];
 }
 
-/* Where vmem_hash_find() found an entry: the link pointing at it (a chain
- * head or the previous entry's hash_next), so removing it is one store.
- * Valid until the hash next changes (the arena lock is held throughout,
- * and a free that turns out to be misuse changes nothing). */
+/* Where vmem_hash_find() found an entry: the link pointing at it, a chain
+ * head or the previous entry's hash_next. Valid until the hash changes. */
 typedef struct {
     VmemTag **link;
 } VmemHashWhere;
 
-/* The entry for addr in the chain starting at *link, or NULL. */
 static inline VmemTag *vmem_hash_find_in(VmemTag **link, uintptr_t addr, VmemHashWhere *where)
 {
     for (VmemTag *tag; (tag = *link) != NULL; link = &tag->u.hash_next) {
@@ -324,7 +318,6 @@ static inline VmemTag *vmem_hash_find_in(VmemTag **link, uintptr_t addr, VmemHas
     return NULL;
 }
 
-/* vmem_hash_find() while a resize is under way: old table, then new. */
 VmemTag *vmem_hash_find_migrating(const Vmem *vm, uintptr_t addr, VmemHashWhere *where);
 
 /* The allocated segment starting at addr, or NULL; where it is goes to
@@ -336,13 +329,11 @@ static inline VmemTag *vmem_hash_find(const Vmem *vm, uintptr_t addr, VmemHashWh
     return vmem_hash_find_in(vmem_hash_head(vm, &vm->vm_hash, addr), addr, where);
 }
 
-/* The allocated segment starting at addr, or NULL. */
 VmemTag *vmem_hash_lookup(const Vmem *vm, uintptr_t addr);
-
-/* After a removal: a migration step, or a smaller table. */
 void vmem_hash_after_remove(Vmem *vm);
 
-/* Removes tag, found by vmem_hash_find() at *where with no change since. */
+/* Removes tag, found by vmem_hash_find() at *where with no change since
+ * (a free that turns out to be misuse changes nothing). */
 static inline void vmem_hash_remove_at(Vmem *vm, const VmemHashWhere *where, VmemTag *tag)
 {
     *where->link = tag->u.hash_next;
@@ -351,16 +342,13 @@ static inline void vmem_hash_remove_at(Vmem *vm, const VmemHashWhere *where, Vme
         vmem_hash_after_remove(vm);
 }
 
-/* Sets vm_hash_hint, the bytes of a new table the arena would like (0:
- * none), read without the lock by the next operation; vmem_hash_install()
- * decides again under it. Called only when the count passes a resize
- * limit or the limits move. Arena locked. */
+/* Sets vm_hash_hint, the bytes of the table the arena wants (0: none), for
+ * the next operation to allocate unlocked. Arena locked. */
 void vmem_hash_refresh_hint(Vmem *vm);
-/* An insert's share of a resize under way. */
 void vmem_hash_migrate_step(Vmem *vm);
 
-/* Enters an allocated segment. Never fails: with no bigger table to be
- * had, chains grow. */
+/* Enters an allocated segment. Never fails: with no bigger table, chains
+ * grow. */
 static inline void vmem_hash_insert(Vmem *vm, VmemTag *tag)
 {
     if (__builtin_expect(vmem_hash_migrating(vm), 0))
@@ -373,34 +361,25 @@ static inline void vmem_hash_insert(Vmem *vm, VmemTag *tag)
 }
 
 void vmem_hash_init(Vmem *vm);
-/* Starts migrating to `table` (of `bytes`) if it is still wanted; returns
- * false if the caller should give the table back. Arena locked. */
+/* Starts a resize into `table` if still wanted; false: give it back. */
 bool vmem_hash_install(Vmem *vm, void *table, size_t bytes);
-/* A table retired while locked, for the caller to free once unlocked. */
+/* A table retired while locked, to free once unlocked (NULL: none). */
 void *vmem_hash_take_retired(Vmem *vm, size_t *bytes);
-/* Moves the entries of up to `buckets` old buckets of a resize under way
- * (retiring the old table when it empties); true while one remains. For
- * vmem_release_pages(), not the operations. Arena locked. */
-bool vmem_hash_migrate_some(Vmem *vm, size_t buckets);
-/* Bytes of the current table (of the embedded heads, when they serve). */
-size_t vmem_hash_table_bytes(const Vmem *vm);
-/* Is there one? A test every operation makes before unlocking. */
 static inline bool vmem_hash_has_retired(const Vmem *vm)
 {
     return vm->vm_hash_retired.ht_bucket != NULL;
 }
-/* Verifies both tables and that every allocated segment is found; counts
- * entries. Returns the offending tag or NULL. The segment list must have
- * been checked first. */
+/* For vmem_release_pages(): moves up to `buckets` old buckets of a resize
+ * (starting one into the embedded heads if due); true while one remains. */
+bool vmem_hash_migrate_some(Vmem *vm, size_t buckets);
+size_t vmem_hash_table_bytes(const Vmem *vm);
+/* For vmem_check, after the segment list: returns the offending tag. */
 const VmemTag *vmem_hash_check(const Vmem *vm, size_t *count, const char **why);
 
-/* For vmem_dump; walks every entry. */
 typedef struct {
-    size_t count;       /* entries */
-    size_t buckets;     /* of the current table */
-    size_t old_buckets; /* of the table being migrated from, or 0 */
-    size_t migrated;    /* old buckets already moved */
-    size_t longest;     /* entries in the longest chain */
+    size_t count, buckets; /* entries; buckets of the current table */
+    size_t old_buckets;    /* of the table being migrated from, or 0 */
+    size_t migrated;       /* old buckets already moved */
 } VmemHashStats;
 void vmem_hash_stats(const Vmem *vm, VmemHashStats *stats);
 /* Forgets the tables of an empty hash; up to two remain for the caller to
