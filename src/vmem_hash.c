@@ -5,34 +5,32 @@
  * 1. Layout. A table is a power of two of chain heads; entries chain
  *    through their tags' u.hash_next, newest first. A key's bucket is the
  *    top bits of its quantum number times 2^64/phi (vmem_hash_head). A
- *    lookup returns the link that points at the entry (VmemHashWhere), so
- *    the free that checked the size unlinks it with one store.
+ *    lookup returns the link pointing at the entry (VmemHashWhere), so the
+ *    free that checked the size unlinks it with one store.
  *
  * 2. Resizing. A table doubles when it holds more entries than buckets and
  *    halves under a quarter full (a one-page table goes back to the
- *    embedded heads under half their number), never at once: the old
- *    table stays, inserts go to the new one, and each insert or remove
- *    first moves up to MIGRATE_ENTRIES entries from a few old buckets, in
- *    bucket order (the cursor vm_hash_migrated). A lookup walks the old
- *    bucket unless the cursor has passed it, then the new one. A migration
- *    ends well before the count can reach the next limit, and a resize
- *    starts only when none is under way: at most two tables, and no
- *    operation rehashes a whole table.
+ *    embedded heads under half their number), never at once: inserts go
+ *    to the new table, and each insert or remove first moves up to
+ *    MIGRATE_ENTRIES entries of the old one, in bucket order (the cursor
+ *    vm_hash_migrated). A lookup walks the old bucket unless the cursor
+ *    has passed it, then the new one. A migration ends long before the
+ *    count can reach the next limit, and none starts while one is under
+ *    way: at most two tables, and no operation rehashes a whole table.
  *
  * 3. Memory. Tables come from the page source, which may not be called
  *    under the arena lock: past a limit the arena records the bytes it
- *    wants (vm_hash_hint), and the next allocation allocates them before
- *    locking and installs them under the lock (vmem_hash_install), which
- *    decides again. Retired tables go back after unlocking. Frees never
- *    allocate (a kernel's page source frees with vmem_free), and an insert
- *    that gets no bigger table lengthens chains; the next table is sized
- *    for the count at once. VMEM_HASH_EMBEDDED heads live in the arena: a
- *    new arena allocates nothing, and shrinking back into them is inline.
- *    An arena that only frees never installs a smaller table itself; the
- *    page source's arena gets it from vmem_release_pages() (vmem_tags.c).
+ *    wants (vm_hash_hint); the next allocation allocates them unlocked and
+ *    installs them locked (vmem_hash_install), which decides again.
+ *    Retired tables go back after unlocking. Frees never allocate (a
+ *    kernel's page source frees with vmem_free), and an insert that gets
+ *    no bigger table lengthens chains. VMEM_HASH_EMBEDDED heads live in
+ *    the arena: a new arena allocates nothing, and shrinking back into
+ *    them is inline. The page source's arena, which mostly frees, gets
+ *    its smaller tables from vmem_release_pages() (vmem_tags.c).
  *
  * Invariants (vmem_hash_check verifies them): every entry is an allocated
- * segment in the chain of its own bucket; old buckets below the cursor are
+ * segment in its own bucket's chain; old buckets below the cursor are
  * empty; vm_hash_count counts the entries; every allocated segment is
  * found, exactly once.
  */
