@@ -227,25 +227,14 @@ static const char *const vmem_abi_reference __attribute__((used)) = &VMEM_ABI_SY
 #define VMEM_FREELISTS \
     ((sizeof(size_t) * 8 - VMEM_FREELIST_SPLIT_SHIFT + 1) * VMEM_FREELIST_SPLIT)
 #define VMEM_FREEMAP_WORDS ((VMEM_FREELISTS + sizeof(size_t) * 8 - 1) / (sizeof(size_t) * 8))
-/* One cache line of the allocated-segment hash (src/vmem_hash.c explains
- * it): a header of one fingerprint byte per slot (spare bytes stay 0) and
- * a last byte of probe state, then the tag pointers. 7 slots on LP64, 12
- * on ILP32. */
-#define VMEM_HASH_SLOTS ((64 - 1) / (sizeof(void *) + 1))
-#define VMEM_HASH_HEADER (64 - VMEM_HASH_SLOTS * sizeof(void *))
-typedef struct vmem_hash_bucket {
-    uint8_t hb_header[VMEM_HASH_HEADER]; /* fingerprints (0: empty), spare, probe */
-    struct vmem_tag *hb_tag[VMEM_HASH_SLOTS];
-} VmemHashBucket;
-/* One table of that hash. */
+/* Private: a table of the allocated-segment hash (src/vmem_hash.c), a
+ * power of two of chain heads; and the heads embedded in an arena, used
+ * until it grows a table. */
 typedef struct vmem_hash_table {
-    VmemHashBucket *ht_bucket; /* NULL: no table */
-    size_t ht_mask;            /* buckets - 1; buckets is a power of two */
-    unsigned ht_shift;         /* a key's home bucket is its hash >> ht_shift */
-    unsigned ht_window;        /* buckets an entry may be stored in */
+    struct vmem_tag **ht_bucket; /* NULL: no table */
+    unsigned ht_shift;           /* 64 - log2(buckets): a key's bucket is its hash >> ht_shift */
 } VmemHashTable;
-/* Hash buckets embedded in an arena, used until it grows a table. */
-#define VMEM_HASH_EMBEDDED 2
+#define VMEM_HASH_EMBEDDED 16
 #define VMEM_NAME_MAX 64
 
 /*
@@ -288,18 +277,17 @@ typedef struct vmem {
     struct vmem_tag *vm_stash;      /* boundary tags reserved for this arena */
     size_t vm_stash_count;
     size_t vm_nsegs;                /* free + allocated segments (not spans) */
-    /* Allocated-segment hash, resized incrementally: while vm_hash_old has
-     * a table, its buckets below vm_hash_migrated have moved to vm_hash. */
+    /* Allocated-segment hash (private): while vm_hash_old has a table,
+     * its buckets below vm_hash_migrated have moved to vm_hash. */
     VmemHashTable vm_hash;
     VmemHashTable vm_hash_old;
+    VmemHashTable vm_hash_retired;  /* to hand back once unlocked */
     size_t vm_hash_migrated;
     size_t vm_hash_count;
     size_t vm_hash_grow_at;         /* counts that want a resize: above, */
     size_t vm_hash_shrink_at;       /* and below (none while one is under way) */
-    size_t vm_hash_hint;            /* table size wanted, for the next call */
-    void *vm_hash_retired;          /* table to hand back once unlocked */
-    size_t vm_hash_retired_bytes;
-    VmemHashBucket vm_hash_embedded[VMEM_HASH_EMBEDDED];
+    size_t vm_hash_hint;            /* bytes of the table wanted, for the next call */
+    struct vmem_tag *vm_hash_embedded[VMEM_HASH_EMBEDDED];
     struct vmem *vm_next_created;   /* vmem_create() storage free list */
     size_t vm_importers;            /* live arenas importing from this one */
     struct vmem_qcache_state *vm_qcache; /* quantum caches, made on first use */

@@ -209,11 +209,7 @@ void vmem_dump(Vmem *vmp)
     vmem_hash_stats(vmp, &hash);
     stat_field(&f, "  hash: ", hash.count, false);
     stat_field(&f, " segments in ", hash.buckets, false);
-    stat_field(&f, " buckets of ", VMEM_HASH_SLOTS, false);
-    fmt_str(&f, " slots");
-    stat_field(&f, " (", hash.displaced, false);
-    stat_field(&f, " displaced, ", hash.chained, false);
-    fmt_str(&f, " chained)");
+    fmt_str(&f, " buckets");
     if (hash.old_buckets != 0) {
         stat_field(&f, ", migrating from ", hash.old_buckets, false);
         stat_field(&f, " (", hash.migrated, false);

@@ -114,7 +114,7 @@ typedef struct vmem_tag {
     uint8_t list_class;           /* freelist it is on, when free and listed */
 #endif
     union {
-        struct vmem_tag *hash_next;   /* SEG_ALLOC: hash overflow chain */
+        struct vmem_tag *hash_next;   /* SEG_ALLOC: hash chain */
         struct vmem_tag *pool_next;   /* unused tag: pool or stash list */
         struct {                      /* SEG_SPAN: ordered span list */
             struct vmem_tag *next;
@@ -346,288 +346,99 @@ const VmemTag *vmem_tree_check_size(const Vmem *vm, size_t *count, const char **
 
 /* ---- vmem_hash.c ------------------------------------------------------- */
 
-/*
- * The hash's hot paths - finding a free's segment, removing it, inserting
- * an allocation into a table not being migrated - are inline here, because
- * the arena calls each from one place on every vmem_alloc/vmem_free and a
- * call across files costs as much as the work; vmem_hash.c keeps
- * everything rare out of line: probing while a migration is under way,
- * overflow chains, resizing. The layout and its invariants are explained
- * at the top of vmem_hash.c.
- */
-
-/* The last header byte of a bucket: its passing count and chained flag. */
-#define VMEM_HASH_PROBE (VMEM_HASH_HEADER - 1)
-#define VMEM_HASH_PASSING 0x7f
-#define VMEM_HASH_CHAINED 0x80
-
+/* Finding a free's segment, unlinking it and pushing an allocation are
+ * inline: the arena runs each on every vmem_alloc/vmem_free, and a call
+ * costs as much as the work. Resizing is in vmem_hash.c, which explains
+ * the design. */
 static inline bool vmem_hash_migrating(const Vmem *vm) { return vm->vm_hash_old.ht_bucket != NULL; }
 
-/* Addresses are multiples of the quantum: drop the zero bits, then
- * multiply by 2^64 / phi (Fibonacci hashing), whose top bits - the home
- * bucket - spread any stride of keys evenly. The low byte - the
- * fingerprint - must not repeat them: it folds in bits 32-39, so it
- * depends on the key's low 40 bits, not only on its low 8. Every lookup
- * waits on this before it can load its bucket: one multiplication, not
- * two. */
-static inline uint64_t vmem_hash_of(const Vmem *vm, uintptr_t addr)
+/* The chain head for addr in table t: the quantum number times 2^64/phi
+ * (Fibonacci hashing), whose top bits spread any stride of keys evenly. */
+static inline VmemTag **vmem_hash_head(const Vmem *vm, const VmemHashTable *t, uintptr_t addr)
 {
     uint64_t h = (uint64_t)(addr >> vm->vm_quantum_shift) * 0x9e3779b97f4a7c15ULL;
-    return h ^ (h >> 32);
+    return &t->ht_bucket[(size_t)(h >> t->ht_shift)];
 }
 
-/* Eight bits of the hash, never 0 (an empty slot) nor 1 (see
- * vmem_hash_candidates()). */
-static inline uint8_t vmem_hash_fingerprint(uint64_t h)
-{
-    uint8_t fingerprint = (uint8_t)h;
-    return fingerprint > 1 ? fingerprint : (uint8_t)(fingerprint + 2);
-}
-
-static inline size_t vmem_hash_home(uint64_t h, const VmemHashTable *t)
-{
-    return (size_t)(h >> t->ht_shift);
-}
-
-static inline unsigned vmem_hash_passing(const VmemHashBucket *bucket)
-{
-    return bucket->hb_header[VMEM_HASH_PROBE] & VMEM_HASH_PASSING;
-}
-
-/* Byte i of the word is p[i] on any byte order; compilers make it one
- * load where the byte order allows. */
-static inline uint64_t vmem_load_le64(const uint8_t *p)
-{
-    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
-           (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
-           (uint64_t)p[7] << 56;
-}
-
-/*
- * The slots of bucket whose fingerprint is `fingerprint` (0: the empty
- * slots), as bit s for slot s. The header is compared eight bytes at a
- * time, with no branch per slot: x has a zero byte where the fingerprint
- * matches; the zero-byte test below is exact (no borrow between bytes);
- * the multiplication gathers bit 7 of each byte into the top byte.
- */
-#define VMEM_HASH_SLOT_BITS (((uint32_t)1 << VMEM_HASH_SLOTS) - 1)
-_Static_assert(VMEM_HASH_HEADER % 8 == 0 && VMEM_HASH_SLOTS < VMEM_HASH_HEADER &&
-                   VMEM_HASH_SLOTS < 32,
-               "the header is whole 64-bit words, with room for the probe byte");
-static inline uint32_t vmem_hash_slots_holding(const VmemHashBucket *bucket, uint8_t fingerprint)
-{
-    const uint64_t bytes_01 = 0x0101010101010101ULL, bytes_7f = 0x7f7f7f7f7f7f7f7fULL;
-    const uint64_t gather = 0x0102040810204080ULL;
-    uint32_t slots = 0;
-    for (unsigned w = 0; w < VMEM_HASH_HEADER / 8; w++) {
-        uint64_t x = vmem_load_le64(&bucket->hb_header[8 * w]) ^ (bytes_01 * fingerprint);
-        uint64_t zero = ~(((x & bytes_7f) + bytes_7f) | x | bytes_7f);
-        slots |= (uint32_t)(((zero >> 7) * gather) >> 56) << (8 * w);
-    }
-    return slots & VMEM_HASH_SLOT_BITS;
-}
-
-/*
- * The slots of bucket that may hold `fingerprint`, for a lookup, which
- * compares each candidate's key anyway. On LP64 the header is one word and
- * the test is the short zero-byte one, (x - 1s) & ~x: its lowest match is
- * exact, and a higher one is false only if a lower byte matched and the
- * borrow turned a byte of 01 into a match - never an empty slot (0), since
- * no fingerprint is 1, so every candidate has a tag. Candidates are bit 7
- * of their slot's byte; with 0 as the fingerprint the lowest is the first
- * empty slot. ILP32 uses the exact mask above.
- */
-#if UINTPTR_MAX > 0xffffffffu
-typedef uint64_t VmemHashCandidates;
-_Static_assert(VMEM_HASH_HEADER == 8 && VMEM_HASH_SLOTS == 7,
-               "an LP64 bucket header is 7 fingerprints and the probe byte");
-static inline VmemHashCandidates vmem_hash_candidates(const VmemHashBucket *bucket,
-                                                      uint8_t fingerprint)
-{
-    const uint64_t bytes_01 = 0x0101010101010101ULL, slot_tops = 0x0080808080808080ULL;
-    uint64_t x = vmem_load_le64(bucket->hb_header) ^ (bytes_01 * fingerprint);
-    return (x - bytes_01) & ~x & slot_tops;
-}
-static inline unsigned vmem_hash_candidate_slot(VmemHashCandidates c)
-{
-    return (unsigned)__builtin_ctzll(c) / 8;
-}
-#else
-typedef uint32_t VmemHashCandidates;
-static inline VmemHashCandidates vmem_hash_candidates(const VmemHashBucket *bucket,
-                                                      uint8_t fingerprint)
-{
-    return vmem_hash_slots_holding(bucket, fingerprint);
-}
-static inline unsigned vmem_hash_candidate_slot(VmemHashCandidates c)
-{
-    return (unsigned)__builtin_ctz(c);
-}
-#endif
-
-/* Adds delta (+1 or -1) to the passing counts of the buckets from home up
- * to, not including, b. */
-static inline void vmem_hash_count_passing(const VmemHashTable *t, size_t home, size_t b,
-                                           int delta)
-{
-    for (size_t j = home; j != b; j = (j + 1) & t->ht_mask)
-        t->ht_bucket[j].hb_header[VMEM_HASH_PROBE] =
-            (uint8_t)(t->ht_bucket[j].hb_header[VMEM_HASH_PROBE] + delta);
-}
-
-/*
- * Where vmem_hash_find() found an entry, so that removing it needs no
- * second probe. Valid until the next change to the hash (the arena lock
- * is held throughout, and a free that turns out to be misuse changes
- * nothing, so nothing moves in between).
- */
+/* Where vmem_hash_find() found an entry: the link pointing at it, a chain
+ * head or the previous entry's hash_next. Valid until the hash changes. */
 typedef struct {
-    bool old;              /* in vm_hash_old, not vm_hash */
-    VmemTag *chain_prev;   /* in an overflow chain, after this tag; NULL: in a slot */
-    size_t home, bucket;   /* in a slot: the entry's home bucket and the bucket holding it */
-    unsigned slot;
+    VmemTag **link;
 } VmemHashWhere;
 
-/* The entry for addr, whose hash is h, if it lies in the probe window of
- * table t (old: t is vm_hash_old); where it is goes to *at. */
-static inline VmemTag *vmem_hash_find_in_window(const VmemHashTable *t, bool old, uint64_t h,
-                                                uintptr_t addr, VmemHashWhere *at)
+static inline VmemTag *vmem_hash_find_in(VmemTag **link, uintptr_t addr, VmemHashWhere *where)
 {
-    uint8_t fingerprint = vmem_hash_fingerprint(h);
-    size_t home = vmem_hash_home(h, t), b = home;
-    for (unsigned probe = 0; probe < t->ht_window; probe++) {
-        const VmemHashBucket *bucket = &t->ht_bucket[b];
-        for (VmemHashCandidates m = vmem_hash_candidates(bucket, fingerprint); m != 0;
-             m &= m - 1) {
-            unsigned s = vmem_hash_candidate_slot(m);
-            VmemTag *tag = bucket->hb_tag[s];
-            if (tag->base == addr) {
-                at->old = old;
-                at->chain_prev = NULL;
-                at->home = home;
-                at->bucket = b;
-                at->slot = s;
-                return tag;
-            }
+    for (VmemTag *tag; (tag = *link) != NULL; link = &tag->u.hash_next) {
+        if (tag->base == addr) {
+            where->link = link;
+            return tag;
         }
-        if (vmem_hash_passing(bucket) == 0)
-            break;
-        b = (b + 1) & t->ht_mask;
     }
     return NULL;
 }
 
-/* vmem_hash_find() past the common case: a migration under way, or an
- * overflow chain to walk. */
-VmemTag *vmem_hash_find_slow(const Vmem *vm, uint64_t h, uintptr_t addr, VmemHashWhere *at);
+VmemTag *vmem_hash_find_migrating(const Vmem *vm, uintptr_t addr, VmemHashWhere *where);
 
 /* The allocated segment starting at addr, or NULL; where it is goes to
- * *at, for vmem_hash_remove_at(). */
-static inline VmemTag *vmem_hash_find(const Vmem *vm, uintptr_t addr, VmemHashWhere *at)
+ * *where, for vmem_hash_remove_at(). */
+static inline VmemTag *vmem_hash_find(const Vmem *vm, uintptr_t addr, VmemHashWhere *where)
 {
-    uint64_t h = vmem_hash_of(vm, addr);
-    if (__builtin_expect(!vmem_hash_migrating(vm), 1)) {
-        const VmemHashTable *t = &vm->vm_hash;
-        VmemTag *tag = vmem_hash_find_in_window(t, false, h, addr, at);
-        if (__builtin_expect(tag != NULL, 1))
-            return tag;
-        /* Absent from the window: only an overflow chain can have it. */
-        if (!(t->ht_bucket[vmem_hash_home(h, t)].hb_header[VMEM_HASH_PROBE] & VMEM_HASH_CHAINED))
-            return NULL;
-    }
-    return vmem_hash_find_slow(vm, h, addr, at);
+    if (__builtin_expect(vmem_hash_migrating(vm), 0))
+        return vmem_hash_find_migrating(vm, addr, where);
+    return vmem_hash_find_in(vmem_hash_head(vm, &vm->vm_hash, addr), addr, where);
 }
 
-/* The allocated segment starting at addr, or NULL. */
 VmemTag *vmem_hash_lookup(const Vmem *vm, uintptr_t addr);
-
-/* vmem_hash_remove_at() past the common case: tag is in or anchors an
- * overflow chain. */
-void vmem_hash_unlink_slow(Vmem *vm, const VmemHashWhere *at, VmemTag *tag);
-/* After a removal: a migration step, or shrinking into the embedded
- * buckets. */
 void vmem_hash_after_remove(Vmem *vm);
 
-/* Removes tag, found by vmem_hash_find() at *at with no change since. */
-static inline void vmem_hash_remove_at(Vmem *vm, const VmemHashWhere *at, VmemTag *tag)
+/* Removes tag, found by vmem_hash_find() at *where with no change since
+ * (a free that turns out to be misuse changes nothing). */
+static inline void vmem_hash_remove_at(Vmem *vm, const VmemHashWhere *where, VmemTag *tag)
 {
-    if (__builtin_expect(at->chain_prev == NULL && tag->u.hash_next == NULL, 1)) {
-        /* In a slot, anchoring no chain: no tombstone, only the counts of
-         * the buckets it passed change. */
-        const VmemHashTable *t = at->old ? &vm->vm_hash_old : &vm->vm_hash;
-        VmemHashBucket *bucket = &t->ht_bucket[at->bucket];
-        bucket->hb_tag[at->slot] = NULL;
-        bucket->hb_header[at->slot] = 0;
-        vmem_hash_count_passing(t, at->home, at->bucket, -1);
-    } else {
-        vmem_hash_unlink_slow(vm, at, tag);
-    }
-    vm->vm_hash_count--;
-    if (__builtin_expect(vmem_hash_migrating(vm) || vm->vm_hash_count < vm->vm_hash_shrink_at,
+    *where->link = tag->u.hash_next;
+    if (__builtin_expect(--vm->vm_hash_count < vm->vm_hash_shrink_at || vmem_hash_migrating(vm),
                          0))
         vmem_hash_after_remove(vm);
 }
 
-/* Sets vm_hash_hint, the bytes of a new table the arena would like (0:
- * none), read without the lock by the next operation; vmem_hash_install()
- * decides again under it. Called only when the count passes a resize
- * limit or the limits move, so an operation inside the limits never pays
- * for it. Arena locked. */
+/* Sets vm_hash_hint, the bytes of the table the arena wants (0: none), for
+ * the next operation to allocate unlocked. Arena locked. */
 void vmem_hash_refresh_hint(Vmem *vm);
+void vmem_hash_migrate_step(Vmem *vm);
 
-/* vmem_hash_insert() past the common case: a migration under way, or a
- * full home bucket. */
-void vmem_hash_insert_slow(Vmem *vm, VmemTag *tag);
-
-/* Enters an allocated segment. Never fails (see vmem_hash.c, 3). */
+/* Enters an allocated segment. Never fails: with no bigger table, chains
+ * grow. */
 static inline void vmem_hash_insert(Vmem *vm, VmemTag *tag)
 {
-    if (__builtin_expect(!vmem_hash_migrating(vm), 1)) {
-        const VmemHashTable *t = &vm->vm_hash;
-        uint64_t h = vmem_hash_of(vm, tag->base);
-        VmemHashBucket *bucket = &t->ht_bucket[vmem_hash_home(h, t)];
-        VmemHashCandidates empty = vmem_hash_candidates(bucket, 0);
-        if (__builtin_expect(empty != 0, 1)) {
-            /* A slot at home: no bucket is passed. */
-            unsigned s = vmem_hash_candidate_slot(empty);
-            bucket->hb_header[s] = vmem_hash_fingerprint(h);
-            bucket->hb_tag[s] = tag;
-            tag->u.hash_next = NULL;
-            if (__builtin_expect(++vm->vm_hash_count > vm->vm_hash_grow_at, 0))
-                vmem_hash_refresh_hint(vm);
-            return;
-        }
-    }
-    vmem_hash_insert_slow(vm, tag);
+    if (__builtin_expect(vmem_hash_migrating(vm), 0))
+        vmem_hash_migrate_step(vm);
+    VmemTag **head = vmem_hash_head(vm, &vm->vm_hash, tag->base);
+    tag->u.hash_next = *head;
+    *head = tag;
+    if (__builtin_expect(++vm->vm_hash_count > vm->vm_hash_grow_at, 0))
+        vmem_hash_refresh_hint(vm);
 }
 
 void vmem_hash_init(Vmem *vm);
-/* Starts migrating to `table` (of `bytes`) if it is still wanted; returns
- * false if the caller should give the table back. Arena locked. */
+/* Starts a resize into `table` if still wanted; false: give it back. */
 bool vmem_hash_install(Vmem *vm, void *table, size_t bytes);
-/* A table retired while locked, for the caller to free once unlocked. */
+/* A table retired while locked, to free once unlocked (NULL: none). */
 void *vmem_hash_take_retired(Vmem *vm, size_t *bytes);
-/* Moves the entries of up to `buckets` old buckets of a migration under
- * way (retiring the old table when it empties); true while one remains.
- * For vmem_release_pages(), not the operations. Arena locked. */
+static inline bool vmem_hash_has_retired(const Vmem *vm)
+{
+    return vm->vm_hash_retired.ht_bucket != NULL;
+}
+/* For vmem_release_pages(): moves up to `buckets` old buckets of a resize
+ * (starting one into the embedded heads if due); true while one remains. */
 bool vmem_hash_migrate_some(Vmem *vm, size_t buckets);
-/* Bytes of the current table (of the embedded buckets, when they serve). */
 size_t vmem_hash_table_bytes(const Vmem *vm);
-/* Is there one? A test every operation makes before unlocking. */
-static inline bool vmem_hash_has_retired(const Vmem *vm) { return vm->vm_hash_retired != NULL; }
-/* Verifies both tables and that every allocated segment is found; counts
- * entries. Returns the offending tag or NULL. The segment list must have
- * been checked first. */
+/* For vmem_check, after the segment list: returns the offending tag. */
 const VmemTag *vmem_hash_check(const Vmem *vm, size_t *count, const char **why);
 
-/* For vmem_dump; walks every entry. */
 typedef struct {
-    size_t count;       /* entries */
-    size_t buckets;     /* of the current table, VMEM_HASH_SLOTS slots each */
-    size_t old_buckets; /* of the table being migrated from, or 0 */
-    size_t migrated;    /* old buckets already moved */
-    size_t displaced;   /* entries stored past their home bucket */
-    size_t chained;     /* entries in overflow chains (a table over-full) */
+    size_t count, buckets; /* entries; buckets of the current table */
+    size_t old_buckets;    /* of the table being migrated from, or 0 */
+    size_t migrated;       /* old buckets already moved */
 } VmemHashStats;
 void vmem_hash_stats(const Vmem *vm, VmemHashStats *stats);
 /* Forgets the tables of an empty hash; up to two remain for the caller to

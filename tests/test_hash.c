@@ -2,11 +2,12 @@
  * test_hash.c - the hash of allocated segments, seen through the public
  * API: every allocated segment is found by its free, whatever state the
  * hash is in - growing or shrinking with a migration under way, over-full
- * because the page source cannot give it a bigger table, or holding
- * address 0 and the last address of the space as keys. vmem_check()
- * verifies the hash's own structure (probe windows, passing counts,
- * overflow chains) after each step, and the arena's own storage shows
- * that the table really grows and comes back to the embedded buckets.
+ * (long chains) because the page source cannot give it a bigger table, or
+ * holding address 0 and the last address of the space as keys.
+ * vmem_check() verifies the hash's own structure (every entry in its own
+ * key's chain, none left behind in a migrated old bucket, the count)
+ * after each step, and the arena's own storage shows that the table
+ * really grows and comes back to the embedded chain heads.
  */
 #include "test_support.h"
 
@@ -85,9 +86,10 @@ static void every_segment_is_found_while_the_table_grows_and_shrinks(void)
         VT_ASSERT(vmem_check(&vm, NULL) == 0);
     }
     /* The arena's storage is the caller's, so its table is in sight: one
-     * from the page source, with a slot for every entry. */
+     * from the page source, with a chain head for every entry. */
     VT_ASSERT(vm.vm_hash.ht_bucket != vm.vm_hash_embedded);
-    VT_ASSERT((vm.vm_hash.ht_mask + 1) * VMEM_HASH_SLOTS >= HASH_LIVE);
+    VT_ASSERT(vm.vm_hash.ht_shift > 0 && vm.vm_hash.ht_shift < 64);
+    VT_ASSERT(((uint64_t)1 << (64 - vm.vm_hash.ht_shift)) >= HASH_LIVE);
     /* Shrinking: frees step the migrations; the allocation in every third
      * step is what may install a smaller table. */
     size_t live = HASH_LIVE;
@@ -108,7 +110,7 @@ static void every_segment_is_found_while_the_table_grows_and_shrinks(void)
         }
     }
     VT_ASSERT(vmem_size(&vm, VMEM_ALLOC) == 0);
-    /* Back in the buckets embedded in the arena. */
+    /* Back in the chain heads embedded in the arena. */
     VT_ASSERT(vm.vm_hash.ht_bucket == vm.vm_hash_embedded);
     VT_CONSISTENT(&vm);
     vmem_destroy(&vm);
@@ -178,7 +180,7 @@ static void an_over_full_table_recovers_once_pages_return(void)
     VT_ASSERT(taken);
     VT_CONSISTENT(&vm);
     /* The next allocations get a table sized for everything at once and
-     * migrate the overflow chains into it, checked at every step. */
+     * migrate the long chains into it, checked at every step. */
     for (size_t i = HASH_LIVE / 2; i < HASH_LIVE; i++) {
         live_ids[i] = 0x1000 + 2 * HASH_LIVE + 2 * i;
         VT_ASSERT(vmem_alloc_exact(&vm, live_ids[i], 1, VM_NOSLEEP) == 0);
@@ -191,8 +193,8 @@ static void an_over_full_table_recovers_once_pages_return(void)
 /* ---- Misuse in every state of the hash --------------------------------------- */
 
 /* Frees `id` with the wrong size and frees the free ID above it: both
- * must be reported and change nothing, whether the entry sits at home,
- * past its home, in an overflow chain or in a table being migrated. */
+ * must be reported and change nothing, whether the entry heads its chain,
+ * sits deep in a long one or in a table being migrated. */
 static bool misused_frees_change_nothing(Vmem *vm, uintptr_t id, size_t live)
 {
     size_t before = vtest_env_misuse_count();
@@ -223,8 +225,8 @@ static void misused_frees_leave_the_hash_unchanged_in_every_state(void)
     VT_ASSERT(free_ids_checking(&vm, HASH_LIVE, 50, &rng));
     vmem_destroy(&vm);
 
-    /* Over-full: no table can be had, so many entries are chained; every
-     * one of them is misused once. */
+    /* Over-full: no table can be had, so the chains are a hundred long;
+     * every entry is misused once. */
     warm_tag_pool(0x100000, 2 * HASH_LIVE);
     VT_ASSERT(vmem_init(&vm, "hash-misuse-full", TS_PTR(0x1000), HASH_IDS, 1, NULL, NULL, NULL,
                         0, 0) == 0);
@@ -292,7 +294,7 @@ static void address_zero_and_the_last_address_are_keys_like_any_other(void)
     vtest_rng_seed(&rng, 0x0ff);
     VT_ASSERT(extreme_keys_round_trip(4, &rng));        /* the embedded table */
     VT_ASSERT(extreme_keys_round_trip(HASH_LIVE, &rng)); /* grown tables */
-    /* And in an over-full table, where they may sit in overflow chains. */
+    /* And in an over-full table, where they may sit deep in long chains. */
     warm_tag_pool(0x100000, 4 * HASH_LIVE);
     bool faults = vtest_env_page_faults(1);
     bool ok = extreme_keys_round_trip(HASH_LIVE, &rng);
