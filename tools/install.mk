@@ -30,7 +30,8 @@ INCLUDEDIR   ?= $(PREFIX)/include
 LIBDIR       ?= $(PREFIX)/lib
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 INSTALL      ?= install
-INSTALL_HEADERS := include/vmem.h include/vmem_port.h include/vmem_config.h include/vmem_posix.h
+INSTALL_HEADERS := include/vmem.h include/vmem_impl.h include/vmem_port.h include/vmem_config.h \
+                   include/vmem_posix.h
 VMEM_VERSION ?= 0.1.0
 
 .PHONY: install uninstall check-install
@@ -127,7 +128,8 @@ check-install: $(LIB) $(HOST_LIB) $(CROSS_LIBS)
 	    INCLUDEDIR=$(PREFIX)/include LIBDIR=$(PREFIX)/lib >$$tmp/log 2>&1; \
 	result installs $$? "$$(tail -n 5 $$tmp/log)"; \
 	missing=""; \
-	for f in include/vmem.h include/vmem_port.h include/vmem_config.h include/vmem_posix.h \
+	for f in include/vmem.h include/vmem_impl.h include/vmem_port.h include/vmem_config.h \
+	         include/vmem_posix.h \
 	         lib/libvmem.a lib/libvmem-posix.a lib/pkgconfig/vmem-posix.pc lib/pkgconfig/vmem.pc \
 	         $(foreach arch,$(filter-out x86_64,$(CROSS_ARCHS)),lib/libvmem-$(arch).a \
 	             lib/pkgconfig/vmem-$(arch).pc); do \
