@@ -70,26 +70,47 @@ static inline size_t max_below(const VmemTag *tag)
     return r > m ? r : m;
 }
 
-/* Which child of node leads toward tag's key. */
-static inline int after(const VmemTag *tag, const VmemTag *node, int tree)
+/*
+ * The size index's key, (size, base), as one integer of twice the width
+ * where the compiler has one: comparing it is a subtract-with-borrow
+ * instead of a branch on "same size?", which the many segments of one size
+ * of a busy arena make unpredictable.
+ */
+#if defined(__SIZEOF_INT128__) && SIZE_MAX == UINT64_MAX && UINTPTR_MAX == UINT64_MAX
+#define SIZE_KEY(size, base) ((unsigned __int128)(size) << 64 | (base))
+#elif SIZE_MAX == UINT32_MAX && UINTPTR_MAX == UINT32_MAX
+#define SIZE_KEY(size, base) ((uint64_t)(size) << 32 | (base))
+#endif
+
+/* Which child of node leads toward the key (size, base). */
+static inline int after(size_t size, uintptr_t base, const VmemTag *node, int tree)
 {
-    if (tree == BY_SIZE && tag->size != node->size)
-        return tag->size > node->size;
-    return tag->base > node->base;
+    if (tree == BY_ADDR)
+        return base > node->base;
+#ifdef SIZE_KEY
+    return SIZE_KEY(size, base) > SIZE_KEY(node->size, node->base);
+#else
+    return size > node->size || (size == node->size && base > node->base);
+#endif
 }
 
-/* Recomputes node's height and addr_max from its children's. */
+static inline int set_height(VmemTag *node, int tree, int hl, int hr)
+{
+    int8_t h = (int8_t)(1 + (hl > hr ? hl : hr));
+    if (tree == BY_ADDR)
+        node->addr_height = h;
+    else
+        node->size_height = h;
+    return h;
+}
+
+/* Recomputes node's height, and addr_max, from its children's. */
 static void update(VmemTag *node, int tree)
 {
     VmemTag **k = kids(node, tree);
-    int hl = height(k[0], tree), hr = height(k[1], tree);
-    int8_t h = (int8_t)(1 + (hl > hr ? hl : hr));
-    if (tree == BY_ADDR) {
-        node->addr_height = h;
+    set_height(node, tree, height(k[0], tree), height(k[1], tree));
+    if (tree == BY_ADDR)
         node->u.free.addr_max = max_below(node);
-    } else {
-        node->size_height = h;
-    }
 }
 
 /* Lifts node's child on `side` into node's place; returns it. */
@@ -103,35 +124,48 @@ static VmemTag *rotate(VmemTag *node, int side, int tree)
     return up;
 }
 
-/* Rebalances and updates the subtree at *slot, whose children are AVL trees
- * differing in height by at most two; returns whether its height or
- * addr_max changed. */
-static bool fix(VmemTag **slot, int tree)
+/*
+ * One step up, at *slot, whose children are AVL trees differing in height
+ * by at most two. *maxes says that its addr_max may have changed, *heights
+ * that its height may (and its balance with it): each is redone only then,
+ * and comes back saying whether it did change, i.e. whether the parent
+ * must be redone too.
+ */
+static void fix(VmemTag **slot, int tree, bool *heights, bool *maxes)
 {
-    VmemTag *node = *slot, **k = kids(node, tree);
-    int old_height = height(node, tree);
-    size_t old_max = node->u.free.addr_max;
-    int hl = height(k[0], tree), hr = height(k[1], tree);
-    if (hl > hr + 1 || hr > hl + 1) {
-        int heavy = hr > hl;
-        VmemTag **ck = kids(k[heavy], tree);
-        if (height(ck[!heavy], tree) > height(ck[heavy], tree))
-            k[heavy] = rotate(k[heavy], !heavy, tree);
-        *slot = node = rotate(node, heavy, tree);
-    } else {
-        update(node, tree);
+    VmemTag *node = *slot;
+    if (*maxes) {
+        size_t m = max_below(node);
+        *maxes = m != node->u.free.addr_max;
+        node->u.free.addr_max = m;
     }
-    return height(node, tree) != old_height ||
-           (tree == BY_ADDR && node->u.free.addr_max != old_max);
+    if (!*heights)
+        return;
+    VmemTag **k = kids(node, tree);
+    int old_height = height(node, tree), hl = height(k[0], tree), hr = height(k[1], tree);
+    if (hl <= hr + 1 && hr <= hl + 1) {
+        *heights = set_height(node, tree, hl, hr) != old_height;
+        return;
+    }
+    int heavy = hr > hl;
+    VmemTag **ck = kids(k[heavy], tree);
+    if (height(ck[!heavy], tree) > height(ck[heavy], tree))
+        k[heavy] = rotate(k[heavy], !heavy, tree);
+    *slot = node = rotate(node, heavy, tree);
+    *heights = height(node, tree) != old_height;
 }
 
-/* Fixes the recorded slots bottom up, stopping once one comes out
- * unchanged, but not below path[keep]. */
-static void retrace(VmemTag **path[], int depth, int keep, int tree)
+/* Fixes the recorded slots bottom up until nothing changes, but redoes
+ * addr_max from path[moved] up whatever happened below it. */
+static void retrace(VmemTag **path[], int depth, int moved, int tree, bool heights, bool maxes)
 {
-    while (depth-- > 0)
-        if (!fix(path[depth], tree) && depth <= keep)
+    while (depth-- > 0) {
+        if (depth == moved)
+            maxes = tree == BY_ADDR;
+        fix(path[depth], tree, &heights, &maxes);
+        if (!heights && !maxes && depth <= moved)
             return;
+    }
 }
 
 static inline void push(VmemTag **path[], int *depth, VmemTag **slot)
@@ -144,8 +178,10 @@ static inline void push(VmemTag **path[], int *depth, VmemTag **slot)
 /* The link to tag, after recording the links to its ancestors. */
 static VmemTag **path_to(VmemTag **root, const VmemTag *tag, int tree, VmemTag **path[], int *depth)
 {
-    VmemTag **slot = root;
-    for (VmemTag *node; (node = *slot) != tag; slot = &kids(node, tree)[after(tag, node, tree)]) {
+    VmemTag **slot = root, *node;
+    const size_t size = tag->size;
+    const uintptr_t base = tag->base;
+    for (; (node = *slot) != tag; slot = &kids(node, tree)[after(size, base, node, tree)]) {
         if (node == NULL)
             missing();
         push(path, depth, slot);
@@ -157,17 +193,19 @@ static void tree_insert(VmemTag **root, VmemTag *tag, int tree)
 {
     VmemTag **path[TREE_MAX_HEIGHT], **slot = root;
     int depth = 0;
+    const size_t size = tag->size;
+    const uintptr_t base = tag->base;
     /* An ancestor's addr_max can only grow to the new size: set on the way
      * down, so that the way up is about heights. */
-    for (VmemTag *node; (node = *slot) != NULL; slot = &kids(node, tree)[after(tag, node, tree)]) {
-        if (tree == BY_ADDR && node->u.free.addr_max < tag->size)
-            node->u.free.addr_max = tag->size;
+    for (VmemTag *node; (node = *slot) != NULL; slot = &kids(node, tree)[after(size, base, node, tree)]) {
+        if (tree == BY_ADDR && node->u.free.addr_max < size)
+            node->u.free.addr_max = size;
         push(path, &depth, slot);
     }
     kids(tag, tree)[0] = kids(tag, tree)[1] = NULL;
     update(tag, tree);
     *slot = tag;
-    retrace(path, depth, TREE_MAX_HEIGHT, tree);
+    retrace(path, depth, TREE_MAX_HEIGHT, tree, true, false);
 }
 
 static void tree_remove(VmemTag **root, VmemTag *tag, int tree)
@@ -203,27 +241,46 @@ static void tree_remove(VmemTag **root, VmemTag *tag, int tree)
         if (depth > moved + 1)
             path[moved + 1] = &sk[1]; /* was tag's own right link */
     }
-    retrace(path, depth, moved, tree);
+    retrace(path, depth, moved, tree, true, tree == BY_ADDR);
 }
 
-void vmem_tree_insert_addr(Vmem *vm, VmemTag *tag) { tree_insert(&vm->vm_free_by_addr, tag, BY_ADDR); }
+__attribute__((flatten)) void vmem_tree_insert_addr(Vmem *vm, VmemTag *tag) { tree_insert(&vm->vm_free_by_addr, tag, BY_ADDR); }
 
-void vmem_tree_remove_addr(Vmem *vm, VmemTag *tag) { tree_remove(&vm->vm_free_by_addr, tag, BY_ADDR); }
+__attribute__((flatten)) void vmem_tree_remove_addr(Vmem *vm, VmemTag *tag) { tree_remove(&vm->vm_free_by_addr, tag, BY_ADDR); }
 
-void vmem_tree_insert_size(Vmem *vm, VmemTag *tag) { tree_insert(&vm->vm_free_by_size, tag, BY_SIZE); }
+__attribute__((flatten)) void vmem_tree_insert_size(Vmem *vm, VmemTag *tag) { tree_insert(&vm->vm_free_by_size, tag, BY_SIZE); }
 
-void vmem_tree_remove_size(Vmem *vm, VmemTag *tag) { tree_remove(&vm->vm_free_by_size, tag, BY_SIZE); }
+__attribute__((flatten)) void vmem_tree_remove_size(Vmem *vm, VmemTag *tag) { tree_remove(&vm->vm_free_by_size, tag, BY_SIZE); }
 
-/* tag's size changed in place: only addr_max changes, from tag upwards. */
+/*
+ * tag's size changed in place: only addr_max changes, from tag up, and only
+ * at the ancestors whose largest size was at most the larger of tag's old
+ * and new largest: the lowest ones on the path, since addr_max never grows
+ * going down. They are recomputed bottom up until one comes out unchanged.
+ */
 void vmem_tree_refresh_addr(Vmem *vm, VmemTag *tag)
 {
-    if (max_below(tag) == tag->u.free.addr_max)
+    size_t old = tag->u.free.addr_max, now = max_below(tag), reach = now > old ? now : old;
+    if (now == old)
         return;
-    VmemTag **path[TREE_MAX_HEIGHT];
+    tag->u.free.addr_max = now;
+    VmemTag *path[TREE_MAX_HEIGHT], *node = vm->vm_free_by_addr;
     int depth = 0;
-    VmemTag **slot = path_to(&vm->vm_free_by_addr, tag, BY_ADDR, path, &depth);
-    push(path, &depth, slot);
-    retrace(path, depth, TREE_MAX_HEIGHT, BY_ADDR);
+    for (; node != tag; node = tag_links(node)->by_addr.child[tag->base > node->base]) {
+        if (node == NULL)
+            missing();
+        if (node->u.free.addr_max <= reach) {
+            if (depth == TREE_MAX_HEIGHT)
+                too_deep();
+            path[depth++] = node;
+        }
+    }
+    while (depth-- > 0) {
+        node = path[depth];
+        if ((now = max_below(node)) == node->u.free.addr_max)
+            return;
+        node->u.free.addr_max = now;
+    }
 }
 
 /* ---- Searches ------------------------------------------------------------ */
@@ -235,12 +292,14 @@ void vmem_tree_refresh_addr(Vmem *vm, VmemTag *tag)
  * lie on one root-to-leaf path, so TREE_MAX_HEIGHT bounds the stack.
  */
 
-VmemTag *vmem_tree_first_fit(Vmem *vm, const VmemRequest *req, size_t min_size, size_t budget,
-                             bool *exhausted, uintptr_t *addrp)
+/* vmem_tree_first_fit in one direction: near is the child toward the
+ * start of the order (1 when top-down), a constant in each copy. */
+static inline __attribute__((always_inline)) VmemTag *
+first_fit(VmemTag *node, const VmemRequest *req, size_t min_size, size_t budget, bool *exhausted,
+          uintptr_t *addrp, int near)
 {
-    VmemTag *stack[TREE_MAX_HEIGHT], *node = vm->vm_free_by_addr;
-    int depth = 0, near = req->top_down; /* the child toward the start of the order */
-    *exhausted = false;
+    VmemTag *stack[TREE_MAX_HEIGHT];
+    int depth = 0;
     for (;;) {
         /* Lower subtrees end before node->base, higher ones start after its
          * last unit: either may lie wholly outside [min, max_last]. */
@@ -267,26 +326,34 @@ VmemTag *vmem_tree_first_fit(Vmem *vm, const VmemRequest *req, size_t min_size, 
     }
 }
 
+VmemTag *vmem_tree_first_fit(Vmem *vm, const VmemRequest *req, size_t min_size, size_t budget,
+                             bool *exhausted, uintptr_t *addrp)
+{
+    *exhausted = false;
+    if (req->top_down)
+        return first_fit(vm->vm_free_by_addr, req, min_size, budget, exhausted, addrp, 1);
+    return first_fit(vm->vm_free_by_addr, req, min_size, budget, exhausted, addrp, 0);
+}
+
 VmemTag *vmem_tree_best_fit(Vmem *vm, const VmemRequest *req, size_t min_size, size_t budget,
                             bool *exhausted, uintptr_t *addrp)
 {
     VmemTag *stack[TREE_MAX_HEIGHT], *node = vm->vm_free_by_size;
     int depth = 0;
     *exhausted = false;
-    for (;;) {
-        /* Down toward the smallest candidate: sizes below min_size are on
-         * the left of every larger one. */
-        while (node != NULL) {
-            bool large_enough = node->size >= min_size;
-            if (large_enough) {
-                if (depth == TREE_MAX_HEIGHT)
-                    too_deep();
-                stack[depth++] = node;
-            }
-            node = tag_links(node)->by_size.child[!large_enough];
+    /* Down to the smallest size of at least min_size: smaller ones are on
+     * the left. */
+    while (node != NULL) {
+        if (node->size < min_size) {
+            node = tag_links(node)->by_size.child[1];
+        } else {
+            if (depth == TREE_MAX_HEIGHT)
+                too_deep();
+            stack[depth++] = node;
+            node = tag_links(node)->by_size.child[0];
         }
-        if (depth == 0)
-            return NULL;
+    }
+    while (depth > 0) {
         node = stack[--depth];
         if (vmem_fit_in(req, node->base, node->size, addrp))
             return node;
@@ -294,8 +361,14 @@ VmemTag *vmem_tree_best_fit(Vmem *vm, const VmemRequest *req, size_t min_size, s
             *exhausted = true;
             return NULL;
         }
-        node = tag_links(node)->by_size.child[1];
+        for (node = tag_links(node)->by_size.child[1]; node != NULL;
+             node = tag_links(node)->by_size.child[0]) {
+            if (depth == TREE_MAX_HEIGHT)
+                too_deep();
+            stack[depth++] = node;
+        }
     }
+    return NULL;
 }
 
 VmemTag *vmem_tree_find_free(Vmem *vm, uintptr_t addr)
@@ -337,7 +410,7 @@ static int check_subtree(const VmemTag *node, TreeCheck *check, int depth)
         return -1;
     if (node->type != SEG_FREE)
         return check_failed(check, node, "free-segment index holds a segment that is not free");
-    if (check->prev != NULL && !after(node, check->prev, check->tree))
+    if (check->prev != NULL && !after(node->size, node->base, check->prev, check->tree))
         return check_failed(check, node, "free-segment index out of order");
     check->prev = node;
     check->count++;
