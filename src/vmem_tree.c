@@ -18,46 +18,39 @@
  *
  * A tag has no parent link, so a walk that changes a tree records the
  * child links it took on a stack and comes back up along it (retrace),
- * rebalancing and recomputing heights and addr_max, until a subtree comes
+ * rebalancing and recomputing heights and addr_max until a subtree comes
  * out with the height and addr_max it had: nothing above it changes then.
- * Only the consistency check recurses; every stack holds TREE_MAX_HEIGHT
- * entries, and a walk that would go deeper (only a corrupted tree can)
- * panics instead of overrunning it.
+ * The code is generic over the tree; each entry point is flattened, so that
+ * the tree is a constant in its copy. Only the consistency check recurses;
+ * every stack holds TREE_MAX_HEIGHT entries, and a walk that would go
+ * deeper (only a corrupted tree can) panics instead of overrunning it.
  */
 #include "vmem_internal.h"
 
-/*
- * An AVL tree of height h has at least F(h+2) - 1 nodes (F Fibonacci).
- * Free segments are disjoint and non-empty, so there are fewer than 2^64 of
- * them, and F(93) - 1 > 2^64: no tree is higher than 91.
- */
+/* An AVL tree of height h has at least F(h+2) - 1 nodes (F Fibonacci).
+ * Free segments are disjoint and non-empty, so there are fewer than 2^64
+ * of them, and F(93) - 1 > 2^64: no tree is higher than 91. */
 #define TREE_MAX_HEIGHT 91
-_Static_assert(sizeof(uintptr_t) <= 8, "TREE_MAX_HEIGHT is derived for address spaces of 64 bits at most");
+_Static_assert(sizeof(uintptr_t) <= 8, "TREE_MAX_HEIGHT is derived for 64-bit addresses at most");
+
+#define TOO_DEEP "free-segment index deeper than any balanced tree"
+#define PUSH(stack, depth, entry)                                                                  \
+    ((depth) == TREE_MAX_HEIGHT ? vmem_port_panic("vmem: " TOO_DEEP)                              \
+                                : (void)((stack)[(depth)++] = (entry)))
 
 enum { BY_ADDR, BY_SIZE };
 
-static __attribute__((noreturn, cold, noinline)) void too_deep(void)
-{
-    vmem_port_panic("vmem: free-segment index deeper than any balanced tree");
-}
-
-static __attribute__((noreturn, cold, noinline)) void missing(void)
-{
-    vmem_port_panic("vmem: free segment missing from its index");
-}
-
 static inline VmemTag **kids(const VmemTag *tag, int tree)
 {
-    VmemTagLinks *links = tag_links(tag);
-    return tree == BY_ADDR ? links->by_addr.child : links->by_size.child;
+    return tree == BY_ADDR ? tag_links(tag)->by_addr.child : tag_links(tag)->by_size.child;
 }
 
-static inline int height(const VmemTag *tag, int tree)
+static inline int8_t *height_of(VmemTag *tag, int tree)
 {
-    if (tag == NULL)
-        return 0;
-    return tree == BY_ADDR ? tag->addr_height : tag->size_height;
+    return tree == BY_ADDR ? &tag->addr_height : &tag->size_height;
 }
+
+static inline int height(VmemTag *tag, int tree) { return tag == NULL ? 0 : *height_of(tag, tree); }
 
 static inline size_t max_of(const VmemTag *tag) { return tag == NULL ? 0 : tag->u.free.addr_max; }
 
@@ -70,12 +63,10 @@ static inline size_t max_below(const VmemTag *tag)
     return r > m ? r : m;
 }
 
-/*
- * The size index's key, (size, base), as one integer of twice the width
- * where the compiler has one: comparing it is a subtract-with-borrow
- * instead of a branch on "same size?", which the many segments of one size
- * of a busy arena make unpredictable.
- */
+/* The size index's key, (size, base), as one integer of twice the width
+ * where there is one: comparing it is a subtract-with-borrow instead of a
+ * branch on "same size?", which many segments of one size make
+ * unpredictable. */
 #if defined(__SIZEOF_INT128__) && SIZE_MAX == UINT64_MAX && UINTPTR_MAX == UINT64_MAX
 #define SIZE_KEY(size, base) ((unsigned __int128)(size) << 64 | (base))
 #elif SIZE_MAX == UINT32_MAX && UINTPTR_MAX == UINT32_MAX
@@ -94,14 +85,10 @@ static inline int after(size_t size, uintptr_t base, const VmemTag *node, int tr
 #endif
 }
 
+/* Gives node the height of one over children of heights hl and hr. */
 static inline int set_height(VmemTag *node, int tree, int hl, int hr)
 {
-    int8_t h = (int8_t)(1 + (hl > hr ? hl : hr));
-    if (tree == BY_ADDR)
-        node->addr_height = h;
-    else
-        node->size_height = h;
-    return h;
+    return *height_of(node, tree) = (int8_t)(1 + (hl > hr ? hl : hr));
 }
 
 /* Recomputes node's height, and addr_max, from its children's. */
@@ -168,39 +155,17 @@ static void retrace(VmemTag **path[], int depth, int moved, int tree, bool heigh
     }
 }
 
-static inline void push(VmemTag **path[], int *depth, VmemTag **slot)
-{
-    if (*depth == TREE_MAX_HEIGHT)
-        too_deep();
-    path[(*depth)++] = slot;
-}
-
-/* The link to tag, after recording the links to its ancestors. */
-static VmemTag **path_to(VmemTag **root, const VmemTag *tag, int tree, VmemTag **path[], int *depth)
-{
-    VmemTag **slot = root, *node;
-    const size_t size = tag->size;
-    const uintptr_t base = tag->base;
-    for (; (node = *slot) != tag; slot = &kids(node, tree)[after(size, base, node, tree)]) {
-        if (node == NULL)
-            missing();
-        push(path, depth, slot);
-    }
-    return slot;
-}
-
 static void tree_insert(VmemTag **root, VmemTag *tag, int tree)
 {
-    VmemTag **path[TREE_MAX_HEIGHT], **slot = root;
+    VmemTag **path[TREE_MAX_HEIGHT], **slot = root, *node;
     int depth = 0;
     const size_t size = tag->size;
     const uintptr_t base = tag->base;
-    /* An ancestor's addr_max can only grow to the new size: set on the way
-     * down, so that the way up is about heights. */
-    for (VmemTag *node; (node = *slot) != NULL; slot = &kids(node, tree)[after(size, base, node, tree)]) {
+    /* Raising addr_max on the way down leaves the way up to heights. */
+    for (; (node = *slot) != NULL; slot = &kids(node, tree)[after(size, base, node, tree)]) {
         if (tree == BY_ADDR && node->u.free.addr_max < size)
             node->u.free.addr_max = size;
-        push(path, &depth, slot);
+        PUSH(path, depth, slot);
     }
     kids(tag, tree)[0] = kids(tag, tree)[1] = NULL;
     update(tag, tree);
@@ -210,33 +175,34 @@ static void tree_insert(VmemTag **root, VmemTag *tag, int tree)
 
 static void tree_remove(VmemTag **root, VmemTag *tag, int tree)
 {
-    VmemTag **path[TREE_MAX_HEIGHT];
+    VmemTag **path[TREE_MAX_HEIGHT], **slot = root, *node;
     int depth = 0, moved = TREE_MAX_HEIGHT;
-    VmemTag **slot = path_to(root, tag, tree, path, &depth), **k = kids(tag, tree);
+    const size_t size = tag->size;
+    const uintptr_t base = tag->base;
+    for (; (node = *slot) != tag; slot = &kids(node, tree)[after(size, base, node, tree)]) {
+        if (node == NULL)
+            vmem_port_panic("vmem: free segment missing from its index");
+        PUSH(path, depth, slot);
+    }
+    VmemTag **k = kids(tag, tree);
     if (k[0] == NULL || k[1] == NULL) {
         *slot = k[k[0] == NULL];
     } else {
-        /* The successor, leftmost on the right, takes tag's place and the
-         * position's height and addr_max, so that the retrace compares with
-         * them; it must not stop below that position, whose set of sizes
-         * lost tag's. */
+        /* The successor, leftmost on the right, takes tag's place with the
+         * position's height and addr_max, which the retrace compares with;
+         * it may not stop below the position, whose sizes lost tag's. */
         moved = depth;
-        push(path, &depth, slot);
+        PUSH(path, depth, slot);
         VmemTag **succ_slot = &k[1];
-        while (kids(*succ_slot, tree)[0] != NULL) {
-            push(path, &depth, succ_slot);
-            succ_slot = &kids(*succ_slot, tree)[0];
-        }
+        for (; kids(*succ_slot, tree)[0] != NULL; succ_slot = &kids(*succ_slot, tree)[0])
+            PUSH(path, depth, succ_slot);
         VmemTag *succ = *succ_slot, **sk = kids(succ, tree);
         *succ_slot = sk[1];
         sk[0] = k[0];
         sk[1] = k[1];
-        if (tree == BY_ADDR) {
-            succ->addr_height = tag->addr_height;
+        *height_of(succ, tree) = *height_of(tag, tree);
+        if (tree == BY_ADDR)
             succ->u.free.addr_max = tag->u.free.addr_max;
-        } else {
-            succ->size_height = tag->size_height;
-        }
         *slot = succ;
         if (depth > moved + 1)
             path[moved + 1] = &sk[1]; /* was tag's own right link */
@@ -244,19 +210,31 @@ static void tree_remove(VmemTag **root, VmemTag *tag, int tree)
     retrace(path, depth, moved, tree, true, tree == BY_ADDR);
 }
 
-__attribute__((flatten)) void vmem_tree_insert_addr(Vmem *vm, VmemTag *tag) { tree_insert(&vm->vm_free_by_addr, tag, BY_ADDR); }
+__attribute__((flatten)) void vmem_tree_insert_addr(Vmem *vm, VmemTag *tag)
+{
+    tree_insert(&vm->vm_free_by_addr, tag, BY_ADDR);
+}
 
-__attribute__((flatten)) void vmem_tree_remove_addr(Vmem *vm, VmemTag *tag) { tree_remove(&vm->vm_free_by_addr, tag, BY_ADDR); }
+__attribute__((flatten)) void vmem_tree_remove_addr(Vmem *vm, VmemTag *tag)
+{
+    tree_remove(&vm->vm_free_by_addr, tag, BY_ADDR);
+}
 
-__attribute__((flatten)) void vmem_tree_insert_size(Vmem *vm, VmemTag *tag) { tree_insert(&vm->vm_free_by_size, tag, BY_SIZE); }
+__attribute__((flatten)) void vmem_tree_insert_size(Vmem *vm, VmemTag *tag)
+{
+    tree_insert(&vm->vm_free_by_size, tag, BY_SIZE);
+}
 
-__attribute__((flatten)) void vmem_tree_remove_size(Vmem *vm, VmemTag *tag) { tree_remove(&vm->vm_free_by_size, tag, BY_SIZE); }
+__attribute__((flatten)) void vmem_tree_remove_size(Vmem *vm, VmemTag *tag)
+{
+    tree_remove(&vm->vm_free_by_size, tag, BY_SIZE);
+}
 
 /*
  * tag's size changed in place: only addr_max changes, from tag up, and only
- * at the ancestors whose largest size was at most the larger of tag's old
- * and new largest: the lowest ones on the path, since addr_max never grows
- * going down. They are recomputed bottom up until one comes out unchanged.
+ * at the ancestors whose addr_max is at most the larger of tag's old and
+ * new one: the lowest on the path, since addr_max never grows going down.
+ * They are recomputed bottom up until one comes out unchanged.
  */
 void vmem_tree_refresh_addr(Vmem *vm, VmemTag *tag)
 {
@@ -268,12 +246,9 @@ void vmem_tree_refresh_addr(Vmem *vm, VmemTag *tag)
     int depth = 0;
     for (; node != tag; node = tag_links(node)->by_addr.child[tag->base > node->base]) {
         if (node == NULL)
-            missing();
-        if (node->u.free.addr_max <= reach) {
-            if (depth == TREE_MAX_HEIGHT)
-                too_deep();
-            path[depth++] = node;
-        }
+            vmem_port_panic("vmem: free segment missing from its index");
+        if (node->u.free.addr_max <= reach)
+            PUSH(path, depth, node);
     }
     while (depth-- > 0) {
         node = path[depth];
@@ -304,9 +279,7 @@ first_fit(VmemTag *node, const VmemRequest *req, size_t min_size, size_t budget,
         /* Lower subtrees end before node->base, higher ones start after its
          * last unit: either may lie wholly outside [min, max_last]. */
         while (node != NULL && node->u.free.addr_max >= min_size) {
-            if (depth == TREE_MAX_HEIGHT)
-                too_deep();
-            stack[depth++] = node;
+            PUSH(stack, depth, node);
             bool reachable = near ? tag_last(node) < req->max_last : node->base > req->min;
             node = reachable ? tag_links(node)->by_addr.child[near] : NULL;
         }
@@ -341,19 +314,18 @@ VmemTag *vmem_tree_best_fit(Vmem *vm, const VmemRequest *req, size_t min_size, s
     VmemTag *stack[TREE_MAX_HEIGHT], *node = vm->vm_free_by_size;
     int depth = 0;
     *exhausted = false;
-    /* Down to the smallest size of at least min_size: smaller ones are on
-     * the left. */
-    while (node != NULL) {
-        if (node->size < min_size) {
-            node = tag_links(node)->by_size.child[1];
-        } else {
-            if (depth == TREE_MAX_HEIGHT)
-                too_deep();
-            stack[depth++] = node;
+    for (;;) {
+        /* Sizes below min_size are on the left of every larger one. */
+        while (node != NULL) {
+            if (node->size < min_size) {
+                node = tag_links(node)->by_size.child[1];
+                continue;
+            }
+            PUSH(stack, depth, node);
             node = tag_links(node)->by_size.child[0];
         }
-    }
-    while (depth > 0) {
+        if (depth == 0)
+            return NULL;
         node = stack[--depth];
         if (vmem_fit_in(req, node->base, node->size, addrp))
             return node;
@@ -361,14 +333,8 @@ VmemTag *vmem_tree_best_fit(Vmem *vm, const VmemRequest *req, size_t min_size, s
             *exhausted = true;
             return NULL;
         }
-        for (node = tag_links(node)->by_size.child[1]; node != NULL;
-             node = tag_links(node)->by_size.child[0]) {
-            if (depth == TREE_MAX_HEIGHT)
-                too_deep();
-            stack[depth++] = node;
-        }
+        node = tag_links(node)->by_size.child[1];
     }
-    return NULL;
 }
 
 VmemTag *vmem_tree_find_free(Vmem *vm, uintptr_t addr)
@@ -384,48 +350,45 @@ VmemTag *vmem_tree_find_free(Vmem *vm, uintptr_t addr)
 typedef struct {
     int tree;
     size_t count;
-    const VmemTag *prev; /* the previous node in key order */
-    const VmemTag *bad;
+    VmemTag *prev; /* the previous node in key order */
+    VmemTag *bad;
     const char *why;
 } TreeCheck;
 
-static int check_failed(TreeCheck *check, const VmemTag *node, const char *why)
+static int check_failed(TreeCheck *check, VmemTag *node, const char *why)
 {
     check->bad = node;
     check->why = why;
     return -1;
 }
 
-/* The subtree's height, or -1 after recording a problem. It refuses to go
+/* The subtree's height, or -1 once a problem is recorded. It refuses to go
  * deeper than any walk could, which is what keeps the walks' stacks safe. */
-static int check_subtree(const VmemTag *node, TreeCheck *check, int depth)
+static int check_subtree(VmemTag *node, TreeCheck *check, int depth)
 {
+    int tree = check->tree, hl, hr;
     if (node == NULL)
         return 0;
     if (depth >= TREE_MAX_HEIGHT)
-        return check_failed(check, node, "free-segment index deeper than any balanced tree");
-    VmemTag **k = kids(node, check->tree);
-    int hl = check_subtree(k[0], check, depth + 1);
-    if (hl < 0)
+        return check_failed(check, node, TOO_DEEP);
+    if ((hl = check_subtree(kids(node, tree)[0], check, depth + 1)) < 0)
         return -1;
     if (node->type != SEG_FREE)
         return check_failed(check, node, "free-segment index holds a segment that is not free");
-    if (check->prev != NULL && !after(node->size, node->base, check->prev, check->tree))
+    if (check->prev != NULL && !after(node->size, node->base, check->prev, tree))
         return check_failed(check, node, "free-segment index out of order");
     check->prev = node;
     check->count++;
-    int hr = check_subtree(k[1], check, depth + 1);
-    if (hr < 0)
+    if ((hr = check_subtree(kids(node, tree)[1], check, depth + 1)) < 0)
         return -1;
-    int h = 1 + (hl > hr ? hl : hr);
-    if (hl > hr + 1 || hr > hl + 1 || h != height(node, check->tree))
+    if (hl > hr + 1 || hr > hl + 1 || height(node, tree) != 1 + (hl > hr ? hl : hr))
         return check_failed(check, node, "free-segment index unbalanced or with a wrong height");
-    if (check->tree == BY_ADDR && max_below(node) != node->u.free.addr_max)
+    if (tree == BY_ADDR && max_below(node) != node->u.free.addr_max)
         return check_failed(check, node, "address index has a wrong largest-size summary");
-    return h;
+    return height(node, tree);
 }
 
-static const VmemTag *check_tree(const VmemTag *root, int tree, size_t *count, const char **why)
+static const VmemTag *check_tree(VmemTag *root, int tree, size_t *count, const char **why)
 {
     TreeCheck check = {tree, 0, NULL, NULL, NULL};
     check_subtree(root, &check, 0);
