@@ -390,7 +390,13 @@ static int check_subtree(VmemTag *node, TreeCheck *check, int depth)
 
 static const VmemTag *check_tree(VmemTag *root, int tree, size_t *count, const char **why)
 {
-    TreeCheck check = {tree, 0, NULL, NULL, NULL};
+    TreeCheck check;
+    /* Member by member: an initializer becomes a call to memset on some
+     * targets, and the library calls nothing but the port. */
+    check.tree = tree;
+    check.count = 0;
+    check.prev = check.bad = NULL;
+    check.why = NULL;
     check_subtree(root, &check, 0);
     *count = check.count;
     *why = check.why;
