@@ -129,7 +129,7 @@ static void fix(VmemTag **slot, int tree, bool *heights, bool *maxes)
     if (!*heights)
         return;
     VmemTag **k = kids(node, tree);
-    int old_height = height(node, tree), hl = height(k[0], tree), hr = height(k[1], tree);
+    int old_height = *height_of(node, tree), hl = height(k[0], tree), hr = height(k[1], tree);
     if (hl <= hr + 1 && hr <= hl + 1) {
         *heights = set_height(node, tree, hl, hr) != old_height;
         return;
@@ -150,8 +150,11 @@ static void retrace(VmemTag **path[], int depth, int moved, int tree, bool heigh
         if (depth == moved)
             maxes = tree == BY_ADDR;
         fix(path[depth], tree, &heights, &maxes);
-        if (!heights && !maxes && depth <= moved)
-            return;
+        if (!heights && !maxes) {
+            if (depth <= moved)
+                return;
+            depth = moved + 1;
+        }
     }
 }
 
@@ -168,7 +171,9 @@ static void tree_insert(VmemTag **root, VmemTag *tag, int tree)
         PUSH(path, depth, slot);
     }
     kids(tag, tree)[0] = kids(tag, tree)[1] = NULL;
-    update(tag, tree);
+    *height_of(tag, tree) = 1;
+    if (tree == BY_ADDR)
+        tag->u.free.addr_max = size;
     *slot = tag;
     retrace(path, depth, TREE_MAX_HEIGHT, tree, true, false);
 }
