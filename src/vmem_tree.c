@@ -129,7 +129,7 @@ static void fix(VmemTag **slot, int tree, bool *heights, bool *maxes)
     if (!*heights)
         return;
     VmemTag **k = kids(node, tree);
-    int old_height = *height_of(node, tree), hl = height(k[0], tree), hr = height(k[1], tree);
+    int old_height = (int)*height_of(node, tree), hl = height(k[0], tree), hr = height(k[1], tree);
     if (hl <= hr + 1 && hr <= hl + 1) {
         *heights = set_height(node, tree, hl, hr) != old_height;
         return;
