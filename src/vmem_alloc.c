@@ -16,9 +16,9 @@
 
 /* ---- Locking, with hash tables and tags kept outside the lock -------------- */
 
-/* Everything an operation must release after it unlocks. */
+/* What an operation must release after it unlocks. */
 typedef struct {
-    void *unused_table; /* a table allocated but not installed */
+    void *unused_table; /* allocated but not installed */
     size_t unused_table_bytes;
 } Leftovers;
 
@@ -61,13 +61,10 @@ static __attribute__((noinline)) VmemIrqState lock_installing_table(Vmem *vm, si
     return state;
 }
 
-/*
- * Locks the arena, first allocating the hash table the arena wants, if
- * any (the page source may not be called under the lock). Only
- * allocations resize: a VM_BOOTSTRAP request is the page source at work,
- * and a kernel's page source frees with vmem_free(), so a free that
- * allocated could recurse. Frees still carry on a migration under way.
- */
+/* Locks, first allocating the hash table the arena wants (the page source
+ * may not be called locked). Only allocations resize: VM_BOOTSTRAP is the
+ * page source at work, and a kernel's page source frees with vmem_free(),
+ * so a free that allocated could recurse. */
 static inline VmemIrqState lock_with_hash_table(Vmem *vm, int vmflag, Leftovers *left)
 {
     left->unused_table = NULL;
@@ -128,14 +125,9 @@ static size_t add_sizes(ImportShape *out, size_t n, const ImportShape *shape, si
     return n;
 }
 
-/*
- * The spans to ask for, in order, for req (theory statement, 6). u is the
- * import unit (the coarser quantum), iq the import quantum or 0. Every
- * value is a multiple of u, and a span of any shape, wherever the source
- * puts it in the shape's range, holds a placement of req. A plain
- * callback (!constrained) is told sizes only. Returns how many (0: no
- * span can help).
- */
+/* The spans to ask for, in order (theory statement, 6): multiples of the
+ * import unit u, each holding a placement of req wherever the source puts
+ * it in the shape's range; sizes only for a plain callback. 0: none helps. */
 static size_t import_shapes(const VmemRequest *req, size_t u, size_t iq, bool constrained,
                             ImportShape *out)
 {
@@ -213,8 +205,8 @@ static void unlock_give_back(Vmem *vm, VmemIrqState *state, const GiveBack *give
     *state = vmem_lock(vm);
 }
 
-/* Imports a span that can satisfy req. Locked on entry and exit; the lock
- * is dropped around the callback. Returns false if nothing came. */
+/* Imports a span that can satisfy req; false if nothing came. Locked; the
+ * lock is dropped around the callback. */
 static bool import_span(Vmem *vm, VmemIrqState *state, const VmemRequest *req, int vmflag,
                         uintptr_t *span_base, size_t *span_size)
 {
@@ -379,10 +371,9 @@ static __attribute__((noinline)) int arena_xalloc_slow(Vmem *vm, const char *cal
         }
         imports = 0;
     }
-    /* An imported span the request did not use goes back now, or it would
-     * stay imported and empty (only frees give spans back): while the
-     * import ran unlocked, another thread may have freed what the request
-     * took instead, and tags may have run out. */
+    /* An unused import goes back now, or it would stay imported and empty
+     * (only frees give spans back): while the import ran unlocked, another
+     * thread may have freed what the request took instead. */
     if (imported_last && (result != 0 || *addrp < span_base || *addrp - span_base >= span_size))
         return_unused_import(vm, &state, span_base, span_size);
     unlock_and_release(vm, state, left);
@@ -584,8 +575,7 @@ void *vmem_alloc(Vmem *vmp, size_t size, int vmflag)
         if (addr != 0)
             return (void *)addr;
     }
-    /* Not served by the caches: an ordinary segment, which vmem_free tells
-     * from a cached object. */
+    /* Not served by the caches: an ordinary segment (vmem_free tells). */
     req.min = 1; /* NULL means failure, so 0 is never handed out here */
     if (alloc_or_drain(vmp, call, &req, vmflag, 0, &addr) != 0)
         return NULL;
@@ -709,10 +699,9 @@ int vmem_arena_add(Vmem *vm, const char *call, uintptr_t base, size_t size, int 
         vmem_report(vm, call, base, size, kind, why);
         return -VMEM_ERR_INVALID;
     }
-    /* An overlap is looked for first, so that the misuse takes no tag and
-     * installs no hash table (and is reported as what it is when no tag
-     * can be had); and again once the stash is full, as the fill may drop
-     * the lock. */
+    /* Overlap is checked first, so that the misuse takes no tag or table
+     * (and is reported as such when no tag can be had); and again once the
+     * stash is full, as the fill may drop the lock. */
     uintptr_t last = base + (size - 1);
     VmemIrqState state = vmem_lock(vm);
     bool overlaps = vmem_span_overlaps(vm, base, last);

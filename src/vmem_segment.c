@@ -34,14 +34,8 @@ static void seg_insert_after(Vmem *vm, VmemTag *prev, VmemTag *tag)
 
 HOT_INLINE void seg_unlink(Vmem *vm, VmemTag *tag)
 {
-    if (tag->seg_prev != NULL)
-        tag->seg_prev->seg_next = tag->seg_next;
-    else
-        vm->vm_seg_first = tag->seg_next;
-    if (tag->seg_next != NULL)
-        tag->seg_next->seg_prev = tag->seg_prev;
-    else
-        vm->vm_seg_last = tag->seg_prev;
+    *(tag->seg_prev != NULL ? &tag->seg_prev->seg_next : &vm->vm_seg_first) = tag->seg_next;
+    *(tag->seg_next != NULL ? &tag->seg_next->seg_prev : &vm->vm_seg_last) = tag->seg_prev;
 }
 
 VmemTag *vmem_span_containing(const Vmem *vm, uintptr_t addr, size_t size)
