@@ -28,14 +28,26 @@ static void seg_insert_after(Vmem *vm, VmemTag *prev, VmemTag *tag)
     VmemTag *next = prev != NULL ? prev->seg_next : vm->vm_seg_first;
     tag->seg_prev = prev;
     tag->seg_next = next;
-    *(prev != NULL ? &prev->seg_next : &vm->vm_seg_first) = tag;
-    *(next != NULL ? &next->seg_prev : &vm->vm_seg_last) = tag;
+    if (prev != NULL)
+        prev->seg_next = tag;
+    else
+        vm->vm_seg_first = tag;
+    if (next != NULL)
+        next->seg_prev = tag;
+    else
+        vm->vm_seg_last = tag;
 }
 
 HOT_INLINE void seg_unlink(Vmem *vm, VmemTag *tag)
 {
-    *(tag->seg_prev != NULL ? &tag->seg_prev->seg_next : &vm->vm_seg_first) = tag->seg_next;
-    *(tag->seg_next != NULL ? &tag->seg_next->seg_prev : &vm->vm_seg_last) = tag->seg_prev;
+    if (tag->seg_prev != NULL)
+        tag->seg_prev->seg_next = tag->seg_next;
+    else
+        vm->vm_seg_first = tag->seg_next;
+    if (tag->seg_next != NULL)
+        tag->seg_next->seg_prev = tag->seg_prev;
+    else
+        vm->vm_seg_last = tag->seg_prev;
 }
 
 VmemTag *vmem_span_containing(const Vmem *vm, uintptr_t addr, size_t size)
