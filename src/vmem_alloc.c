@@ -267,8 +267,6 @@ static bool import_span(Vmem *vm, VmemIrqState *state, const VmemRequest *req, i
 
 /* ---- Allocation ------------------------------------------------------------- */
 
-static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, bool slab);
-
 /* Gives back the span [base, base + size) if it is still wholly free: an
  * import that turned out not to serve the request. Locked. */
 static void return_unused_import(Vmem *vm, VmemIrqState *state, uintptr_t base, size_t size)
@@ -283,10 +281,10 @@ static void return_unused_import(Vmem *vm, VmemIrqState *state, uintptr_t base, 
     unlock_give_back(vm, state, &give);
 }
 
+#if VMEM_PORT_CAN_SLEEP
 /* Waits for a free or an added span; false when the port cannot sleep. */
 static bool wait_for_space(Vmem *vm)
 {
-#if VMEM_PORT_CAN_SLEEP
     vm->vm_waiters++;
 #ifdef VMEM_DEBUG
     vm->vm_lock_held = 0;
@@ -297,21 +295,17 @@ static bool wait_for_space(Vmem *vm)
 #endif
     vm->vm_waiters--;
     return true;
-#else
-    (void)vm;
-    return false;
-#endif
 }
 
 static void wake_waiters(Vmem *vm)
 {
-#if VMEM_PORT_CAN_SLEEP
     if (vm->vm_waiters != 0)
         vmem_port_cond_broadcast(&vm->vm_cv);
-#else
-    (void)vm;
-#endif
 }
+#else
+static bool wait_for_space(Vmem *vm) { (void)vm; return false; }
+static void wake_waiters(Vmem *vm) { (void)vm; }
+#endif
 
 /* Carves the placement from seg and moves the next-fit rotor past it. */
 HOT_INLINE void take_placement(Vmem *vm, const VmemRequest *req, int vmflag, VmemTag *seg,
@@ -449,16 +443,6 @@ int vmem_arena_alloc_slab(Vmem *vm, size_t slab_size, int vmflag, uintptr_t *add
     /* Never sleep for a slab: the caller can still be served without one. */
     return arena_xalloc(vm, "vmem_alloc", &req, (vmflag & VM_BOOTSTRAP) | VM_NOSLEEP, TAG_SLAB,
                         addrp);
-}
-
-void vmem_arena_free_slab(Vmem *vm, uintptr_t base, size_t slab_size)
-{
-    arena_free(vm, "vmem_free", base, slab_size, true);
-}
-
-void vmem_arena_free_segment(Vmem *vm, const char *call, uintptr_t addr, size_t size)
-{
-    arena_free(vm, call, addr, size, false);
 }
 
 /* Validates and builds a request; reports misuse and returns false. */
@@ -667,6 +651,16 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
     unlock_and_release(vm, state, &left);
     if (release)
         vmem_give_back(vm, &give);
+}
+
+void vmem_arena_free_slab(Vmem *vm, uintptr_t base, size_t slab_size)
+{
+    arena_free(vm, "vmem_free", base, slab_size, true);
+}
+
+void vmem_arena_free_segment(Vmem *vm, const char *call, uintptr_t addr, size_t size)
+{
+    arena_free(vm, call, addr, size, false);
 }
 
 void vmem_free(Vmem *vmp, void *addr, size_t size)
