@@ -67,8 +67,7 @@ static __attribute__((noinline)) VmemIrqState lock_installing_table(Vmem *vm, si
  * so a free that allocated could recurse. */
 static inline VmemIrqState lock_with_hash_table(Vmem *vm, int vmflag, Leftovers *left)
 {
-    left->unused_table = NULL;
-    left->unused_table_bytes = 0;
+    left->unused_table = NULL; /* its size is read only with it */
     size_t wanted = 0;
     if (!(vmflag & VM_BOOTSTRAP))
         wanted = __atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED);
