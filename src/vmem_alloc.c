@@ -104,9 +104,8 @@ static void shape_set(ImportShape *to, const ImportShape *from)
 
 #define MAX_IMPORT_SHAPES 3
 
-/* Appends shape with `need` rounded up to the import quantum iq (when
- * coarser than the unit u), then to u unless that repeats it; sizes that
- * would cross nocross are skipped. */
+/* Appends shape sized `need` rounded to iq (if coarser than u), then to u
+ * unless that repeats it; a size that would cross nocross is skipped. */
 static size_t add_sizes(ImportShape *out, size_t n, const ImportShape *shape, size_t need,
                         size_t u, size_t iq)
 {
@@ -143,10 +142,8 @@ static size_t import_shapes(const VmemRequest *req, size_t u, size_t iq, bool co
     uintptr_t last_start = req->max_last - (req->size - 1);
     size_t n = 0;
     if (req->phase % u != 0 || req->nocross % u != 0) {
-        /* Finer than the source can place: a span with room for a
-         * placement wherever it lies - first in the whole units inside
-         * the range, then in the range rounded outward, counting what its
-         * two end units have outside the request's own range. */
+        /* Finer than the source places: room for a placement wherever the
+         * span lies, first inside the range, then in it rounded outward. */
         shape.min = round_up(req->min, u);
         shape.max = (req->max_last + 1) & ~below_u; /* 0: no bound */
         if (shape.min >= req->min &&
@@ -160,8 +157,7 @@ static size_t import_shapes(const VmemRequest *req, size_t u, size_t iq, bool co
         }
         return n;
     }
-    /* The span that starts at the placement: its constraints are the
-     * placement's, in units of u. */
+    /* The span that starts at the placement, with its constraints. */
     uintptr_t first = round_up(req->min, u), last = last_start & ~below_u;
     if (first >= req->min && first <= last) {
         shape.align = req->align > u ? req->align : u;
@@ -170,8 +166,7 @@ static size_t import_shapes(const VmemRequest *req, size_t u, size_t iq, bool co
         shape.min = first;
         size_t at = n;
         n = add_sizes(out, n, &shape, req->size, u, iq);
-        /* Each ends no further than its size past the last start (max 0
-         * when that passes the top). */
+        /* Ends by its size past the last start (0: past the top). */
         for (size_t i = at; i < n; i++)
             out[i].max = out[i].size - 1 > UINTPTR_MAX - last ? 0 : last + out[i].size;
     }
@@ -376,8 +371,7 @@ static __attribute__((noinline)) int arena_xalloc_slow(Vmem *vm, const char *cal
     return result;
 }
 
-/* The allocation engine every request goes through. The first attempt is
- * inline and, when tags are at hand and something fits, all there is. */
+/* The engine every request goes through; the first attempt is inline. */
 static inline int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *req, int vmflag,
                                uint8_t tag_flags, uintptr_t *addrp)
 {
@@ -395,8 +389,7 @@ static inline int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *re
     return arena_xalloc_slow(vm, call, req, vmflag, tag_flags, state, &left, addrp);
 }
 
-/* With quantum caches: before failing (or sleeping), drain them, since
- * their free objects and slabs may be what the request needs. */
+/* Before failing or sleeping, drain the quantum caches: they may hold it. */
 static __attribute__((noinline)) int alloc_draining(Vmem *vm, const char *call,
                                                     const VmemRequest *req, int vmflag,
                                                     uint8_t tag_flags, uintptr_t *addrp)
@@ -417,8 +410,7 @@ static __attribute__((noinline)) int alloc_draining(Vmem *vm, const char *call,
     return result;
 }
 
-/* Inline, the cached case apart: an arena without caches goes straight to
- * arena_xalloc, with no frame of its own. */
+/* Inline: an arena without caches goes straight to arena_xalloc. */
 static inline int alloc_or_drain(Vmem *vm, const char *call, const VmemRequest *req, int vmflag,
                                  uint8_t tag_flags, uintptr_t *addrp)
 {

@@ -258,9 +258,8 @@ Vmem *vmem_create(const char *name, void *base, size_t size, size_t quantum, Vme
     return vm;
 }
 
-/* Why vmem_destroy() refuses vmp, or NULL: arenas still importing from it
- * (their next import would call into a destroyed arena), or segments still
- * allocated (busy). Locked. */
+/* Why vmem_destroy() refuses vmp, or NULL: an importer (whose next import
+ * would call a destroyed arena), or allocated segments (busy). Locked. */
 static const char *destroy_problem(const Vmem *vmp, bool busy)
 {
     if (vmp->vm_importers != 0)
@@ -403,12 +402,10 @@ static void arena_view(Vmem *vm, ArenaView *view)
     vmem_unlock(vm, state);
 }
 
-/* The arena's stats as its callers see them: objects in the quantum
- * caches are free, slabs are not allocations. A snapshot even while other
- * CPUs use the caches (vmem_qcache.c, point 6): the caches' counters are
- * accepted when they settled between two equal views of the arena, which
- * then held still throughout; else, after a few tries, the cached bytes
- * are clamped to the slabs holding them. No lock held. */
+/* The stats callers see: cached objects are free, slabs no allocations.
+ * The caches' counters count when they settled between two equal views of
+ * the arena (vmem_qcache.c, point 6); else, after a few tries, the cached
+ * bytes are clamped to the slabs holding them. No lock held. */
 static void user_stat(Vmem *vm, VmemStat *out)
 {
     ArenaView a, b;

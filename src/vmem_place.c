@@ -125,13 +125,9 @@ HOT_INLINE VmemTag *freelist_heads_fit(Vmem *vm, const VmemRequest *req, unsigne
     return NULL;
 }
 
-/*
- * Instant-fit's constant-time step: a fitting member among the first few
- * of the request's own class (a closer fit than a larger class holds,
- * leaving larger segments whole), else the head of one of the first two
- * non-empty classes whose every member is large enough (the second when
- * the first sits at address 0 and cannot hold the request above it).
- */
+/* A fit among the first few of the request's own class (closer than a
+ * larger class, which it leaves whole), else the head of one of the first
+ * two classes that all fit (the second when the first sits at address 0). */
 VmemTag *vmem_place_instant(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
     VMEM_ASSERT(req->plain && req->align == req->quantum && req->min <= 1);
@@ -198,16 +194,12 @@ static VmemTag *best_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
     return address_order_fit(vm, req, addrp);
 }
 
-/*
- * Next-fit walks the segment list from the last next-fit allocation (the
- * rotor tag) to the top, then from the bottom up to the rotor: in an ID
- * arena the next free ID is almost always a neighbour, so this is O(1)
- * without an index. After NEXT_FIT_WALK segments it asks the index, so it
- * is never linear either; in address order from the rotor, the first fit
- * is what the index would find. The rotor tag never starts above the
- * rotor address: it is the last next-fit segment, the free segment that
- * absorbed it, or the piece carved from the front of that free segment.
- */
+/* Walks the segment list from the rotor tag to the top, then from the
+ * bottom to the rotor: in an ID arena the next free ID is almost always a
+ * neighbour, so O(1) without an index; after NEXT_FIT_WALK segments the
+ * index answers (the same first fit). The rotor tag never starts above
+ * the rotor: it is the last next-fit segment, the free segment that
+ * absorbed it, or the piece carved from that segment's front. */
 static VmemTag *next_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
     uintptr_t rotor = vm->vm_rotor;
