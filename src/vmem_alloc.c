@@ -2,59 +2,52 @@
  * vmem_alloc.c - the request path: building and checking a request, the
  * allocation engine (place, carve, refill, import, sleep), and free.
  *
- * Every allocation call builds one VmemRequest with make_request() and
- * goes through arena_xalloc(); every free through arena_free(). An
- * operation holds the arena lock from its first look at the arena to its
- * last change, and drops it only around the port's page source, an
- * import or give-back callback, and a misuse report; whatever it saw
- * before is looked up again after. It fills the tag stash before it
- * places anything, so it cannot run out of tags half-way: it completes or
- * changes nothing.
+ * Every allocation builds one VmemRequest with make_request() and goes
+ * through arena_xalloc(); every free through arena_free(). An operation
+ * holds the arena lock from its first look at the arena to its last
+ * change, and drops it only around the port's page source, an import or
+ * give-back callback, and a misuse report; whatever it saw before is
+ * looked up again after. It fills the tag stash before it places
+ * anything, so it completes or changes nothing.
  */
 #include "vmem_internal.h"
 
 #define MAX_IMPORTS 2
 
-/* ---- End of an operation -------------------------------------------------- */
+/* ---- Locking, with hash tables and tags kept outside the lock -------------- */
 
-/* Everything an operation must release after it unlocks. */
+/* What an operation must release after it unlocks. */
 typedef struct {
-    VmemTag *tags;          /* surplus tags for the pool */
-    void *table;            /* a hash table to give back */
-    size_t table_bytes;
-    void *unused_table;     /* a table allocated but not installed */
+    void *unused_table; /* allocated but not installed */
     size_t unused_table_bytes;
 } Leftovers;
 
-/* unlock_and_release() when there is something to hand back. */
 static __attribute__((noinline)) void unlock_releasing(Vmem *vm, VmemIrqState state,
                                                        Leftovers *left)
 {
-    left->tags = vm->vm_stash_count > VMEM_STASH_HIGH ? vmem_stash_detach(vm, false) : NULL;
-    left->table = vmem_hash_take_retired(vm, &left->table_bytes);
+    VmemTag *tags = vm->vm_stash_count > VMEM_STASH_HIGH ? vmem_stash_detach(vm, false) : NULL;
+    size_t table_bytes;
+    void *table = vmem_hash_take_retired(vm, &table_bytes);
     vmem_unlock(vm, state);
-    if (left->tags != NULL)
-        vmem_pool_return(left->tags);
-    if (left->table != NULL)
-        vmem_port_page_free(left->table, vmem_pages_for(left->table_bytes));
+    if (tags != NULL)
+        vmem_pool_return(tags);
+    if (table != NULL)
+        vmem_port_page_free(table, vmem_pages_for(table_bytes));
     if (left->unused_table != NULL)
         vmem_port_page_free(left->unused_table, vmem_pages_for(left->unused_table_bytes));
 }
 
-/* Inline: every operation ends here, and almost always with nothing to
- * hand back - then it is an unlock. */
+/* Inline: almost every operation ends with nothing to hand back. */
 static inline void unlock_and_release(Vmem *vm, VmemIrqState state, Leftovers *left)
 {
     if (__builtin_expect(vm->vm_stash_count <= VMEM_STASH_HIGH && !vmem_hash_has_retired(vm) &&
                              left->unused_table == NULL,
-                         1)) {
+                         1))
         vmem_unlock(vm, state);
-    } else {
+    else
         unlock_releasing(vm, state, left);
-    }
 }
 
-/* lock_with_hash_table() when the arena wants a new table. */
 static __attribute__((noinline)) VmemIrqState lock_installing_table(Vmem *vm, size_t wanted,
                                                                     int vmflag, Leftovers *left)
 {
@@ -68,19 +61,13 @@ static __attribute__((noinline)) VmemIrqState lock_installing_table(Vmem *vm, si
     return state;
 }
 
-/*
- * Locks the arena, first allocating a bigger or smaller hash table if the
- * arena wants one (the page source may not be called under the lock).
- * Only allocations resize: a VM_BOOTSTRAP request is the page source at
- * work, which must not call the page source again, and a free must not
- * either - a kernel's page source gives pages back with vmem_free(), so a
- * free that allocated could recurse. Frees still carry on a migration
- * already under way, and shrink into the embedded buckets, inline.
- */
+/* Locks, first allocating the hash table the arena wants (the page source
+ * may not be called locked). Only allocations resize: VM_BOOTSTRAP is the
+ * page source at work, and a kernel's page source frees with vmem_free(),
+ * so a free that allocated could recurse. */
 static inline VmemIrqState lock_with_hash_table(Vmem *vm, int vmflag, Leftovers *left)
 {
-    left->unused_table = NULL;
-    left->unused_table_bytes = 0;
+    left->unused_table = NULL; /* its size is read only with it */
     size_t wanted = 0;
     if (!(vmflag & VM_BOOTSTRAP))
         wanted = __atomic_load_n(&vm->vm_hash_hint, __ATOMIC_RELAXED);
@@ -104,8 +91,7 @@ typedef struct {
     uintptr_t align, phase, nocross, min, max;
 } ImportShape;
 
-/* Field by field: a struct assignment or initialiser may become a call to
- * memcpy or memset, which a freestanding library may not make. */
+/* Field by field: a struct assignment may become a memcpy call. */
 static void shape_set(ImportShape *to, const ImportShape *from)
 {
     to->size = from->size;
@@ -118,9 +104,8 @@ static void shape_set(ImportShape *to, const ImportShape *from)
 
 #define MAX_IMPORT_SHAPES 3
 
-/* Appends a shape of `need` units rounded up to the import quantum `iq`
- * (when it is coarser than the unit u and keeps within nocross), then
- * rounded up to u, unless that repeats the first. */
+/* Appends shape sized `need` rounded to iq (if coarser than u), then to u
+ * unless that repeats it; a size that would cross nocross is skipped. */
 static size_t add_sizes(ImportShape *out, size_t n, const ImportShape *shape, size_t need,
                         size_t u, size_t iq)
 {
@@ -133,22 +118,14 @@ static size_t add_sizes(ImportShape *out, size_t n, const ImportShape *shape, si
         if (shape->nocross != 0 && sizes[i] > shape->nocross)
             continue;
         shape_set(&out[n], shape);
-        out[n].size = sizes[i];
-        n++;
+        out[n++].size = sizes[i];
     }
     return n;
 }
 
-/*
- * The spans to ask for, in order, for req (theory statement, 6; vmem.h
- * under VmemXImport says the same to callers). u is the import unit, the
- * coarser of the two quanta; iq the import quantum or 0. Every value is a
- * multiple of u, so the source can place them, and a span of any shape,
- * wherever the source puts it inside the shape's range, holds a placement
- * of req. A plain callback (!constrained) is told sizes only: its span
- * holds a placement wherever it lies inside req's range. Returns how
- * many; 0 when no span can help.
- */
+/* The spans to ask for, in order (theory statement, 6): multiples of the
+ * import unit u, each holding a placement of req wherever the source puts
+ * it in the shape's range; sizes only for a plain callback. 0: none helps. */
 static size_t import_shapes(const VmemRequest *req, size_t u, size_t iq, bool constrained,
                             ImportShape *out)
 {
@@ -161,19 +138,16 @@ static size_t import_shapes(const VmemRequest *req, size_t u, size_t iq, bool co
     if (!constrained)
         return add_sizes(out, 0, &shape, comfortable, u, iq);
     if (req->min > req->max_last || req->max_last - req->min < req->size - 1)
-        return 0; /* no placement in the range at all */
+        return 0;
     uintptr_t last_start = req->max_last - (req->size - 1);
     size_t n = 0;
     if (req->phase % u != 0 || req->nocross % u != 0) {
-        /* Finer than the source can place: a span with room for a
-         * placement wherever it lies - first in the whole units inside
-         * the range, then in the range rounded outward, counting what its
-         * two end units have outside the request's own range. */
+        /* Finer than the source places: room for a placement wherever the
+         * span lies, first inside the range, then in it rounded outward. */
         shape.min = round_up(req->min, u);
         shape.max = (req->max_last + 1) & ~below_u; /* 0: no bound */
-        bool inside = shape.min >= req->min &&
-                      (req->max_last == UINTPTR_MAX || (shape.max != 0 && shape.min < shape.max));
-        if (inside)
+        if (shape.min >= req->min &&
+            (req->max_last == UINTPTR_MAX || (shape.max != 0 && shape.min < shape.max)))
             n = add_sizes(out, n, &shape, comfortable, u, iq);
         size_t outside = (req->min & below_u) + (below_u - (req->max_last & below_u));
         if (outside != 0 && comfortable <= SIZE_MAX - outside) {
@@ -183,9 +157,7 @@ static size_t import_shapes(const VmemRequest *req, size_t u, size_t iq, bool co
         }
         return n;
     }
-
-    /* The span that starts at the placement: then the placement's
-     * constraints are the span's, in units of u. */
+    /* The span that starts at the placement, with its constraints. */
     uintptr_t first = round_up(req->min, u), last = last_start & ~below_u;
     if (first >= req->min && first <= last) {
         shape.align = req->align > u ? req->align : u;
@@ -194,8 +166,7 @@ static size_t import_shapes(const VmemRequest *req, size_t u, size_t iq, bool co
         shape.min = first;
         size_t at = n;
         n = add_sizes(out, n, &shape, req->size, u, iq);
-        /* Each ends no further than its size past the last start (when that
-         * passes the top, the top bounds it: max 0). */
+        /* Ends by its size past the last start (0: past the top). */
         for (size_t i = at; i < n; i++)
             out[i].max = out[i].size - 1 > UINTPTR_MAX - last ? 0 : last + out[i].size;
     }
@@ -219,8 +190,17 @@ static size_t import_shapes(const VmemRequest *req, size_t u, size_t iq, bool co
     return n;
 }
 
-/* Imports a span that can satisfy req. Locked on entry and exit, but the
- * lock is dropped around the callback. Returns false if nothing came. */
+/* Drops the lock, hands give back to its release function, relocks. */
+static void unlock_give_back(Vmem *vm, VmemIrqState *state, const GiveBack *give)
+{
+    vmem_unlock(vm, *state);
+    if (give->release != NULL)
+        vmem_give_back(vm, give);
+    *state = vmem_lock(vm);
+}
+
+/* Imports a span that can satisfy req; false if nothing came. Locked; the
+ * lock is dropped around the callback. */
 static bool import_span(Vmem *vm, VmemIrqState *state, const VmemRequest *req, int vmflag,
                         uintptr_t *span_base, size_t *span_size)
 {
@@ -236,10 +216,11 @@ static bool import_span(Vmem *vm, VmemIrqState *state, const VmemRequest *req, i
     size_t u = source->quantum > vm->quantum ? source->quantum : vm->quantum;
     ImportShape shapes[MAX_IMPORT_SHAPES];
     size_t count = import_shapes(req, u, vm->vm_import_quantum, ximport != NULL, shapes);
-    VmemFree *release = vmem_span_release(vm, flags);
     int sleep_flags = vmflag & (VM_SLEEP | VM_NOSLEEP | VM_BOOTSTRAP);
-    uintptr_t base = 0;
-    size_t size = 0;
+    GiveBack give; /* not an initialiser: that may become a memcpy call */
+    give.base = 0;
+    give.size = 0;
+    give.release = vmem_span_release(vm, flags);
     bool ok = false;
 
     vmem_unlock(vm, *state);
@@ -252,45 +233,36 @@ static bool import_span(Vmem *vm, VmemIrqState *state, const VmemRequest *req, i
         const ImportShape *sh = &shapes[i];
         if (ximport != NULL) {
             ok = ximport(source, sh->size, sh->align, sh->phase, sh->nocross, sh->min, sh->max,
-                         flags_now | (req->top_down ? VM_ENDALLOC : 0), &base) == 0;
+                         flags_now | (req->top_down ? VM_ENDALLOC : 0), &give.base) == 0;
         } else {
             void *got = vm->alloc(source, sh->size, flags_now);
             ok = got != NULL;
-            base = (uintptr_t)got;
+            give.base = (uintptr_t)got;
         }
-        size = sh->size;
+        give.size = sh->size;
     }
     *state = vmem_lock(vm);
     if (!ok)
         return false;
 
     /* The world may have changed while unlocked: refill, recheck. */
-    uintptr_t last = base + (size - 1);
-    bool sane = last >= base && base % vm->quantum == 0 && !vmem_span_overlaps(vm, base, last);
-    if (!sane || !vmem_stash_fill(vm, state, vmflag) || vmem_span_overlaps(vm, base, last)) {
-        GiveBack give; /* not an initialiser: that may become a memcpy call */
-        give.base = base;
-        give.size = size;
-        give.release = release;
-        vmem_unlock(vm, *state);
-        if (release != NULL)
-            vmem_give_back(vm, &give);
-        *state = vmem_lock(vm);
+    uintptr_t last = give.base + (give.size - 1);
+    if (last < give.base || give.base % vm->quantum != 0 ||
+        vmem_span_overlaps(vm, give.base, last) || !vmem_stash_fill(vm, state, vmflag) ||
+        vmem_span_overlaps(vm, give.base, last)) {
+        unlock_give_back(vm, state, &give);
         return false;
     }
-    vmem_span_add(vm, base, size, flags);
-    *span_base = base;
-    *span_size = size;
+    vmem_span_add(vm, give.base, give.size, flags);
+    *span_base = give.base;
+    *span_size = give.size;
     return true;
 }
 
 /* ---- Allocation ------------------------------------------------------------- */
 
-static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, bool slab);
-
 /* Gives back the span [base, base + size) if it is still wholly free: an
- * import that turned out not to serve the request. Locked on entry and
- * exit; the lock is dropped around the give-back. */
+ * import that turned out not to serve the request. Locked. */
 static void return_unused_import(Vmem *vm, VmemIrqState *state, uintptr_t base, size_t size)
 {
     VmemTag *marker = vmem_span_find(vm, base, size);
@@ -300,16 +272,13 @@ static void return_unused_import(Vmem *vm, VmemIrqState *state, uintptr_t base, 
         return;
     GiveBack give;
     vmem_span_remove(vm, marker, marker->seg_next, &give);
-    vmem_unlock(vm, *state);
-    vmem_give_back(vm, &give);
-    *state = vmem_lock(vm);
+    unlock_give_back(vm, state, &give);
 }
 
-/* Waits for a free or an added span. Locked; returns false (and the caller
- * fails) when the port cannot sleep. */
+#if VMEM_PORT_CAN_SLEEP
+/* Waits for a free or an added span; false when the port cannot sleep. */
 static bool wait_for_space(Vmem *vm)
 {
-#if VMEM_PORT_CAN_SLEEP
     vm->vm_waiters++;
 #ifdef VMEM_DEBUG
     vm->vm_lock_held = 0;
@@ -320,30 +289,23 @@ static bool wait_for_space(Vmem *vm)
 #endif
     vm->vm_waiters--;
     return true;
-#else
-    (void)vm;
-    return false;
-#endif
 }
 
-/* Wakes VM_SLEEP allocations: something was freed or added. Locked. */
 static void wake_waiters(Vmem *vm)
 {
-#if VMEM_PORT_CAN_SLEEP
     if (vm->vm_waiters != 0)
         vmem_port_cond_broadcast(&vm->vm_cv);
-#else
-    (void)vm;
-#endif
 }
+#else
+static bool wait_for_space(Vmem *vm) { (void)vm; return false; }
+static void wake_waiters(Vmem *vm) { (void)vm; }
+#endif
 
-/* Carves the allocation from free segment seg and moves the next-fit
- * rotor past it. Locked; the stash holds two tags. */
+/* Carves the placement from seg and moves the next-fit rotor past it. */
 HOT_INLINE void take_placement(Vmem *vm, const VmemRequest *req, int vmflag, VmemTag *seg,
                                uintptr_t addr, uint8_t tag_flags)
 {
     uintptr_t last = addr + (req->size - 1);
-    /* What every allocation promises, whatever the policy found. */
     VMEM_ASSERT(seg->type == SEG_FREE && addr >= seg->base && last >= addr &&
                 last <= tag_last(seg));
     VMEM_ASSERT(addr >= req->min && last <= req->max_last);
@@ -397,10 +359,9 @@ static __attribute__((noinline)) int arena_xalloc_slow(Vmem *vm, const char *cal
         }
         imports = 0;
     }
-    /* A span this request imported and did not use goes back now, or it
-     * would stay imported with nothing in it (only frees give spans
-     * back): while the import ran unlocked, another thread may have freed
-     * what the request then took instead, and tags may have run out. */
+    /* An unused import goes back now, or it would stay imported and empty
+     * (only frees give spans back): while the import ran unlocked, another
+     * thread may have freed what the request took instead. */
     if (imported_last && (result != 0 || *addrp < span_base || *addrp - span_base >= span_size))
         return_unused_import(vm, &state, span_base, span_size);
     unlock_and_release(vm, state, left);
@@ -410,8 +371,7 @@ static __attribute__((noinline)) int arena_xalloc_slow(Vmem *vm, const char *cal
     return result;
 }
 
-/* The allocation engine every request goes through. The first attempt is
- * inline and, when tags are at hand and something fits, all there is. */
+/* The engine every request goes through; the first attempt is inline. */
 static inline int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *req, int vmflag,
                                uint8_t tag_flags, uintptr_t *addrp)
 {
@@ -429,9 +389,7 @@ static inline int arena_xalloc(Vmem *vm, const char *call, const VmemRequest *re
     return arena_xalloc_slow(vm, call, req, vmflag, tag_flags, state, &left, addrp);
 }
 
-/* arena_xalloc for an arena with quantum caches: before failing (or
- * sleeping) it drains them, since their free objects and slabs may be
- * what the request needs. */
+/* Before failing or sleeping, drain the quantum caches: they may hold it. */
 static __attribute__((noinline)) int alloc_draining(Vmem *vm, const char *call,
                                                     const VmemRequest *req, int vmflag,
                                                     uint8_t tag_flags, uintptr_t *addrp)
@@ -452,8 +410,7 @@ static __attribute__((noinline)) int alloc_draining(Vmem *vm, const char *call,
     return result;
 }
 
-/* Inline, and the cached case apart: an arena without caches then goes
- * straight to arena_xalloc, with no frame of its own to set up. */
+/* Inline: an arena without caches goes straight to arena_xalloc. */
 static inline int alloc_or_drain(Vmem *vm, const char *call, const VmemRequest *req, int vmflag,
                                  uint8_t tag_flags, uintptr_t *addrp)
 {
@@ -475,24 +432,21 @@ int vmem_arena_alloc_slab(Vmem *vm, size_t slab_size, int vmflag, uintptr_t *add
     req.top_down = false;
     req.plain = true;
     /* Never sleep for a slab: the caller can still be served without one. */
-    int flags = (vmflag & VM_BOOTSTRAP) | VM_NOSLEEP;
-    return arena_xalloc(vm, "vmem_alloc", &req, flags, TAG_SLAB, addrp);
+    return arena_xalloc(vm, "vmem_alloc", &req, (vmflag & VM_BOOTSTRAP) | VM_NOSLEEP, TAG_SLAB,
+                        addrp);
 }
 
-void vmem_arena_free_slab(Vmem *vm, uintptr_t base, size_t slab_size)
+/* Validates and builds a request; reports misuse and returns false. */
+HOT_INLINE bool make_request(const Vmem *vm, const char *call, size_t size, size_t align,
+                             size_t phase, size_t nocross, uintptr_t min, uintptr_t max,
+                             bool max_given, int vmflag, VmemRequest *req)
 {
-    arena_free(vm, "vmem_free", base, slab_size, true);
-}
-
-void vmem_arena_free_segment(Vmem *vm, const char *call, uintptr_t addr, size_t size)
-{
-    arena_free(vm, call, addr, size, false);
-}
-
-HOT_INLINE bool valid_flags(const Vmem *vm, const char *call, int vmflag, uintptr_t addr, size_t size)
-{
+    const size_t q = vm->quantum;
+    const size_t under_q = q - 1; /* q is a power of two: x % q == (x & under_q) */
+    const int policy = vmflag & POLICY_FLAGS;
+    VmemMisuseKind kind = VMEM_MISUSE_BAD_FLAGS;
     const char *why = NULL;
-    int policy = vmflag & POLICY_FLAGS;
+
     if (vmflag & ~KNOWN_FLAGS)
         why = "unknown flag bits";
     else if ((vmflag & VM_SLEEP) && (vmflag & VM_NOSLEEP))
@@ -501,43 +455,26 @@ HOT_INLINE bool valid_flags(const Vmem *vm, const char *call, int vmflag, uintpt
         why = "more than one allocation policy";
     else if ((vmflag & VM_ENDALLOC) && (policy & (VM_NEXTFIT | VM_INSTANTFIT)))
         why = "VM_ENDALLOC with VM_NEXTFIT or VM_INSTANTFIT";
-    if (why == NULL)
-        return true;
-    vmem_report(vm, call, addr, size, VMEM_MISUSE_BAD_FLAGS, why);
-    return false;
-}
-
-
-/* Validates and builds a request; reports misuse and returns false. */
-HOT_INLINE bool make_request(const Vmem *vm, const char *call, size_t size, size_t align,
-                         size_t phase, size_t nocross, uintptr_t min, uintptr_t max,
-                         bool max_given, int vmflag, VmemRequest *req)
-{
-    const size_t q = vm->quantum;
-    const size_t under_q = q - 1; /* q is a power of two: x % q == (x & under_q) */
-    VmemMisuseKind kind = VMEM_MISUSE_BAD_CONSTRAINT;
-    const char *why = NULL;
-
-    if (!valid_flags(vm, call, vmflag, min, size))
-        return false;
-    if (size == 0) {
+    else if (size == 0) {
         kind = VMEM_MISUSE_BAD_ARGUMENT;
         why = "size is zero";
     } else if (size > SIZE_MAX - (q - 1)) {
         kind = VMEM_MISUSE_SIZE_OVERFLOW;
         why = "size overflows when rounded up to the quantum";
-    } else if (align != 0 && (!is_pow2(align) || (align & under_q) != 0)) {
-        why = "align is not a power of two multiple of the quantum";
-    } else if ((phase & under_q) != 0 || phase >= (align != 0 ? align : q)) {
-        why = "phase is not a multiple of the quantum below align";
-    } else if (nocross != 0 && (!is_pow2(nocross) || (nocross & under_q) != 0)) {
-        why = "nocross is not a power of two multiple of the quantum";
-    } else if (nocross != 0 && nocross < round_up(size, q)) {
-        why = "nocross is smaller than size";
-    } else if ((min & under_q) != 0 || (max_given && (max & under_q) != 0)) {
-        why = "minaddr or maxaddr is not a multiple of the quantum";
-    } else if (max_given && min >= max) {
-        why = "[minaddr, maxaddr) is empty or inverted";
+    } else {
+        kind = VMEM_MISUSE_BAD_CONSTRAINT;
+        if (align != 0 && (!is_pow2(align) || (align & under_q) != 0))
+            why = "align is not a power of two multiple of the quantum";
+        else if ((phase & under_q) != 0 || phase >= (align != 0 ? align : q))
+            why = "phase is not a multiple of the quantum below align";
+        else if (nocross != 0 && (!is_pow2(nocross) || (nocross & under_q) != 0))
+            why = "nocross is not a power of two multiple of the quantum";
+        else if (nocross != 0 && nocross < round_up(size, q))
+            why = "nocross is smaller than size";
+        else if ((min & under_q) != 0 || (max_given && (max & under_q) != 0))
+            why = "minaddr or maxaddr is not a multiple of the quantum";
+        else if (max_given && min >= max)
+            why = "[minaddr, maxaddr) is empty or inverted";
     }
     if (why != NULL) {
         vmem_report(vm, call, min, size, kind, why);
@@ -590,13 +527,10 @@ void *vmem_xalloc(Vmem *vmp, size_t size, size_t align, size_t phase, size_t noc
     return (void *)addr;
 }
 
-/* Small vmem_alloc() requests go through the quantum caches, except with
- * the policies that promise a placement (next-fit's rotor, first-fit,
- * VM_ENDALLOC), which only the arena can keep. VM_BOOTSTRAP requests (a
- * page source at work) skip them too: their magazines and slab
- * descriptors come from the page source. Only a bound here, to keep
- * arenas without caches fast: vmem_qcache_alloc() and vmem_qcache_free()
- * know the exact sizes they serve. */
+/* Small requests go through the quantum caches, except under the policies
+ * that promise a placement only the arena can keep (next-fit, first-fit,
+ * VM_ENDALLOC) and VM_BOOTSTRAP (the caches' own memory comes from the
+ * page source). Only a bound: the caches know the exact sizes they serve. */
 static inline bool uses_qcache(const Vmem *vm, size_t size, int vmflag)
 {
     return size <= vm->qcache_max &&
@@ -616,9 +550,7 @@ void *vmem_alloc(Vmem *vmp, size_t size, int vmflag)
         if (addr != 0)
             return (void *)addr;
     }
-    /* The caches could not serve it (no slab to be had, or not a cached
-     * size): the arena serves it as an ordinary segment, which vmem_free
-     * tells from a cached object. */
+    /* Not served by the caches: an ordinary segment (vmem_free tells). */
     req.min = 1; /* NULL means failure, so 0 is never handed out here */
     if (alloc_or_drain(vmp, call, &req, vmflag, 0, &addr) != 0)
         return NULL;
@@ -630,9 +562,8 @@ int vmem_alloc_exact(Vmem *vmp, uintptr_t addr, size_t size, int vmflag)
     static const char call[] = "vmem_alloc_exact";
     VmemRequest req;
     uintptr_t got;
-    if (!vmem_usable(vmp, call, addr, size))
-        return -VMEM_ERR_INVALID;
-    if (!make_request(vmp, call, size, 0, 0, 0, addr, 0, false, vmflag, &req))
+    if (!vmem_usable(vmp, call, addr, size) ||
+        !make_request(vmp, call, size, 0, 0, 0, addr, 0, false, vmflag, &req))
         return -VMEM_ERR_INVALID;
     if (req.size - 1 > UINTPTR_MAX - addr) {
         vmem_report(vmp, call, addr, size, VMEM_MISUSE_SIZE_OVERFLOW,
@@ -655,7 +586,6 @@ static __attribute__((noinline, cold)) void report_free_size(Vmem *vm, const cha
                 size == 0 ? "size is zero" : "size overflows when rounded to the quantum");
 }
 
-/* Checks a free's arguments before anything else; reports misuse. */
 static inline bool valid_free(Vmem *vm, const char *call, uintptr_t addr, size_t size)
 {
     if (!vmem_usable(vm, call, addr, size))
@@ -671,6 +601,8 @@ static inline bool valid_free(Vmem *vm, const char *call, uintptr_t addr, size_t
  * themselves (slab) may free a slab. */
 static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, bool slab)
 {
+    static const char wrong_call[] =
+        "the address came from a quantum cache (vmem_alloc): free it with vmem_free";
     size_t rounded = round_up(size, vm->quantum);
     Leftovers left;
     VmemIrqState state = lock_with_hash_table(vm, VM_NOSLEEP | VM_BOOTSTRAP, &left);
@@ -682,7 +614,7 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
         why = vmem_bad_free_problem(vm, addr, &kind);
     } else if (((tag->flags & TAG_SLAB) != 0) != slab) {
         kind = VMEM_MISUSE_FREE_WRONG_CALL;
-        why = "the address came from a quantum cache (vmem_alloc): free it with vmem_free";
+        why = wrong_call;
     } else if (tag->size != rounded) {
         why = "size differs from the size allocated";
     }
@@ -690,7 +622,7 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
         unlock_and_release(vm, state, &left);
         if (kind == VMEM_MISUSE_FREE_INSIDE && vmem_qcache_owns(vm, addr)) {
             kind = VMEM_MISUSE_FREE_WRONG_CALL;
-            why = "the address came from a quantum cache (vmem_alloc): free it with vmem_free";
+            why = wrong_call;
         }
         vmem_report(vm, call, addr, size, kind, why);
         return;
@@ -704,13 +636,22 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
         vm->vm_slab_bytes -= tag->size;
         vm->vm_slabs_freed++;
     }
-
     GiveBack give;
     bool release = vmem_seg_free(vm, tag, &give);
     wake_waiters(vm);
     unlock_and_release(vm, state, &left);
     if (release)
         vmem_give_back(vm, &give);
+}
+
+void vmem_arena_free_slab(Vmem *vm, uintptr_t base, size_t slab_size)
+{
+    arena_free(vm, "vmem_free", base, slab_size, true);
+}
+
+void vmem_arena_free_segment(Vmem *vm, const char *call, uintptr_t addr, size_t size)
+{
+    arena_free(vm, call, addr, size, false);
 }
 
 void vmem_free(Vmem *vmp, void *addr, size_t size)
@@ -733,7 +674,6 @@ void vmem_xfree(Vmem *vmp, void *addr, size_t size)
         arena_free(vmp, call, (uintptr_t)addr, size, false);
 }
 
-
 /* ---- Adding spans ------------------------------------------------------------- */
 
 int vmem_arena_add(Vmem *vm, const char *call, uintptr_t base, size_t size, int vmflag)
@@ -744,11 +684,9 @@ int vmem_arena_add(Vmem *vm, const char *call, uintptr_t base, size_t size, int 
         vmem_report(vm, call, base, size, kind, why);
         return -VMEM_ERR_INVALID;
     }
-
-    /* An overlap is looked for before anything else, so that the misuse
-     * takes no tag and installs no hash table the arena was waiting for
-     * (and is reported as what it is when no tag can be had); and again
-     * once the stash is full, as the fill may drop the lock. */
+    /* Overlap is checked first, so that the misuse takes no tag or table
+     * (and is reported as such when no tag can be had); and again once the
+     * stash is full, as the fill may drop the lock. */
     uintptr_t last = base + (size - 1);
     VmemIrqState state = vmem_lock(vm);
     bool overlaps = vmem_span_overlaps(vm, base, last);
@@ -784,10 +722,8 @@ int vmem_add_range(Vmem *vmp, uintptr_t base, size_t size, int vmflag)
 
 void *vmem_add(Vmem *vmp, void *addr, size_t size, int vmflag)
 {
-    if (!vmem_usable(vmp, "vmem_add", (uintptr_t)addr, size))
-        return NULL;
-    if (vmem_arena_add(vmp, "vmem_add", (uintptr_t)addr, size, vmflag) != 0)
+    if (!vmem_usable(vmp, "vmem_add", (uintptr_t)addr, size) ||
+        vmem_arena_add(vmp, "vmem_add", (uintptr_t)addr, size, vmflag) != 0)
         return NULL;
     return addr;
 }
-

@@ -91,23 +91,10 @@
  */
 #include "vmem_internal.h"
 
-/* ---- Layout agreement ----------------------------------------------------- */
-
 /* The one symbol of the vmem_abi_ family that vmem.h makes every caller
  * refer to: its name spells the layout options this library was built
  * with, so a caller built with others fails to link. */
 const char VMEM_ABI_SYMBOL = 1;
-
-/* Copies at most n - 1 characters and terminates (no libc strncpy). */
-static void copy_name(char *dst, const char *src, size_t n)
-{
-    size_t i = 0;
-    if (src != NULL)
-        for (; i + 1 < n && src[i] != '\0'; i++)
-            dst[i] = src[i];
-    dst[i] = '\0';
-}
-
 
 /* ---- Creation and destruction ---------------------------------------------- */
 
@@ -121,26 +108,38 @@ static void arena_locks_fini(Vmem *vm)
     vmem_port_lock_fini(&vm->vm_lock);
 }
 
+/* Reports (as call) when vmem_bootstrap() has not run. */
+static bool library_ready(const char *call, uintptr_t base, size_t size)
+{
+    if (vmem_library_ready())
+        return true;
+    vmem_report(NULL, call, base, size, VMEM_MISUSE_NOT_BOOTSTRAPPED,
+                "vmem_bootstrap() has not been called");
+    return false;
+}
+
 int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quantum,
               VmemAlloc *afunc, VmemFree *ffunc, Vmem *source, size_t qcache_max, int vmflag)
 {
     static const char call[] = "vmem_init";
     uintptr_t b = (uintptr_t)base;
-    if (!vmem_library_ready()) {
-        vmem_report(NULL, call, b, size, VMEM_MISUSE_NOT_BOOTSTRAPPED,
-                    "vmem_bootstrap() has not been called");
+    if (!library_ready(call, b, size))
         return -VMEM_ERR_INVALID;
-    }
     VmemMisuseKind kind = VMEM_MISUSE_BAD_ARGUMENT;
     const char *why = vmem == NULL ? "the arena storage is NULL"
-                                   : vmem_init_problem(vmem, b, size, quantum, afunc, ffunc, source,
-                                                  vmflag, &kind);
+                                   : vmem_init_problem(vmem, b, size, quantum, afunc, ffunc,
+                                                       source, vmflag, &kind);
     if (why != NULL) {
         vmem_report(NULL, call, b, size, kind, why);
         return -VMEM_ERR_INVALID;
     }
 
-    copy_name(vmem->name, name != NULL ? name : "(anonymous)", sizeof(vmem->name));
+    /* Copies at most the buffer less one (no libc strncpy). */
+    const char *src = name != NULL ? name : "(anonymous)";
+    size_t n = 0;
+    for (; n + 1 < sizeof(vmem->name) && src[n] != '\0'; n++)
+        vmem->name[n] = src[n];
+    vmem->name[n] = '\0';
     vmem->base = base;
     vmem->size = size;
     vmem->quantum = quantum;
@@ -151,33 +150,23 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
     vmem->vmflag = vmflag;
     vmem->stat.in_use = vmem->stat.import = vmem->stat.total = 0;
     vmem->stat.alloc = vmem->stat.free = 0;
-    /* An arena created with a policy that needs a free-segment index builds
-     * it from the start rather than on first use. */
+    /* A policy that needs a free-segment index has it from the start. */
     vmem->vm_state = ((vmflag & VM_BESTFIT) ? VMEM_STATE_SIZE_INDEXED : 0) |
                      ((vmflag & (VM_FIRSTFIT | VM_ENDALLOC)) ? VMEM_STATE_ADDR_INDEXED : 0);
     vmem->vm_quantum_shift = log2_floor(quantum);
-    vmem->vm_seg_first = vmem->vm_seg_last = NULL;
-    vmem->vm_span_first = NULL;
     for (size_t i = 0; i < VMEM_FREELISTS; i++)
         vmem->vm_freelist[i] = NULL;
     for (size_t i = 0; i < VMEM_FREEMAP_WORDS; i++)
         vmem->vm_freemap[i] = 0;
-    vmem->vm_free_by_addr = vmem->vm_free_by_size = NULL;
-    vmem->vm_rotor = 0;
-    vmem->vm_rotor_tag = NULL;
-    vmem->vm_stash = NULL;
-    vmem->vm_stash_count = 0;
-    vmem->vm_nsegs = 0;
+    vmem->vm_seg_first = vmem->vm_seg_last = vmem->vm_span_first = NULL;
+    vmem->vm_free_by_addr = vmem->vm_free_by_size = vmem->vm_rotor_tag = vmem->vm_stash = NULL;
     vmem->vm_next_created = NULL;
     vmem->vm_qcache = NULL;
-    vmem->vm_qcache_pages = 0;
-    vmem->vm_qcache_waiters = 0;
-    vmem->vm_slab_bytes = vmem->vm_slabs_made = vmem->vm_slabs_freed = 0;
     vmem->vm_ximport = NULL;
-    vmem->vm_import_quantum = 0;
-    vmem->vm_hash_hint = 0;
-    vmem->vm_waiters = 0;
-    vmem->vm_importers = 0;
+    vmem->vm_rotor = 0;
+    vmem->vm_stash_count = vmem->vm_nsegs = vmem->vm_qcache_pages = vmem->vm_qcache_waiters = 0;
+    vmem->vm_slab_bytes = vmem->vm_slabs_made = vmem->vm_slabs_freed = 0;
+    vmem->vm_import_quantum = vmem->vm_hash_hint = vmem->vm_waiters = vmem->vm_importers = 0;
     vmem_hash_init(vmem);
     vmem_port_lock_init(&vmem->vm_lock);
 #if VMEM_PORT_CAN_SLEEP
@@ -209,15 +198,12 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
 Vmem *vmem_create(const char *name, void *base, size_t size, size_t quantum, VmemAlloc *afunc,
                   VmemFree *ffunc, Vmem *source, size_t qcache_max, int vmflag)
 {
-    if (!vmem_library_ready()) {
-        vmem_report(NULL, "vmem_create", (uintptr_t)base, size, VMEM_MISUSE_NOT_BOOTSTRAPPED,
-                    "vmem_bootstrap() has not been called");
+    if (!library_ready("vmem_create", (uintptr_t)base, size))
         return NULL;
-    }
     /* Checked before storage is taken, so that misuse takes nothing. */
     VmemMisuseKind kind;
-    const char *why = vmem_init_problem(NULL, (uintptr_t)base, size, quantum, afunc, ffunc, source,
-                                   vmflag, &kind);
+    const char *why = vmem_init_problem(NULL, (uintptr_t)base, size, quantum, afunc, ffunc,
+                                        source, vmflag, &kind);
     if (why != NULL) {
         vmem_report(NULL, "vmem_create", (uintptr_t)base, size, kind, why);
         return NULL;
@@ -233,33 +219,26 @@ Vmem *vmem_create(const char *name, void *base, size_t size, size_t quantum, Vme
     return vm;
 }
 
-/* Why vmem_destroy() refuses vmp, or NULL: arenas still importing from it
- * (their next import would call into a destroyed arena), or segments still
- * allocated (busy). Locked. */
+/* Why vmem_destroy() refuses vmp, or NULL: an importer (whose next import
+ * would call a destroyed arena), or allocated segments (busy). Locked. */
 static const char *destroy_problem(const Vmem *vmp, bool busy)
 {
     if (vmp->vm_importers != 0)
         return "the arena is the source of an arena that still exists: destroy that one first";
-    if (busy)
-        return "the arena still has allocated segments";
-    return NULL;
+    return busy ? "the arena still has allocated segments" : NULL;
 }
 
-/* What keeps vmp from taking import settings, or NULL. Checked unlocked:
- * a source is set at vmem_init and stays. */
-static const char *import_setting_problem(const Vmem *vmp)
-{
-    if (vmp->source == NULL)
-        return "the arena has no source to import from";
-    return NULL;
-}
+/* Checked unlocked: a source is set at vmem_init and stays. */
+static const char no_source[] = "the arena has no source to import from";
 
 int vmem_set_ximport(Vmem *vmp, VmemXImport *ximport, VmemFree *release)
 {
     static const char call[] = "vmem_set_ximport";
     if (!vmem_usable(vmp, call, 0, 0))
         return -VMEM_ERR_INVALID;
-    const char *why = ximport == NULL ? "the import function is NULL" : import_setting_problem(vmp);
+    const char *why = ximport == NULL ? "the import function is NULL"
+                      : vmp->source == NULL ? no_source
+                                            : NULL;
     if (why == NULL) {
         /* Spans already imported must go back the way they came. */
         VmemIrqState state = vmem_lock(vmp);
@@ -283,7 +262,7 @@ int vmem_set_import_quantum(Vmem *vmp, size_t quantum)
     static const char call[] = "vmem_set_import_quantum";
     if (!vmem_usable(vmp, call, 0, quantum))
         return -VMEM_ERR_INVALID;
-    const char *why = import_setting_problem(vmp);
+    const char *why = vmp->source == NULL ? no_source : NULL;
     if (why == NULL && (!is_pow2(quantum) || quantum < vmp->quantum))
         why = "the import quantum is not a power of two at least the arena's quantum";
     if (why != NULL) {
@@ -369,10 +348,10 @@ typedef struct {
     size_t slab_bytes, slabs_made, slabs_freed;
 } ArenaView;
 
+/* Field by field: a struct assignment may become a memcpy call. */
 static void arena_view(Vmem *vm, ArenaView *view)
 {
     VmemIrqState state = vmem_lock(vm);
-    /* Field by field: a struct assignment may become a memcpy call. */
     view->stat.in_use = vm->stat.in_use;
     view->stat.import = vm->stat.import;
     view->stat.total = vm->stat.total;
@@ -384,38 +363,30 @@ static void arena_view(Vmem *vm, ArenaView *view)
     vmem_unlock(vm, state);
 }
 
-static bool views_equal(const ArenaView *a, const ArenaView *b)
-{
-    return a->stat.in_use == b->stat.in_use && a->stat.total == b->stat.total &&
-           a->stat.import == b->stat.import && a->stat.alloc == b->stat.alloc &&
-           a->stat.free == b->stat.free && a->slabs_made == b->slabs_made &&
-           a->slabs_freed == b->slabs_freed;
-}
-
-/* The arena's stats as its callers see them: objects sitting in the
- * quantum caches are free, slabs are not allocations. A snapshot even
- * while other CPUs use the caches (vmem_qcache.c, point 6): the caches'
- * counters are accepted when they settled between two equal views of the
- * arena, which then held still throughout; else, after a few tries, the
- * cached bytes are clamped to the slabs holding them. No lock held. */
+/* The stats callers see: cached objects are free, slabs no allocations.
+ * The caches' counters count when they settled between two equal views of
+ * the arena (vmem_qcache.c, point 6); else, after a few tries, the cached
+ * bytes are clamped to the slabs holding them. No lock held. */
 static void user_stat(Vmem *vm, VmemStat *out)
 {
-    ArenaView before, after;
+    ArenaView a, b;
     VmemQcacheCounts cached;
     for (int attempt = 0; attempt < 4; attempt++) {
-        arena_view(vm, &before);
+        arena_view(vm, &a);
         bool settled = vmem_qcache_counts(vm, &cached);
-        arena_view(vm, &after);
-        if (settled && views_equal(&before, &after))
+        arena_view(vm, &b);
+        if (settled && a.stat.in_use == b.stat.in_use && a.stat.total == b.stat.total &&
+            a.stat.import == b.stat.import && a.stat.alloc == b.stat.alloc &&
+            a.stat.free == b.stat.free && a.slabs_made == b.slabs_made &&
+            a.slabs_freed == b.slabs_freed)
             break;
     }
-    size_t bytes = cached.bytes < after.slab_bytes ? cached.bytes : after.slab_bytes;
-    /* Field by field: a struct assignment may become a memcpy call. */
-    out->import = after.stat.import;
-    out->total = after.stat.total;
-    out->in_use = after.stat.in_use - after.slab_bytes + bytes;
-    out->alloc = after.stat.alloc - after.slabs_made + cached.allocs;
-    out->free = after.stat.free - after.slabs_freed + cached.frees;
+    size_t bytes = cached.bytes < b.slab_bytes ? cached.bytes : b.slab_bytes;
+    out->import = b.stat.import;
+    out->total = b.stat.total;
+    out->in_use = b.stat.in_use - b.slab_bytes + bytes;
+    out->alloc = b.stat.alloc - b.slabs_made + cached.allocs;
+    out->free = b.stat.free - b.slabs_freed + cached.frees;
 }
 
 int vmem_stat(Vmem *vmp, VmemStat *stat)
@@ -436,12 +407,8 @@ size_t vmem_size(Vmem *vmp, int typemask)
         return 0;
     VmemStat stat;
     user_stat(vmp, &stat);
-    size_t size = 0;
-    if (typemask & VMEM_ALLOC)
-        size += stat.in_use;
-    if (typemask & VMEM_FREE)
-        size += stat.total - stat.in_use;
-    return size;
+    return ((typemask & VMEM_ALLOC) ? stat.in_use : 0) +
+           ((typemask & VMEM_FREE) ? stat.total - stat.in_use : 0);
 }
 
 void vmem_reap(Vmem *vmp)
@@ -459,4 +426,3 @@ bool vmem_contains(Vmem *vmp, void *addr, size_t size)
     vmem_unlock(vmp, state);
     return inside;
 }
-

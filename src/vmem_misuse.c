@@ -46,30 +46,24 @@ void vmem_report(const Vmem *vm, const char *call, uintptr_t addr, size_t size,
     vmem_port_misuse(&report);
 }
 
-/* Reports why vm may not be used, for vmem_usable(). */
 bool vmem_report_unusable(const Vmem *vm, const char *call, uintptr_t addr, size_t size)
 {
-    if (!vmem_library_ready()) {
+    if (!vmem_library_ready())
         vmem_report(NULL, call, addr, size, VMEM_MISUSE_NOT_BOOTSTRAPPED,
                     "vmem_bootstrap() has not been called");
-        return false;
-    }
-    if (vm == NULL) {
+    else if (vm == NULL)
         vmem_report(NULL, call, addr, size, VMEM_MISUSE_BAD_ARGUMENT, "the arena is NULL");
-        return false;
-    }
-    if (vm->vm_magic != VMEM_MAGIC) {
+    else if (vm->vm_magic != VMEM_MAGIC)
         vmem_report(NULL, call, addr, size, VMEM_MISUSE_NOT_ARENA,
                     "the arena is not initialised or was destroyed");
-        return false;
-    }
-    return true;
+    else
+        return true;
+    return false;
 }
 
 /* ---- Checks shared by the calls that take spans ------------------------------ */
 
-/* What is wrong with a span's flags or range, or NULL; sets *kind. Shared
- * by vmem_add and vmem_init, which checks before touching its storage. */
+/* What is wrong with a span's flags or range, or NULL; sets *kind. */
 const char *vmem_span_problem(uintptr_t base, size_t size, size_t quantum, int vmflag,
                               VmemMisuseKind *kind)
 {
@@ -89,8 +83,6 @@ const char *vmem_span_problem(uintptr_t base, size_t size, size_t quantum, int v
     return NULL;
 }
 
-/* What is wrong with the arguments of vmem_init (or of vmem_create, whose
- * storage does not exist yet: vmem NULL), or NULL; sets *kind. */
 const char *vmem_init_problem(const Vmem *vmem, uintptr_t base, size_t size, size_t quantum,
                               VmemAlloc *afunc, VmemFree *ffunc, const Vmem *source,
                               int vmflag, VmemMisuseKind *kind)
@@ -117,10 +109,9 @@ const char *vmem_init_problem(const Vmem *vmem, uintptr_t base, size_t size, siz
 
 /* ---- Classifying a bad free ------------------------------------------------- */
 
-/* Is addr inside a free segment of span? The address index answers when
- * the arena keeps one; otherwise the span's segments are walked. Never
- * builds an index: one built here would change where later instant-fit
- * requests are placed, and misuse must change nothing. Locked. */
+/* Is addr inside a free segment of span? Never builds an index: one built
+ * here would change where later instant-fit requests are placed, and
+ * misuse must change nothing. */
 static bool in_free_segment(Vmem *vm, const VmemTag *span, uintptr_t addr)
 {
     if (vmem_indexed(vm, VMEM_STATE_ADDR_INDEXED))
@@ -132,8 +123,6 @@ static bool in_free_segment(Vmem *vm, const VmemTag *span, uintptr_t addr)
     return false;
 }
 
-/* Why addr is not an allocated segment of vm: sets *kind, returns the
- * reason. Locked; changes nothing. */
 const char *vmem_bad_free_problem(Vmem *vm, uintptr_t addr, VmemMisuseKind *kind)
 {
     const VmemTag *span = vmem_span_containing(vm, addr, 1);

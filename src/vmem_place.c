@@ -22,33 +22,23 @@
 
 /* ---- Fitting a request into one range --------------------------------------- */
 
-/* True if [addr, addr + size) crosses a multiple of nocross. */
 static bool crosses(const VmemRequest *req, uintptr_t addr)
 {
-    if (req->nocross == 0)
-        return false;
-    uintptr_t last = addr + (req->size - 1);
-    return ((addr ^ last) & ~(req->nocross - 1)) != 0;
+    return req->nocross != 0 && ((addr ^ (addr + (req->size - 1))) & ~(req->nocross - 1)) != 0;
 }
 
-/* Smallest a >= from with a == phase (mod align), or false on wrap. */
+/* Smallest a >= from with a == phase (mod align); false on wrap. */
 static bool align_up(const VmemRequest *req, uintptr_t from, uintptr_t *out)
 {
-    uintptr_t a = from + ((req->phase - from) & (req->align - 1));
-    if (a < from)
-        return false;
-    *out = a;
-    return true;
+    *out = from + ((req->phase - from) & (req->align - 1));
+    return *out >= from;
 }
 
-/* Largest a <= from with a == phase (mod align), or false on wrap. */
+/* Largest a <= from with a == phase (mod align); false on wrap. */
 static bool align_down(const VmemRequest *req, uintptr_t from, uintptr_t *out)
 {
-    uintptr_t a = from - ((from - req->phase) & (req->align - 1));
-    if (a > from)
-        return false;
-    *out = a;
-    return true;
+    *out = from - ((from - req->phase) & (req->align - 1));
+    return *out <= from;
 }
 
 /* Does [addr, addr + size) end at or before last? */
@@ -59,38 +49,28 @@ static bool ends_by(const VmemRequest *req, uintptr_t addr, uintptr_t last)
 
 static bool fit_bottom_up(const VmemRequest *req, uintptr_t lo, uintptr_t hi, uintptr_t *addrp)
 {
-    uintptr_t a;
-    if (!align_up(req, lo, &a) || !ends_by(req, a, hi))
+    if (!align_up(req, lo, addrp) || !ends_by(req, *addrp, hi))
         return false;
-    if (crosses(req, a)) {
-        /* Restart at the boundary the placement crossed. Because phase and
-         * size are the same in every nocross window, a second crossing
-         * would repeat forever: one retry decides. */
-        uintptr_t window_last = a | (req->nocross - 1);
-        if (window_last == UINTPTR_MAX)
-            return false;
-        if (!align_up(req, window_last + 1, &a) || !ends_by(req, a, hi) || crosses(req, a))
-            return false;
-    }
-    *addrp = a;
-    return true;
+    if (!crosses(req, *addrp))
+        return true;
+    /* Restart at the boundary crossed. Phase and size are the same in
+     * every nocross window, so a second crossing would repeat forever:
+     * one retry decides. */
+    uintptr_t window_last = *addrp | (req->nocross - 1);
+    return window_last != UINTPTR_MAX && align_up(req, window_last + 1, addrp) &&
+           ends_by(req, *addrp, hi) && !crosses(req, *addrp);
 }
 
 static bool fit_top_down(const VmemRequest *req, uintptr_t lo, uintptr_t hi, uintptr_t *addrp)
 {
-    uintptr_t a;
-    if (!align_down(req, hi - (req->size - 1), &a) || a < lo)
+    if (!align_down(req, hi - (req->size - 1), addrp) || *addrp < lo)
         return false;
-    if (crosses(req, a)) {
-        /* End just below the boundary the placement crossed. */
-        uintptr_t boundary = (a + (req->size - 1)) & ~(req->nocross - 1);
-        if (boundary < req->size)
-            return false;
-        if (!align_down(req, boundary - req->size, &a) || a < lo || crosses(req, a))
-            return false;
-    }
-    *addrp = a;
-    return true;
+    if (!crosses(req, *addrp))
+        return true;
+    /* End just below the boundary crossed. */
+    uintptr_t boundary = (*addrp + (req->size - 1)) & ~(req->nocross - 1);
+    return boundary >= req->size && align_down(req, boundary - req->size, addrp) &&
+           *addrp >= lo && !crosses(req, *addrp);
 }
 
 bool vmem_fit_in(const VmemRequest *req, uintptr_t base, size_t size, uintptr_t *addrp)
@@ -105,24 +85,20 @@ bool vmem_fit_in(const VmemRequest *req, uintptr_t base, size_t size, uintptr_t 
 
 static size_t add_saturating(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
 
+/* Bases and phases are multiples of the quantum, so reaching the next
+ * aligned address costs at most align - quantum; a crossed nocross
+ * boundary at most one more window. */
 size_t vmem_fit_comfortable_size(const VmemRequest *req)
 {
-    /* Segment bases and phases are multiples of the quantum, so reaching the
-     * next aligned address costs at most align - quantum; a crossed nocross
-     * boundary costs at most one more window. */
     size_t need = add_saturating(req->size, req->align - req->quantum);
-    if (req->nocross != 0)
-        need = add_saturating(need, req->nocross);
-    return need;
+    return req->nocross != 0 ? add_saturating(need, req->nocross) : need;
 }
 
 /* ---- Policies ---------------------------------------------------------------- */
 
-/* Where req fits in free segment tag, if it does. A plain request (an
- * alignment and a lowest address at most) fits at the first aligned
- * address at or above both the segment's base and req->min, if the
- * segment holds the request from there; anything else needs the general
- * arithmetic. */
+/* Where req fits in free segment tag, if it does. A plain request fits
+ * at the first aligned address at or above both the base and req->min,
+ * if the segment holds it from there. */
 HOT_INLINE bool fit_segment(const VmemRequest *req, const VmemTag *tag, uintptr_t *addrp)
 {
     if (tag->size < req->size)
@@ -137,54 +113,38 @@ HOT_INLINE bool fit_segment(const VmemRequest *req, const VmemTag *tag, uintptr_
     return true;
 }
 
-/* Tries the heads of the first `tries` non-empty freelists of the classes
- * whose every member is at least `need` long: when need guarantees a fit,
- * the first head is the answer. */
-static VmemTag *freelist_heads_fit(Vmem *vm, const VmemRequest *req, size_t need, int tries,
-                                   uintptr_t *addrp)
+/* Tries the heads of the first `tries` non-empty freelists from class c
+ * up: when every member of c is long enough, the first head fits. */
+HOT_INLINE VmemTag *freelist_heads_fit(Vmem *vm, const VmemRequest *req, unsigned c, int tries,
+                                       uintptr_t *addrp)
 {
-    for (unsigned c = vmem_first_nonempty_class(vm, fitting_class(need));
-         c < VMEM_FREELISTS && tries-- > 0; c = vmem_first_nonempty_class(vm, c + 1)) {
+    for (c = vmem_first_nonempty_class(vm, c); c < VMEM_FREELISTS && tries-- > 0;
+         c = vmem_first_nonempty_class(vm, c + 1))
         if (fit_segment(req, vm->vm_freelist[c], addrp))
             return vm->vm_freelist[c];
-    }
     return NULL;
 }
 
-/*
- * Instant-fit's constant-time step, for a plain request aligned to the
- * quantum with req->min at most 1: a fitting member among the first few
- * of the request's own class (a closer fit than any larger class holds,
- * and it leaves larger segments whole for larger requests), else the head
- * of one of the first two non-empty classes whose every member is large
- * enough (the second when the first sits at address 0 and cannot hold
- * the request above it). NULL when that decides nothing.
- */
+/* A fit among the first few of the request's own class (closer than a
+ * larger class, which it leaves whole), else the head of one of the first
+ * two classes that all fit (the second when the first sits at address 0). */
 VmemTag *vmem_place_instant(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
     VMEM_ASSERT(req->plain && req->align == req->quantum && req->min <= 1);
     VMEM_ASSERT(vmem_indexed(vm, VMEM_STATE_LISTED));
-    unsigned own = size_class(req->size), fitting = own;
-    if (!size_class_exact(req->size)) {
-        fitting = own + 1;
-        int peek = INSTANT_FIT_PEEK;
-        for (VmemTag *tag = vm->vm_freelist[own]; tag != NULL && peek-- > 0;
-             tag = tag->u.free.list_next)
-            if (fit_segment(req, tag, addrp))
-                return tag;
-    }
-    int heads = 2;
-    for (unsigned c = vmem_first_nonempty_class(vm, fitting);
-         c < VMEM_FREELISTS && heads-- > 0; c = vmem_first_nonempty_class(vm, c + 1)) {
-        if (fit_segment(req, vm->vm_freelist[c], addrp))
-            return vm->vm_freelist[c];
-    }
-    return NULL;
+    unsigned own = size_class(req->size);
+    if (size_class_exact(req->size))
+        return freelist_heads_fit(vm, req, own, 2, addrp);
+    int peek = INSTANT_FIT_PEEK;
+    for (VmemTag *tag = vm->vm_freelist[own]; tag != NULL && peek-- > 0;
+         tag = tag->u.free.list_next)
+        if (fit_segment(req, tag, addrp))
+            return tag;
+    return freelist_heads_fit(vm, req, own + 1, 2, addrp);
 }
 
-/* Instant-fit for a plain request: the constant-time step, and when no
- * class is guaranteed to fit, a search of the one class that may hold a
- * fit - through an index when the arena keeps one. */
+/* Instant-fit for a plain request: the constant-time step, else a search
+ * of the one class that may hold a fit, through an index if kept. */
 static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
     VmemTag *tag = vmem_place_instant(vm, req, addrp);
@@ -222,47 +182,24 @@ static VmemTag *best_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
     if (req->align == req->quantum && req->nocross == 0 && req->min <= 1 &&
         req->max_last == UINTPTR_MAX)
         return vmem_tree_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
-    VmemTag *tag =
-        vmem_tree_best_fit(vm, req, req->size, SEARCH_BUDGET, &exhausted, addrp);
+    VmemTag *tag = vmem_tree_best_fit(vm, req, req->size, SEARCH_BUDGET, &exhausted, addrp);
     if (tag != NULL || !exhausted)
         return tag;
     tag = vmem_tree_best_fit(vm, req, vmem_fit_comfortable_size(req), SEARCH_BUDGET,
                              &exhausted, addrp);
     if (tag != NULL)
         return tag;
-    /* Only a request no comfortable segment serves gets here: it must
-     * examine every candidate, in address order. */
+    /* No comfortable segment: examine every candidate, in address order. */
     vmem_index_ensure(vm, VMEM_STATE_ADDR_INDEXED);
     return address_order_fit(vm, req, addrp);
 }
 
-/* Next-fit through the index: after the rotor, else from the bottom. */
-static VmemTag *next_fit_indexed(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
-{
-    if (vm->vm_rotor > req->min) {
-        VmemRequest after_rotor;
-        request_copy(&after_rotor, req);
-        after_rotor.min = vm->vm_rotor;
-        if (after_rotor.min <= after_rotor.max_last) {
-            VmemTag *tag = address_order_fit(vm, &after_rotor, addrp);
-            if (tag != NULL)
-                return tag;
-        }
-    }
-    return address_order_fit(vm, req, addrp); /* wrap around */
-}
-
-/*
- * Next-fit walks the segment list from the last next-fit allocation (the
- * rotor tag) to the top, then from the bottom up to the rotor: in an ID
- * arena the next free ID is almost always a neighbour, so this is O(1) and
- * needs no index. After NEXT_FIT_WALK segments it asks the index instead,
- * so it is never linear either. In address order from the rotor, the first
- * fit is exactly what the index would find. The rotor tag never starts
- * above the rotor address: it is the last next-fit segment, the free
- * segment that absorbed it, or the piece another allocation carved from
- * the front of that free segment (carve).
- */
+/* Walks the segment list from the rotor tag to the top, then from the
+ * bottom to the rotor: in an ID arena the next free ID is almost always a
+ * neighbour, so O(1) without an index; after NEXT_FIT_WALK segments the
+ * index answers (the same first fit). The rotor tag never starts above
+ * the rotor: it is the last next-fit segment, the free segment that
+ * absorbed it, or the piece carved from that segment's front. */
 static VmemTag *next_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
 {
     uintptr_t rotor = vm->vm_rotor;
@@ -286,18 +223,12 @@ static VmemTag *next_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
     }
     return NULL;
 use_index:
+    /* After the rotor, else from the bottom (wrap around). */
     vmem_index_ensure(vm, VMEM_STATE_ADDR_INDEXED);
-    return next_fit_indexed(vm, req, addrp);
-}
-
-/* The segment size find_placement() first looks for under a constrained
- * instant-fit request that needs `comfortable`: the next power of two (it
- * says why). */
-static inline size_t whole_size(size_t comfortable)
-{
-    return is_pow2(comfortable) || comfortable > SIZE_MAX / 2
-               ? comfortable
-               : (size_t)1 << (log2_floor(comfortable) + 1);
+    if (rotor > req->min && after_rotor.min <= after_rotor.max_last &&
+        (tag = address_order_fit(vm, &after_rotor, addrp)) != NULL)
+        return tag;
+    return address_order_fit(vm, req, addrp);
 }
 
 VmemTag *vmem_place(Vmem *vm, const VmemRequest *req, int vmflag, uintptr_t *addrp)
@@ -307,18 +238,17 @@ VmemTag *vmem_place(Vmem *vm, const VmemRequest *req, int vmflag, uintptr_t *add
         if (req->plain && req->align == req->quantum && req->min <= 1)
             return instant_fit(vm, req, addrp);
         /* Constrained instant-fit: a segment of the comfortable size fits
-         * wherever it lies, so the freelists answer in O(1) when one
-         * exists inside the range. */
-        /* Prefer a segment of the next power of two: carving an aligned
-         * piece out of the middle of a barely comfortable segment leaves
-         * two slivers and touches more tags, which a long-running arena,
-         * whose tags are scattered, pays for in cache misses; the exact
-         * class is the fallback. */
+         * wherever it lies, so the freelists answer in O(1). Prefer the
+         * next power of two: carving an aligned piece out of the middle of
+         * a barely comfortable segment leaves two slivers and touches more
+         * (scattered) tags; the exact class is the fallback. */
         size_t comfortable = vmem_fit_comfortable_size(req);
-        size_t whole = whole_size(comfortable);
-        VmemTag *tag = freelist_heads_fit(vm, req, whole, 4, addrp);
+        size_t whole = is_pow2(comfortable) || comfortable > SIZE_MAX / 2
+                           ? comfortable
+                           : (size_t)1 << (log2_floor(comfortable) + 1);
+        VmemTag *tag = freelist_heads_fit(vm, req, fitting_class(whole), 4, addrp);
         if (tag == NULL && whole != comfortable)
-            tag = freelist_heads_fit(vm, req, comfortable, 4, addrp);
+            tag = freelist_heads_fit(vm, req, fitting_class(comfortable), 4, addrp);
         if (tag != NULL)
             return tag;
     }
@@ -331,4 +261,3 @@ VmemTag *vmem_place(Vmem *vm, const VmemRequest *req, int vmflag, uintptr_t *add
     vmem_index_ensure(vm, VMEM_STATE_ADDR_INDEXED);
     return address_order_fit(vm, req, addrp);
 }
-

@@ -20,7 +20,6 @@
  */
 #include "vmem_internal.h"
 
-
 /* Links tag in after prev (NULL: first). */
 static void seg_insert_after(Vmem *vm, VmemTag *prev, VmemTag *tag)
 {
@@ -51,17 +50,6 @@ HOT_INLINE void seg_unlink(Vmem *vm, VmemTag *tag)
         vm->vm_seg_last = tag->seg_prev;
 }
 
-/* The span marker of the last span that starts below base, or NULL. */
-static VmemTag *span_before(const Vmem *vm, uintptr_t base)
-{
-    VmemTag *prev = NULL;
-    for (VmemTag *span = vm->vm_span_first; span != NULL && span->base < base;
-         span = span->u.span.next)
-        prev = span;
-    return prev;
-}
-
-/* The span containing [addr, addr + size), or NULL. */
 VmemTag *vmem_span_containing(const Vmem *vm, uintptr_t addr, size_t size)
 {
     uintptr_t last = addr + (size - 1);
@@ -89,27 +77,7 @@ VmemTag *vmem_span_find(const Vmem *vm, uintptr_t base, size_t size)
     return NULL;
 }
 
-static void span_list_remove(Vmem *vm, VmemTag *marker)
-{
-    if (marker->u.span.prev != NULL)
-        marker->u.span.prev->u.span.next = marker->u.span.next;
-    else
-        vm->vm_span_first = marker->u.span.next;
-    if (marker->u.span.next != NULL)
-        marker->u.span.next->u.span.prev = marker->u.span.prev;
-}
-
 /* ---- Free-segment indexes --------------------------------------------------- */
-
-static void freemap_set(Vmem *vm, unsigned c)
-{
-    vm->vm_freemap[c / FREEMAP_BITS] |= (size_t)1 << (c % FREEMAP_BITS);
-}
-
-static void freemap_clear(Vmem *vm, unsigned c)
-{
-    vm->vm_freemap[c / FREEMAP_BITS] &= ~((size_t)1 << (c % FREEMAP_BITS));
-}
 
 /* Puts tag at the head of the freelist of class c, its size's class. */
 static void freelist_insert_class(Vmem *vm, VmemTag *tag, unsigned c)
@@ -121,12 +89,7 @@ static void freelist_insert_class(Vmem *vm, VmemTag *tag, unsigned c)
         (*head)->u.free.list_pprev = &tag->u.free.list_next;
     tag->u.free.list_pprev = head;
     *head = tag;
-    freemap_set(vm, c);
-}
-
-static void freelist_insert(Vmem *vm, VmemTag *tag)
-{
-    freelist_insert_class(vm, tag, size_class(tag->size));
+    vm->vm_freemap[c / FREEMAP_BITS] |= (size_t)1 << (c % FREEMAP_BITS);
 }
 
 static void freelist_remove(Vmem *vm, VmemTag *tag)
@@ -140,7 +103,18 @@ static void freelist_remove(Vmem *vm, VmemTag *tag)
     /* Only the last member's removal can empty the list. */
     unsigned c = tag_class(tag);
     if (vm->vm_freelist[c] == NULL)
-        freemap_clear(vm, c);
+        vm->vm_freemap[c / FREEMAP_BITS] &= ~((size_t)1 << (c % FREEMAP_BITS));
+}
+
+/* Adds free segment tag to the indexes in `which`. */
+HOT_INLINE void index_add(Vmem *vm, VmemTag *tag, unsigned which)
+{
+    if (which & VMEM_STATE_LISTED)
+        freelist_insert_class(vm, tag, size_class(tag->size));
+    if (which & VMEM_STATE_ADDR_INDEXED)
+        vmem_tree_insert_addr(vm, tag);
+    if (which & VMEM_STATE_SIZE_INDEXED)
+        vmem_tree_insert_size(vm, tag);
 }
 
 HOT_INLINE void index_insert(Vmem *vm, VmemTag *tag)
@@ -148,12 +122,7 @@ HOT_INLINE void index_insert(Vmem *vm, VmemTag *tag)
     VMEM_ASSERT(tag->type != SEG_SPAN);
     tag->type = SEG_FREE;
     tag->flags = 0;
-    if (vmem_indexed(vm, VMEM_STATE_LISTED))
-        freelist_insert(vm, tag);
-    if (vmem_indexed(vm, VMEM_STATE_ADDR_INDEXED))
-        vmem_tree_insert_addr(vm, tag);
-    if (vmem_indexed(vm, VMEM_STATE_SIZE_INDEXED))
-        vmem_tree_insert_size(vm, tag);
+    index_add(vm, tag, vm->vm_state);
 }
 
 HOT_INLINE void index_remove(Vmem *vm, VmemTag *tag)
@@ -167,29 +136,18 @@ HOT_INLINE void index_remove(Vmem *vm, VmemTag *tag)
         vmem_tree_remove_size(vm, tag);
 }
 
-/* Builds one index of the free segments - a tree, or the freelists -
- * once: from then on every change keeps it current (theory statement, 3).
- * Each is built only when a request first needs it, so an arena that only
- * ever asks for addresses (first-fit, VM_ENDALLOC, next-fit) never pays
- * for the size tree, a best-fit arena for the address tree, nor either
- * of them for the freelists, which only instant-fit reads. The walk goes
- * down the addresses, so that each list starts at its lowest segment, as
- * in an arena that kept its lists from the start. Locked. */
+/* Builds one index of the free segments once, on a request's first need;
+ * from then on every change keeps it current (theory statement, 3). The
+ * walk goes down the addresses, so that each list starts at its lowest
+ * segment, as in an arena that kept its lists from the start. */
 void vmem_index_build(Vmem *vm, unsigned which)
 {
     VMEM_ASSERT_LOCKED(vm);
     VMEM_ASSERT(!vmem_indexed(vm, which));
     vm->vm_state |= which;
-    for (VmemTag *tag = vm->vm_seg_last; tag != NULL; tag = tag->seg_prev) {
-        if (tag->type != SEG_FREE)
-            continue;
-        if (which == VMEM_STATE_LISTED)
-            freelist_insert(vm, tag);
-        else if (which == VMEM_STATE_ADDR_INDEXED)
-            vmem_tree_insert_addr(vm, tag);
-        else
-            vmem_tree_insert_size(vm, tag);
-    }
+    for (VmemTag *tag = vm->vm_seg_last; tag != NULL; tag = tag->seg_prev)
+        if (tag->type == SEG_FREE)
+            index_add(vm, tag, which);
 }
 
 /* Gives a free segment a new range that keeps its place in address order
@@ -214,35 +172,27 @@ HOT_INLINE void index_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size
 
 /* ---- Spans ------------------------------------------------------------------ */
 
-/* Adds [base, base + size) as a span with one free segment. Locked; the
- * range is valid and overlaps nothing; the stash holds two tags. */
 VmemTag *vmem_span_add(Vmem *vm, uintptr_t base, size_t size, uint8_t flags)
 {
     VMEM_ASSERT_LOCKED(vm);
     VMEM_ASSERT(vm->vm_stash_count >= 2 && !vmem_span_overlaps(vm, base, base + (size - 1)));
-    VmemTag *prev_span = span_before(vm, base);
-    VmemTag *next_span = prev_span != NULL ? prev_span->u.span.next : vm->vm_span_first;
+    VmemTag *prev_span = NULL, *next_span = vm->vm_span_first;
+    for (; next_span != NULL && next_span->base < base; next_span = next_span->u.span.next)
+        prev_span = next_span;
     VmemTag *marker = vmem_stash_take(vm);
     VmemTag *seg = vmem_stash_take(vm);
 
     marker->type = SEG_SPAN;
     marker->flags = flags;
-    marker->base = base;
-    marker->size = size;
+    marker->base = seg->base = base;
+    marker->size = seg->size = size;
     marker->u.span.prev = prev_span;
     marker->u.span.next = next_span;
-    if (prev_span != NULL)
-        prev_span->u.span.next = marker;
-    else
-        vm->vm_span_first = marker;
+    *(prev_span != NULL ? &prev_span->u.span.next : &vm->vm_span_first) = marker;
     if (next_span != NULL)
         next_span->u.span.prev = marker;
-
     /* The new span's tags go right before the next span's marker. */
-    VmemTag *before = next_span != NULL ? next_span->seg_prev : vm->vm_seg_last;
-    seg_insert_after(vm, before, marker);
-    seg->base = base;
-    seg->size = size;
+    seg_insert_after(vm, next_span != NULL ? next_span->seg_prev : vm->vm_seg_last, marker);
     seg_insert_after(vm, marker, seg);
     index_insert(vm, seg);
     vm->vm_nsegs++;
@@ -252,10 +202,10 @@ VmemTag *vmem_span_add(Vmem *vm, uintptr_t base, size_t size, uint8_t flags)
     return seg;
 }
 
-/* How an imported span goes back: through the arena's give-back function,
+/* An imported span goes back through the arena's give-back function,
  * except that one the library imported itself with vmem_xalloc_addr
  * (TAG_XALLOC) goes back with the matching vmem_xfree when that function
- * is vmem_free or none. NULL: the span stays. */
+ * is vmem_free or none. */
 VmemFree *vmem_span_release(const Vmem *vm, uint8_t span_flags)
 {
     if ((span_flags & TAG_XALLOC) && (vm->free == NULL || vm->free == vmem_free))
@@ -263,7 +213,6 @@ VmemFree *vmem_span_release(const Vmem *vm, uint8_t span_flags)
     return vm->free;
 }
 
-/* Removes a wholly free imported span (marker + its one free segment). */
 void vmem_span_remove(Vmem *vm, VmemTag *marker, VmemTag *seg, GiveBack *give)
 {
     VMEM_ASSERT(marker->type == SEG_SPAN && (marker->flags & TAG_IMPORTED) &&
@@ -274,7 +223,10 @@ void vmem_span_remove(Vmem *vm, VmemTag *marker, VmemTag *seg, GiveBack *give)
     index_remove(vm, seg);
     seg_unlink(vm, seg);
     seg_unlink(vm, marker);
-    span_list_remove(vm, marker);
+    *(marker->u.span.prev != NULL ? &marker->u.span.prev->u.span.next : &vm->vm_span_first) =
+        marker->u.span.next;
+    if (marker->u.span.next != NULL)
+        marker->u.span.next->u.span.prev = marker->u.span.prev;
     vm->vm_nsegs--;
     vm->stat.total -= marker->size;
     vm->stat.import -= marker->size;
@@ -289,21 +241,8 @@ void vmem_give_back(Vmem *vm, const GiveBack *give)
     give->release(vm->source, (void *)give->base, give->size);
 }
 
-/* If seg is the whole of an imported span, detach the span for give-back. */
-static bool span_release_if_whole(Vmem *vm, VmemTag *seg, GiveBack *give)
-{
-    VmemTag *marker = seg->seg_prev;
-    if (vm->free == NULL || marker == NULL || marker->type != SEG_SPAN ||
-        !(marker->flags & TAG_IMPORTED) || marker->size != seg->size)
-        return false;
-    vmem_span_remove(vm, marker, seg, give);
-    return true;
-}
-
 /* ---- Carving and freeing -------------------------------------------------- */
 
-/* Allocates [addr, addr + size) out of free segment seg. Locked; the
- * stash holds two tags. Returns the allocated segment's tag. */
 VmemTag *vmem_seg_carve(Vmem *vm, VmemTag *seg, uintptr_t addr, size_t size, uint8_t flags)
 {
     VMEM_ASSERT_LOCKED(vm);
@@ -353,13 +292,6 @@ VmemTag *vmem_seg_carve(Vmem *vm, VmemTag *seg, uintptr_t addr, size_t size, uin
     return alloc;
 }
 
-
-/*
- * Frees allocated segment tag (already out of the hash and the stats):
- * merges it with free neighbours and, when that leaves an imported span
- * wholly free and the arena gives spans back, detaches the span into
- * *give. Returns whether it did. Locked.
- */
 bool vmem_seg_free(Vmem *vm, VmemTag *tag, GiveBack *give)
 {
     VMEM_ASSERT_LOCKED(vm);
@@ -387,7 +319,12 @@ bool vmem_seg_free(Vmem *vm, VmemTag *tag, GiveBack *give)
     } else {
         index_insert(vm, tag);
     }
-
     VMEM_ASSERT(!is_free(tag->seg_prev) && !is_free(tag->seg_next));
-    return span_release_if_whole(vm, tag, give);
+    /* A merge that leaves an imported span wholly free gives it back. */
+    VmemTag *marker = tag->seg_prev;
+    if (vm->free == NULL || marker == NULL || marker->type != SEG_SPAN ||
+        !(marker->flags & TAG_IMPORTED) || marker->size != tag->size)
+        return false;
+    vmem_span_remove(vm, marker, tag, give);
+    return true;
 }
