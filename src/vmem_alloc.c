@@ -266,12 +266,12 @@ static bool import_span(Vmem *vm, VmemIrqState *state, const VmemRequest *req, i
 static void return_unused_import(Vmem *vm, VmemIrqState *state, uintptr_t base, size_t size)
 {
     VmemTag *marker = vmem_span_find(vm, base, size);
-    if (marker == NULL || !(marker->flags & TAG_IMPORTED) || marker->seg_next == NULL ||
-        marker->seg_next->type != SEG_FREE || marker->seg_next->size != marker->size ||
-        vmem_span_release(vm, marker->flags) == NULL)
+    if (marker == NULL || !(marker->bt_flags & TAG_IMPORTED) || marker->bt_next == NULL ||
+        marker->bt_next->bt_type != SEG_FREE || marker->bt_next->bt_size != marker->bt_size ||
+        vmem_span_release(vm, marker->bt_flags) == NULL)
         return;
     GiveBack give;
-    vmem_span_remove(vm, marker, marker->seg_next, &give);
+    vmem_span_remove(vm, marker, marker->bt_next, &give);
     unlock_give_back(vm, state, &give);
 }
 
@@ -305,12 +305,13 @@ static void wake_waiters(Vmem *vm) { (void)vm; }
 HOT_INLINE void take_placement(Vmem *vm, const VmemRequest *req, int vmflag, VmemTag *seg,
                                uintptr_t addr, uint8_t tag_flags)
 {
-    uintptr_t last = addr + (req->size - 1);
-    VMEM_ASSERT(seg->type == SEG_FREE && addr >= seg->base && last >= addr &&
-                last <= tag_last(seg));
-    VMEM_ASSERT(addr >= req->min && last <= req->max_last);
+#define LAST (addr + (req->size - 1))
+    VMEM_ASSERT(seg->bt_type == SEG_FREE && addr >= seg->bt_base && LAST >= addr &&
+                LAST <= tag_last(seg));
+    VMEM_ASSERT(addr >= req->min && LAST <= req->max_last);
     VMEM_ASSERT(((addr - req->phase) & (req->align - 1)) == 0);
-    VMEM_ASSERT(req->nocross == 0 || ((addr ^ last) & ~(req->nocross - 1)) == 0);
+    VMEM_ASSERT(req->nocross == 0 || ((addr ^ LAST) & ~(req->nocross - 1)) == 0);
+#undef LAST
     VmemTag *alloc = vmem_seg_carve(vm, seg, addr, req->size, tag_flags);
     if (vmflag & VM_NEXTFIT) {
         vm->vm_rotor = addr + req->size; /* 0 after the top: wraps */
@@ -612,10 +613,10 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
     VmemMisuseKind kind = VMEM_MISUSE_FREE_WRONG_SIZE;
     if (tag == NULL) {
         why = vmem_bad_free_problem(vm, addr, &kind);
-    } else if (((tag->flags & TAG_SLAB) != 0) != slab) {
+    } else if (((tag->bt_flags & TAG_SLAB) != 0) != slab) {
         kind = VMEM_MISUSE_FREE_WRONG_CALL;
         why = wrong_call;
-    } else if (tag->size != rounded) {
+    } else if (tag->bt_size != rounded) {
         why = "size differs from the size allocated";
     }
     if (why != NULL) {
@@ -630,10 +631,10 @@ static void arena_free(Vmem *vm, const char *call, uintptr_t addr, size_t size, 
 
     /* Nothing has changed since the lookup: remove without probing again. */
     vmem_hash_remove_at(vm, &where, tag);
-    vm->stat.in_use -= tag->size;
+    vm->stat.in_use -= tag->bt_size;
     vm->stat.free++;
     if (slab) {
-        vm->vm_slab_bytes -= tag->size;
+        vm->vm_slab_bytes -= tag->bt_size;
         vm->vm_slabs_freed++;
     }
     GiveBack give;

@@ -137,7 +137,7 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
     /* Copies at most the buffer less one (no libc strncpy). */
     const char *src = name != NULL ? name : "(anonymous)";
     size_t n = 0;
-    for (; n + 1 < sizeof(vmem->name) && src[n] != '\0'; n++)
+    for (; src[n] != '\0' && n + 1 < sizeof(vmem->name); n++)
         vmem->name[n] = src[n];
     vmem->name[n] = '\0';
     vmem->base = base;
@@ -303,20 +303,20 @@ void vmem_destroy(Vmem *vmp)
     /* Imported spans go home one at a time, each with the lock dropped. */
     for (;;) {
         VmemTag *marker = vmp->vm_span_first;
-        while (marker != NULL && !(marker->flags & TAG_IMPORTED))
-            marker = marker->u.span.next;
-        if (marker == NULL || (vmp->free == NULL && !(marker->flags & TAG_XALLOC)))
+        while (marker != NULL && !(marker->bt_flags & TAG_IMPORTED))
+            marker = marker->bt_u.span.next;
+        if (marker == NULL || (vmp->free == NULL && !(marker->bt_flags & TAG_XALLOC)))
             break;
         GiveBack give;
-        vmem_span_remove(vmp, marker, marker->seg_next, &give);
+        vmem_span_remove(vmp, marker, marker->bt_next, &give);
         vmem_unlock(vmp, state);
         vmem_give_back(vmp, &give);
         state = vmem_lock(vmp);
     }
     VmemTag *tags = vmem_stash_detach(vmp, true);
     for (VmemTag *tag = vmp->vm_seg_first, *next; tag != NULL; tag = next) {
-        next = tag->seg_next;
-        tag->u.pool_next = tags;
+        next = tag->bt_next;
+        tag->bt_u.pool_next = tags;
         tags = tag;
     }
     void *tables[2];

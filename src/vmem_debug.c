@@ -162,18 +162,18 @@ void vmem_dump(Vmem *vmp)
         line_end(&f);
     }
 
-    for (const VmemTag *tag = vmp->vm_seg_first; tag != NULL; tag = tag->seg_next) {
+    for (const VmemTag *tag = vmp->vm_seg_first; tag != NULL; tag = tag->bt_next) {
         line_start(&f, buf);
-        fmt_str(&f, tag->type == SEG_SPAN ? "  span  " : "    ");
-        if (tag->type != SEG_SPAN) {
-            fmt_str(&f, type_name(tag->type));
-            fmt_str(&f, tag->type == SEG_FREE ? "  " : " ");
+        fmt_str(&f, tag->bt_type == SEG_SPAN ? "  span  " : "    ");
+        if (tag->bt_type != SEG_SPAN) {
+            fmt_str(&f, type_name(tag->bt_type));
+            fmt_str(&f, tag->bt_type == SEG_FREE ? "  " : " ");
         }
-        fmt_range(&f, tag->base, tag->size);
-        stat_field(&f, " size ", tag->size, true);
-        if (tag->type == SEG_SPAN && (tag->flags & TAG_IMPORTED))
+        fmt_range(&f, tag->bt_base, tag->bt_size);
+        stat_field(&f, " size ", tag->bt_size, true);
+        if (tag->bt_type == SEG_SPAN && (tag->bt_flags & TAG_IMPORTED))
             fmt_str(&f, " imported");
-        if (tag->type == SEG_ALLOC && (tag->flags & TAG_XALLOC))
+        if (tag->bt_type == SEG_ALLOC && (tag->bt_flags & TAG_XALLOC))
             fmt_str(&f, " xalloc");
         line_end(&f);
     }
@@ -190,7 +190,7 @@ void vmem_dump(Vmem *vmp)
     /* Counted by power of two, whatever the classes within one are. */
     size_t count = 0;
     for (unsigned c = 1; c < VMEM_FREELISTS; c++) {
-        for (const VmemTag *tag = vmp->vm_freelist[c]; tag != NULL; tag = tag->u.free.list_next)
+        for (const VmemTag *tag = vmp->vm_freelist[c]; tag != NULL; tag = tag->bt_u.free.list_next)
             count++;
         unsigned exp = log2_floor(class_min_size(c));
         bool last_of_exp = c + 1 == VMEM_FREELISTS || log2_floor(class_min_size(c + 1)) != exp;
@@ -234,9 +234,9 @@ void vmem_walk(Vmem *vmp, int typemask, VmemWalker *func, void *arg)
         return;
     }
     VmemIrqState state = vmem_lock(vmp);
-    for (const VmemTag *tag = vmp->vm_seg_first; tag != NULL; tag = tag->seg_next)
-        if (tag->type & typemask)
-            func(arg, tag->base, tag->size, tag->type);
+    for (const VmemTag *tag = vmp->vm_seg_first; tag != NULL; tag = tag->bt_next)
+        if (tag->bt_type & typemask)
+            func(arg, tag->bt_base, tag->bt_size, tag->bt_type);
     vmem_unlock(vmp, state);
 }
 
@@ -268,47 +268,47 @@ static bool check_segments(const Vmem *vm, Census *c, Problem *p)
     uintptr_t next_base = 0;
     bool span_done = true;
 
-    for (const VmemTag *tag = vm->vm_seg_first; tag != NULL; prev = tag, tag = tag->seg_next) {
+    for (const VmemTag *tag = vm->vm_seg_first; tag != NULL; prev = tag, tag = tag->bt_next) {
         if (++steps > limit)
             return problem(p, "segment list longer than the segment count (a cycle?)", tag);
-        if (tag->seg_prev != prev)
+        if (tag->bt_prev != prev)
             return problem(p, "segment list back link broken", tag);
-        if (tag->size == 0 || tag->base % vm->quantum != 0 || tag->size % vm->quantum != 0)
+        if (tag->bt_size == 0 || tag->bt_base % vm->quantum != 0 || tag->bt_size % vm->quantum != 0)
             return problem(p, "segment empty or not a multiple of the quantum", tag);
-        if (tag->size - 1 > UINTPTR_MAX - tag->base)
+        if (tag->bt_size - 1 > UINTPTR_MAX - tag->bt_base)
             return problem(p, "segment wraps past the top of the address space", tag);
-        if (tag->type == SEG_SPAN) {
+        if (tag->bt_type == SEG_SPAN) {
             if (!span_done)
                 return problem(p, "span not tiled to its end by segments", span);
             if (tag != expect_span)
                 return problem(p, "span list and segment list disagree", tag);
-            if (span != NULL && tag->base <= tag_last(span))
+            if (span != NULL && tag->bt_base <= tag_last(span))
                 return problem(p, "spans overlap or are out of order", tag);
-            if (tag->u.span.prev != span)
+            if (tag->bt_u.span.prev != span)
                 return problem(p, "span list back link broken", tag);
             span = tag;
-            expect_span = tag->u.span.next;
-            next_base = tag->base;
+            expect_span = tag->bt_u.span.next;
+            next_base = tag->bt_base;
             span_done = false;
             c->spans++;
-            c->total += tag->size;
-            if (tag->flags & TAG_IMPORTED)
-                c->import += tag->size;
+            c->total += tag->bt_size;
+            if (tag->bt_flags & TAG_IMPORTED)
+                c->import += tag->bt_size;
             continue;
         }
         if (span == NULL || span_done)
             return problem(p, "segment outside any span", tag);
-        if (tag->base != next_base)
+        if (tag->bt_base != next_base)
             return problem(p, "gap or overlap between segments", tag);
         if (tag_last(tag) > tag_last(span))
             return problem(p, "segment runs past the end of its span", tag);
-        if (tag->type == SEG_FREE) {
-            if (prev->type == SEG_FREE)
+        if (tag->bt_type == SEG_FREE) {
+            if (prev->bt_type == SEG_FREE)
                 return problem(p, "two adjacent free segments not coalesced", tag);
             c->free++;
-        } else if (tag->type == SEG_ALLOC) {
+        } else if (tag->bt_type == SEG_ALLOC) {
             c->alloc++;
-            c->in_use += tag->size;
+            c->in_use += tag->bt_size;
         } else {
             return problem(p, "tag of unknown type in the segment list", tag);
         }
@@ -335,14 +335,14 @@ static bool check_freelists(const Vmem *vm, const Census *c, Problem *p)
         if (freemap_has(vm, n) != (vm->vm_freelist[n] != NULL))
             return problem(p, "freelist bitmap disagrees with the lists", vm->vm_freelist[n]);
         VmemTag *const *pprev = &vm->vm_freelist[n];
-        for (const VmemTag *tag = vm->vm_freelist[n]; tag != NULL; tag = tag->u.free.list_next) {
+        for (const VmemTag *tag = vm->vm_freelist[n]; tag != NULL; tag = tag->bt_u.free.list_next) {
             if (++members > expected)
                 return problem(p, "freelists hold more than the free segments", tag);
-            if (tag->type != SEG_FREE || size_class(tag->size) != n || tag_class(tag) != n)
+            if (tag->bt_type != SEG_FREE || size_class(tag->bt_size) != n)
                 return problem(p, "freelist member not free or in the wrong list", tag);
-            if (tag->u.free.list_pprev != pprev)
+            if (tag->bt_u.free.list_pprev != pprev)
                 return problem(p, "freelist back link broken", tag);
-            pprev = &tag->u.free.list_next;
+            pprev = &tag->bt_u.free.list_next;
         }
     }
     if (members != expected)
@@ -384,7 +384,7 @@ static bool check_counters(const Vmem *vm, const Census *c, Problem *p)
     if (c->import != vm->stat.import)
         return problem(p, "stat.import differs from the imported spans", NULL);
     size_t stash = 0;
-    for (const VmemTag *tag = vm->vm_stash; tag != NULL; tag = tag->u.pool_next)
+    for (const VmemTag *tag = vm->vm_stash; tag != NULL; tag = tag->bt_u.pool_next)
         if (++stash > vm->vm_stash_count)
             break;
     if (stash != vm->vm_stash_count)
@@ -412,8 +412,8 @@ int vmem_check(Vmem *vmp, VmemCheckReport *report)
     }
     if (report != NULL) {
         report->reason = p.reason;
-        report->addr = p.tag != NULL ? p.tag->base : 0;
-        report->size = p.tag != NULL ? p.tag->size : 0;
+        report->addr = p.tag != NULL ? p.tag->bt_base : 0;
+        report->size = p.tag != NULL ? p.tag->bt_size : 0;
     }
     return p.reason == NULL ? 0 : result;
 }

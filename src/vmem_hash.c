@@ -3,7 +3,7 @@
  * and the checks. Lookup, unlink and insert are inline in vmem_internal.h.
  *
  * 1. Layout. A table is a power of two of chain heads; entries chain
- *    through their tags' u.hash_next, newest first. A key's bucket is the
+ *    through their tags' bt_u.hash_next, newest first. A key's bucket is the
  *    top bits of its quantum number times 2^64/phi (vmem_hash_head). A
  *    lookup returns the link pointing at the entry (VmemHashWhere), so the
  *    free that checked the size unlinks it with one store.
@@ -129,9 +129,9 @@ static void migrate(Vmem *vm, size_t entries, size_t buckets)
     for (; buckets > 0; buckets--) {
         VmemTag **head = &old->ht_bucket[vm->vm_hash_migrated];
         for (VmemTag *tag; entries > 0 && (tag = *head) != NULL; entries--) {
-            *head = tag->u.hash_next;
-            VmemTag **to = vmem_hash_head(vm, &vm->vm_hash, tag->base);
-            tag->u.hash_next = *to;
+            *head = tag->bt_u.hash_next;
+            VmemTag **to = vmem_hash_head(vm, &vm->vm_hash, tag->bt_base);
+            tag->bt_u.hash_next = *to;
             *to = tag;
         }
         if (*head != NULL)
@@ -249,14 +249,14 @@ static const VmemTag *check_table(const Vmem *vm, const Table *t, size_t first, 
                                   const char **why)
 {
     for (size_t b = 0; b < buckets_of(t); b++) {
-        for (VmemTag *tag = t->ht_bucket[b]; tag != NULL; tag = tag->u.hash_next) {
+        for (VmemTag *tag = t->ht_bucket[b]; tag != NULL; tag = tag->bt_u.hash_next) {
             if (++*count > vm->vm_nsegs)
                 *why = "hash holds more entries than the arena has segments (a cycle?)";
             else if (b < first)
                 *why = "hash entry left behind by the migration";
-            else if (tag->type != SEG_ALLOC)
+            else if (tag->bt_type != SEG_ALLOC)
                 *why = "hash holds a segment that is not allocated";
-            else if (vmem_hash_head(vm, t, tag->base) != &t->ht_bucket[b])
+            else if (vmem_hash_head(vm, t, tag->bt_base) != &t->ht_bucket[b])
                 *why = "hash entry in another key's chain";
             if (*why != NULL)
                 return tag;
@@ -281,8 +281,8 @@ const VmemTag *vmem_hash_check(const Vmem *vm, size_t *count, const char **why)
     /* With the counts equal, finding each allocated segment once proves
      * there is no stray or duplicate entry. The caller has checked the
      * segment list, so this walk ends. */
-    for (const VmemTag *tag = vm->vm_seg_first; tag != NULL; tag = tag->seg_next) {
-        if (tag->type == SEG_ALLOC && vmem_hash_lookup(vm, tag->base) != tag) {
+    for (const VmemTag *tag = vm->vm_seg_first; tag != NULL; tag = tag->bt_next) {
+        if (tag->bt_type == SEG_ALLOC && vmem_hash_lookup(vm, tag->bt_base) != tag) {
             *why = "allocated segment not found in the hash";
             return tag;
         }

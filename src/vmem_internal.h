@@ -102,17 +102,14 @@ typedef struct vmem_tree_link {
  * an allocated segment (the common case) as small as a free one.
  */
 typedef struct vmem_tag {
-    uintptr_t base;
-    size_t size;                  /* never 0; base + size may be 2^N exactly */
-    struct vmem_tag *seg_next;    /* every segment and span marker, by address */
-    struct vmem_tag *seg_prev;
-    uint8_t type;                 /* SEG_ALLOC, SEG_FREE or SEG_SPAN */
-    uint8_t flags;                /* TAG_* */
-    int8_t addr_height;           /* height in vm_free_by_addr, when free */
-    int8_t size_height;           /* height in vm_free_by_size, when free */
-#if UINTPTR_MAX > 0xffffffffu
-    uint8_t list_class;           /* freelist it is on, when free and listed */
-#endif
+    uintptr_t bt_base;
+    size_t bt_size;                  /* never 0; base + size may be 2^N exactly */
+    struct vmem_tag *bt_next;    /* every segment and span marker, by address */
+    struct vmem_tag *bt_prev;
+    uint8_t bt_type;                 /* SEG_ALLOC, SEG_FREE or SEG_SPAN */
+    uint8_t bt_flags;                /* TAG_* */
+    int8_t bt_addr_height;           /* height in vm_free_by_addr, when free */
+    int8_t bt_size_height;           /* height in vm_free_by_size, when free */
     union {
         struct vmem_tag *hash_next;   /* SEG_ALLOC: hash chain */
         struct vmem_tag *pool_next;   /* unused tag: pool or stash list */
@@ -125,7 +122,7 @@ typedef struct vmem_tag {
             struct vmem_tag **list_pprev;
             size_t addr_max;              /* largest size in by_addr subtree */
         } free;
-    } u;
+    } bt_u;
 } __attribute__((aligned(8 * sizeof(void *)))) VmemTag;
 
 _Static_assert(sizeof(VmemTag) == 8 * sizeof(void *),
@@ -157,7 +154,7 @@ static inline VmemTagLinks *tag_links(const VmemTag *tag)
 }
 
 /* Last unit of a tag's range: never overflows, unlike base + size. */
-static inline uintptr_t tag_last(const VmemTag *tag) { return tag->base + (tag->size - 1); }
+static inline uintptr_t tag_last(const VmemTag *tag) { return tag->bt_base + (tag->bt_size - 1); }
 
 static inline bool is_pow2(uintptr_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
@@ -208,30 +205,6 @@ static inline unsigned size_class(size_t size)
 static inline bool size_class_exact(size_t size)
 {
     return (size & (((size_t)1 << size_class_shift(size)) - 1)) == 0;
-}
-
-/* The freelist a listed free segment is on. LP64 keeps it in a byte the
- * hot part has spare (every split and merge would otherwise recompute
- * its class, twice for a resize); ILP32 has no byte to spare in 32 and
- * recomputes it. */
-_Static_assert(VMEM_FREELISTS <= 256, "a tag's list_class is one byte");
-static inline void tag_set_class(VmemTag *tag, unsigned c)
-{
-#if UINTPTR_MAX > 0xffffffffu
-    tag->list_class = (uint8_t)c;
-#else
-    (void)tag;
-    (void)c;
-#endif
-}
-
-static inline unsigned tag_class(const VmemTag *tag)
-{
-#if UINTPTR_MAX > 0xffffffffu
-    return tag->list_class;
-#else
-    return size_class(tag->size);
-#endif
 }
 
 /* The smallest size in class c: every member of class c is at least this. */
@@ -368,8 +341,8 @@ typedef struct {
 
 static inline VmemTag *vmem_hash_find_in(VmemTag **link, uintptr_t addr, VmemHashWhere *where)
 {
-    for (VmemTag *tag; (tag = *link) != NULL; link = &tag->u.hash_next) {
-        if (tag->base == addr) {
+    for (VmemTag *tag; (tag = *link) != NULL; link = &tag->bt_u.hash_next) {
+        if (tag->bt_base == addr) {
             where->link = link;
             return tag;
         }
@@ -395,7 +368,7 @@ void vmem_hash_after_remove(Vmem *vm);
  * (a free that turns out to be misuse changes nothing). */
 static inline void vmem_hash_remove_at(Vmem *vm, const VmemHashWhere *where, VmemTag *tag)
 {
-    *where->link = tag->u.hash_next;
+    *where->link = tag->bt_u.hash_next;
     if (__builtin_expect(--vm->vm_hash_count < vm->vm_hash_shrink_at || vmem_hash_migrating(vm),
                          0))
         vmem_hash_after_remove(vm);
@@ -412,8 +385,8 @@ static inline void vmem_hash_insert(Vmem *vm, VmemTag *tag)
 {
     if (__builtin_expect(vmem_hash_migrating(vm), 0))
         vmem_hash_migrate_step(vm);
-    VmemTag **head = vmem_hash_head(vm, &vm->vm_hash, tag->base);
-    tag->u.hash_next = *head;
+    VmemTag **head = vmem_hash_head(vm, &vm->vm_hash, tag->bt_base);
+    tag->bt_u.hash_next = *head;
     *head = tag;
     if (__builtin_expect(++vm->vm_hash_count > vm->vm_hash_grow_at, 0))
         vmem_hash_refresh_hint(vm);
@@ -476,15 +449,15 @@ static inline VmemTag *vmem_stash_take(Vmem *vm)
     VmemTag *tag = vm->vm_stash;
     if (__builtin_expect(tag == NULL, 0))
         vmem_port_panic("vmem: boundary-tag stash empty despite reservation");
-    vm->vm_stash = tag->u.pool_next;
+    vm->vm_stash = tag->bt_u.pool_next;
     vm->vm_stash_count--;
-    tag->flags = 0;
+    tag->bt_flags = 0;
     return tag;
 }
 static inline void vmem_stash_put(Vmem *vm, VmemTag *tag)
 {
-    tag->type = 0;
-    tag->u.pool_next = vm->vm_stash;
+    tag->bt_type = 0;
+    tag->bt_u.pool_next = vm->vm_stash;
     vm->vm_stash = tag;
     vm->vm_stash_count++;
 }
@@ -539,7 +512,7 @@ void vmem_arena_free_segment(Vmem *vm, const char *call, uintptr_t addr, size_t 
 
 /* ---- vmem_segment.c ----------------------------------------------------- */
 
-static inline bool is_free(const VmemTag *tag) { return tag != NULL && tag->type == SEG_FREE; }
+static inline bool is_free(const VmemTag *tag) { return tag != NULL && tag->bt_type == SEG_FREE; }
 
 /* Does the arena keep this index of its free segments (VMEM_STATE_*)? */
 static inline bool vmem_indexed(const Vmem *vm, unsigned which) { return (vm->vm_state & which) != 0; }

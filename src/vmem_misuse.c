@@ -116,10 +116,10 @@ static bool in_free_segment(Vmem *vm, const VmemTag *span, uintptr_t addr)
 {
     if (vmem_indexed(vm, VMEM_STATE_ADDR_INDEXED))
         return vmem_tree_find_free(vm, addr) != NULL;
-    for (const VmemTag *tag = span->seg_next; tag != NULL && tag->type != SEG_SPAN;
-         tag = tag->seg_next)
-        if (addr >= tag->base && addr <= tag_last(tag))
-            return tag->type == SEG_FREE;
+    for (const VmemTag *tag = span->bt_next; tag != NULL && tag->bt_type != SEG_SPAN;
+         tag = tag->bt_next)
+        if (addr >= tag->bt_base && addr <= tag_last(tag))
+            return tag->bt_type == SEG_FREE;
     return false;
 }
 

@@ -101,13 +101,13 @@ size_t vmem_fit_comfortable_size(const VmemRequest *req)
  * if the segment holds it from there. */
 HOT_INLINE bool fit_segment(const VmemRequest *req, const VmemTag *tag, uintptr_t *addrp)
 {
-    if (tag->size < req->size)
+    if (tag->bt_size < req->size)
         return false;
     if (!req->plain)
-        return vmem_fit_in(req, tag->base, tag->size, addrp);
-    uintptr_t lowest = tag->base > req->min ? tag->base : req->min;
+        return vmem_fit_in(req, tag->bt_base, tag->bt_size, addrp);
+    uintptr_t lowest = tag->bt_base > req->min ? tag->bt_base : req->min;
     uintptr_t addr = (lowest + (req->align - 1)) & ~(req->align - 1);
-    if (addr < lowest || addr - tag->base > tag->size - req->size)
+    if (addr < lowest || addr - tag->bt_base > tag->bt_size - req->size)
         return false;
     *addrp = addr;
     return true;
@@ -137,7 +137,7 @@ VmemTag *vmem_place_instant(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
         return freelist_heads_fit(vm, req, own, 2, addrp);
     int peek = INSTANT_FIT_PEEK;
     for (VmemTag *tag = vm->vm_freelist[own]; tag != NULL && peek-- > 0;
-         tag = tag->u.free.list_next)
+         tag = tag->bt_u.free.list_next)
         if (fit_segment(req, tag, addrp))
             return tag;
     return freelist_heads_fit(vm, req, own + 1, 2, addrp);
@@ -155,7 +155,7 @@ static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
         return vmem_tree_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
     if (vmem_indexed(vm, VMEM_STATE_ADDR_INDEXED))
         return vmem_tree_first_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
-    for (tag = vm->vm_freelist[size_class(req->size)]; tag != NULL; tag = tag->u.free.list_next)
+    for (tag = vm->vm_freelist[size_class(req->size)]; tag != NULL; tag = tag->bt_u.free.list_next)
         if (fit_segment(req, tag, addrp))
             return tag;
     return NULL;
@@ -209,16 +209,16 @@ static VmemTag *next_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
         after_rotor.min = rotor;
     int budget = NEXT_FIT_WALK;
     VmemTag *tag = vm->vm_rotor_tag != NULL ? vm->vm_rotor_tag : vm->vm_seg_first;
-    for (; tag != NULL; tag = tag->seg_next) {
+    for (; tag != NULL; tag = tag->bt_next) {
         if (budget-- == 0)
             goto use_index;
-        if (tag->type == SEG_FREE && fit_segment(&after_rotor, tag, addrp))
+        if (tag->bt_type == SEG_FREE && fit_segment(&after_rotor, tag, addrp))
             return tag;
     }
-    for (tag = vm->vm_seg_first; tag != NULL && tag->base < rotor; tag = tag->seg_next) {
+    for (tag = vm->vm_seg_first; tag != NULL && tag->bt_base < rotor; tag = tag->bt_next) {
         if (budget-- == 0)
             goto use_index;
-        if (tag->type == SEG_FREE && fit_segment(req, tag, addrp))
+        if (tag->bt_type == SEG_FREE && fit_segment(req, tag, addrp))
             return tag;
     }
     return NULL;

@@ -125,16 +125,16 @@ static void page_unlist(TagPage *page)
 
 static void pool_push(VmemTag *tag)
 {
-    tag->type = 0;
+    tag->bt_type = 0;
     if (from_bootstrap(tag)) {
         pool_count++;
         if (top_records_count < TOP_RECORDS) {
-            tag->u.pool_next = top_records;
+            tag->bt_u.pool_next = top_records;
             top_records = tag;
             top_records_count++;
             return;
         }
-        tag->u.pool_next = bootstrap_free;
+        tag->bt_u.pool_next = bootstrap_free;
         bootstrap_free = tag;
         return;
     }
@@ -143,7 +143,7 @@ static void pool_push(VmemTag *tag)
         pool_count++;
     else
         record_count++;
-    tag->u.pool_next = page->free;
+    tag->bt_u.pool_next = page->free;
     page->free = tag;
     if (page->in_pool++ == 0)
         page_list(page);
@@ -156,7 +156,7 @@ static VmemTag *page_pop(TagPage *page)
     else
         record_count--;
     VmemTag *tag = page->free;
-    page->free = tag->u.pool_next;
+    page->free = tag->bt_u.pool_next;
     if (--page->in_pool == 0)
         page_unlist(page);
     return tag;
@@ -167,7 +167,7 @@ static VmemTag *top_record_pop(void)
     VmemTag *tag = top_records;
     if (tag != NULL) {
         pool_count--;
-        top_records = tag->u.pool_next;
+        top_records = tag->bt_u.pool_next;
         top_records_count--;
     }
     return tag;
@@ -181,7 +181,7 @@ static VmemTag *pool_pop(void)
     if (bootstrap_free != NULL) {
         VmemTag *tag = bootstrap_free;
         pool_count--;
-        bootstrap_free = tag->u.pool_next;
+        bootstrap_free = tag->bt_u.pool_next;
         return tag;
     }
     if (tag_pages[0] != NULL)
@@ -319,7 +319,7 @@ static bool pool_take(size_t n, int vmflag, VmemTag **list)
     VmemTag *taken = NULL;
     for (size_t i = 0; i < n; i++) {
         VmemTag *tag = pool_pop();
-        tag->u.pool_next = taken;
+        tag->bt_u.pool_next = taken;
         taken = tag;
     }
     vmem_port_unlock(&pool_lock, state);
@@ -370,7 +370,7 @@ static void trim_page_source_stash(void)
     VmemIrqState state = vmem_lock(vm);
     while (vm->vm_magic == VMEM_MAGIC && vm->vm_stash_count > 0) {
         VmemTag *tag = vmem_stash_take(vm);
-        tag->u.pool_next = tags;
+        tag->bt_u.pool_next = tags;
         tags = tag;
     }
     vmem_unlock(vm, state);
@@ -449,7 +449,7 @@ void vmem_pool_return(VmemTag *list)
         return;
     VmemIrqState state = vmem_port_lock(&pool_lock);
     while (list != NULL) {
-        VmemTag *next = list->u.pool_next;
+        VmemTag *next = list->bt_u.pool_next;
         pool_push(list);
         list = next;
     }
@@ -474,7 +474,7 @@ bool vmem_stash_fill(Vmem *vm, VmemIrqState *state, int vmflag)
         if (!ok)
             return vm->vm_stash_count >= VMEM_TAGS_PER_OP;
         while (list != NULL) {
-            VmemTag *next = list->u.pool_next;
+            VmemTag *next = list->bt_u.pool_next;
             vmem_stash_put(vm, list);
             list = next;
         }
@@ -494,7 +494,7 @@ VmemTag *vmem_stash_detach(Vmem *vm, bool all)
     VmemTag *detached = NULL;
     while (vm->vm_stash_count > keep) {
         VmemTag *tag = vmem_stash_take(vm);
-        tag->u.pool_next = detached;
+        tag->bt_u.pool_next = detached;
         detached = tag;
     }
     return detached;

@@ -47,18 +47,18 @@ static inline VmemTag **kids(const VmemTag *tag, int tree)
 
 static inline int8_t *height_of(VmemTag *tag, int tree)
 {
-    return tree == BY_ADDR ? &tag->addr_height : &tag->size_height;
+    return tree == BY_ADDR ? &tag->bt_addr_height : &tag->bt_size_height;
 }
 
 static inline int height(VmemTag *tag, int tree) { return tag == NULL ? 0 : *height_of(tag, tree); }
 
-static inline size_t max_of(const VmemTag *tag) { return tag == NULL ? 0 : tag->u.free.addr_max; }
+static inline size_t max_of(const VmemTag *tag) { return tag == NULL ? 0 : tag->bt_u.free.addr_max; }
 
 /* The largest size in tag's address subtree, from its children's. */
 static inline size_t max_below(const VmemTag *tag)
 {
     const VmemTreeLink *k = &tag_links(tag)->by_addr;
-    size_t m = tag->size, l = max_of(k->child[0]), r = max_of(k->child[1]);
+    size_t m = tag->bt_size, l = max_of(k->child[0]), r = max_of(k->child[1]);
     m = l > m ? l : m;
     return r > m ? r : m;
 }
@@ -77,9 +77,9 @@ static inline size_t max_below(const VmemTag *tag)
 static inline int after(size_t size, uintptr_t base, const VmemTag *node, int tree)
 {
     if (tree == BY_ADDR)
-        return base > node->base;
+        return base > node->bt_base;
 #ifdef SIZE_KEY
-    return SIZE_KEY(size, base) > SIZE_KEY(node->size, node->base);
+    return SIZE_KEY(size, base) > SIZE_KEY(node->bt_size, node->bt_base);
 #else
     return size > node->size || (size == node->size && base > node->base);
 #endif
@@ -97,7 +97,7 @@ static void update(VmemTag *node, int tree)
     VmemTag **k = kids(node, tree);
     set_height(node, tree, height(k[0], tree), height(k[1], tree));
     if (tree == BY_ADDR)
-        node->u.free.addr_max = max_below(node);
+        node->bt_u.free.addr_max = max_below(node);
 }
 
 /* Lifts node's child on `side` into node's place; returns it. */
@@ -123,8 +123,8 @@ static void fix(VmemTag **slot, int tree, bool *heights, bool *maxes)
     VmemTag *node = *slot;
     if (*maxes) {
         size_t m = max_below(node);
-        *maxes = m != node->u.free.addr_max;
-        node->u.free.addr_max = m;
+        *maxes = m != node->bt_u.free.addr_max;
+        node->bt_u.free.addr_max = m;
     }
     if (!*heights)
         return;
@@ -162,18 +162,18 @@ static void tree_insert(VmemTag **root, VmemTag *tag, int tree)
 {
     VmemTag **path[TREE_MAX_HEIGHT], **slot = root, *node;
     int depth = 0;
-    const size_t size = tag->size;
-    const uintptr_t base = tag->base;
+    const size_t size = tag->bt_size;
+    const uintptr_t base = tag->bt_base;
     /* Raising addr_max on the way down leaves the way up to heights. */
     for (; (node = *slot) != NULL; slot = &kids(node, tree)[after(size, base, node, tree)]) {
-        if (tree == BY_ADDR && node->u.free.addr_max < size)
-            node->u.free.addr_max = size;
+        if (tree == BY_ADDR && node->bt_u.free.addr_max < size)
+            node->bt_u.free.addr_max = size;
         PUSH(path, depth, slot);
     }
     kids(tag, tree)[0] = kids(tag, tree)[1] = NULL;
     *height_of(tag, tree) = 1;
     if (tree == BY_ADDR)
-        tag->u.free.addr_max = size;
+        tag->bt_u.free.addr_max = size;
     *slot = tag;
     retrace(path, depth, TREE_MAX_HEIGHT, tree, true, false);
 }
@@ -182,8 +182,8 @@ static void tree_remove(VmemTag **root, VmemTag *tag, int tree)
 {
     VmemTag **path[TREE_MAX_HEIGHT], **slot = root, *node;
     int depth = 0, moved = TREE_MAX_HEIGHT;
-    const size_t size = tag->size;
-    const uintptr_t base = tag->base;
+    const size_t size = tag->bt_size;
+    const uintptr_t base = tag->bt_base;
     for (; (node = *slot) != tag; slot = &kids(node, tree)[after(size, base, node, tree)]) {
         if (node == NULL)
             vmem_port_panic("vmem: free segment missing from its index");
@@ -207,7 +207,7 @@ static void tree_remove(VmemTag **root, VmemTag *tag, int tree)
         sk[1] = k[1];
         *height_of(succ, tree) = *height_of(tag, tree);
         if (tree == BY_ADDR)
-            succ->u.free.addr_max = tag->u.free.addr_max;
+            succ->bt_u.free.addr_max = tag->bt_u.free.addr_max;
         *slot = succ;
         if (depth > moved + 1)
             path[moved + 1] = &sk[1]; /* was tag's own right link */
@@ -243,23 +243,23 @@ __attribute__((flatten)) void vmem_tree_remove_size(Vmem *vm, VmemTag *tag)
  */
 void vmem_tree_refresh_addr(Vmem *vm, VmemTag *tag)
 {
-    size_t old = tag->u.free.addr_max, now = max_below(tag), reach = now > old ? now : old;
+    size_t old = tag->bt_u.free.addr_max, now = max_below(tag), reach = now > old ? now : old;
     if (now == old)
         return;
-    tag->u.free.addr_max = now;
+    tag->bt_u.free.addr_max = now;
     VmemTag *path[TREE_MAX_HEIGHT], *node = vm->vm_free_by_addr;
     int depth = 0;
-    for (; node != tag; node = tag_links(node)->by_addr.child[tag->base > node->base]) {
+    for (; node != tag; node = tag_links(node)->by_addr.child[tag->bt_base > node->bt_base]) {
         if (node == NULL)
             vmem_port_panic("vmem: free segment missing from its index");
-        if (node->u.free.addr_max <= reach)
+        if (node->bt_u.free.addr_max <= reach)
             PUSH(path, depth, node);
     }
     while (depth-- > 0) {
         node = path[depth];
-        if ((now = max_below(node)) == node->u.free.addr_max)
+        if ((now = max_below(node)) == node->bt_u.free.addr_max)
             return;
-        node->u.free.addr_max = now;
+        node->bt_u.free.addr_max = now;
     }
 }
 
@@ -283,23 +283,23 @@ first_fit(VmemTag *node, const VmemRequest *req, size_t min_size, size_t budget,
     for (;;) {
         /* Lower subtrees end before node->base, higher ones start after its
          * last unit: either may lie wholly outside [min, max_last]. */
-        while (node != NULL && node->u.free.addr_max >= min_size) {
+        while (node != NULL && node->bt_u.free.addr_max >= min_size) {
             PUSH(stack, depth, node);
-            bool reachable = near ? tag_last(node) < req->max_last : node->base > req->min;
+            bool reachable = near ? tag_last(node) < req->max_last : node->bt_base > req->min;
             node = reachable ? tag_links(node)->by_addr.child[near] : NULL;
         }
         if (depth == 0)
             return NULL;
         node = stack[--depth];
-        if (node->size >= min_size) {
-            if (vmem_fit_in(req, node->base, node->size, addrp))
+        if (node->bt_size >= min_size) {
+            if (vmem_fit_in(req, node->bt_base, node->bt_size, addrp))
                 return node;
             if (budget != SIZE_MAX && --budget == 0) {
                 *exhausted = true;
                 return NULL;
             }
         }
-        bool reachable = near ? node->base > req->min : tag_last(node) < req->max_last;
+        bool reachable = near ? node->bt_base > req->min : tag_last(node) < req->max_last;
         node = reachable ? tag_links(node)->by_addr.child[!near] : NULL;
     }
 }
@@ -322,7 +322,7 @@ VmemTag *vmem_tree_best_fit(Vmem *vm, const VmemRequest *req, size_t min_size, s
     for (;;) {
         /* Sizes below min_size are on the left of every larger one. */
         while (node != NULL) {
-            if (node->size < min_size) {
+            if (node->bt_size < min_size) {
                 node = tag_links(node)->by_size.child[1];
                 continue;
             }
@@ -332,7 +332,7 @@ VmemTag *vmem_tree_best_fit(Vmem *vm, const VmemRequest *req, size_t min_size, s
         if (depth == 0)
             return NULL;
         node = stack[--depth];
-        if (vmem_fit_in(req, node->base, node->size, addrp))
+        if (vmem_fit_in(req, node->bt_base, node->bt_size, addrp))
             return node;
         if (budget != SIZE_MAX && --budget == 0) {
             *exhausted = true;
@@ -345,8 +345,8 @@ VmemTag *vmem_tree_best_fit(Vmem *vm, const VmemRequest *req, size_t min_size, s
 VmemTag *vmem_tree_find_free(Vmem *vm, uintptr_t addr)
 {
     VmemTag *node = vm->vm_free_by_addr;
-    while (node != NULL && (addr < node->base || addr > tag_last(node)))
-        node = tag_links(node)->by_addr.child[addr > node->base];
+    while (node != NULL && (addr < node->bt_base || addr > tag_last(node)))
+        node = tag_links(node)->by_addr.child[addr > node->bt_base];
     return node;
 }
 
@@ -378,9 +378,9 @@ static int check_subtree(VmemTag *node, TreeCheck *check, int depth)
         return check_failed(check, node, TOO_DEEP);
     if ((hl = check_subtree(kids(node, tree)[0], check, depth + 1)) < 0)
         return -1;
-    if (node->type != SEG_FREE)
+    if (node->bt_type != SEG_FREE)
         return check_failed(check, node, "free-segment index holds a segment that is not free");
-    if (check->prev != NULL && !after(node->size, node->base, check->prev, tree))
+    if (check->prev != NULL && !after(node->bt_size, node->bt_base, check->prev, tree))
         return check_failed(check, node, "free-segment index out of order");
     check->prev = node;
     check->count++;
@@ -388,7 +388,7 @@ static int check_subtree(VmemTag *node, TreeCheck *check, int depth)
         return -1;
     if (hl > hr + 1 || hr > hl + 1 || height(node, tree) != 1 + (hl > hr ? hl : hr))
         return check_failed(check, node, "free-segment index unbalanced or with a wrong height");
-    if (tree == BY_ADDR && max_below(node) != node->u.free.addr_max)
+    if (tree == BY_ADDR && max_below(node) != node->bt_u.free.addr_max)
         return check_failed(check, node, "address index has a wrong largest-size summary");
     return height(node, tree);
 }
