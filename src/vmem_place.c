@@ -105,6 +105,10 @@ HOT_INLINE bool fit_segment(const VmemRequest *req, const VmemTag *tag, uintptr_
         return false;
     if (!req->plain)
         return vmem_fit_in(req, tag->bt_base, tag->bt_size, addrp);
+    if (tag->bt_base >= req->min && req->align == req->quantum) {
+        *addrp = tag->bt_base; /* the common case, without the arithmetic */
+        return true;
+    }
     uintptr_t lowest = tag->bt_base > req->min ? tag->bt_base : req->min;
     uintptr_t addr = (lowest + (req->align - 1)) & ~(req->align - 1);
     if (addr < lowest || addr - tag->bt_base > tag->bt_size - req->size)
