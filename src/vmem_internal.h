@@ -420,28 +420,20 @@ void vmem_hash_fini(Vmem *vm, void *tables[2], size_t bytes[2]);
 
 /* ---- vmem_tags.c ------------------------------------------------------- */
 
-/*
- * Worst-case number of new tags one operation can need. An allocation that
- * lands in the middle of a free segment splits it in three: the segment's
- * own tag stays, two new ones describe the other pieces (2). If it had to
- * import first, the new span needs a span marker and a free segment (2 more).
- * A free, a destroy or a give-back only ever releases tags.
- */
+/* Worst-case new tags for one operation: a split in three (2), after
+ * importing a span (its marker and free segment, 2 more). Frees, destroys
+ * and give-backs only release tags. */
 #define VMEM_TAGS_PER_OP 4
-/* An arena keeps up to VMEM_STASH_HIGH spare tags; past that it hands
- * back all but VMEM_STASH_KEEP. The gap is what matters: merges and splits
- * move the count up and down by one, and with nothing between the mark and
- * what stays, a count wandering around the mark paid a visit to the global
- * pool (its lock, and then a refill) every few frees (W4: one free in five). */
+/* An arena keeps up to VMEM_STASH_HIGH spare tags and then hands back all
+ * but VMEM_STASH_KEEP: the gap keeps a count that wanders by one per split
+ * or merge from visiting the pool's lock every few operations. */
 #define VMEM_STASH_HIGH (8 * VMEM_TAGS_PER_OP)
 #define VMEM_STASH_KEEP (4 * VMEM_TAGS_PER_OP)
 
 bool vmem_library_ready(void);
-/* Fills the arena's stash, which holds fewer than VMEM_TAGS_PER_OP tags,
- * to VMEM_STASH_KEEP (at least VMEM_TAGS_PER_OP when short). Called with
- * the arena locked; may unlock and relock it around the pool (*state is
- * updated), so the caller must not rely on anything it saw before. Returns
- * false when the tags cannot be had under vmflag. */
+/* Fills the stash to VMEM_STASH_KEEP (at least VMEM_TAGS_PER_OP). Locked;
+ * drops the lock around the pool (*state is updated), so the caller looks
+ * again at anything it saw. False when the tags cannot be had. */
 bool vmem_stash_fill(Vmem *vm, VmemIrqState *state, int vmflag);
 /* Inline: every split and merge takes or puts a tag. */
 static inline VmemTag *vmem_stash_take(Vmem *vm)
