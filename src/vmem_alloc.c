@@ -420,23 +420,6 @@ static inline int alloc_or_drain(Vmem *vm, const char *call, const VmemRequest *
     return alloc_draining(vm, call, req, vmflag, tag_flags, addrp);
 }
 
-int vmem_arena_alloc_slab(Vmem *vm, size_t slab_size, int vmflag, uintptr_t *addrp)
-{
-    VmemRequest req;
-    req.size = slab_size;
-    req.quantum = vm->quantum;
-    req.align = slab_size;
-    req.phase = 0;
-    req.nocross = 0;
-    req.min = 1; /* a slab at 0 would hand out object 0, which means NULL */
-    req.max_last = UINTPTR_MAX;
-    req.top_down = false;
-    req.plain = true;
-    /* Never sleep for a slab: the caller can still be served without one. */
-    return arena_xalloc(vm, "vmem_alloc", &req, (vmflag & VM_BOOTSTRAP) | VM_NOSLEEP, TAG_SLAB,
-                        addrp);
-}
-
 /* Validates and builds a request; reports misuse and returns false. */
 HOT_INLINE bool make_request(const Vmem *vm, const char *call, size_t size, size_t align,
                              size_t phase, size_t nocross, uintptr_t min, uintptr_t max,
@@ -491,6 +474,19 @@ HOT_INLINE bool make_request(const Vmem *vm, const char *call, size_t size, size
     req->top_down = (vmflag & VM_ENDALLOC) != 0;
     req->plain = phase == 0 && nocross == 0 && !max_given && !req->top_down;
     return true;
+}
+
+/* A slab for the quantum caches: aligned to its size, never at 0 (object 0
+ * would mean NULL), and never waited for (the caller can be served
+ * without one). Its arguments are valid, so the request is never misuse. */
+int vmem_arena_alloc_slab(Vmem *vm, size_t slab_size, int vmflag, uintptr_t *addrp)
+{
+    VmemRequest req;
+    int flags = (vmflag & VM_BOOTSTRAP) | VM_NOSLEEP;
+    if (!make_request(vm, "vmem_alloc", slab_size, slab_size, 0, 0, 0, 0, false, flags, &req))
+        return -VMEM_ERR_INVALID;
+    req.min = 1;
+    return arena_xalloc(vm, "vmem_alloc", &req, flags, TAG_SLAB, addrp);
 }
 
 int vmem_xalloc_addr(Vmem *vmp, size_t size, size_t align, size_t phase, size_t nocross,
