@@ -184,6 +184,7 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
     vmem->vm_qcache = NULL;
     vmem->vm_ximport = NULL;
     vmem->vm_rotor = 0;
+    vmem->vm_lock_held = 0;
     vmem->vm_stash_count = vmem->vm_nsegs = vmem->vm_qcache_pages = vmem->vm_qcache_waiters = 0;
     vmem->vm_slab_bytes = vmem->vm_slabs_made = vmem->vm_slabs_freed = 0;
     vmem->vm_import_quantum = vmem->vm_hash_hint = vmem->vm_waiters = vmem->vm_importers = 0;
