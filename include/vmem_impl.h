@@ -31,6 +31,9 @@ typedef struct vmem_hash_table {
     unsigned ht_shift;           /* 64 - log2(buckets): a key's bucket is its hash >> ht_shift */
 } VmemHashTable;
 #define VMEM_HASH_EMBEDDED 16
+/* Best-fit's exact-size lists (src/vmem_tree.c): with a size index, a free
+ * segment of 1 to VMEM_EXACT_SIZES quanta is on the list of its size. */
+#define VMEM_EXACT_SIZES 64
 #define VMEM_NAME_MAX 64
 
 /* An arena (Vmem): the members up to `stat` are the original header's,
@@ -62,7 +65,9 @@ struct vmem {
     struct vmem_tag *vm_freelist[VMEM_FREELISTS];
     size_t vm_freemap[VMEM_FREEMAP_WORDS]; /* bit set: that freelist is not empty */
     struct vmem_tag *vm_free_by_addr; /* free segments, by address (AVL) */
-    struct vmem_tag *vm_free_by_size; /* free segments, by (size, address) (AVL) */
+    struct vmem_tag *vm_free_by_size; /* larger free segments, by (size, address) (AVL) */
+    struct vmem_tag *vm_exact[VMEM_EXACT_SIZES]; /* smaller ones: [i] holds i + 1 quanta */
+    uint64_t vm_exact_map;          /* bit i set: vm_exact[i] is not empty */
     uintptr_t vm_rotor;             /* where the next VM_NEXTFIT search starts */
     struct vmem_tag *vm_rotor_tag;  /* the last VM_NEXTFIT segment, or NULL */
     struct vmem_tag *vm_stash;      /* boundary tags reserved for this arena */

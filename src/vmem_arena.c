@@ -29,7 +29,11 @@
  *    - an AVL tree by address, each node knowing the largest size below it,
  *      for first-fit, VM_ENDALLOC, next-fit past its short walk, and
  *      constrained requests (vmem_tree.c);
- *    - an AVL tree by (size, address), whose lower bound is best-fit.
+ *    - for best-fit, a list per size up to VMEM_EXACT_SIZES quanta with a
+ *      bitmap of the non-empty ones, and an AVL tree by (size, address)
+ *      of the larger segments: the smallest fit is the head of the first
+ *      non-empty list at or above the request, else the tree's lower
+ *      bound.
  *    An arena that only asks for instant-fit keeps no tree: its allocations
  *    and frees are O(1), touching a freelist, the hash and the list.
  *
@@ -37,7 +41,8 @@
  *    request's own class, then takes the head of the first class whose
  *    every member fits: O(1). Next-fit walks the list from its rotor, the
  *    last next-fit allocation, a few segments at most, then asks the
- *    address tree. Best-fit, first-fit and VM_ENDALLOC search a tree.
+ *    address tree. First-fit and VM_ENDALLOC search the address tree,
+ *    best-fit the size lists and then the size tree.
  *    Constrained requests (align, phase, nocross, minaddr, maxaddr) visit
  *    candidates in their policy's order and take the first that fits: the
  *    exact answer, unless 64 large-enough candidates fail to fit first;
@@ -102,7 +107,11 @@
  *      next-fit runs 21% more of libvmem's instructions at 10^3, a third
  *      of them in the pool's lock;
  *    - one copy of each tree operation per tree (vmem_tree.c): best-fit
- *      runs 23% more instructions with one generic copy.
+ *      runs 23% more instructions with one generic copy;
+ *    - best-fit's exact-size lists: without them every W1 best-fit pair
+ *      walks and rebalances the size tree, several times slower at 10^3
+ *      live segments; they cost W2's best-fit a point and a half of fill,
+ *      as one size's segments are not kept in address order.
  *    Measured and removed: the free-predecessor mark on every tag, three
  *    quick paths beside this one request path, a fingerprinted open-
  *    addressing hash (the chained one runs 14-28% fewer instructions), and
@@ -178,6 +187,9 @@ int vmem_init(Vmem *vmem, const char *name, void *base, size_t size, size_t quan
         vmem->vm_freelist[i] = NULL;
     for (size_t i = 0; i < VMEM_FREEMAP_WORDS; i++)
         vmem->vm_freemap[i] = 0;
+    for (size_t i = 0; i < VMEM_EXACT_SIZES; i++)
+        vmem->vm_exact[i] = NULL;
+    vmem->vm_exact_map = 0;
     vmem->vm_seg_first = vmem->vm_seg_last = vmem->vm_span_first = NULL;
     vmem->vm_free_by_addr = vmem->vm_free_by_size = vmem->vm_rotor_tag = vmem->vm_stash = NULL;
     vmem->vm_next_created = NULL;

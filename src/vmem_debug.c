@@ -360,7 +360,7 @@ static bool check_indexes(const Vmem *vm, const Census *c, Problem *p)
         return problem(p, why, bad);
     if (count != ((vm->vm_state & VMEM_STATE_ADDR_INDEXED) ? c->free : 0))
         return problem(p, "address index and free segments differ in number", NULL);
-    bad = vmem_tree_check_size(vm, &count, &why);
+    bad = vmem_size_check(vm, &count, &why);
     if (why != NULL)
         return problem(p, why, bad);
     if (count != ((vm->vm_state & VMEM_STATE_SIZE_INDEXED) ? c->free : 0))

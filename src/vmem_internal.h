@@ -286,8 +286,10 @@ void vmem_tree_insert_addr(Vmem *vm, VmemTag *tag);
 void vmem_tree_remove_addr(Vmem *vm, VmemTag *tag);
 /* tag's range shrank without changing its address order: fix addr_max. */
 void vmem_tree_refresh_addr(Vmem *vm, VmemTag *tag);
-void vmem_tree_insert_size(Vmem *vm, VmemTag *tag);
-void vmem_tree_remove_size(Vmem *vm, VmemTag *tag);
+/* The size index: a segment of up to VMEM_EXACT_SIZES quanta goes on the
+ * exact-size list of its size, a larger one in the size tree. */
+void vmem_size_insert(Vmem *vm, VmemTag *tag);
+void vmem_size_remove(Vmem *vm, VmemTag *tag);
 
 /*
  * Searches the free segments in address order (reverse order when
@@ -301,12 +303,12 @@ VmemTag *vmem_tree_first_fit(Vmem *vm, const VmemRequest *req, size_t min_size, 
                              bool *exhausted, uintptr_t *addrp);
 
 /*
- * Searches the free segments in (size, address) order, from the smallest of
- * at least min_size, for one in which the request fits, giving up after
- * `budget` candidates that do not fit (SIZE_MAX: never). *exhausted is set
- * when it gave up.
+ * Searches the free segments in size order, from the smallest of at least
+ * min_size, for one in which the request fits, giving up after `budget`
+ * candidates that do not fit (SIZE_MAX: never). *exhausted is set when it
+ * gave up. Segments of one size come in no particular order.
  */
-VmemTag *vmem_tree_best_fit(Vmem *vm, const VmemRequest *req, size_t min_size,
+VmemTag *vmem_size_best_fit(Vmem *vm, const VmemRequest *req, size_t min_size,
                             size_t budget, bool *exhausted, uintptr_t *addrp);
 
 /* The free segment containing addr, or NULL. */
@@ -315,7 +317,8 @@ VmemTag *vmem_tree_find_free(Vmem *vm, uintptr_t addr);
 /* For vmem_check: verifies order, balance, heights and addr_max; counts
  * nodes. Returns the offending tag or NULL. */
 const VmemTag *vmem_tree_check_addr(const Vmem *vm, size_t *count, const char **why);
-const VmemTag *vmem_tree_check_size(const Vmem *vm, size_t *count, const char **why);
+/* Also verifies the exact-size lists, counted with the tree's nodes. */
+const VmemTag *vmem_size_check(const Vmem *vm, size_t *count, const char **why);
 
 /* ---- vmem_hash.c ------------------------------------------------------- */
 

@@ -156,7 +156,7 @@ static VmemTag *instant_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
         return tag;
     bool exhausted;
     if (vmem_indexed(vm, VMEM_STATE_SIZE_INDEXED))
-        return vmem_tree_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
+        return vmem_size_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
     if (vmem_indexed(vm, VMEM_STATE_ADDR_INDEXED))
         return vmem_tree_first_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
     for (tag = vm->vm_freelist[size_class(req->size)]; tag != NULL; tag = tag->bt_u.free.list_next)
@@ -185,11 +185,11 @@ static VmemTag *best_fit(Vmem *vm, const VmemRequest *req, uintptr_t *addrp)
     bool exhausted;
     if (req->align == req->quantum && req->nocross == 0 && req->min <= 1 &&
         req->max_last == UINTPTR_MAX)
-        return vmem_tree_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
-    VmemTag *tag = vmem_tree_best_fit(vm, req, req->size, SEARCH_BUDGET, &exhausted, addrp);
+        return vmem_size_best_fit(vm, req, req->size, SIZE_MAX, &exhausted, addrp);
+    VmemTag *tag = vmem_size_best_fit(vm, req, req->size, SEARCH_BUDGET, &exhausted, addrp);
     if (tag != NULL || !exhausted)
         return tag;
-    tag = vmem_tree_best_fit(vm, req, vmem_fit_comfortable_size(req), SEARCH_BUDGET,
+    tag = vmem_size_best_fit(vm, req, vmem_fit_comfortable_size(req), SEARCH_BUDGET,
                              &exhausted, addrp);
     if (tag != NULL)
         return tag;

@@ -113,7 +113,7 @@ HOT_INLINE void index_add(Vmem *vm, VmemTag *tag, unsigned which)
     if (which & VMEM_STATE_ADDR_INDEXED)
         vmem_tree_insert_addr(vm, tag);
     if (which & VMEM_STATE_SIZE_INDEXED)
-        vmem_tree_insert_size(vm, tag);
+        vmem_size_insert(vm, tag);
 }
 
 HOT_INLINE void index_insert(Vmem *vm, VmemTag *tag)
@@ -132,7 +132,7 @@ HOT_INLINE void index_remove(Vmem *vm, VmemTag *tag)
     if (vmem_indexed(vm, VMEM_STATE_ADDR_INDEXED))
         vmem_tree_remove_addr(vm, tag);
     if (vmem_indexed(vm, VMEM_STATE_SIZE_INDEXED))
-        vmem_tree_remove_size(vm, tag);
+        vmem_size_remove(vm, tag);
 }
 
 /* Builds one index of the free segments once, on a request's first need;
@@ -156,7 +156,7 @@ HOT_INLINE void index_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size
     unsigned c = size_class(size);
     bool relist = vmem_indexed(vm, VMEM_STATE_LISTED) && c != size_class(tag->bt_size);
     if (vmem_indexed(vm, VMEM_STATE_SIZE_INDEXED))
-        vmem_tree_remove_size(vm, tag);
+        vmem_size_remove(vm, tag);
     if (relist)
         freelist_remove(vm, tag);
     tag->bt_base = base;
@@ -164,7 +164,7 @@ HOT_INLINE void index_resize(Vmem *vm, VmemTag *tag, uintptr_t base, size_t size
     if (vmem_indexed(vm, VMEM_STATE_ADDR_INDEXED))
         vmem_tree_refresh_addr(vm, tag);
     if (vmem_indexed(vm, VMEM_STATE_SIZE_INDEXED))
-        vmem_tree_insert_size(vm, tag);
+        vmem_size_insert(vm, tag);
     if (relist)
         freelist_insert_class(vm, tag, c);
 }

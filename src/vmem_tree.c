@@ -1,20 +1,24 @@
 /*
- * vmem_tree.c - the two balanced indexes of an arena's free segments.
- *
- * An indexed free segment is in an AVL tree (vmem_arena.c decides which
- * indexes an arena keeps):
- *   by address  keyed by base; each node also holds addr_max, the largest
- *               size in its subtree, so that the address-order searches
- *               (first-fit, VM_ENDALLOC, constrained requests) skip every
- *               subtree that cannot hold the request;
- *   by size     keyed by (size, base), so that best-fit starts at the
- *               smallest segment of at least the size.
+ * vmem_tree.c - the two indexes of an arena's free segments, kept from a
+ * request's first need (vmem_segment.c):
+ *   by address  an AVL tree keyed by base; each node also holds addr_max,
+ *               the largest size in its subtree, so that the address-order
+ *               searches (first-fit, VM_ENDALLOC, constrained requests)
+ *               skip every subtree that cannot hold the request;
+ *   by size     a list per size for segments of 1 to VMEM_EXACT_SIZES
+ *               quanta, with a bitmap of the lists in use, and an AVL tree
+ *               keyed by (size, base) for the larger ones: best-fit's
+ *               common small sizes take a find-first-set and a list head
+ *               instead of a walk down the tree, and every split and merge
+ *               among them a list push or unlink instead of a rebalance.
  * Keys are unique, because free segments never overlap.
  *
- * Invariants, which vmem_tree_check_addr / _size verify: keys increase in
- * order; a node's height (in the tag header) is one more than its taller
- * child's, an empty subtree's being 0; siblings' heights differ by at most
- * one; addr_max is the largest size in the node's subtree.
+ * Invariants, which vmem_tree_check_addr / vmem_size_check verify: keys
+ * increase in order; a node's height (in the tag header) is one more than
+ * its taller child's, an empty subtree's being 0; siblings' heights differ
+ * by at most one; addr_max is the largest size in the node's subtree; a
+ * free segment of i + 1 quanta (i < VMEM_EXACT_SIZES) is on vm_exact[i],
+ * whose bit in vm_exact_map is set exactly when the list is not empty.
  *
  * A tag has no parent link, so a walk that changes a tree records the
  * child links it took on a stack and comes back up along it (retrace),
@@ -225,14 +229,54 @@ __attribute__((flatten)) void vmem_tree_remove_addr(Vmem *vm, VmemTag *tag)
     tree_remove(&vm->vm_free_by_addr, tag, BY_ADDR);
 }
 
-__attribute__((flatten)) void vmem_tree_insert_size(Vmem *vm, VmemTag *tag)
+/* ---- The size index's small sizes: exact-size lists ------------------------ */
+
+/* A listed segment's links in the size tree, which it is not in, serve as
+ * its list links: both are in one index, never in two. */
+#define EXACT_NEXT 0
+#define EXACT_PREV 1
+_Static_assert(VMEM_EXACT_SIZES >= 1 && VMEM_EXACT_SIZES <= 64, "vm_exact_map has 64 bits");
+
+static inline VmemTag **exact_links(const VmemTag *tag) { return tag_links(tag)->by_size.child; }
+
+/* The list for a free segment of `size` (a multiple of the quantum), or
+ * VMEM_EXACT_SIZES: the tree. */
+static inline unsigned exact_list(const Vmem *vm, size_t size)
 {
-    tree_insert(&vm->vm_free_by_size, tag, BY_SIZE);
+    size_t quanta = size >> vm->vm_quantum_shift;
+    return quanta <= VMEM_EXACT_SIZES ? (unsigned)quanta - 1 : VMEM_EXACT_SIZES;
 }
 
-__attribute__((flatten)) void vmem_tree_remove_size(Vmem *vm, VmemTag *tag)
+__attribute__((flatten)) void vmem_size_insert(Vmem *vm, VmemTag *tag)
 {
-    tree_remove(&vm->vm_free_by_size, tag, BY_SIZE);
+    unsigned i = exact_list(vm, tag->bt_size);
+    if (i == VMEM_EXACT_SIZES) {
+        tree_insert(&vm->vm_free_by_size, tag, BY_SIZE);
+        return;
+    }
+    VmemTag *head = vm->vm_exact[i], **links = exact_links(tag);
+    links[EXACT_NEXT] = head;
+    links[EXACT_PREV] = NULL;
+    if (head != NULL)
+        exact_links(head)[EXACT_PREV] = tag;
+    vm->vm_exact[i] = tag;
+    vm->vm_exact_map |= (uint64_t)1 << i;
+}
+
+__attribute__((flatten)) void vmem_size_remove(Vmem *vm, VmemTag *tag)
+{
+    unsigned i = exact_list(vm, tag->bt_size);
+    if (i == VMEM_EXACT_SIZES) {
+        tree_remove(&vm->vm_free_by_size, tag, BY_SIZE);
+        return;
+    }
+    VmemTag **links = exact_links(tag), *next = links[EXACT_NEXT], *prev = links[EXACT_PREV];
+    if (next != NULL)
+        exact_links(next)[EXACT_PREV] = prev;
+    if (prev != NULL)
+        exact_links(prev)[EXACT_NEXT] = next;
+    else if ((vm->vm_exact[i] = next) == NULL)
+        vm->vm_exact_map &= ~((uint64_t)1 << i);
 }
 
 /*
@@ -313,12 +357,12 @@ VmemTag *vmem_tree_first_fit(Vmem *vm, const VmemRequest *req, size_t min_size, 
     return first_fit(vm->vm_free_by_addr, req, min_size, budget, exhausted, addrp, 0);
 }
 
-VmemTag *vmem_tree_best_fit(Vmem *vm, const VmemRequest *req, size_t min_size, size_t budget,
-                            bool *exhausted, uintptr_t *addrp)
+/* The size tree's part of vmem_size_best_fit: its segments in key order. */
+static VmemTag *tree_best_fit(VmemTag *node, const VmemRequest *req, size_t min_size,
+                              size_t budget, bool *exhausted, uintptr_t *addrp)
 {
-    VmemTag *stack[TREE_MAX_HEIGHT], *node = vm->vm_free_by_size;
+    VmemTag *stack[TREE_MAX_HEIGHT];
     int depth = 0;
-    *exhausted = false;
     for (;;) {
         /* Sizes below min_size are on the left of every larger one. */
         while (node != NULL) {
@@ -340,6 +384,28 @@ VmemTag *vmem_tree_best_fit(Vmem *vm, const VmemRequest *req, size_t min_size, s
         }
         node = tag_links(node)->by_size.child[1];
     }
+}
+
+/* The exact lists from min_size's up, each in list order, then the tree:
+ * every listed segment is smaller than every segment in the tree. */
+VmemTag *vmem_size_best_fit(Vmem *vm, const VmemRequest *req, size_t min_size, size_t budget,
+                            bool *exhausted, uintptr_t *addrp)
+{
+    *exhausted = false;
+    size_t first = (min_size - 1) >> vm->vm_quantum_shift; /* holds ceil(min_size / q) quanta */
+    uint64_t lists = first < VMEM_EXACT_SIZES ? vm->vm_exact_map >> first << first : 0;
+    for (; lists != 0; lists &= lists - 1) {
+        VmemTag *tag = vm->vm_exact[ctz64(lists)];
+        for (; tag != NULL; tag = exact_links(tag)[EXACT_NEXT]) {
+            if (vmem_fit_in(req, tag->bt_base, tag->bt_size, addrp))
+                return tag;
+            if (budget != SIZE_MAX && --budget == 0) {
+                *exhausted = true;
+                return NULL;
+            }
+        }
+    }
+    return tree_best_fit(vm->vm_free_by_size, req, min_size, budget, exhausted, addrp);
 }
 
 VmemTag *vmem_tree_find_free(Vmem *vm, uintptr_t addr)
@@ -413,7 +479,41 @@ const VmemTag *vmem_tree_check_addr(const Vmem *vm, size_t *count, const char **
     return check_tree(vm->vm_free_by_addr, BY_ADDR, count, why);
 }
 
-const VmemTag *vmem_tree_check_size(const Vmem *vm, size_t *count, const char **why)
+const VmemTag *vmem_size_check(const Vmem *vm, size_t *count, const char **why)
 {
-    return check_tree(vm->vm_free_by_size, BY_SIZE, count, why);
+    const VmemTag *bad = check_tree(vm->vm_free_by_size, BY_SIZE, count, why);
+    if (bad != NULL || *why != NULL)
+        return bad;
+    /* The tree's smallest segment must be too large for any list. */
+    const VmemTag *node = vm->vm_free_by_size;
+    while (node != NULL && tag_links(node)->by_size.child[0] != NULL)
+        node = tag_links(node)->by_size.child[0];
+    if (node != NULL && exact_list(vm, node->bt_size) != VMEM_EXACT_SIZES) {
+        *why = "size tree holds a segment small enough for an exact-size list";
+        return node;
+    }
+    for (unsigned i = 0; i < VMEM_EXACT_SIZES; i++) {
+        if (((vm->vm_exact_map >> i & 1) != 0) != (vm->vm_exact[i] != NULL)) {
+            *why = "exact-size list bitmap disagrees with the lists";
+            return vm->vm_exact[i];
+        }
+        const VmemTag *prev = NULL;
+        for (VmemTag *tag = vm->vm_exact[i]; tag != NULL; tag = exact_links(tag)[EXACT_NEXT]) {
+            if (*count > vm->vm_nsegs) {
+                *why = "exact-size lists hold more than the segments (a cycle?)";
+                return tag;
+            }
+            if (tag->bt_type != SEG_FREE || exact_list(vm, tag->bt_size) != i) {
+                *why = "exact-size list member not free or in the wrong list";
+                return tag;
+            }
+            if (exact_links(tag)[EXACT_PREV] != prev) {
+                *why = "exact-size list back link broken";
+                return tag;
+            }
+            prev = tag;
+            ++*count;
+        }
+    }
+    return NULL;
 }

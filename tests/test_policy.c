@@ -338,6 +338,49 @@ static void best_fit_with_endalloc_takes_the_top_of_the_smallest_segment(void)
     VT_ASSERT(release_fragments(&vm, &frags));
 }
 
+/* Segments of up to 64 quanta sit on one list per size, larger ones in a
+ * tree: the smallest fit is found on either side of that line. */
+static void best_fit_finds_the_smallest_on_both_sides_of_the_exact_size_lists(void)
+{
+    static Vmem vm;
+    struct fragments frags;
+    static const size_t sizes[] = {66, 64, 65, 63};
+    VT_ASSERT(build_fragments(&vm, "policy-best-lists", sizes, 4, 200, &frags));
+    VT_ASSERT(alloc_lands_at(&vm, 63, VM_BESTFIT, frags.start[3]));
+    VT_ASSERT(alloc_lands_at(&vm, 64, VM_BESTFIT, frags.start[1]));
+    VT_ASSERT(alloc_lands_at(&vm, 65, VM_BESTFIT, frags.start[2]));
+    VT_ASSERT(alloc_lands_at(&vm, 66, VM_BESTFIT, frags.start[0]));
+    VT_ASSERT(alloc_lands_at(&vm, 67, VM_BESTFIT, frags.tail));
+    VT_ASSERT(alloc_lands_at(&vm, 60, VM_BESTFIT | VM_ENDALLOC, frags.start[3] + 3));
+    VT_ASSERT(alloc_lands_at(&vm, 65, VM_BESTFIT | VM_ENDALLOC, frags.start[2]));
+    VT_ASSERT(release_fragments(&vm, &frags));
+}
+
+/* A segment carved by best-fit moves to the list or tree of its new size. */
+static void best_fit_follows_segments_that_shrink_across_the_lists(void)
+{
+    static Vmem vm;
+    struct fragments frags;
+    static const size_t sizes[] = {70, 40};
+    VT_ASSERT(build_fragments(&vm, "policy-best-shrink", sizes, 2, 300, &frags));
+    void *a = vmem_alloc(&vm, 30, VM_BESTFIT | VM_NOSLEEP); /* 40 -> 10 left */
+    void *b = vmem_alloc(&vm, 65, VM_BESTFIT | VM_NOSLEEP); /* 70, from the tree -> 5 left */
+    void *c = vmem_alloc(&vm, 5, VM_BESTFIT | VM_NOSLEEP);  /* the 5, not the 10 */
+    void *d = vmem_alloc(&vm, 8, VM_BESTFIT | VM_NOSLEEP);  /* the 10 */
+    VT_ASSERT(TS_ADDR(a) == frags.start[1] && TS_ADDR(b) == frags.start[0]);
+    VT_ASSERT(TS_ADDR(c) == frags.start[0] + 65 && TS_ADDR(d) == frags.start[1] + 30);
+    VT_CONSISTENT(&vm);
+    vmem_free(&vm, b, 65);
+    VT_CONSISTENT(&vm);
+    /* 65 free again below c, 2 left above d: the 2 is the best fit for 1. */
+    VT_ASSERT(alloc_lands_at(&vm, 1, VM_BESTFIT, frags.start[1] + 38));
+    VT_ASSERT(alloc_lands_at(&vm, 65, VM_BESTFIT, frags.start[0]));
+    vmem_free(&vm, a, 30);
+    vmem_free(&vm, c, 5);
+    vmem_free(&vm, d, 8);
+    VT_ASSERT(release_fragments(&vm, &frags));
+}
+
 /* ---- First-fit ---------------------------------------------------------- */
 
 static void first_fit_picks_the_lowest_fitting_segment(void)
@@ -648,6 +691,8 @@ VTEST_SUITE(suite_policy,
             VTEST_CASE(best_fit_picks_the_smallest_fitting_segment),
             VTEST_CASE(best_fit_prefers_an_exact_fit_over_a_larger_segment),
             VTEST_CASE(best_fit_with_endalloc_takes_the_top_of_the_smallest_segment),
+            VTEST_CASE(best_fit_finds_the_smallest_on_both_sides_of_the_exact_size_lists),
+            VTEST_CASE(best_fit_follows_segments_that_shrink_across_the_lists),
             VTEST_CASE(first_fit_picks_the_lowest_fitting_segment),
             VTEST_CASE(next_fit_hands_out_every_id_once_before_reusing_any),
             VTEST_CASE(next_fit_skips_ids_in_use),
