@@ -66,8 +66,6 @@ struct vmem {
     size_t vm_freemap[VMEM_FREEMAP_WORDS]; /* bit set: that freelist is not empty */
     struct vmem_tag *vm_free_by_addr; /* free segments, by address (AVL) */
     struct vmem_tag *vm_free_by_size; /* larger free segments, by (size, address) (AVL) */
-    struct vmem_tag *vm_exact[VMEM_EXACT_SIZES]; /* smaller ones: [i] holds i + 1 quanta */
-    uint64_t vm_exact_map;          /* bit i set: vm_exact[i] is not empty */
     uintptr_t vm_rotor;             /* where the next VM_NEXTFIT search starts */
     struct vmem_tag *vm_rotor_tag;  /* the last VM_NEXTFIT segment, or NULL */
     struct vmem_tag *vm_stash;      /* boundary tags reserved for this arena */
@@ -91,6 +89,10 @@ struct vmem {
     size_t vm_qcache_waiters;       /* VM_SLEEP requests draining or asleep (atomic) */
     size_t vm_slab_bytes;           /* of stat.in_use, in quantum-cache slabs */
     size_t vm_slabs_made, vm_slabs_freed; /* of stat.alloc and stat.free */
+    /* Best-fit's small free segments, by exact size: last, so that they
+     * leave the other members' cache lines as they are. */
+    struct vmem_tag *vm_exact[VMEM_EXACT_SIZES]; /* [i] holds segments of i + 1 quanta */
+    uint64_t vm_exact_map;          /* bit i set: vm_exact[i] is not empty */
 };
 
 
