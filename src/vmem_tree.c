@@ -244,6 +244,7 @@ static inline VmemTag **exact_links(const VmemTag *tag) { return tag_links(tag)-
 static inline unsigned exact_list(const Vmem *vm, size_t size)
 {
     size_t quanta = size >> vm->vm_quantum_shift;
+    VMEM_ASSERT(quanta != 0);
     return quanta <= VMEM_EXACT_SIZES ? (unsigned)quanta - 1 : VMEM_EXACT_SIZES;
 }
 
