@@ -310,6 +310,16 @@ void vmem_tree_refresh_addr(Vmem *vm, VmemTag *tag)
 
 /* ---- Searches ------------------------------------------------------------ */
 
+/* Counts a candidate that did not fit against a search's budget (SIZE_MAX:
+ * none); true, with *exhausted set, when that was the last one allowed. */
+static inline bool budget_spent(size_t *budget, bool *exhausted)
+{
+    if (*budget == SIZE_MAX || --*budget != 0)
+        return false;
+    *exhausted = true;
+    return true;
+}
+
 /*
  * Both searches visit candidates in key order, keeping on a stack the
  * nodes still to come: the ancestors at which the walk went toward the
@@ -339,10 +349,8 @@ first_fit(VmemTag *node, const VmemRequest *req, size_t min_size, size_t budget,
         if (node->bt_size >= min_size) {
             if (vmem_fit_in(req, node->bt_base, node->bt_size, addrp))
                 return node;
-            if (budget != SIZE_MAX && --budget == 0) {
-                *exhausted = true;
+            if (budget_spent(&budget, exhausted))
                 return NULL;
-            }
         }
         bool reachable = near ? node->bt_base > req->min : tag_last(node) < req->max_last;
         node = reachable ? tag_links(node)->by_addr.child[!near] : NULL;
@@ -379,10 +387,8 @@ static VmemTag *tree_best_fit(VmemTag *node, const VmemRequest *req, size_t min_
         node = stack[--depth];
         if (vmem_fit_in(req, node->bt_base, node->bt_size, addrp))
             return node;
-        if (budget != SIZE_MAX && --budget == 0) {
-            *exhausted = true;
+        if (budget_spent(&budget, exhausted))
             return NULL;
-        }
         node = tag_links(node)->by_size.child[1];
     }
 }
@@ -400,10 +406,8 @@ VmemTag *vmem_size_best_fit(Vmem *vm, const VmemRequest *req, size_t min_size, s
         for (; tag != NULL; tag = exact_links(tag)[EXACT_NEXT]) {
             if (vmem_fit_in(req, tag->bt_base, tag->bt_size, addrp))
                 return tag;
-            if (budget != SIZE_MAX && --budget == 0) {
-                *exhausted = true;
+            if (budget_spent(&budget, exhausted))
                 return NULL;
-            }
         }
     }
     return tree_best_fit(vm->vm_free_by_size, req, min_size, budget, exhausted, addrp);
